@@ -1,0 +1,55 @@
+# snapcdc: `make demo` and `make test` work on a fresh machine; they create .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+.PHONY: install demo test test-all lint format synth bench soak deploy clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/snapcdc demo --out demo-output
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy layers/core/python/snapcdc lambdas stacks app.py
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/pytest -n 2 --dist loadfile tests
+
+test-all: lint
+	$(BIN)/pytest -n 2 --dist loadfile -m '' tests
+
+synth: $(STAMP)
+	rm -rf cdk.out
+	CDK_OUTDIR=cdk.out $(BIN)/python app.py
+	@echo "templates written to cdk.out/"
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.engine_bench
+
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
+
+node_modules/.bin/cdk: package.json
+	npm ci --no-audit --no-fund
+
+deploy: $(STAMP) node_modules/.bin/cdk layers
+	node_modules/.bin/cdk deploy --app "$(BIN)/python app.py"
+
+clean:
+	rm -rf $(VENV) cdk.out demo-output node_modules layers/kaggle/build

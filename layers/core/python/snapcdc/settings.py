@@ -1,0 +1,45 @@
+"""Lambda environment settings, validated once at cold start (pydantic, no I/O)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from snapcdc.config import ConfigError
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    bucket_name: str = Field(alias="BUCKET_NAME", min_length=3)
+    data_prefix: str = Field(default="", alias="DATA_PREFIX")
+    pipeline_config: str | None = Field(default=None, alias="PIPELINE_CONFIG")
+    # Local runs and tests point boto3 at an embedded S3 (moto server); unset in AWS.
+    s3_endpoint_url: str | None = Field(default=None, alias="S3_ENDPOINT_URL")
+
+
+class CdcSettings(_Settings):
+    pass
+
+
+class ExtractSettings(_Settings):
+    kaggle_secret_arn: str = Field(alias="KAGGLE_SECRET_ARN", min_length=1)
+    # Only the fake Kaggle API of tests and the demo sets this; unset means api.kaggle.com.
+    kaggle_endpoint: str | None = Field(default=None, alias="KAGGLE_ENDPOINT")
+    work_dir: str = Field(default="/tmp/snapcdc", alias="WORK_DIR")
+
+
+S = TypeVar("S", bound="_Settings")
+
+
+def load_settings(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
+    """Read settings from the environment; a missing or bad variable is named in the error."""
+    env = dict(os.environ if environ is None else environ)
+    try:
+        return kind.model_validate(env)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise ConfigError(f"invalid Lambda environment: {problems}") from None

@@ -1,0 +1,105 @@
+"""S3 access for the pipeline: a thin layer over a boto3 S3 client passed in by the caller.
+
+Everything here is plain object I/O under one bucket and a :class:`~snapcdc.layout.Layout`;
+no pipeline logic. Uploads carry a SHA-256 checksum that S3 verifies.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from snapcdc.layout import Layout, snap_from_partition
+
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+
+
+def _is_not_found(error: ClientError) -> bool:
+    return str(error.response.get("Error", {}).get("Code")) in _NOT_FOUND
+
+
+@dataclass(frozen=True)
+class S3Store:
+    client: Any  # a boto3 S3 client
+    bucket: str
+    layout: Layout = Layout()
+
+    # -- objects ---------------------------------------------------------------------------
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if _is_not_found(error):
+                return False
+            raise
+        return True
+
+    def get_bytes(self, key: str) -> bytes | None:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if _is_not_found(error):
+                return None
+            raise
+        body: bytes = response["Body"].read()
+        return body
+
+    def get_json(self, key: str) -> Any | None:
+        body = self.get_bytes(key)
+        return None if body is None else json.loads(body)
+
+    def put_json(self, key: str, document: Any) -> None:
+        body = json.dumps(document, indent=2, sort_keys=True, default=str).encode("utf-8")
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=body,
+            ContentType="application/json",
+            ChecksumAlgorithm="SHA256",
+        )
+
+    def upload_file(self, path: Path, key: str, content_type: str = "application/octet-stream") -> None:
+        self.client.upload_file(
+            str(path),
+            self.bucket,
+            key,
+            ExtraArgs={"ContentType": content_type, "ChecksumAlgorithm": "SHA256"},
+        )
+
+    def download_file(self, key: str, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.client.download_file(self.bucket, key, str(path))
+        return path
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    # -- listings --------------------------------------------------------------------------
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"]
+
+    def list_folders(self, prefix: str) -> list[str]:
+        """The immediate sub-folders of ``prefix`` (which ends with '/')."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        folders: list[str] = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            folders.extend(item["Prefix"] for item in page.get("CommonPrefixes", []))
+        return folders
+
+    def raw_snapshots(self, table: str) -> list[str]:
+        """Snapshot ids that have a raw file for ``table``, oldest first."""
+        snaps = {snap_from_partition(f) for f in self.list_folders(self.layout.raw_table_prefix(table))}
+        return sorted(s for s in snaps if s)
+
+    def manifest_snapshots(self) -> list[str]:
+        """Snapshot ids with a written manifest, oldest first."""
+        snaps = {snap_from_partition(k) for k in self.list_keys(self.layout.manifests_prefix())}
+        return sorted(s for s in snaps if s)
