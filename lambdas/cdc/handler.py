@@ -1,0 +1,65 @@
+"""CDC Lambda: S3 ObjectCreated events for raw CSVs in, change files out.
+
+Thin on purpose: parse the event, call :func:`snapcdc.processor.process_raw_keys`, report.
+Deterministic refusals (delete guard, malformed file) are recorded and alarmed on, not retried;
+unexpected failures are raised after the other tables ran, so Lambda retries (done work is a no-op).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+from urllib.parse import unquote_plus
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from snapcdc.config import PipelineConfig, load_config
+from snapcdc.layout import Layout
+from snapcdc.observability import CDC_METRIC_NAMES, logger, metrics, publish_table_metrics, tracer
+from snapcdc.processor import BatchReport, process_raw_keys
+from snapcdc.settings import CdcSettings, load_settings
+from snapcdc.store import S3Store
+
+
+class CdcBatchError(RuntimeError):
+    """Some tables failed unexpectedly; raised so that Lambda retries the event."""
+
+
+@cache
+def _dependencies() -> tuple[S3Store, PipelineConfig]:
+    settings = load_settings(CdcSettings)
+    client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
+    return S3Store(client, settings.bucket_name, Layout(settings.data_prefix)), load_config(
+        settings.pipeline_config
+    )
+
+
+def _report_metrics(report: BatchReport) -> None:
+    for record in report.records:
+        counts: dict[str, float] = {CDC_METRIC_NAMES[k]: v for k, v in record.stats.items() if k in CDC_METRIC_NAMES}
+        counts["DeleteGuardRefused"] = int(record.refused_reason == "delete_guard")
+        counts["MalformedSnapshots"] = int(record.refused_reason == "malformed_input")
+        publish_table_metrics(record.table, counts, seconds=record.seconds)
+        if not record.accepted:
+            logger.error("snapshot refused", extra={"run_record": record.to_json()})
+    accepted = sum(r.accepted for r in report.records)
+    metrics.add_metric(name="SnapshotsProcessed", unit=MetricUnit.Count, value=accepted)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@event_source(data_class=S3Event)
+def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
+    store, config = _dependencies()
+    keys = [unquote_plus(record.s3.get_object.key) for record in event.records]
+    logger.info("cdc event", extra={"keys": keys})
+    report = process_raw_keys(store, config, keys)
+    _report_metrics(report)
+    logger.info("cdc done", extra=report.summary())
+    if report.failures:
+        raise CdcBatchError(f"tables failed: {report.failures}")
+    return report.summary()

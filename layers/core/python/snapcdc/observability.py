@@ -1,0 +1,41 @@
+"""One place for logging, tracing and metrics (AWS Lambda Powertools).
+
+Logs are structured JSON; handlers add the Lambda context and each table/snapshot is appended to
+every line while it is processed. Metrics are CloudWatch EMF, one set per table, with the
+dimension ``table`` beside the Powertools ``service``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "snapcdc")
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics(namespace=NAMESPACE)
+
+# Engine stats -> CloudWatch metric names (the dashboard and alarms use these names).
+CDC_METRIC_NAMES = {
+    "rows_new": "RowsRead",
+    "inserts": "Inserts",
+    "updates": "Updates",
+    "deletes": "Deletes",
+    "quarantined": "Quarantined",
+    "updates_without_date_bump": "UpdatesWithoutDateBump",
+}
+
+
+def publish_table_metrics(table: str, counts: Mapping[str, float], seconds: float | None = None) -> None:
+    """Emit one EMF blob of counts for ``table`` (dimension ``table``)."""
+    table_metrics = EphemeralMetrics(namespace=NAMESPACE, service=os.environ.get("POWERTOOLS_SERVICE_NAME"))
+    table_metrics.add_dimension(name="table", value=table)
+    for name, value in counts.items():
+        table_metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    if seconds is not None:
+        table_metrics.add_metric(name="DurationSeconds", unit=MetricUnit.Seconds, value=seconds)
+    table_metrics.flush_metrics()

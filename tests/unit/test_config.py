@@ -1,0 +1,82 @@
+import json
+
+import pytest
+
+from snapcdc.config import ConfigError, load_config, parse_config
+
+
+def _table(**overrides):
+    return {"name": "clientes", "file": "clientes.csv", "primary_key": ["idCliente"], **overrides}
+
+
+def test_default_config_describes_the_real_loyalty_dataset():
+    # Given / When
+    config = load_config()
+    # Then
+    assert config.dataset == "teocalvo/teomewhy-loyalty-system"
+    assert config.table_names == ["clientes", "produtos", "transacoes", "transacao_produto"]
+    assert all(t.delimiter == ";" for t in config.tables)
+    assert config.table("clientes").date_field == "DtAtualizacao"
+    assert config.table("produtos").date_field is None
+    assert config.table("transacao_produto").primary_key == ("idTransacaoProduto",)
+    assert all(t.max_delete_ratio == 0.5 for t in config.tables)
+
+
+def test_missing_primary_key_is_named_with_its_table_index():
+    # Given
+    data = {"dataset": "a/b", "tables": [_table(), {"name": "x", "file": "x.csv"}]}
+    # When / Then
+    with pytest.raises(ConfigError, match=r"tables\[1\]\.primary_key: Field required"):
+        parse_config(data)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"delimiter": ";;"}, "delimiter", "single character"),
+        ({"max_delete_ratio": 1.5}, "max_delete_ratio", "less than or equal to 1"),
+        ({"file": "../etc/passwd"}, "file", "plain file name"),
+        ({"name": "Bad Name"}, "name", "pattern"),
+        ({"column_types": {"x": "decimal"}}, "column_types.x", "Input should be"),
+        ({"unknown": 1}, "unknown", "Extra inputs"),
+    ],
+)
+def test_invalid_table_fields_are_named(overrides, field, message):
+    # Given
+    data = {"dataset": "a/b", "tables": [_table(**overrides)]}
+    # When / Then
+    with pytest.raises(ConfigError) as error:
+        parse_config(data, "pipeline.json")
+    assert f"pipeline.json: tables[0].{field}:" in str(error.value)
+    assert message in str(error.value)
+
+
+def test_date_field_inside_primary_key_is_refused():
+    with pytest.raises(ConfigError, match="date_field cannot be part of the primary_key"):
+        parse_config({"dataset": "a/b", "tables": [_table(date_field="idCliente")]})
+
+
+def test_duplicate_table_names_are_refused():
+    with pytest.raises(ConfigError, match="table name used twice: clientes"):
+        parse_config({"dataset": "a/b", "tables": [_table(), _table(file="other.csv")]})
+
+
+def test_config_file_with_bad_json_names_the_line(tmp_path):
+    # Given
+    path = tmp_path / "pipeline.json"
+    path.write_text('{\n  "dataset": "a/b",\n  "tables": [,]\n}')
+    # When / Then
+    with pytest.raises(ConfigError, match=r"pipeline.json: line 3: not valid JSON"):
+        load_config(path)
+
+
+def test_config_file_round_trip(tmp_path):
+    # Given
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps({"dataset": "o/d", "tables": [_table(column_types={"qtdePontos": "int64"})]}))
+    # When
+    config = load_config(path)
+    # Then
+    assert config.table("clientes").column_types == {"qtdePontos": "int64"}
+    with pytest.raises(KeyError, match="not in the pipeline config"):
+        config.table("nope")
