@@ -1,0 +1,90 @@
+"""The CDC Lambda handler with a real S3 notification payload, against moto (in-process)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from snapcdc.config import load_config
+from snapcdc.layout import Layout
+from snapcdc.local.demo import load_handler
+from snapcdc.local.events import LocalLambdaContext
+from snapcdc.store import S3Store
+from tests.support import BUCKET, csv_bytes, object_versions, put_raw
+
+EVENTS = Path(__file__).parents[1] / "events"
+SNAP = "20260101T000000Z"
+COLUMNS = ["idCliente", "flEmail", "flTwitch", "flYouTube", "flBlueSky", "flInstagram", "qtdePontos", "DtCriacao", "DtAtualizacao"]
+ROWS = [
+    ["6c031199-972a-4469-9641-9f828b9d2434", 0, 1, 1, 0, 0, 260, "2025-10-10 21:38:18.975", "2025-10-10 21:38:18.975"],
+    ["72ff5d2a-386e-4be0-ab65-a6a48b8148f6", 1, 1, 1, 0, 0, 4827, "2025-12-13 05:32:22.905", "2025-12-13 05:32:22.905"],
+]
+
+
+@pytest.fixture
+def environment(monkeypatch, tmp_path):
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "BUCKET_NAME": BUCKET,
+        "DATA_PREFIX": "",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "snapcdc",
+        "TMPDIR": str(tmp_path),
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket=BUCKET)
+        yield S3Store(client, BUCKET, Layout())
+
+
+def _event():
+    event = json.loads((EVENTS / "s3_object_created.json").read_text())
+    event["Records"][0]["s3"]["bucket"]["name"] = BUCKET
+    return event
+
+
+def test_cdc_handler_processes_the_object_named_in_the_event(environment, capsys):
+    # Given the raw CSV that the event announces (its key is URL-encoded in the payload)
+    store = environment
+    put_raw(store, load_config().table("clientes"), SNAP, csv_bytes(COLUMNS, ROWS))
+    handler = load_handler("cdc")
+    # When
+    result = handler.lambda_handler(_event(), LocalLambdaContext("snapcdc-cdc"))
+    # Then
+    assert result["processed"][0]["table"] == "clientes"
+    assert result["processed"][0]["status"] == "accepted"
+    assert store.exists("full-load/clientes/clientes.parquet")
+    assert store.exists(f"_runs/clientes/snapshot={SNAP}.json")
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    names = {m["Name"] for blob in emitted for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {"RowsRead", "Inserts", "Quarantined", "SnapshotsProcessed"} <= names
+
+
+def test_cdc_handler_twice_with_the_same_event_changes_nothing(environment):
+    # Given
+    store = environment
+    put_raw(store, load_config().table("clientes"), SNAP, csv_bytes(COLUMNS, ROWS))
+    handler = load_handler("cdc")
+    handler.lambda_handler(_event(), LocalLambdaContext("snapcdc-cdc"))
+    before = object_versions(store)
+    # When S3 delivers the same notification again
+    result = handler.lambda_handler(copy.deepcopy(_event()), LocalLambdaContext("snapcdc-cdc"))
+    # Then
+    assert result["processed"] == [] and result["already_done"] == [f"clientes@{SNAP}"]
+    assert object_versions(store) == before
+
+
+def test_cdc_handler_raises_for_a_missing_object_so_lambda_retries(environment):
+    # Given an event whose object is not there
+    handler = load_handler("cdc")
+    # When / Then
+    with pytest.raises(handler.CdcBatchError, match="clientes"):
+        handler.lambda_handler(_event(), LocalLambdaContext("snapcdc-cdc"))
