@@ -15,7 +15,6 @@ import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from snapcdc.config import PipelineConfig, load_config
 from snapcdc.layout import Layout
 from snapcdc.observability import CDC_METRIC_NAMES, logger, metrics, publish_table_metrics, tracer
@@ -32,9 +31,7 @@ class CdcBatchError(RuntimeError):
 def _dependencies() -> tuple[S3Store, PipelineConfig]:
     settings = load_settings(CdcSettings)
     client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
-    return S3Store(client, settings.bucket_name, Layout(settings.data_prefix)), load_config(
-        settings.pipeline_config
-    )
+    return S3Store(client, settings.bucket_name, Layout(settings.data_prefix)), load_config(settings.pipeline_config)
 
 
 def _report_metrics(report: BatchReport) -> None:

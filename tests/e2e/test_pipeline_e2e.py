@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pyarrow.parquet as pq
 import pytest
-
 from snapcdc.config import load_config
 from snapcdc.layout import Layout, snapshot_id
 from snapcdc.local.demo import BUCKET, FIRST_RUN, local_stack, run_pipeline_cycle
@@ -21,7 +20,10 @@ CONFIG = load_config()
 
 @pytest.fixture
 def pipeline(tmp_path):
-    with (tmp_path / "lambda.log").open("w") as log, local_stack(tmp_path / "work", CONFIG.dataset, log, "lake") as (aws, kaggle):
+    with (
+        (tmp_path / "lambda.log").open("w") as log,
+        local_stack(tmp_path / "work", CONFIG.dataset, log, "lake") as (aws, kaggle),
+    ):
         yield aws, kaggle, S3Store(aws.client("s3"), BUCKET, Layout("lake"))
 
 

@@ -9,17 +9,27 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
-
 from snapcdc.config import load_config
 from snapcdc.layout import Layout
 from snapcdc.local.demo import load_handler
 from snapcdc.local.events import LocalLambdaContext
 from snapcdc.store import S3Store
+
 from tests.support import BUCKET, csv_bytes, object_versions, put_raw
 
 EVENTS = Path(__file__).parents[1] / "events"
 SNAP = "20260101T000000Z"
-COLUMNS = ["idCliente", "flEmail", "flTwitch", "flYouTube", "flBlueSky", "flInstagram", "qtdePontos", "DtCriacao", "DtAtualizacao"]
+COLUMNS = [
+    "idCliente",
+    "flEmail",
+    "flTwitch",
+    "flYouTube",
+    "flBlueSky",
+    "flInstagram",
+    "qtdePontos",
+    "DtCriacao",
+    "DtAtualizacao",
+]
 ROWS = [
     ["6c031199-972a-4469-9641-9f828b9d2434", 0, 1, 1, 0, 0, 260, "2025-10-10 21:38:18.975", "2025-10-10 21:38:18.975"],
     ["72ff5d2a-386e-4be0-ab65-a6a48b8148f6", 1, 1, 1, 0, 0, 4827, "2025-12-13 05:32:22.905", "2025-12-13 05:32:22.905"],

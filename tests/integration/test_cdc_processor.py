@@ -7,12 +7,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
-
 from snapcdc.config import TableConfig
 from snapcdc.layout import Layout
 from snapcdc.processor import TableProcessor, process_raw_keys
 from snapcdc.store import S3Store
 from snapcdc.verify import verify_table
+
 from tests.support import BUCKET, csv_bytes, object_versions, put_raw
 
 TABLE = TableConfig(
@@ -175,7 +175,9 @@ def test_a_malformed_file_is_refused_with_file_and_line_and_other_tables_go_on(s
 
 def test_keys_outside_the_layout_or_config_are_ignored(store, tmp_path):
     report = process_raw_keys(
-        store, _config(TABLE), ["lake/raw/_manifests/snapshot=20260105T090000Z.json", "lake/raw/other/snapshot=20260105T090000Z/o.csv"]
+        store,
+        _config(TABLE),
+        ["lake/raw/_manifests/snapshot=20260105T090000Z.json", "lake/raw/other/snapshot=20260105T090000Z/o.csv"],
     )
     assert report.records == [] and len(report.ignored_keys) == 2
 

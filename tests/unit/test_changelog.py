@@ -1,7 +1,6 @@
 from datetime import UTC, datetime
 
 import pyarrow as pa
-
 from snapcdc.changelog import apply_changes, table_differences
 
 OBSERVED = pa.scalar(datetime(2026, 1, 5, 9, tzinfo=UTC), pa.timestamp("us", tz="UTC"))
@@ -15,14 +14,18 @@ def _changes(rows, ops):
 
 def test_apply_upserts_inserts_and_updates_and_removes_deletes():
     # Given
-    old = pa.Table.from_pylist([{"a": "x", "b": "1", "v": 1}, {"a": "x", "b": "2", "v": 2}, {"a": "y", "b": "1", "v": None}])
+    old = pa.Table.from_pylist(
+        [{"a": "x", "b": "1", "v": 1}, {"a": "x", "b": "2", "v": 2}, {"a": "y", "b": "1", "v": None}]
+    )
     changes = _changes(
         [{"a": "x", "b": "2", "v": 2}, {"a": "y", "b": "1", "v": 5}, {"a": "z", "b": "9", "v": 9}], ["D", "U", "I"]
     )
     # When
     new = apply_changes(old, changes, ["a", "b"])
     # Then
-    expected = pa.Table.from_pylist([{"a": "x", "b": "1", "v": 1}, {"a": "y", "b": "1", "v": 5}, {"a": "z", "b": "9", "v": 9}])
+    expected = pa.Table.from_pylist(
+        [{"a": "x", "b": "1", "v": 1}, {"a": "y", "b": "1", "v": 5}, {"a": "z", "b": "9", "v": 9}]
+    )
     assert table_differences(new, expected, ["a", "b"]) is None
 
 

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from snapcdc.config import ConfigError, load_config, parse_config
 
 

@@ -1,7 +1,6 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-
 from snapcdc.layout import Layout, RawObject, snap_from_partition, snapshot_id, snapshot_time
 
 

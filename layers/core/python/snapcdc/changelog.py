@@ -64,5 +64,7 @@ def table_differences(actual: pa.Table, expected: pa.Table, primary_key: Sequenc
         if len(rows):
             row = rows[0].as_py()
             key = {k: expected[k][row].as_py() for k in primary_key}
-            return f"column {name} differs at key {key}: {actual[name][row].as_py()!r} != {expected[name][row].as_py()!r}"
+            return (
+                f"column {name} differs at key {key}: {actual[name][row].as_py()!r} != {expected[name][row].as_py()!r}"
+            )
     return "tables differ"

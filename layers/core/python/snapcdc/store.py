@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ def _is_not_found(error: ClientError) -> bool:
 class S3Store:
     client: Any  # a boto3 S3 client
     bucket: str
-    layout: Layout = Layout()
+    layout: Layout = field(default_factory=Layout)
 
     # -- objects ---------------------------------------------------------------------------
     def exists(self, key: str) -> bool:
@@ -70,6 +70,32 @@ class S3Store:
             key,
             ExtraArgs={"ContentType": content_type, "ChecksumAlgorithm": "SHA256"},
         )
+
+    def upload_file_with_metadata(
+        self,
+        path: Path,
+        key: str,
+        metadata: dict[str, str],
+        content_type: str = "application/octet-stream",
+    ) -> None:
+        """Like :meth:`upload_file`, plus user metadata (``x-amz-meta-*``) on the object."""
+        self.client.upload_file(
+            str(path),
+            self.bucket,
+            key,
+            ExtraArgs={"ContentType": content_type, "ChecksumAlgorithm": "SHA256", "Metadata": metadata},
+        )
+
+    def head_metadata(self, key: str) -> dict[str, str] | None:
+        """The user metadata of an object, or None if it does not exist."""
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if _is_not_found(error):
+                return None
+            raise
+        metadata: dict[str, str] = response.get("Metadata", {})
+        return metadata
 
     def download_file(self, key: str, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

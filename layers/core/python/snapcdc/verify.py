@@ -80,4 +80,3 @@ def verify_table(store: S3Store, table: TableConfig) -> VerifyResult:
 
 def verify(store: S3Store, tables: list[TableConfig]) -> list[VerifyResult]:
     return [verify_table(store, table) for table in tables]
-

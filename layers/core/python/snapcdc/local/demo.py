@@ -37,7 +37,8 @@ def load_handler(function: str) -> ModuleType:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run the demo from a snapcdc checkout (pip install -e .)")
     spec = importlib.util.spec_from_file_location(f"snapcdc_{function}_handler", path)
-    assert spec is not None and spec.loader is not None
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -150,7 +151,10 @@ def run_demo(out: Path, snapshots: int = 4, seed: int = 42) -> int:
             kaggle.publish(config.dataset, _with_bad_rows(files) if index == snapshots - 1 else files)
             moment = FIRST_RUN + timedelta(hours=4 * index)
             extract_summary = run_pipeline_cycle(aws, moment, layout)
-            print(f"  snapshot {snapshot_id(moment)}: extract {json.dumps(extract_summary, default=str)}", file=log)
+            print(
+                f"  snapshot {snapshot_id(moment)}: extract {json.dumps(extract_summary, default=str)}",
+                file=log,
+            )
         store = S3Store(aws.client("s3"), BUCKET, layout)
         runs = [store.get_json(k) for k in store.list_keys(layout.key("_runs/"))]
         results = verify(store, list(config.tables))
@@ -159,6 +163,9 @@ def run_demo(out: Path, snapshots: int = 4, seed: int = 42) -> int:
     print()
     for result in results:
         print(result.line())
-    print(f"\n{copied} objects copied to {out}/ (raw/, full-load/, cdc/, snapshots/, quarantine/, _runs/); ", end="")
+    print(
+        f"\n{copied} objects copied to {out}/ (raw/, full-load/, cdc/, snapshots/, quarantine/, _runs/); ",
+        end="",
+    )
     print(f"Lambda logs in {out}/logs/lambda.jsonl; {time.perf_counter() - started:.1f} s")
     return 0 if all(r.ok for r in results) else 1
