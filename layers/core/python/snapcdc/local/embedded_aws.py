@@ -6,7 +6,9 @@ boto3 client of this process at it, with throwaway credentials, so the real hand
 
 from __future__ import annotations
 
+import logging
 import os
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,10 +52,13 @@ def embedded_aws() -> Iterator[EmbeddedAws]:
     """Start a moto server on a free loopback port; stop it on exit."""
     from moto.server import ThreadedMotoServer  # dev-only dependency: imported on use
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    # moto keeps its state per process, not per server: start every embedded AWS empty.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
     try:
         with patched_environ({**_ENV, "AWS_ENDPOINT_URL": endpoint}):
             yield EmbeddedAws(endpoint)

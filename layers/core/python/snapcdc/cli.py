@@ -1,0 +1,245 @@
+"""The ``snapcdc`` console script. Each subcommand is a small ``_add_<name>`` / ``_run_<name>`` pair."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_REFUSED = 3
+
+
+# -- diff ---------------------------------------------------------------------------------------
+def _observed_at(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def _add_diff(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "diff",
+        help="diff two local snapshots (CSV or Parquet) with the Lambda's engine",
+        description="Writes the change set to OUT and, when rows were rejected, OUT's stem + "
+        "'.quarantine.parquet' beside it. Prints one JSON line of counts. Exit 2: malformed input; "
+        "exit 3: refused by the delete guard (nothing written).",
+    )
+    parser.add_argument("--old", type=Path, help="previous snapshot; omit for a first (full) load")
+    parser.add_argument("--new", type=Path, required=True, help="new snapshot")
+    parser.add_argument("--pk", required=True, help="primary key column(s), comma separated")
+    parser.add_argument("--date-field", help="column whose advance is checked on updates")
+    parser.add_argument("--delimiter", help="CSV delimiter (default: detect ',' or ';')")
+    parser.add_argument("--max-delete-ratio", type=_ratio, default=0.5, help="refuse above this share (0.5)")
+    parser.add_argument("--allow-mass-delete", action="store_true", help="accept any share of deletes")
+    parser.add_argument("--observed-at", type=_observed_at, help="_cdc_timestamp (ISO-8601; default: now)")
+    parser.add_argument("--snapshot-out", type=Path, help="also keep the accepted snapshot Parquet here")
+    parser.add_argument("--out", type=Path, required=True, help="change set Parquet to write")
+    parser.set_defaults(run=_run_diff)
+
+
+def _run_diff(args: argparse.Namespace) -> int:
+    from snapcdc.diff import DeleteGuardError, InputError, TableSpec, diff_files
+
+    keys = tuple(k.strip() for k in args.pk.split(",") if k.strip())
+    if not keys:
+        print("snapcdc diff: --pk names no column", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    spec = TableSpec(
+        primary_key=keys,
+        date_field=args.date_field,
+        delimiter=args.delimiter,
+        max_delete_ratio=args.max_delete_ratio,
+        allow_mass_delete=args.allow_mass_delete,
+    )
+    for path in (args.old, args.new):
+        if path is not None and not path.is_file():
+            print(f"snapcdc diff: {path}: no such file", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    out: Path = args.out
+    quarantine_out = out.with_name(out.stem + ".quarantine.parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".snapcdc-") as work:
+        try:
+            outcome = diff_files(
+                old=args.old,
+                new=args.new,
+                spec=spec,
+                observed_at=args.observed_at or datetime.now(UTC),
+                out_dir=Path(work),
+            )
+        except InputError as error:
+            print(f"snapcdc diff: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except DeleteGuardError as error:
+            print(f"snapcdc diff: {error}", file=sys.stderr)
+            return EXIT_REFUSED
+        shutil.move(outcome.changes_path, out)
+        quarantine_out.unlink(missing_ok=True)
+        if outcome.quarantine_path is not None:
+            shutil.move(outcome.quarantine_path, quarantine_out)
+        if args.snapshot_out is not None:
+            args.snapshot_out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(outcome.snapshot_path, args.snapshot_out)
+    summary: dict[str, object] = {**outcome.stats.as_dict(), "seconds": round(outcome.seconds, 3)}
+    summary["out"] = str(out)
+    summary["quarantine"] = str(quarantine_out) if outcome.quarantine_path is not None else None
+    summary["schema_changes"] = outcome.schema_changes
+    print(json.dumps(summary))
+    return EXIT_OK
+
+
+# -- bucket commands: verify, replay, run ---------------------------------------------------------
+def _add_bucket_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bucket", required=True, help="the data bucket")
+    parser.add_argument("--prefix", default="", help="DATA_PREFIX the stack was deployed with")
+    parser.add_argument("--config", type=Path, help="pipeline config (default: the packaged one)")
+    parser.add_argument("--endpoint-url", help="S3 endpoint (e.g. an embedded moto server)")
+
+
+def _bucket_store(args: argparse.Namespace) -> tuple[object, list]:  # (S3Store, tables)
+    import boto3
+
+    from snapcdc.config import load_config
+    from snapcdc.layout import Layout
+    from snapcdc.store import S3Store
+
+    config = load_config(args.config)
+    tables = [config.table(args.table)] if getattr(args, "table", None) else list(config.tables)
+    store = S3Store(boto3.client("s3", endpoint_url=args.endpoint_url), args.bucket, Layout(args.prefix))
+    return store, tables
+
+
+def _add_verify(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "verify",
+        help="check that full-load + cdc files, replayed in order, equal the newest snapshot",
+        description="One line per table; exit 1 on any difference or gap.",
+    )
+    _add_bucket_options(parser)
+    parser.add_argument("--table", help="only this table")
+    parser.set_defaults(run=_run_verify)
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from snapcdc.verify import verify
+
+    store, tables = _bucket_store(args)
+    results = verify(store, tables)  # type: ignore[arg-type]
+    for result in results:
+        print(result.line())
+    return EXIT_OK if all(r.ok for r in results) else 1
+
+
+def _add_replay(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "replay",
+        help="recompute cdc/, snapshots/ and run records of a table from raw/ (idempotent)",
+        description="After a bug fix or a config change (e.g. allow_mass_delete). Later snapshots whose "
+        "base changes are recomputed too.",
+    )
+    _add_bucket_options(parser)
+    parser.add_argument("--table", required=True)
+    parser.add_argument("--from", dest="from_snap", help="first snapshot id (YYYYMMDDTHHMMSSZ)")
+    parser.add_argument("--to", dest="to_snap", help="last snapshot id")
+    parser.set_defaults(run=_run_replay)
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from snapcdc.processor import TableProcessor
+
+    store, [table] = _bucket_store(args)
+    records = TableProcessor(store, table).replay(args.from_snap, args.to_snap)  # type: ignore[arg-type]
+    for record in records:
+        print(json.dumps({"table": record.table, "snapshot": record.snapshot, "status": record.status, **record.stats}))
+    return EXIT_OK
+
+
+def _add_run(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "run",
+        help="one extract + CDC cycle against real Kaggle and a real bucket (the Lambdas' code path)",
+        description="Kaggle credentials from KAGGLE_USERNAME and KAGGLE_KEY.",
+    )
+    _add_bucket_options(parser)
+    parser.add_argument("--at", type=_observed_at, help="snapshot time (default: now)")
+    parser.set_defaults(run=_run_run)
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    import os
+
+    from snapcdc.config import load_config
+    from snapcdc.extract import run_extract
+    from snapcdc.kaggle_source import KaggleSource
+    from snapcdc.layout import snapshot_id
+    from snapcdc.processor import process_raw_keys
+
+    store, _ = _bucket_store(args)
+    config = load_config(args.config)
+    snap = snapshot_id(args.at or datetime.now(UTC))
+    with tempfile.TemporaryDirectory(prefix="snapcdc-run-") as work:
+        source = KaggleSource(os.environ.get("KAGGLE_USERNAME", ""), os.environ.get("KAGGLE_KEY", ""), Path(work))
+        report = run_extract(store=store, config=config, source=source, snap=snap, work_dir=Path(work))  # type: ignore[arg-type]
+        print(json.dumps(report.to_dict(), default=str))
+        keys = [t.key for t in report.tables if t.key]
+        batch = process_raw_keys(store, config, keys, Path(work))  # type: ignore[arg-type]
+    print(json.dumps(batch.summary(), default=str))
+    return EXIT_OK if not batch.failures else 1
+
+
+# -- demo ----------------------------------------------------------------------------------------
+def _add_demo(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser("demo", help="the whole pipeline on this machine (embedded S3, fake Kaggle)")
+    parser.add_argument("--out", type=Path, default=Path("demo-output"), help="where the bucket is copied")
+    parser.add_argument("--snapshots", type=int, default=4, help="scheduled runs to simulate (at least 3)")
+    parser.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from snapcdc.local.demo import run_demo
+
+    return run_demo(args.out, snapshots=max(3, args.snapshots))
+
+
+# -- entry point ---------------------------------------------------------------------------------
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_diff,
+    _add_verify,
+    _add_replay,
+    _add_run,
+    _add_demo,
+]  # type: ignore[type-arg]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="snapcdc", description="Snapshot change-data-capture tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in _COMMANDS:
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
