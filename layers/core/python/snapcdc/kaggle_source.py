@@ -104,7 +104,7 @@ def _prepare_environment(username: str, key: str, config_dir: Path) -> None:
 
 def _build_api(username: str, key: str, config_dir: Path, endpoint: str | None, timeout: tuple[float, float]) -> Any:
     _prepare_environment(username, key, config_dir)
-    from kaggle.api.kaggle_api_extended import KaggleApi  # noqa: PLC0415 - env must be set first
+    from kaggle.api.kaggle_api_extended import KaggleApi  # env must be set first
     from kagglesdk.kaggle_env import KaggleEnv
 
     class _SnapcdcKaggleApi(KaggleApi):  # type: ignore[misc, valid-type]
@@ -190,9 +190,7 @@ class KaggleSource:
 
     def _api(self) -> Any:
         if self._api_instance is None:
-            self._api_instance = _build_api(
-                self._username, self._key, self._config_dir, self._endpoint, self._timeout
-            )
+            self._api_instance = _build_api(self._username, self._key, self._config_dir, self._endpoint, self._timeout)
         return self._api_instance
 
     # -- public API ------------------------------------------------------------------------
@@ -318,7 +316,8 @@ class KaggleSource:
             | urllib3.exceptions.ProtocolError
             | ConnectionError,
         ):
-            return _Retryable(f"connection failed ({type(error).__name__}: {error})")
+            kind = "short download" if "IncompleteRead" in str(error) else "connection failed"
+            return _Retryable(f"{kind} ({type(error).__name__}: {error})")
         if isinstance(error, ValueError) and "does not match expected size" in str(error):
             return _Retryable(f"short download: {error}")  # KaggleApi.download_file's size check
         return KaggleError(f"Kaggle {label} failed: {type(error).__name__}: {error}")

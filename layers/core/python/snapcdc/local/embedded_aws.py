@@ -58,7 +58,8 @@ def embedded_aws() -> Iterator[EmbeddedAws]:
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     # moto keeps its state per process, not per server: start every embedded AWS empty.
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
+    reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")  # noqa: S310 - loopback http
+    urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - http on loopback, built above
     try:
         with patched_environ({**_ENV, "AWS_ENDPOINT_URL": endpoint}):
             yield EmbeddedAws(endpoint)

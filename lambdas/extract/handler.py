@@ -1,0 +1,170 @@
+"""Extract Lambda: EventBridge scheduled event -> one Kaggle snapshot in ``raw/`` (logic: snapcdc.extract)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+from snapcdc.config import ConfigError, PipelineConfig, load_config
+from snapcdc.extract import ExtractReport, run_extract
+from snapcdc.kaggle_source import KaggleAuthError, KaggleNotFoundError, KaggleSource
+from snapcdc.layout import Layout, snapshot_id
+from snapcdc.safe_zip import UnsafeArchiveError
+from snapcdc.settings import ExtractSettings, load_settings
+from snapcdc.store import S3Store
+
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "snapcdc")
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics(namespace=NAMESPACE)
+# Secrets Manager errors that a retry cannot fix (anything else, e.g. throttling, is raised).
+_SECRET_PERMANENT = {"ResourceNotFoundException", "AccessDeniedException", "DecryptionFailure"}
+
+
+class SecretError(ValueError):
+    """The Kaggle secret is absent, unreadable or malformed; the message names secret and field."""
+
+
+class EventError(ValueError):
+    """The event is not an EventBridge scheduled event with a time."""
+
+
+# Errors a Lambda retry of the same event cannot fix: reported, not raised (no retry storm).
+PERMANENT_ERRORS = (
+    SecretError,
+    EventError,
+    ConfigError,
+    KaggleAuthError,
+    KaggleNotFoundError,
+    UnsafeArchiveError,
+)
+
+
+def settings() -> ExtractSettings:
+    """Validated once per container (once per distinct environment, so tests may set it late)."""
+    names = ("BUCKET_NAME", "DATA_PREFIX", "PIPELINE_CONFIG", "S3_ENDPOINT_URL", "KAGGLE_SECRET_ARN")
+    return _settings(tuple(os.environ.get(n) for n in (*names, "KAGGLE_ENDPOINT", "WORK_DIR")))
+
+
+@functools.cache
+def _settings(_environment: tuple[str | None, ...]) -> ExtractSettings:
+    return load_settings(ExtractSettings)
+
+
+@functools.cache
+def pipeline_config(path: str | None) -> PipelineConfig:
+    return load_config(path)
+
+
+def aws_client(service: str, endpoint_url: str | None) -> Any:
+    # AWS_ENDPOINT_URL (read by boto3 itself) is part of the key: the demo and e2e tests start
+    # embedded AWS servers on new ports within one process.
+    return _aws_client(service, endpoint_url, os.environ.get("AWS_ENDPOINT_URL"))
+
+
+@functools.cache
+def _aws_client(service: str, endpoint_url: str | None, _env_endpoint: str | None) -> Any:
+    return boto3.client(service, endpoint_url=endpoint_url)  # type: ignore[call-overload]
+
+
+def clear_caches() -> None:
+    for cached in (_settings, pipeline_config, _aws_client):
+        cached.cache_clear()
+
+
+def kaggle_credentials(client: Any, secret_id: str) -> tuple[str, str]:
+    """``{"username": ..., "key": ...}`` from Secrets Manager, read on every invocation (rotation)."""
+    try:
+        response = client.get_secret_value(SecretId=secret_id)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in _SECRET_PERMANENT:
+            raise SecretError(f"Kaggle secret {secret_id} (KAGGLE_SECRET_ARN) cannot be read: {code}") from None
+        raise
+    text = response.get("SecretString")
+    try:
+        document = json.loads(text) if text else None
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise SecretError(f'Kaggle secret {secret_id} must be a JSON object {{"username": ..., "key": ...}}')
+    values = []
+    for field in ("username", "key"):
+        value = document.get(field)
+        if not isinstance(value, str) or not value.strip():
+            raise SecretError(f"Kaggle secret {secret_id}: field '{field}' is missing or empty")
+        values.append(value.strip())
+    return values[0], values[1]
+
+
+def snapshot_of(event: dict[str, Any]) -> str:
+    try:
+        moment = datetime.fromisoformat(EventBridgeEvent(event).time.replace("Z", "+00:00"))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise EventError(f"not an EventBridge scheduled event with a 'time': {json.dumps(event)[:300]}") from None
+    return snapshot_id(moment)
+
+
+def _emit(report: ExtractReport) -> None:
+    metrics.add_metric(name="ExtractedBytes", unit=MetricUnit.Bytes, value=report.bytes_uploaded)
+    metrics.add_metric(name="TablesUploaded", unit=MetricUnit.Count, value=len(report.uploaded))
+    metrics.add_metric(name="SkippedUnchanged", unit=MetricUnit.Count, value=len(report.unchanged))
+    metrics.add_metric(name="TablesMissing", unit=MetricUnit.Count, value=len(report.missing))
+    metrics.add_metric(
+        name="SkippedUnchangedVersion", unit=MetricUnit.Count, value=int(report.status == "skipped_unchanged")
+    )
+    for table in report.tables:  # per-table series (dimension "table")
+        name, value, unit = {
+            "uploaded": ("ExtractedBytes", table.bytes, MetricUnit.Bytes),
+            "unchanged": ("SkippedUnchanged", 1, MetricUnit.Count),
+            "missing": ("TablesMissing", 1, MetricUnit.Count),
+        }[table.status]
+        with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE) as metric:
+            metric.add_dimension(name="table", value=table.name)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        snap = snapshot_of(event)
+        env = settings()
+        logger.append_keys(snapshot=snap)
+        store = S3Store(aws_client("s3", env.s3_endpoint_url), env.bucket_name, Layout(env.data_prefix))
+        username, key = kaggle_credentials(aws_client("secretsmanager", env.s3_endpoint_url), env.kaggle_secret_arn)
+        work_dir = Path(env.work_dir)
+        source = KaggleSource(username, key, work_dir, endpoint=env.kaggle_endpoint)
+        report = run_extract(
+            store=store,
+            config=pipeline_config(env.pipeline_config),
+            source=source,
+            snap=snap,
+            work_dir=work_dir,
+        )
+    except PERMANENT_ERRORS as error:
+        logger.exception("extract failed; retrying this event cannot help", extra={"error_type": type(error).__name__})
+        metrics.add_metric(name="ExtractFailed", unit=MetricUnit.Count, value=1)
+        return {
+            "status": "failed",
+            "retryable": False,
+            "error_type": type(error).__name__,
+            "error": str(error),
+        }
+    except Exception:
+        metrics.add_metric(name="ExtractFailed", unit=MetricUnit.Count, value=1)
+        raise  # transient (a Kaggle outage, S3 throttling): Lambda retries the event later
+    _emit(report)
+    logger.info("extract finished", extra={"report": report.to_dict()})
+    return report.to_dict()

@@ -1,0 +1,181 @@
+"""Reading a snapshot CSV into an Arrow table of strings, with clear errors for malformed files.
+
+Pure (pyarrow only). Every column is read as text (empty field -> null) so that typing is decided
+once, by :mod:`snapcdc.schema`, with the table's history in mind. pyarrow parses the file with
+several threads; when it rejects the file, a slow pure-Python scan finds the line and the problem
+so the message can name them.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+UTF8_BOM = b"\xef\xbb\xbf"
+# Big blocks parse faster; a record longer than a block makes pyarrow fail, and we retry once
+# with a block as large as the file (capped by pyarrow's int32 block size).
+DEFAULT_BLOCK_SIZE = 16 << 20
+MAX_BLOCK_SIZE = (1 << 31) - 1
+_HEADER_PROBE_BYTES = 1 << 20
+_NUL_SCAN_BYTES = 16 << 20
+
+
+class InputError(ValueError):
+    """Malformed input; ``str()`` is ``"{file}: line {line}: {problem}"``."""
+
+    def __init__(self, file: str, line: int | None, problem: str) -> None:
+        self.file = file
+        self.line = line
+        self.problem = problem
+        where = f"line {line}" if line is not None else "line ?"
+        super().__init__(f"{file}: {where}: {problem}")
+
+
+def is_parquet(path: Path) -> bool:
+    if path.suffix.lower() == ".parquet":
+        return True
+    with path.open("rb") as handle:
+        return handle.read(4) == b"PAR1"
+
+
+def _first_record(path: Path, name: str) -> tuple[str, int]:
+    """The header line text (BOM stripped) and the byte length of the file."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        probe = handle.read(_HEADER_PROBE_BYTES)
+    if probe.startswith(UTF8_BOM):
+        probe = probe[len(UTF8_BOM) :]
+    if not probe.strip(b"\r\n\t "):
+        raise InputError(name, 1, "empty file: no header line")
+    end = probe.find(b"\n")
+    line = probe if end < 0 else probe[:end]
+    try:
+        return line.decode("utf-8").rstrip("\r"), size
+    except UnicodeDecodeError:
+        raise InputError(name, 1, "header is not valid UTF-8") from None
+
+
+def detect_delimiter(header_line: str) -> str:
+    """',' or ';', whichever splits the header more (outside quotes); ',' on a tie."""
+    counts = {",": 0, ";": 0}
+    quoted = False
+    for char in header_line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    return ";" if counts[";"] > counts[","] else ","
+
+
+def read_header(path: Path, name: str, delimiter: str | None) -> tuple[list[str], str]:
+    """The validated column names and the delimiter of a CSV file."""
+    header_line, _ = _first_record(path, name)
+    if "\x00" in header_line:
+        raise InputError(name, 1, "NUL byte in header")
+    sep = delimiter or detect_delimiter(header_line)
+    names = next(csv.reader([header_line], delimiter=sep), [])
+    if not names:
+        raise InputError(name, 1, "empty file: no header line")
+    seen: set[str] = set()
+    for position, column in enumerate(names, start=1):
+        if not column.strip():
+            raise InputError(name, 1, f"header column {position} has an empty name")
+        if column in seen:
+            raise InputError(name, 1, f"duplicate column name {column!r} in header")
+        seen.add(column)
+    return names, sep
+
+
+def _find_nul(path: Path) -> int | None:
+    """Physical line number of the first NUL byte, or None (pyarrow would accept NUL silently)."""
+    lines_before = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(_NUL_SCAN_BYTES):
+            at = chunk.find(b"\x00")
+            if at >= 0:
+                return lines_before + chunk.count(b"\n", 0, at) + 1
+            lines_before += chunk.count(b"\n")
+    return None
+
+
+def locate_problem(path: Path, name: str, delimiter: str, columns: int) -> InputError | None:
+    """Slow exact scan (only after pyarrow refused the file): first bad line and what is wrong."""
+    state = {"line": 0}
+
+    def text_lines() -> Iterator[str]:
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                state["line"] = number
+                if number == 1 and raw.startswith(UTF8_BOM):
+                    raw = raw[len(UTF8_BOM) :]
+                if b"\x00" in raw:
+                    raise InputError(name, number, "NUL byte in data")
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise InputError(name, number, f"invalid UTF-8 (byte {error.start + 1} of the line)") from None
+
+    reader = csv.reader(text_lines(), delimiter=delimiter, strict=True)
+    try:
+        next(reader, None)  # header, validated before
+        while True:
+            start = state["line"] + 1
+            record = next(reader, None)
+            if record is None:
+                return None
+            if record and len(record) != columns:
+                return InputError(name, start, f"expected {columns} fields, found {len(record)}")
+    except InputError as error:
+        return error
+    except csv.Error as error:
+        return InputError(name, state["line"], f"malformed CSV: {error}")
+
+
+def read_csv_strings(path: Path, name: str, delimiter: str | None = None) -> pa.Table:
+    """All columns as nullable strings (an empty field is null), in file order."""
+    names, sep = read_header(path, name, delimiter)
+    nul_line = _find_nul(path)
+    if nul_line is not None:
+        raise InputError(name, nul_line, "NUL byte in data")
+    size = path.stat().st_size
+    block_size = DEFAULT_BLOCK_SIZE
+    while True:
+        try:
+            table = pacsv.read_csv(
+                path,
+                read_options=pacsv.ReadOptions(block_size=block_size, use_threads=True),
+                parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(names, pa.string()),
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=True,
+                    null_values=[""],
+                ),
+            )
+            break
+        except pa.ArrowInvalid as error:
+            if "straddl" in str(error) and block_size < min(size + 1, MAX_BLOCK_SIZE):
+                block_size = min(max(size + 1, block_size * 4), MAX_BLOCK_SIZE)
+                continue
+            located = locate_problem(path, name, sep, len(names))
+            raise (located or InputError(name, None, str(error))) from None
+    if table.column_names != names:
+        raise InputError(name, 1, "header could not be parsed consistently (quoted line break in a name?)")
+    return table
+
+
+def read_bytes_as_csv(data: bytes, name: str = "<memory>", delimiter: str | None = None) -> pa.Table:
+    """Same as :func:`read_csv_strings` for in-memory bytes (tests, small inputs)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "input.csv"
+        path.write_bytes(data)
+        return read_csv_strings(path, name, delimiter)
+
+
+__all__ = ["InputError", "detect_delimiter", "is_parquet", "read_csv_strings", "read_header"]

@@ -1,0 +1,294 @@
+"""The extract core: one Kaggle snapshot into ``raw/``, then its manifest.
+
+Order of work, and why:
+
+1. A manifest for this SNAP already exists: a retried or duplicated event, nothing to do.
+   A manifest for a LATER snapshot exists: this event is late; today's Kaggle data cannot be
+   labelled with an older SNAP without corrupting the history, so nothing is written.
+2. Ask Kaggle for the current version (one small call). Same version as the latest manifest
+   (same dataset, same tables): nothing changed, nothing written.
+3. Download that exact version, extract only the configured files with the safety limits.
+4. Per table: a file byte-identical (sha256) to the previous snapshot's is not uploaded again
+   (no raw object, so no CDC run for it); a file missing from the dataset is reported and the
+   other tables go on; the rest go to ``raw/<table>/snapshot=<SNAP>/<file>``.
+5. The manifest LAST: its presence means the snapshot is complete. Its content is a pure
+   function of the Kaggle version and the previous manifest (no wall-clock time), so a rerun
+   writes identical bytes. Raw objects carry the Kaggle version in their metadata: a retry after
+   a crash mid-upload downloads that same version again, never a newer one under the same SNAP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from botocore.exceptions import ClientError
+
+from snapcdc.config import PipelineConfig
+from snapcdc.kaggle_source import DatasetVersion
+from snapcdc.safe_zip import extract_members
+from snapcdc.store import S3Store
+
+logger = logging.getLogger(__name__)
+
+RunStatus = Literal["extracted", "already_done", "skipped_unchanged", "superseded"]
+TableStatus = Literal["uploaded", "unchanged", "missing"]
+MANIFEST_FORMAT = 1
+_META_VERSION = "kaggle-version"
+_META_DATASET = "kaggle-dataset"
+_META_UPDATED = "kaggle-last-updated"
+_META_SHA256 = "sha256"
+
+
+class Source(Protocol):
+    """What the extract needs from Kaggle (:class:`snapcdc.kaggle_source.KaggleSource`)."""
+
+    def current_version(self, dataset: str) -> DatasetVersion: ...
+
+    def download(self, dataset: str, dest_dir: Path, version: int | None = None) -> Path: ...
+
+
+@dataclass(frozen=True)
+class TableOutcome:
+    name: str
+    file: str
+    status: TableStatus
+    key: str | None = None  # the raw object written by this snapshot
+    sha256: str | None = None
+    bytes: int = 0
+    content_snapshot: str | None = None  # the snapshot whose raw object holds these bytes
+    content_key: str | None = None
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "status": self.status,
+            "key": self.key,
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+            "content_snapshot": self.content_snapshot,
+            "content_key": self.content_key,
+        }
+
+
+@dataclass
+class ExtractReport:
+    snapshot: str
+    dataset: str
+    status: RunStatus
+    version: int | None = None
+    last_updated: str | None = None
+    previous_snapshot: str | None = None
+    manifest_key: str | None = None
+    tables: list[TableOutcome] = field(default_factory=list)
+
+    def _names(self, status: TableStatus) -> list[str]:
+        return [t.name for t in self.tables if t.status == status]
+
+    @property
+    def uploaded(self) -> list[str]:
+        return self._names("uploaded")
+
+    @property
+    def unchanged(self) -> list[str]:
+        return self._names("unchanged")
+
+    @property
+    def missing(self) -> list[str]:
+        return self._names("missing")
+
+    @property
+    def bytes_uploaded(self) -> int:
+        return sum(t.bytes for t in self.tables if t.status == "uploaded")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "snapshot": self.snapshot,
+            "dataset": self.dataset,
+            "status": self.status,
+            "version": self.version,
+            "last_updated": self.last_updated,
+            "previous_snapshot": self.previous_snapshot,
+            "manifest_key": self.manifest_key,
+            "uploaded": self.uploaded,
+            "unchanged": self.unchanged,
+            "missing": self.missing,
+            "bytes_uploaded": self.bytes_uploaded,
+            "tables": {t.name: t.to_manifest() for t in self.tables},
+        }
+
+
+def sha256_file(path: Path, chunk_bytes: int = 1024 * 1024) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_extract(
+    *,
+    store: S3Store,
+    config: PipelineConfig,
+    source: Source,
+    snap: str,
+    work_dir: Path,
+) -> ExtractReport:
+    """Extract snapshot ``snap`` of ``config.dataset`` into the store; see the module docstring."""
+    layout = store.layout
+    manifest_key = layout.manifest_key(snap)
+    report = ExtractReport(snapshot=snap, dataset=config.dataset, status="extracted", manifest_key=manifest_key)
+
+    existing = store.get_json(manifest_key)
+    if existing is not None:
+        logger.info("manifest %s already exists: snapshot %s is done", manifest_key, snap)
+        report.status = "already_done"
+        report.version = existing.get("version")
+        report.last_updated = existing.get("last_updated")
+        report.previous_snapshot = existing.get("previous_snapshot")
+        return report
+
+    snaps = store.manifest_snapshots()
+    later = [s for s in snaps if s > snap]
+    if later:
+        logger.warning("snapshot %s is older than the latest manifest %s: not extracted", snap, later[-1])
+        report.status = "superseded"
+        report.previous_snapshot = later[-1]
+        return report
+    previous_snap = snaps[-1] if snaps else None
+    previous: dict[str, Any] = (store.get_json(layout.manifest_key(previous_snap)) if previous_snap else None) or {}
+    if previous.get("dataset") != config.dataset:
+        previous = {}  # another dataset: nothing to compare with
+    report.previous_snapshot = previous_snap
+
+    pinned = _version_of_partial_run(store, config, snap)
+    if pinned is not None:
+        logger.info("snapshot %s was partly written from Kaggle version %d: reusing it", snap, pinned.number)
+    current = pinned or source.current_version(config.dataset)
+    version = current.number
+    report.version = version
+    report.last_updated = current.last_updated
+
+    if previous and previous.get("version") == version and _same_tables(previous, config):
+        logger.info("Kaggle %s is still at version %d (snapshot %s): skipped", config.dataset, version, previous_snap)
+        report.status = "skipped_unchanged"
+        return report
+
+    runs_dir = Path(work_dir) / "extract"
+    shutil.rmtree(runs_dir, ignore_errors=True)  # leftovers of a crashed run in a reused /tmp
+    run_dir = runs_dir / snap
+    try:
+        zip_path = source.download(config.dataset, run_dir / "download", version=version)
+        files = extract_members(
+            zip_path,
+            run_dir / "files",
+            {t.file for t in config.tables},
+            max_member_bytes=config.max_member_bytes,
+            max_total_bytes=config.max_total_bytes,
+            max_compression_ratio=config.max_compression_ratio,
+        )
+        zip_path.unlink(missing_ok=True)  # free /tmp before the uploads
+        previous_tables: dict[str, Any] = previous.get("tables", {})
+        for table in config.tables:
+            outcome = _table(store, snap, config.dataset, current, table.name, table.file, files, previous_tables)
+            report.tables.append(outcome)
+            if outcome.status == "missing":
+                logger.error(
+                    "table %s: file %s is not in Kaggle %s v%d",
+                    table.name,
+                    table.file,
+                    config.dataset,
+                    version,
+                )
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+    store.put_json(manifest_key, _manifest(report))
+    logger.info(
+        "snapshot %s: %d uploaded (%d bytes), %d unchanged, %d missing",
+        snap,
+        len(report.uploaded),
+        report.bytes_uploaded,
+        len(report.unchanged),
+        len(report.missing),
+    )
+    return report
+
+
+def _table(
+    store: S3Store,
+    snap: str,
+    dataset: str,
+    version: DatasetVersion,
+    name: str,
+    file: str,
+    files: dict[str, Path],
+    previous_tables: dict[str, Any],
+) -> TableOutcome:
+    path = files.get(file)
+    if path is None:
+        return TableOutcome(name, file, "missing")
+    sha = sha256_file(path)
+    size = path.stat().st_size
+    before = previous_tables.get(name) or {}
+    if before.get("sha256") == sha and before.get("file") == file and before.get("content_key"):
+        return TableOutcome(
+            name,
+            file,
+            "unchanged",
+            sha256=sha,
+            bytes=size,
+            content_snapshot=before.get("content_snapshot"),
+            content_key=before.get("content_key"),
+        )
+    key = store.layout.raw_key(name, snap, file)
+    metadata = {
+        _META_DATASET: dataset,
+        _META_VERSION: str(version.number),
+        _META_UPDATED: version.last_updated,
+        _META_SHA256: sha,
+    }
+    store.upload_file_with_metadata(path, key, metadata, content_type="text/csv")
+    return TableOutcome(name, file, "uploaded", key=key, sha256=sha, bytes=size, content_snapshot=snap, content_key=key)
+
+
+def _version_of_partial_run(store: S3Store, config: PipelineConfig, snap: str) -> DatasetVersion | None:
+    """The Kaggle version a crashed earlier attempt of ``snap`` uploaded from, if any."""
+    for table in config.tables:
+        key = store.layout.raw_key(table.name, snap, table.file)
+        try:
+            metadata = store.head_metadata(key)
+        except ClientError as error:
+            # Without s3:GetObject + s3:ListBucket on raw/, S3 answers 403 even for a missing key.
+            code = error.response.get("Error", {}).get("Code")
+            if code not in {"403", "AccessDenied", "Forbidden"}:
+                raise
+            logger.warning("cannot check %s for an earlier partial attempt (%s): grant read on raw/", key, code)
+            return None
+        if metadata and metadata.get(_META_DATASET) == config.dataset:
+            value = metadata.get(_META_VERSION, "")
+            if value.isdigit():
+                return DatasetVersion(int(value), metadata.get(_META_UPDATED, ""))
+    return None
+
+
+def _same_tables(previous: dict[str, Any], config: PipelineConfig) -> bool:
+    tables = previous.get("tables", {})
+    return {n: t.get("file") for n, t in tables.items()} == {t.name: t.file for t in config.tables}
+
+
+def _manifest(report: ExtractReport) -> dict[str, Any]:
+    # Deterministic content only: a rerun of the same snapshot writes the same bytes.
+    return {
+        "format": MANIFEST_FORMAT,
+        "snapshot": report.snapshot,
+        "dataset": report.dataset,
+        "version": report.version,
+        "last_updated": report.last_updated,
+        "previous_snapshot": report.previous_snapshot,
+        "tables": {t.name: t.to_manifest() for t in report.tables},
+    }

@@ -1,0 +1,206 @@
+"""Extraction of an untrusted zip (the Kaggle download) with hard limits.
+
+The archive is treated as hostile: member paths that are absolute or climb out (``..``),
+symlinks, encrypted members, oversized members (by the declared size AND by the bytes actually
+produced while streaming, so a lying header gains nothing), too many bytes in total, a
+compression ratio typical of zip bombs, and corrupt data (bad CRC, truncated streams) all raise
+:class:`UnsafeArchiveError` naming the member. Members are streamed to disk in chunks, never held
+in memory whole, and written flat into ``dest_dir`` under their base name, so a write can never
+land outside it. On any error, the files written by this call are removed.
+"""
+
+from __future__ import annotations
+
+import stat
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+CHUNK_BYTES = 1024 * 1024
+# Small members cannot do harm whatever their ratio (a header-only CSV compresses well):
+# the ratio limit applies once a member has produced this many bytes.
+RATIO_FLOOR_BYTES = 1024 * 1024
+
+
+class UnsafeArchiveError(ValueError):
+    """The archive is corrupt or breaks a safety limit; the message names the member."""
+
+
+def _member_problem(name: str) -> str | None:
+    """Why a member name is unsafe, or None."""
+    if "\x00" in name:
+        return "contains a NUL byte"
+    normalized = name.replace("\\", "/")
+    if normalized.startswith("/") or (len(normalized) > 1 and normalized[1] == ":"):
+        return "is an absolute path"
+    if ".." in PurePosixPath(normalized).parts:
+        return "climbs out of the extraction folder ('..')"
+    return None
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    mode = info.external_attr >> 16
+    return info.create_system == 3 and stat.S_ISLNK(mode)
+
+
+def _base_name(info: zipfile.ZipInfo) -> str:
+    return PurePosixPath(info.filename.replace("\\", "/")).name
+
+
+def extract_members(
+    zip_path: Path,
+    dest_dir: Path,
+    wanted: set[str] | None,
+    *,
+    max_member_bytes: int,
+    max_total_bytes: int,
+    max_compression_ratio: float,
+) -> dict[str, Path]:
+    """Extract the members whose base name is in ``wanted`` (all files if None).
+
+    Returns base name -> extracted path. A wanted name absent from the archive is simply not
+    in the result (the caller decides what a missing table means).
+    """
+    zip_path = Path(zip_path)
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    dest = dest.resolve()
+    archive_name = zip_path.name
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as error:
+        raise UnsafeArchiveError(f"{archive_name}: not a readable zip archive: {error}") from None
+
+    written: list[Path] = []
+    try:
+        with archive:
+            selected = _select(archive, archive_name, wanted, max_member_bytes, max_total_bytes)
+            _check_ratios(selected, archive_name, max_compression_ratio)
+            total = 0
+            result: dict[str, Path] = {}
+            for info in selected:
+                base = _base_name(info)
+                target = dest / base
+                if target.parent != dest:  # base names have no separators; belt and braces
+                    raise UnsafeArchiveError(f"{archive_name}: member {info.filename!r} escapes the folder")
+                written.append(target)
+                total = _stream(
+                    archive,
+                    info,
+                    target,
+                    archive_name,
+                    total=total,
+                    max_member_bytes=max_member_bytes,
+                    max_total_bytes=max_total_bytes,
+                    max_compression_ratio=max_compression_ratio,
+                )
+                result[base] = target
+            return result
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _select(
+    archive: zipfile.ZipFile,
+    archive_name: str,
+    wanted: set[str] | None,
+    max_member_bytes: int,
+    max_total_bytes: int,
+) -> list[zipfile.ZipInfo]:
+    """Check every member's name, then the declared sizes of the wanted ones."""
+    selected: list[zipfile.ZipInfo] = []
+    seen: dict[str, str] = {}
+    declared_total = 0
+    for info in archive.infolist():
+        # Names are checked for every member: a hostile path anywhere means a tampered archive.
+        problem = _member_problem(info.filename)
+        if problem:
+            raise UnsafeArchiveError(f"{archive_name}: member {info.filename!r} {problem}")
+        if _is_symlink(info):
+            raise UnsafeArchiveError(f"{archive_name}: member {info.filename!r} is a symbolic link")
+        if info.is_dir():
+            continue
+        base = _base_name(info)
+        if wanted is not None and base not in wanted:
+            continue
+        if base in seen:
+            raise UnsafeArchiveError(
+                f"{archive_name}: members {seen[base]!r} and {info.filename!r} have the same file name"
+            )
+        seen[base] = info.filename
+        if info.flag_bits & 0x1:
+            raise UnsafeArchiveError(f"{archive_name}: member {info.filename!r} is encrypted")
+        if info.file_size > max_member_bytes:
+            raise UnsafeArchiveError(
+                f"{archive_name}: member {info.filename!r} declares {info.file_size} bytes, "
+                f"over the limit of {max_member_bytes} (max_member_bytes)"
+            )
+        declared_total += info.file_size
+        if declared_total > max_total_bytes:
+            raise UnsafeArchiveError(
+                f"{archive_name}: members up to {info.filename!r} declare {declared_total} bytes in total, "
+                f"over the limit of {max_total_bytes} (max_total_bytes)"
+            )
+        selected.append(info)
+    return selected
+
+
+def _check_ratios(selected: list[zipfile.ZipInfo], archive_name: str, max_ratio: float) -> None:
+    for info in selected:
+        if info.file_size <= RATIO_FLOOR_BYTES:
+            continue
+        ratio = info.file_size / max(info.compress_size, 1)
+        if ratio > max_ratio:
+            raise UnsafeArchiveError(
+                f"{archive_name}: member {info.filename!r} declares a compression ratio of {ratio:.0f}:1, "
+                f"over the limit of {max_ratio:g}:1 (max_compression_ratio; a zip bomb?)"
+            )
+
+
+def _stream(
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    target: Path,
+    archive_name: str,
+    *,
+    total: int,
+    max_member_bytes: int,
+    max_total_bytes: int,
+    max_compression_ratio: float,
+) -> int:
+    """Copy one member to ``target`` in chunks, counting real bytes; returns the new total."""
+    member = info.filename
+    produced = 0
+    ratio_budget = max(info.compress_size, 1) * max_compression_ratio
+    try:
+        with archive.open(info) as source, target.open("wb") as out:
+            while chunk := source.read(CHUNK_BYTES):
+                produced += len(chunk)
+                total += len(chunk)
+                if produced > max_member_bytes:
+                    raise UnsafeArchiveError(
+                        f"{archive_name}: member {member!r} expands past {max_member_bytes} bytes "
+                        "(max_member_bytes), more than its header declares"
+                    )
+                if total > max_total_bytes:
+                    raise UnsafeArchiveError(
+                        f"{archive_name}: extraction passes {max_total_bytes} bytes in total at member "
+                        f"{member!r} (max_total_bytes)"
+                    )
+                if produced > RATIO_FLOOR_BYTES and produced > ratio_budget:
+                    raise UnsafeArchiveError(
+                        f"{archive_name}: member {member!r} expands more than {max_compression_ratio:g}:1 "
+                        "(max_compression_ratio; a zip bomb?)"
+                    )
+                out.write(chunk)
+    except UnsafeArchiveError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as error:
+        raise UnsafeArchiveError(f"{archive_name}: member {member!r} is corrupt: {error}") from None
+    if produced != info.file_size:  # zipfile stops at the declared size; a shortfall is corruption
+        raise UnsafeArchiveError(
+            f"{archive_name}: member {member!r} produced {produced} bytes but declares {info.file_size}"
+        )
+    return total

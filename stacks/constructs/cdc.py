@@ -1,0 +1,119 @@
+"""The CDC side: the function that diffs each new raw CSV, and the S3 event that starts it."""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, Duration
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from cdk_nag import NagSuppressions
+from constructs import Construct
+
+from stacks.constructs.function import PipelineFunction
+from stacks.constructs.layers import SharedLayers
+from stacks.constructs.storage import DataLakeStorage
+from stacks.context import StackSettings
+from stacks.packaging import CDC_CODE_DIR
+
+CDC_SERVICE = "snapcdc-cdc"
+CDC_LOGICAL_ID = "CdcFunction"
+# Prefixes (under DATA_PREFIX) the CDC function reads and writes.
+CDC_READS = ["raw/", "snapshots/", "_runs/"]
+CDC_WRITES = ["cdc/", "full-load/", "snapshots/", "quarantine/", "_runs/"]
+CDC_LISTS = ["raw/", "snapshots/", "_runs/", "cdc/", "full-load/"]
+
+
+class CdcFunction(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: StackSettings,
+        storage: DataLakeStorage,
+        layers: SharedLayers,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        self.handler = PipelineFunction(
+            self,
+            "Handler",
+            logical_id=CDC_LOGICAL_ID,
+            description="snapcdc cdc: raw CSV snapshot -> cdc/, full-load/, snapshots/, quarantine/, _runs/",
+            code_dir=CDC_CODE_DIR,
+            layers=[layers.core, layers.aws_sdk_pandas, layers.powertools],
+            environment={
+                "BUCKET_NAME": storage.bucket_name,
+                "DATA_PREFIX": settings.data_prefix,
+                "POWERTOOLS_SERVICE_NAME": CDC_SERVICE,
+                "POWERTOOLS_METRICS_NAMESPACE": settings.metrics_namespace,
+                "LOG_LEVEL": settings.log_level,
+            },
+            memory_mb=settings.cdc_memory_mb,
+            timeout=Duration.minutes(settings.cdc_timeout_minutes),
+            ephemeral_storage_mb=settings.cdc_ephemeral_storage_mb,
+            log_retention_days=settings.log_retention_days,
+            # Every output is a pure function of the raw snapshots, so a late run is still correct.
+            max_event_age=Duration.hours(6),
+        )
+        self.function = self.handler.function
+        self.dead_letter_queue = self.handler.dead_letter_queue
+        role = self.handler.role
+
+        storage.grant_objects(role, ["s3:GetObject"], CDC_READS)
+        storage.grant_objects(role, ["s3:PutObject", "s3:AbortMultipartUpload"], CDC_WRITES)
+        storage.grant_list(role, CDC_LISTS)
+        storage.grant_key_use(role, ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"])
+        NagSuppressions.add_resource_suppressions(
+            role,
+            [
+                {
+                    "id": "AwsSolutions-IAM5",
+                    "reason": "Object-level S3 permissions scoped to the prefixes the CDC function owns (reads"
+                    " raw/ snapshots/ _runs/, writes cdc/ full-load/ snapshots/ quarantine/ _runs/);"
+                    " object keys under a prefix can only be named with a wildcard.",
+                    "appliesTo": [
+                        {"regex": f"/^Resource::arn:<AWS::Partition>:s3:::.+/{p.replace('/', '')}/\\*$/"}
+                        for p in sorted(set(CDC_READS + CDC_WRITES))
+                    ],
+                }
+            ],
+            apply_to_children=True,
+        )
+
+        self._subscribe_to_raw_csvs(storage)
+
+    def _subscribe_to_raw_csvs(self, storage: DataLakeStorage) -> None:
+        """S3 ObjectCreated (any method: multipart uploads end in CompleteMultipartUpload) on raw/**.csv.
+
+        Set on the bucket's own NotificationConfiguration; S3 checks the invoke permission when
+        the configuration is saved, so the bucket waits for the permission.
+        """
+        permission = lambda_.CfnPermission(
+            self,
+            "InvokeFromDataBucket",
+            action="lambda:InvokeFunction",
+            function_name=self.function.function_arn,
+            principal="s3.amazonaws.com",
+            source_arn=storage.bucket_arn,
+            source_account=Aws.ACCOUNT_ID,  # the bucket ARN has no account: guard the confused deputy
+        )
+        cfn_bucket = storage.bucket.node.default_child
+        assert isinstance(cfn_bucket, s3.CfnBucket)
+        cfn_bucket.add_property_override(
+            "NotificationConfiguration.LambdaConfigurations",
+            [
+                {
+                    "Event": "s3:ObjectCreated:*",
+                    "Filter": {
+                        "S3Key": {
+                            "Rules": [
+                                {"Name": "prefix", "Value": f"{storage.key_prefix}raw/"},
+                                {"Name": "suffix", "Value": ".csv"},
+                            ]
+                        }
+                    },
+                    "Function": self.function.function_arn,
+                }
+            ],
+        )
+        cfn_bucket.node.add_dependency(permission)

@@ -1,0 +1,261 @@
+"""Dashboard and alarms over the functions' Powertools metrics, alarm notifications on SNS.
+
+Metrics are Powertools EMF metrics in ``metrics_namespace`` with dimensions ``service`` (the
+function's POWERTOOLS_SERVICE_NAME) and ``table``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Aws, Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.constructs.cdc import CDC_SERVICE
+from stacks.constructs.extract import EXTRACT_SERVICE
+from stacks.context import StackSettings
+
+CDC_METRICS = (
+    "RowsRead",
+    "Inserts",
+    "Updates",
+    "Deletes",
+    "Quarantined",
+    "UpdatesWithoutDateBump",
+    "DurationSeconds",
+    "DeleteGuardRefused",
+    "SnapshotsProcessed",
+)
+EXTRACT_METRICS = ("ExtractedBytes", "SkippedUnchanged")
+FIVE_MINUTES = Duration.minutes(5)
+
+
+class Observability(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: StackSettings,
+        tables: Sequence[str],
+        functions: dict[str, lambda_.IFunction],
+        dead_letter_queues: dict[str, sqs.IQueue],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._namespace = settings.metrics_namespace
+
+        self.alarm_topic = self._alarm_topic(settings)
+        self.alarms: list[cloudwatch.Alarm] = []
+
+        for name, function in functions.items():
+            self._alarm(
+                f"{name}Errors",
+                function.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
+                f"The {name} function failed (see its log group; failed async events go to its DLQ)",
+            )
+        for name, queue in dead_letter_queues.items():
+            self._alarm(
+                f"{name}DeadLetters",
+                queue.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES, statistic="Maximum"),
+                f"Events the {name} function gave up on are waiting in its DLQ: inspect and replay",
+            )
+        for table in tables:
+            title = _title(table)
+            self._alarm(
+                f"{title}DeleteGuardRefused",
+                self.cdc_metric("DeleteGuardRefused", table),
+                f"A {table} snapshot would delete more rows than allowed and was refused (nothing written"
+                " to cdc/); allow it in the table's config and replay if the deletes are real",
+            )
+            self._alarm(
+                f"{title}Quarantined",
+                self.cdc_metric("Quarantined", table),
+                f"Rows of {table} with a null or duplicated key went to quarantine/",
+            )
+            self._alarm(
+                f"{title}Stale",
+                self._freshness(table),
+                f"No {table} snapshot processed or found unchanged in {settings.staleness_hours} h"
+                " (the extract or the CDC side has stalled)",
+                comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                evaluation_periods=settings.staleness_hours,
+                missing=cloudwatch.TreatMissingData.BREACHING,
+            )
+
+        self.dashboard = cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=f"{settings.stack_name}-pipeline",
+            default_interval=Duration.days(7),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(
+                markdown=f"# snapcdc\nPer-table metrics in namespace `{self._namespace}`; alarms notify"
+                " the SNS alarm topic.",
+                width=24,
+                height=2,
+            ),
+            cloudwatch.AlarmStatusWidget(alarms=list(self.alarms), title="Alarms", width=24, height=4),
+        )
+        for table in tables:
+            self.dashboard.add_widgets(*self._table_widgets(table))
+        self.dashboard.add_widgets(*self._function_widgets(functions, dead_letter_queues))
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    def cdc_metric(self, name: str, table: str, period: Duration = FIVE_MINUTES) -> cloudwatch.Metric:
+        return self._metric(name, CDC_SERVICE, table, period)
+
+    def extract_metric(self, name: str, table: str, period: Duration = FIVE_MINUTES) -> cloudwatch.Metric:
+        return self._metric(name, EXTRACT_SERVICE, table, period)
+
+    def _metric(self, name: str, service: str, table: str, period: Duration) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=self._namespace,
+            metric_name=name,
+            dimensions_map={"service": service, "table": table},
+            statistic="Sum",
+            period=period,
+        )
+
+    def _freshness(self, table: str) -> cloudwatch.MathExpression:
+        """Hourly count of snapshots that kept the table current: processed by CDC, or skipped by
+        extract because the dataset had not changed (an unchanged dataset is not a stall)."""
+        hour = Duration.hours(1)
+        return cloudwatch.MathExpression(
+            expression="FILL(processed, 0) + FILL(unchanged, 0)",
+            using_metrics={
+                "processed": self.cdc_metric("SnapshotsProcessed", table, period=hour),
+                "unchanged": self.extract_metric("SkippedUnchanged", table, period=hour),
+            },
+            period=hour,
+            label=f"{table} fresh snapshots",
+        )
+
+    # -- alarms --------------------------------------------------------------------------------
+
+    def _alarm_topic(self, settings: StackSettings) -> sns.Topic:
+        # aws/sns cannot be used: CloudWatch needs kms:GenerateDataKey/Decrypt on the topic's key,
+        # which only a customer managed key's policy can grant.
+        key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            description=f"{settings.stack_name}: encrypts the alarm notification topic",
+            enable_key_rotation=True,
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsToPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],  # in a key policy, "*" is this key
+                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+            )
+        )
+        topic = sns.Topic(
+            self,
+            "AlarmTopic",
+            display_name=f"{settings.stack_name} alarms",
+            master_key=key,
+            enforce_ssl=True,
+        )
+        topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsToPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {"aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"},
+                },
+            )
+        )
+        if settings.alarm_email:
+            topic.add_subscription(subscriptions.EmailSubscription(settings.alarm_email))
+        return topic
+
+    def _alarm(
+        self,
+        construct_id: str,
+        metric: cloudwatch.IMetric,
+        description: str,
+        *,
+        comparison: cloudwatch.ComparisonOperator = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluation_periods: int = 1,
+        missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
+    ) -> cloudwatch.Alarm:
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            metric=metric,
+            alarm_description=description,
+            threshold=1,
+            comparison_operator=comparison,
+            evaluation_periods=evaluation_periods,
+            datapoints_to_alarm=evaluation_periods,
+            treat_missing_data=missing,
+        )
+        alarm.add_alarm_action(cw_actions.SnsAction(self.alarm_topic))
+        self.alarms.append(alarm)
+        return alarm
+
+    # -- dashboard -----------------------------------------------------------------------------
+
+    def _table_widgets(self, table: str) -> list[cloudwatch.IWidget]:
+        def graph(title: str, metrics: list[cloudwatch.IMetric], width: int = 6) -> cloudwatch.GraphWidget:
+            return cloudwatch.GraphWidget(title=f"{table}: {title}", left=metrics, width=width, height=6)
+
+        return [
+            graph("changes", [self.cdc_metric(m, table) for m in ("Inserts", "Updates", "Deletes")]),
+            graph("rows read", [self.cdc_metric("RowsRead", table)]),
+            graph(
+                "data quality",
+                [self.cdc_metric(m, table) for m in ("Quarantined", "UpdatesWithoutDateBump", "DeleteGuardRefused")],
+            ),
+            graph(
+                "runs",
+                [
+                    self.cdc_metric("SnapshotsProcessed", table),
+                    self.cdc_metric("DurationSeconds", table).with_(statistic="Maximum"),
+                    self.extract_metric("ExtractedBytes", table),
+                    self.extract_metric("SkippedUnchanged", table),
+                ],
+            ),
+        ]
+
+    def _function_widgets(
+        self, functions: dict[str, lambda_.IFunction], queues: dict[str, sqs.IQueue]
+    ) -> list[cloudwatch.IWidget]:
+        widgets: list[cloudwatch.IWidget] = []
+        for name, function in functions.items():
+            widgets.append(
+                cloudwatch.GraphWidget(
+                    title=f"{name} function",
+                    left=[function.metric_invocations(), function.metric_errors(), function.metric_throttles()],
+                    right=[function.metric_duration(statistic="Maximum")],
+                    width=8,
+                    height=6,
+                )
+            )
+        widgets.append(
+            cloudwatch.GraphWidget(
+                title="dead-letter queues",
+                left=[q.metric_approximate_number_of_messages_visible(label=n) for n, q in queues.items()],
+                width=8,
+                height=6,
+            )
+        )
+        return widgets
+
+
+def _title(table: str) -> str:
+    return "".join(part.capitalize() for part in table.split("_"))

@@ -1,0 +1,64 @@
+"""The snapcdc stack: a few constructs wired together (storage, extract, cdc, query, observability)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack, Tags
+from constructs import Construct
+from snapcdc.config import PipelineConfig, load_config
+
+from stacks.constructs.cdc import CdcFunction
+from stacks.constructs.extract import ExtractFunction
+from stacks.constructs.layers import SharedLayers
+from stacks.constructs.observability import Observability
+from stacks.constructs.query import LakeQuery
+from stacks.constructs.storage import DataLakeStorage
+from stacks.context import StackSettings
+
+
+class SnapCdcStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: StackSettings,
+        pipeline: PipelineConfig | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        # The packaged config (the one the functions run with) names the tables: their Glue
+        # schemas and per-table alarms are generated from it. A bad config fails the synth.
+        pipeline = pipeline or load_config()
+        tables = pipeline.table_names
+
+        storage = DataLakeStorage(self, "Storage", settings=settings)
+        layers = SharedLayers(self, "Layers", settings=settings)
+        extract = ExtractFunction(self, "Extract", settings=settings, storage=storage, layers=layers)
+        cdc = CdcFunction(self, "Cdc", settings=settings, storage=storage, layers=layers)
+        query = LakeQuery(self, "Query", settings=settings, storage=storage, pipeline=pipeline)
+        observability = Observability(
+            self,
+            "Observability",
+            settings=settings,
+            tables=tables,
+            functions={"Extract": extract.function, "Cdc": cdc.function},
+            dead_letter_queues={"Extract": extract.dead_letter_queue, "Cdc": cdc.dead_letter_queue},
+        )
+        # cfn-lint 1.51 knows no Tags on AWS::CloudWatch::Dashboard (E3002): leave dashboards untagged.
+        Tags.of(self).add("project", "snapcdc", exclude_resource_types=["AWS::CloudWatch::Dashboard"])
+
+        CfnOutput(self, "DataBucketName", value=storage.bucket_name)
+        CfnOutput(self, "KaggleSecretArn", value=extract.kaggle_secret.secret_arn)
+        CfnOutput(self, "ExtractFunctionName", value=extract.function.function_name)
+        CfnOutput(self, "CdcFunctionName", value=cdc.function.function_name)
+        CfnOutput(self, "AthenaWorkGroup", value=query.workgroup.ref)
+        CfnOutput(self, "GlueDatabase", value=query.database_name)
+        CfnOutput(self, "AlarmTopicArn", value=observability.alarm_topic.topic_arn)
+
+        self.storage = storage
+        self.extract = extract
+        self.cdc = cdc
+        self.query = query
+        self.observability = observability

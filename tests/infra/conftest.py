@@ -1,0 +1,46 @@
+"""Synthesize the stack once per test process and share the template (each synth costs seconds)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .synthesis import Synth, synthesize
+
+# Non-default values for every context key whose effect the tests check.
+CUSTOM_CONTEXT: dict[str, Any] = {
+    "data_prefix": "lake/",
+    "bucket_name": "acme-snapcdc-lake",
+    "schedule_expression": "cron(15 */6 * * ? *)",
+    "raw_retention_days": "90",
+    "raw_noncurrent_version_days": "10",
+    "alarm_email": "data-team@example.com",
+    "metrics_namespace": "acme/snapcdc",
+    "extract_reserved_concurrency": "0",
+    "cdc_memory_mb": "6144",
+    "staleness_hours": "6",
+}
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The stack as `make synth` builds it (cdk.json defaults, placeholder kaggle layer)."""
+    return synthesize(tmp_path_factory.mktemp("cdk-default"))
+
+
+@pytest.fixture(scope="session")
+def custom_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """The stack with a data prefix, a named bucket, a cron schedule and the other CUSTOM_CONTEXT."""
+    return synthesize(tmp_path_factory.mktemp("cdk-custom"), CUSTOM_CONTEXT)
+
+
+@pytest.fixture
+def no_aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The process environment with every AWS_* and CDK_DEFAULT_* variable removed."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "CDK_DEFAULT_")):
+            monkeypatch.delenv(name)
+    yield dict(os.environ)

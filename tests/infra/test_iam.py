@@ -1,0 +1,167 @@
+"""Least privilege: walk every policy statement of the template."""
+
+from __future__ import annotations
+
+import pytest
+
+from .cfn_helpers import Statement, function_role, policy_statements, render, role_statements
+from .synthesis import Synth
+
+# Actions AWS only authorizes on Resource "*" (no resource-level permissions).
+UNSCOPED_ACTIONS_ALLOWED = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "cloudwatch:PutMetricData"}
+BUCKET = "arn:${AWS::Partition}:s3:::snapcdc-data-${AWS::AccountId}-${AWS::Region}"
+
+
+def _is_key_admin_delegation(statement: Statement) -> bool:
+    """The AWS default key policy statement: the account root may administer the key via IAM.
+
+    It is the one place "kms:*" is allowed: it delegates the key's access control to IAM (which
+    holds no kms:* anywhere); without it a key can become unmanageable.
+    """
+    principal = statement.principal or {}
+    root = str(principal.get("AWS", "")) if isinstance(principal, dict) else ""
+    return statement.resource_type == "AWS::KMS::Key" and ":root" in repr(principal) + root
+
+
+def test_no_allow_statement_has_a_wildcard_action(synth: Synth) -> None:
+    # Given every Allow statement in every policy document of the template
+    offenders = [
+        (s.logical_id, action)
+        for s in policy_statements(synth.template)
+        if s.effect == "Allow" and not _is_key_admin_delegation(s)
+        for action in s.actions
+        if "*" in action
+    ]
+    # Then none grants "*" or a service:Prefix* action
+    assert offenders == []
+
+
+def test_wildcard_actions_appear_only_in_deny_statements_and_key_admin(synth: Synth) -> None:
+    # Given statements with a wildcard action
+    wildcard = [s for s in policy_statements(synth.template) if any("*" in a for a in s.actions)]
+    # Then each is a Deny (TLS enforcement) or the key policy's IAM delegation
+    assert wildcard
+    assert all(s.effect == "Deny" or _is_key_admin_delegation(s) for s in wildcard)
+
+
+def test_unscoped_resources_only_where_aws_requires_them(synth: Synth) -> None:
+    # Given identity and resource policy statements granting on Resource "*"
+    offenders = []
+    for statement in policy_statements(synth.template):
+        if statement.effect != "Allow" or "*" not in statement.resources:
+            continue
+        if statement.resource_type == "AWS::KMS::Key":
+            continue  # in a key policy, "*" means this key
+        if set(statement.actions) <= UNSCOPED_ACTIONS_ALLOWED:
+            continue
+        offenders.append((statement.logical_id, statement.actions))
+    # Then only X-Ray/PutMetricData use "*"
+    assert offenders == []
+
+
+def _s3_grants(synth: Synth, function: str) -> dict[str, set[str]]:
+    """action -> resources, for the S3 object/bucket statements of a function's role."""
+    grants: dict[str, set[str]] = {}
+    for statement in role_statements(synth.template, function_role(synth.template, function)):
+        for action in statement.actions:
+            if action.startswith("s3:"):
+                grants.setdefault(action, set()).update(statement.resources)
+    return grants
+
+
+def test_extract_writes_only_raw_and_reads_only_manifests(synth: Synth) -> None:
+    # Given the extract role's S3 permissions
+    grants = _s3_grants(synth, "ExtractFunction")
+    # Then it may put objects only under raw/ and read only raw/_manifests/
+    assert grants == {
+        "s3:PutObject": {f"{BUCKET}/raw/*"},
+        "s3:AbortMultipartUpload": {f"{BUCKET}/raw/*"},
+        "s3:GetObject": {f"{BUCKET}/raw/_manifests/*"},
+        "s3:ListBucket": {BUCKET},
+    }
+
+
+def test_cdc_reads_and_writes_only_its_prefixes(synth: Synth) -> None:
+    # Given the CDC role's S3 permissions
+    grants = _s3_grants(synth, "CdcFunction")
+    # Then it reads raw/ snapshots/ _runs/ and writes cdc/ full-load/ snapshots/ quarantine/ _runs/
+    assert grants["s3:GetObject"] == {f"{BUCKET}/{p}/*" for p in ("raw", "snapshots", "_runs")}
+    writes = {f"{BUCKET}/{p}/*" for p in ("cdc", "full-load", "snapshots", "quarantine", "_runs")}
+    assert grants["s3:PutObject"] == writes
+    assert grants["s3:AbortMultipartUpload"] == writes
+    assert set(grants) == {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"}
+
+
+@pytest.mark.parametrize(
+    ("function", "prefixes"),
+    [
+        ("ExtractFunction", ["raw/_manifests/*"]),
+        ("CdcFunction", ["raw/*", "snapshots/*", "_runs/*", "cdc/*", "full-load/*"]),
+    ],
+)
+def test_list_bucket_only_with_prefix_conditions(synth: Synth, function: str, prefixes: list[str]) -> None:
+    # Given the role's ListBucket statements
+    statements = [
+        s for s in role_statements(synth.template, function_role(synth.template, function)) if "s3:ListBucket" in s.actions
+    ]
+    # Then each is limited to listings under the function's prefixes
+    assert len(statements) == 1
+    assert statements[0].conditions == {"StringLike": {"s3:prefix": prefixes}}
+
+
+def test_prefix_scoped_grants_honour_data_prefix(custom_synth: Synth) -> None:
+    # Given data_prefix=lake/ and bucket_name=acme-snapcdc-lake
+    grants = _s3_grants(custom_synth, "ExtractFunction")
+    listing = [
+        s
+        for s in role_statements(custom_synth.template, function_role(custom_synth.template, "ExtractFunction"))
+        if "s3:ListBucket" in s.actions
+    ]
+    # Then object ARNs and list conditions carry the prefix
+    assert grants["s3:PutObject"] == {"arn:${AWS::Partition}:s3:::acme-snapcdc-lake/lake/raw/*"}
+    assert listing[0].conditions == {"StringLike": {"s3:prefix": ["lake/raw/_manifests/*"]}}
+
+
+@pytest.mark.parametrize("function", ["ExtractFunction", "CdcFunction"])
+def test_data_key_use_is_only_through_s3(synth: Synth, function: str) -> None:
+    # Given the role's statements on the data key (the one the bucket encrypts with)
+    key_statements = [
+        s
+        for s in role_statements(synth.template, function_role(synth.template, function))
+        if any(a.startswith("kms:") for a in s.actions) and "secretsmanager" not in repr(s.conditions)
+    ]
+    # Then they are explicit actions conditioned on kms:ViaService=s3.<region>
+    assert len(key_statements) == 1
+    statement = key_statements[0]
+    assert set(statement.actions) == {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"}
+    via_service = statement.conditions["StringEquals"]["kms:ViaService"]
+    assert render(via_service) == "s3.${AWS::Region}.amazonaws.com"
+
+
+def test_only_the_extract_role_can_read_the_kaggle_secret(synth: Synth) -> None:
+    # Given the secret and every policy statement naming it
+    (secret_id,) = synth.resources("AWS::SecretsManager::Secret")
+    readers = {
+        s.logical_id
+        for s in policy_statements(synth.template)
+        if s.effect == "Allow" and any(secret_id in r for r in s.resources)
+    }
+    extract_role = function_role(synth.template, "ExtractFunction")
+    extract_policies = {
+        k
+        for k, v in synth.resources("AWS::IAM::Policy").items()
+        if {"Ref": extract_role} in v["Properties"]["Roles"]
+    }
+    # Then only the extract role's policy grants on it: GetSecretValue/DescribeSecret
+    assert readers == extract_policies
+    actions = {
+        a for s in role_statements(synth.template, extract_role) if any(secret_id in r for r in s.resources) for a in s.actions
+    }
+    assert actions == {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
+
+
+def test_no_role_carries_an_aws_managed_policy(synth: Synth) -> None:
+    # Given every role
+    # Then none has ManagedPolicyArns (each function's log permissions are scoped to its log group)
+    for role in synth.resources("AWS::IAM::Role").values():
+        assert "ManagedPolicyArns" not in role["Properties"]

@@ -1,0 +1,131 @@
+"""Issue #4: dashboard, alarms and their SNS topic."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from stacks.constructs.observability import CDC_METRICS, EXTRACT_METRICS
+
+from .cfn_helpers import render
+from .synthesis import Synth
+
+TABLES = ["clientes", "produtos", "transacoes", "transacao_produto"]
+
+
+def _alarms(synth: Synth) -> list[dict[str, Any]]:
+    return [a["Properties"] for a in synth.resources("AWS::CloudWatch::Alarm").values()]
+
+
+def _dashboard_body(synth: Synth) -> str:
+    (dashboard,) = synth.resources("AWS::CloudWatch::Dashboard").values()
+    return render(dashboard["Properties"]["DashboardBody"])
+
+
+def test_dashboard_shows_every_pipeline_metric_per_table(synth: Synth) -> None:
+    # Given the dashboard body
+    body = _dashboard_body(synth)
+    # Then every CDC and extract metric appears, per table, with the service and table dimensions
+    for table in TABLES:
+        for metric in CDC_METRICS:
+            assert f'"snapcdc","{metric}","service","snapcdc-cdc","table","{table}"' in body
+        for metric in EXTRACT_METRICS:
+            assert f'"snapcdc","{metric}","service","snapcdc-extract","table","{table}"' in body
+
+
+def test_alarms_notify_the_encrypted_topic(synth: Synth) -> None:
+    # Given the alarm topic
+    (topic_id, topic), = synth.resources("AWS::SNS::Topic").items()
+    key_id = topic["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
+    # Then it is encrypted with a rotating CMK that CloudWatch may use, and every alarm targets it
+    key = synth.resource(key_id)["Properties"]
+    assert key["EnableKeyRotation"] is True
+    cloudwatch = [s for s in key["KeyPolicy"]["Statement"] if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
+    assert cloudwatch and set(cloudwatch[0]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey"}
+    for alarm in _alarms(synth):
+        assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+
+
+def test_no_email_subscription_without_alarm_email(synth: Synth) -> None:
+    # Given no alarm_email in context
+    # Then the topic has no subscription
+    assert not synth.resources("AWS::SNS::Subscription")
+
+
+def test_email_subscription_when_alarm_email_is_set(custom_synth: Synth) -> None:
+    # Given alarm_email=data-team@example.com
+    (subscription,) = custom_synth.resources("AWS::SNS::Subscription").values()
+    # Then the topic e-mails it
+    assert subscription["Properties"]["Protocol"] == "email"
+    assert subscription["Properties"]["Endpoint"] == "data-team@example.com"
+
+
+@pytest.mark.parametrize("function", ["ExtractFunction", "CdcFunction"])
+def test_each_function_has_an_errors_alarm(synth: Synth, function: str) -> None:
+    # Given the alarms on AWS/Lambda Errors
+    alarms = [
+        a
+        for a in _alarms(synth)
+        if a.get("MetricName") == "Errors" and a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
+    ]
+    # Then one fires on any error
+    assert len(alarms) == 1
+    assert alarms[0]["Threshold"] == 1
+    assert alarms[0]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_each_dead_letter_queue_has_a_messages_visible_alarm(synth: Synth) -> None:
+    # Given the alarms on AWS/SQS ApproximateNumberOfMessagesVisible
+    alarmed = {
+        a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for a in _alarms(synth)
+        if a.get("MetricName") == "ApproximateNumberOfMessagesVisible"
+    }
+    # Then every queue (both DLQs) has one
+    assert alarmed == set(synth.resources("AWS::SQS::Queue"))
+
+
+@pytest.mark.parametrize("metric", ["DeleteGuardRefused", "Quarantined"])
+def test_data_quality_alarms_per_table(synth: Synth, metric: str) -> None:
+    # Given the alarms on a CDC data-quality metric
+    alarms = [a for a in _alarms(synth) if a.get("MetricName") == metric]
+    tables = {next(d["Value"] for d in a["Dimensions"] if d["Name"] == "table") for a in alarms}
+    # Then each table has one that fires on the first occurrence
+    assert tables == set(TABLES)
+    for alarm in alarms:
+        assert alarm["Namespace"] == "snapcdc"
+        assert {"Name": "service", "Value": "snapcdc-cdc"} in alarm["Dimensions"]
+        assert alarm["Threshold"] == 1
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def _staleness_alarms(synth: Synth) -> list[dict[str, Any]]:
+    return [a for a in _alarms(synth) if "Metrics" in a and "processed" in json.dumps(a["Metrics"])]
+
+
+def test_staleness_alarm_per_table_treats_missing_data_as_breaching(synth: Synth) -> None:
+    # Given the staleness alarms (hourly SnapshotsProcessed + SkippedUnchanged)
+    alarms = _staleness_alarms(synth)
+    # Then each table has one: fewer than 1 fresh snapshot in each of 12 hours, missing = breaching
+    assert len(alarms) == len(TABLES)
+    for alarm in alarms:
+        assert alarm["ComparisonOperator"] == "LessThanThreshold"
+        assert alarm["Threshold"] == 1
+        assert alarm["EvaluationPeriods"] == 12
+        assert alarm["DatapointsToAlarm"] == 12
+        assert alarm["TreatMissingData"] == "breaching"
+        names = {m["MetricStat"]["Metric"]["MetricName"] for m in alarm["Metrics"] if "MetricStat" in m}
+        assert names == {"SnapshotsProcessed", "SkippedUnchanged"}
+        assert all(m["MetricStat"]["Period"] == 3600 for m in alarm["Metrics"] if "MetricStat" in m)
+
+
+def test_staleness_window_and_namespace_follow_context(custom_synth: Synth) -> None:
+    # Given staleness_hours=6 and metrics_namespace=acme/snapcdc
+    for alarm in _staleness_alarms(custom_synth):
+        # Then the window is 6 hourly periods over the custom namespace
+        assert alarm["EvaluationPeriods"] == 6
+        namespaces = {m["MetricStat"]["Metric"]["Namespace"] for m in alarm["Metrics"] if "MetricStat" in m}
+        assert namespaces == {"acme/snapcdc"}

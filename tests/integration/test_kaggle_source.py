@@ -1,0 +1,368 @@
+"""The real kaggle client (2.2.4 / kagglesdk 0.1.37), wrapped by KaggleSource, against FakeKaggle on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import requests
+from moto import mock_aws
+from snapcdc import kaggle_source
+from snapcdc.kaggle_source import (
+    DatasetVersion,
+    KaggleAuthError,
+    KaggleError,
+    KaggleNotFoundError,
+    KaggleSource,
+)
+from snapcdc.local.fake_kaggle import BLOB_RPC, FakeKaggle
+
+from tests.support import csv_bytes
+
+DATASET = "teocalvo/teomewhy-loyalty-system"
+V1 = {"clientes.csv": csv_bytes(["idCliente", "qtdePontos"], [["a", 1], ["b", 2]])}
+V2 = {"clientes.csv": csv_bytes(["idCliente", "qtdePontos"], [["a", 1], ["b", 3], ["c", 4]])}
+
+
+class Sleeps(list[float]):
+    """An injected sleep: records the delays instead of waiting."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def make_source(fake: FakeKaggle, tmp_path: Path, sleeps: Sleeps, **options: object) -> KaggleSource:
+    return KaggleSource(
+        fake.username,
+        fake.key,
+        tmp_path / "work",
+        endpoint=fake.endpoint,
+        sleep=sleeps,
+        jitter=lambda: 0.5,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def members(zip_path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(zip_path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def test_current_version_is_the_latest_published_version_and_its_time(fake_kaggle, tmp_path):
+    # Given a dataset with two versions
+    fake_kaggle.publish(DATASET, V1, published_at=datetime(2026, 1, 5, 8, 0, tzinfo=UTC))
+    fake_kaggle.publish(DATASET, V2, published_at=datetime(2026, 1, 5, 12, 0, 30, tzinfo=UTC))
+    source = make_source(fake_kaggle, tmp_path, Sleeps())
+
+    # When
+    version = source.current_version(DATASET)
+
+    # Then one small GetDataset call answers it
+    assert version == DatasetVersion(2, "2026-01-05T12:00:30Z")
+    assert [r.rpc for r in fake_kaggle.requests] == ["GetDataset"]
+    assert fake_kaggle.requests[0].body == {"ownerSlug": "teocalvo", "datasetSlug": "teomewhy-loyalty-system"}
+
+
+def test_download_fetches_the_requested_version_through_the_redirect(fake_kaggle, tmp_path):
+    # Given two versions
+    fake_kaggle.publish(DATASET, V1)
+    fake_kaggle.publish(DATASET, V2)
+    source = make_source(fake_kaggle, tmp_path, Sleeps())
+
+    # When version 1 is asked for
+    path = source.download(DATASET, tmp_path / "dl", version=1)
+
+    # Then the zip of version 1 is saved as <slug>.zip, via DownloadDataset + the blob GET
+    assert path == tmp_path / "dl" / "teomewhy-loyalty-system.zip"
+    assert members(path) == V1
+    assert [r.rpc for r in fake_kaggle.requests] == ["DownloadDataset", BLOB_RPC]
+    assert fake_kaggle.requests[0].body["datasetVersionNumber"] == 1
+
+
+def test_download_of_the_current_version_served_directly(tmp_path):
+    # Given a server that answers DownloadDataset with the bytes (no redirect)
+    with FakeKaggle(redirect_downloads=False) as fake:
+        fake.publish(DATASET, V1)
+        fake.publish(DATASET, V2)
+        source = make_source(fake, tmp_path, Sleeps())
+
+        # When
+        path = source.download(DATASET, tmp_path / "dl")
+
+        # Then
+        assert members(path) == V2
+        assert [r.rpc for r in fake.requests] == ["DownloadDataset"]
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_version_check_retries_transient_errors_with_growing_backoff(fake_kaggle, tmp_path, status):
+    # Given two transient failures before the answer
+    fake_kaggle.publish(DATASET, V1)
+    fake_kaggle.fail_next(status, times=2)
+    sleeps = Sleeps()
+    source = make_source(fake_kaggle, tmp_path, sleeps, base_delay=1.0)
+
+    # When
+    version = source.current_version(DATASET)
+
+    # Then the third attempt succeeds, after two exponential waits
+    assert version.number == 1
+    assert fake_kaggle.request_count("GetDataset") == 3
+    assert sleeps == [1.0, 2.0]
+
+
+def test_download_retries_a_server_error_on_the_blob(fake_kaggle, tmp_path):
+    # Given the blob store failing once
+    fake_kaggle.publish(DATASET, V1)
+    fake_kaggle.fail_next(500, rpc=BLOB_RPC)
+    sleeps = Sleeps()
+    source = make_source(fake_kaggle, tmp_path, sleeps)
+
+    # When
+    path = source.download(DATASET, tmp_path / "dl")
+
+    # Then
+    assert members(path) == V1
+    assert [r.rpc for r in fake_kaggle.requests] == ["DownloadDataset", BLOB_RPC, "DownloadDataset", BLOB_RPC]
+    assert len(sleeps) == 1
+
+
+def test_persistent_failures_stop_after_the_attempt_budget_with_a_clear_error(fake_kaggle, tmp_path):
+    # Given a server that keeps failing
+    fake_kaggle.publish(DATASET, V1)
+    fake_kaggle.fail_next(503, times=100)
+    sleeps = Sleeps()
+    source = make_source(fake_kaggle, tmp_path, sleeps, attempts=4, max_delay=5.0)
+
+    # When / Then
+    with pytest.raises(KaggleError, match=r"GetDataset teocalvo/teomewhy-loyalty-system failed after 4 attempts.*503"):
+        source.current_version(DATASET)
+    assert fake_kaggle.request_count() == 4  # no retry storm
+    assert sleeps == [1.0, 2.0, 4.0]
+
+
+def test_backoff_is_capped_and_jittered(fake_kaggle, tmp_path):
+    # Given a failing server and a jitter at its extremes
+    fake_kaggle.publish(DATASET, V1)
+    fake_kaggle.fail_next(500, times=100)
+    sleeps = Sleeps()
+    jitters = iter([0.0, 0.999, 0.999])
+    source = KaggleSource(
+        fake_kaggle.username,
+        fake_kaggle.key,
+        tmp_path,
+        endpoint=fake_kaggle.endpoint,
+        base_delay=2.0,
+        max_delay=5.0,
+        sleep=sleeps,
+        jitter=lambda: next(jitters),
+    )
+
+    # When
+    with pytest.raises(KaggleError):
+        source.current_version(DATASET)
+
+    # Then half the first delay, then 1.5x the second, then the cap
+    assert sleeps == pytest.approx([1.0, 5.0, 5.0], abs=0.01)
+
+
+def test_a_stalled_server_times_out_and_the_retry_succeeds(fake_kaggle, tmp_path):
+    # Given the first request held far longer than the read timeout
+    fake_kaggle.publish(DATASET, V1)
+    fake_kaggle.delay_next(5.0, rpc="GetDataset")
+    sleeps = Sleeps()
+    source = make_source(fake_kaggle, tmp_path, sleeps, read_timeout=0.3)
+
+    # When
+    started = time.monotonic()
+    version = source.current_version(DATASET)
+
+    # Then the client gave up on the stalled answer instead of hanging
+    assert version.number == 1
+    assert time.monotonic() - started < 3.0
+    assert len(sleeps) == 1
+
+
+def test_a_stalled_download_times_out_and_the_retry_succeeds(fake_kaggle, tmp_path):
+    # Given the blob held longer than the read timeout
+    fake_kaggle.publish(DATASET, V1)
+    fake_kaggle.delay_next(5.0, rpc=BLOB_RPC)
+    source = make_source(fake_kaggle, tmp_path, Sleeps(), read_timeout=0.3)
+
+    # When
+    started = time.monotonic()
+    path = source.download(DATASET, tmp_path / "dl")
+
+    # Then
+    assert members(path) == V1
+    assert time.monotonic() - started < 3.0
+
+
+def test_a_truncated_download_is_retried(fake_kaggle, tmp_path):
+    # Given one body cut short of its Content-Length
+    fake_kaggle.publish(DATASET, V1)
+    fake_kaggle.truncate_next()
+    sleeps = Sleeps()
+    source = make_source(fake_kaggle, tmp_path, sleeps)
+
+    # When
+    path = source.download(DATASET, tmp_path / "dl")
+
+    # Then the second, complete download is kept
+    assert members(path) == V1
+    assert fake_kaggle.request_count(BLOB_RPC) == 2
+    assert len(sleeps) == 1
+
+
+def test_always_truncated_downloads_fail_clearly_and_leave_no_partial_file(fake_kaggle, tmp_path):
+    # Given every body cut short
+    fake_kaggle.publish(DATASET, V1)
+    fake_kaggle.truncate_next(times=100)
+    source = make_source(fake_kaggle, tmp_path, Sleeps(), attempts=3)
+
+    # When / Then
+    with pytest.raises(KaggleError, match="after 3 attempts: short download"):
+        source.download(DATASET, tmp_path / "dl")
+    assert fake_kaggle.request_count(BLOB_RPC) == 3
+    assert not list((tmp_path / "dl").glob("*.zip"))
+
+
+def test_wrong_credentials_raise_an_auth_error_without_retrying(fake_kaggle, tmp_path):
+    # Given a key the server does not accept
+    fake_kaggle.publish(DATASET, V1)
+    sleeps = Sleeps()
+    source = KaggleSource(fake_kaggle.username, "wrong-key", tmp_path, endpoint=fake_kaggle.endpoint, sleep=sleeps)
+
+    # When / Then the message names what to set; one request, no sleeping
+    with pytest.raises(KaggleAuthError, match=r"HTTP 401.*'username' and 'key'"):
+        source.current_version(DATASET)
+    assert fake_kaggle.request_count() == 1
+    assert sleeps == []
+
+
+def test_wrong_credentials_on_download_raise_an_auth_error_without_retrying(fake_kaggle, tmp_path):
+    # Given an unknown user
+    fake_kaggle.publish(DATASET, V1)
+    source = KaggleSource("someone", "else", tmp_path, endpoint=fake_kaggle.endpoint, sleep=Sleeps())
+
+    # When / Then
+    with pytest.raises(KaggleAuthError, match="'someone'"):
+        source.download(DATASET, tmp_path / "dl")
+    assert fake_kaggle.request_count() == 1
+
+
+@pytest.mark.parametrize(
+    ("username", "key", "named"), [("", "k", "username"), ("u", "", "key"), ("", "", "username and key")]
+)
+def test_empty_credentials_are_refused_before_any_request(fake_kaggle, tmp_path, username, key, named):
+    # When / Then
+    with pytest.raises(KaggleAuthError, match=f"Kaggle {named} is empty"):
+        KaggleSource(username, key, tmp_path, endpoint=fake_kaggle.endpoint)
+    assert fake_kaggle.request_count() == 0
+
+
+def test_the_clients_exit_on_missing_credentials_becomes_an_auth_error(fake_kaggle, tmp_path, monkeypatch):
+    # Given an environment in which the kaggle client finds no credentials at all
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
+    monkeypatch.delenv("KAGGLE_KEY", raising=False)
+
+    def no_credentials(username: str, key: str, config_dir: Path) -> None:
+        config_dir.mkdir(parents=True, exist_ok=True)
+
+    monkeypatch.setattr(kaggle_source, "_prepare_environment", no_credentials)
+    source = make_source(fake_kaggle, tmp_path, Sleeps())
+
+    # When / Then authenticate()'s SystemExit(1) does not escape
+    with pytest.raises(KaggleAuthError, match="no usable credentials"):
+        source.current_version(DATASET)
+    assert fake_kaggle.request_count() == 0
+
+
+def test_an_unknown_dataset_is_not_found_without_retrying(fake_kaggle, tmp_path):
+    # Given
+    sleeps = Sleeps()
+    source = make_source(fake_kaggle, tmp_path, sleeps)
+
+    # When / Then
+    with pytest.raises(KaggleNotFoundError, match=r"owner/nothing.*404"):
+        source.current_version("owner/nothing")
+    assert sleeps == []
+
+
+def test_an_unreachable_endpoint_fails_after_the_attempt_budget(tmp_path):
+    # Given a port nobody listens on (the fake is stopped again)
+    with FakeKaggle() as fake:
+        endpoint = fake.endpoint
+    sleeps = Sleeps()
+    source = KaggleSource("u", "k", tmp_path, endpoint=endpoint, attempts=2, sleep=sleeps)
+
+    # When / Then
+    with pytest.raises(KaggleError, match="after 2 attempts: connection failed"):
+        source.current_version(DATASET)
+    assert len(sleeps) == 1
+
+
+def test_a_bad_dataset_ref_is_refused():
+    # When / Then
+    with pytest.raises(ValueError, match="owner/slug"):
+        kaggle_source.split_dataset_ref("just-a-slug")
+
+
+def test_moto_mock_aws_lets_the_kaggle_http_through(fake_kaggle, tmp_path):
+    # Given moto's in-process mock, which also patches `requests` (with a passthrough for non-AWS URLs)
+    fake_kaggle.publish(DATASET, V1)
+    source = make_source(fake_kaggle, tmp_path, Sleeps())
+
+    # When
+    with mock_aws():
+        version = source.current_version(DATASET)
+        path = source.download(DATASET, tmp_path / "dl")
+
+    # Then the calls reached the fake server
+    assert version.number == 1
+    assert members(path) == V1
+    assert fake_kaggle.request_count() == 3
+
+
+def test_the_fake_accepts_both_path_prefixes_and_basic_auth_only(fake_kaggle):
+    # Given
+    fake_kaggle.publish(DATASET, V1)
+    body = {"ownerSlug": "teocalvo", "datasetSlug": "teomewhy-loyalty-system"}
+    auth = (fake_kaggle.username, fake_kaggle.key)
+
+    # When
+    answers = [
+        requests.post(
+            f"{fake_kaggle.endpoint}{prefix}/datasets.DatasetApiService/GetDataset", json=body, auth=a, timeout=5
+        )
+        for prefix, a in [("/v1", auth), ("/api/v1", auth), ("/v1", None)]
+    ]
+    listing = requests.post(
+        f"{fake_kaggle.endpoint}/v1/datasets.DatasetApiService/ListDatasetFiles", json=body, auth=auth, timeout=5
+    )
+
+    # Then
+    assert [a.status_code for a in answers] == [200, 200, 401]
+    assert answers[0].json()["currentVersionNumber"] == 1
+    assert listing.json()["datasetFiles"][0]["name"] == "clientes.csv"
+    assert listing.json()["datasetFiles"][0]["totalBytes"] == len(V1["clientes.csv"])
+
+
+def test_the_fake_builds_the_same_zip_for_the_same_files(fake_kaggle, tmp_path):
+    # Given the same files published twice
+    fake_kaggle.publish(DATASET, V1)
+    fake_kaggle.publish(DATASET, V1)
+    source = make_source(fake_kaggle, tmp_path, Sleeps())
+
+    # When
+    first = source.download(DATASET, tmp_path / "a", version=1).read_bytes()
+    second = source.download(DATASET, tmp_path / "b", version=2).read_bytes()
+
+    # Then
+    assert first == second
+    assert zipfile.ZipFile(io.BytesIO(first)).testzip() is None
