@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: install demo test test-all lint format synth bench soak deploy clean
+.PHONY: install demo test test-all lint format synth layers bench soak deploy clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,12 @@ test-all: lint
 synth: $(STAMP)
 	rm -rf cdk.out
 	CDK_OUTDIR=cdk.out $(BIN)/python app.py
-	@echo "templates written to cdk.out/"
+	@echo "templates written to cdk.out/ (kaggle layer: placeholder; make deploy uses the built one)"
+
+# The extract function's kaggle layer: pip wheels for arm64/py3.12, no Docker; rebuilt only when
+# layers/kaggle/requirements.txt changes (cached in layers/kaggle/build/<hash>/).
+layers: $(STAMP)
+	$(BIN)/python layers/build_layers.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.engine_bench
@@ -45,11 +50,13 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak
 
-node_modules/.bin/cdk: package.json
+# The pinned CDK CLI (package-lock.json); a stamp, since npm keeps the package's own file times.
+node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
+	touch $@
 
-deploy: $(STAMP) node_modules/.bin/cdk layers
-	node_modules/.bin/cdk deploy --app "$(BIN)/python app.py"
+deploy: $(STAMP) node_modules/.installed layers
+	node_modules/.bin/cdk deploy --app "$(BIN)/python app.py" -c build_layers=true
 
 clean:
 	rm -rf $(VENV) cdk.out demo-output node_modules layers/kaggle/build

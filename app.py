@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from stacks.context import ContextError
 from stacks.application import build_app
+from stacks.context import ContextError
 
 
 def main() -> int:

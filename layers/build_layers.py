@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stacks.kaggle_layer import (  # noqa: E402 (the repo root is put on sys.path just above)
+from stacks.kaggle_layer import (
     PIP_PLATFORM_ARGS,
     PROVIDED_BY_RUNTIME,
     REQUIREMENTS,

@@ -10,8 +10,8 @@ from typing import Any
 from aws_cdk import App, Aspects, Environment
 from cdk_nag import AwsSolutionsChecks
 
-from stacks.kaggle_layer import REPO_ROOT
 from stacks.context import StackSettings
+from stacks.kaggle_layer import REPO_ROOT
 from stacks.snapcdc_stack import SnapCdcStack
 
 CDK_JSON = REPO_ROOT / "cdk.json"
@@ -25,9 +25,7 @@ def cdk_json_context() -> dict[str, Any]:
     return context
 
 
-def build_app(
-    context: Mapping[str, Any] | None = None, outdir: str | None = None
-) -> tuple[App, SnapCdcStack]:
+def build_app(context: Mapping[str, Any] | None = None, outdir: str | None = None) -> tuple[App, SnapCdcStack]:
     """The app with its one stack and the AwsSolutions checks; ``context`` overrides cdk.json.
 
     Values the CDK CLI passes (``-c key=value``) take precedence over both. Nothing here calls

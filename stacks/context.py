@@ -30,9 +30,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _BUCKET_NAME = re.compile(r"^(?!xn--)(?!sthree-)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()=-]+(/[A-Za-z0-9!_.*'()=-]+)*$")
 _SCHEDULE = re.compile(r"^(rate\(([1-9]\d*) (minute|minutes|hour|hours|day|days)\)|cron\(\S+( \S+){5}\))$")
-_LAYER_ARN = re.compile(
-    r"^arn:aws[a-z-]*:lambda:(?P<region>[a-z]{2}(-[a-z]+)+-\d):\d{12}:layer:[A-Za-z0-9_-]+:\d+$"
-)
+_LAYER_ARN = re.compile(r"^arn:aws[a-z-]*:lambda:(?P<region>[a-z]{2}(-[a-z]+)+-\d):\d{12}:layer:[A-Za-z0-9_-]+:\d+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,29}$")
 _GLUE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -116,9 +114,7 @@ class StackSettings:
             ),
             schedule_enabled=read.boolean("schedule_enabled", defaults.schedule_enabled),
             extract_memory_mb=read.integer("extract_memory_mb", defaults.extract_memory_mb, 128, 10240),
-            extract_timeout_minutes=read.integer(
-                "extract_timeout_minutes", defaults.extract_timeout_minutes, 1, 15
-            ),
+            extract_timeout_minutes=read.integer("extract_timeout_minutes", defaults.extract_timeout_minutes, 1, 15),
             extract_ephemeral_storage_mb=read.integer(
                 "extract_ephemeral_storage_mb", defaults.extract_ephemeral_storage_mb, 512, 10240
             ),

@@ -10,30 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
 from snapcdc.config import ConfigError, PipelineConfig, load_config
-from snapcdc.extract import ExtractReport, run_extract
-from snapcdc.kaggle_source import KaggleAuthError, KaggleNotFoundError, KaggleSource
+from snapcdc.extract import ExtractPermissionError, ExtractReport, run_extract
+from snapcdc.kaggle_source import KaggleAuthError, KaggleNotFoundError, KaggleSource, read_kaggle_secret
 from snapcdc.layout import Layout, snapshot_id
+from snapcdc.observability import logger, metrics, publish_table_metrics, tracer
 from snapcdc.safe_zip import UnsafeArchiveError
 from snapcdc.settings import ExtractSettings, load_settings
 from snapcdc.store import S3Store
-
-NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "snapcdc")
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics(namespace=NAMESPACE)
-# Secrets Manager errors that a retry cannot fix (anything else, e.g. throttling, is raised).
-_SECRET_PERMANENT = {"ResourceNotFoundException", "AccessDeniedException", "DecryptionFailure"}
-
-
-class SecretError(ValueError):
-    """The Kaggle secret is absent, unreadable or malformed; the message names secret and field."""
 
 
 class EventError(ValueError):
@@ -42,19 +30,19 @@ class EventError(ValueError):
 
 # Errors a Lambda retry of the same event cannot fix: reported, not raised (no retry storm).
 PERMANENT_ERRORS = (
-    SecretError,
     EventError,
     ConfigError,
-    KaggleAuthError,
+    KaggleAuthError,  # includes KaggleSecretError
     KaggleNotFoundError,
     UnsafeArchiveError,
+    ExtractPermissionError,
 )
 
 
 def settings() -> ExtractSettings:
     """Validated once per container (once per distinct environment, so tests may set it late)."""
-    names = ("BUCKET_NAME", "DATA_PREFIX", "PIPELINE_CONFIG", "S3_ENDPOINT_URL", "KAGGLE_SECRET_ARN")
-    return _settings(tuple(os.environ.get(n) for n in (*names, "KAGGLE_ENDPOINT", "WORK_DIR")))
+    names = [field.alias or name for name, field in ExtractSettings.model_fields.items()]
+    return _settings(tuple(os.environ.get(name) for name in names))
 
 
 @functools.cache
@@ -83,31 +71,6 @@ def clear_caches() -> None:
         cached.cache_clear()
 
 
-def kaggle_credentials(client: Any, secret_id: str) -> tuple[str, str]:
-    """``{"username": ..., "key": ...}`` from Secrets Manager, read on every invocation (rotation)."""
-    try:
-        response = client.get_secret_value(SecretId=secret_id)
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
-        if code in _SECRET_PERMANENT:
-            raise SecretError(f"Kaggle secret {secret_id} (KAGGLE_SECRET_ARN) cannot be read: {code}") from None
-        raise
-    text = response.get("SecretString")
-    try:
-        document = json.loads(text) if text else None
-    except ValueError:
-        document = None
-    if not isinstance(document, dict):
-        raise SecretError(f'Kaggle secret {secret_id} must be a JSON object {{"username": ..., "key": ...}}')
-    values = []
-    for field in ("username", "key"):
-        value = document.get(field)
-        if not isinstance(value, str) or not value.strip():
-            raise SecretError(f"Kaggle secret {secret_id}: field '{field}' is missing or empty")
-        values.append(value.strip())
-    return values[0], values[1]
-
-
 def snapshot_of(event: dict[str, Any]) -> str:
     try:
         moment = datetime.fromisoformat(EventBridgeEvent(event).time.replace("Z", "+00:00"))
@@ -125,16 +88,17 @@ def _emit(report: ExtractReport) -> None:
         name="SkippedUnchangedVersion", unit=MetricUnit.Count, value=int(report.status == "skipped_unchanged")
     )
     for table in report.tables:  # per-table series (dimension "table")
-        name, value, unit = {
-            "uploaded": ("ExtractedBytes", table.bytes, MetricUnit.Bytes),
-            "unchanged": ("SkippedUnchanged", 1, MetricUnit.Count),
-            "missing": ("TablesMissing", 1, MetricUnit.Count),
-        }[table.status]
-        with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE) as metric:
-            metric.add_dimension(name="table", value=table.name)
+        publish_table_metrics(
+            table.name,
+            {
+                "ExtractedBytes": table.bytes if table.status == "uploaded" else 0,
+                "SkippedUnchanged": int(table.status == "unchanged"),
+                "TablesMissing": int(table.status == "missing"),
+            },
+        )
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -143,7 +107,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         env = settings()
         logger.append_keys(snapshot=snap)
         store = S3Store(aws_client("s3", env.s3_endpoint_url), env.bucket_name, Layout(env.data_prefix))
-        username, key = kaggle_credentials(aws_client("secretsmanager", env.s3_endpoint_url), env.kaggle_secret_arn)
+        username, key = read_kaggle_secret(aws_client("secretsmanager", env.s3_endpoint_url), env.kaggle_secret_arn)
         work_dir = Path(env.work_dir)
         source = KaggleSource(username, key, work_dir, endpoint=env.kaggle_endpoint)
         report = run_extract(

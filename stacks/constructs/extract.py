@@ -43,7 +43,7 @@ class ExtractFunction(Construct):
         self.kaggle_secret = secretsmanager.Secret(
             self,
             "KaggleCredentials",
-            description="Kaggle API credentials for the extract function: {\"username\": ..., \"key\": ...}",
+            description='Kaggle API credentials for the extract function: {"username": ..., "key": ...}',
             encryption_key=storage.data_key,
             secret_string_value=SecretValue.unsafe_plain_text(json.dumps({"username": "", "key": ""})),
         )
@@ -87,12 +87,12 @@ class ExtractFunction(Construct):
         self.dead_letter_queue = self.handler.dead_letter_queue
         role = self.handler.role
 
-        # raw/ is the only prefix extract writes; it reads back only the manifests (to skip an
-        # unchanged dataset). Multipart uploads need AbortMultipartUpload and, with SSE-KMS,
-        # kms:Decrypt to complete.
-        storage.grant_objects(role, ["s3:PutObject", "s3:AbortMultipartUpload"], ["raw/"])
-        storage.grant_objects(role, ["s3:GetObject"], ["raw/_manifests/"])
-        storage.grant_list(role, ["raw/_manifests/"])
+        # raw/ is the only prefix extract writes, and the only one it reads: back its own objects
+        # (manifests to skip an unchanged dataset, HeadObject on the previous raw CSV to compare
+        # checksums, the raw/<table>/ listing to find it). Multipart uploads need
+        # AbortMultipartUpload and, with SSE-KMS, kms:Decrypt to complete.
+        storage.grant_objects(role, ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"], ["raw/"])
+        storage.grant_list(role, ["raw/"])
         storage.grant_key_use(role, ["kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt"])
         self.kaggle_secret.grant_read(role)
         NagSuppressions.add_resource_suppressions(
@@ -100,12 +100,9 @@ class ExtractFunction(Construct):
             [
                 {
                     "id": "AwsSolutions-IAM5",
-                    "reason": "Object-level S3 permissions scoped to the prefixes extract owns: write raw/*,"
-                    " read raw/_manifests/* (object keys under a prefix can only be named with a wildcard).",
-                    "appliesTo": [
-                        {"regex": "/^Resource::arn:<AWS::Partition>:s3:::.+/raw/\\*$/"},
-                        {"regex": "/^Resource::arn:<AWS::Partition>:s3:::.+/raw/_manifests/\\*$/"},
-                    ],
+                    "reason": "Object-level S3 permissions scoped to the one prefix extract owns, raw/* (object"
+                    " keys under a prefix can only be named with a wildcard).",
+                    "appliesTo": [{"regex": "/^Resource::arn:<AWS::Partition>:s3:::.+/raw/\\*$/"}],
                 }
             ],
             apply_to_children=True,

@@ -17,7 +17,6 @@ from constructs import Construct
 from stacks.constructs.layers import ARCHITECTURE, RUNTIME
 from stacks.packaging import CODE_EXCLUDES
 
-
 _R = logs.RetentionDays
 RETENTION = {
     1: _R.ONE_DAY, 3: _R.THREE_DAYS, 5: _R.FIVE_DAYS, 7: _R.ONE_WEEK, 14: _R.TWO_WEEKS, 30: _R.ONE_MONTH,

@@ -23,6 +23,7 @@ from stacks.constructs.cdc import CDC_SERVICE
 from stacks.constructs.extract import EXTRACT_SERVICE
 from stacks.context import StackSettings
 
+# Per-table metrics (dimensions service + table), as the handlers emit them.
 CDC_METRICS = (
     "RowsRead",
     "Inserts",
@@ -32,9 +33,15 @@ CDC_METRICS = (
     "UpdatesWithoutDateBump",
     "DurationSeconds",
     "DeleteGuardRefused",
-    "SnapshotsProcessed",
 )
 EXTRACT_METRICS = ("ExtractedBytes", "SkippedUnchanged")
+# Per-invocation metrics (dimension service only) that say the lake is current: CDC accepted a
+# snapshot, or extract found the dataset (or every table) unchanged since the last snapshot.
+FRESHNESS_METRICS = (
+    (CDC_SERVICE, "SnapshotsProcessed"),
+    (EXTRACT_SERVICE, "SkippedUnchanged"),
+    (EXTRACT_SERVICE, "SkippedUnchangedVersion"),
+)
 FIVE_MINUTES = Duration.minutes(5)
 
 
@@ -80,15 +87,15 @@ class Observability(Construct):
                 self.cdc_metric("Quarantined", table),
                 f"Rows of {table} with a null or duplicated key went to quarantine/",
             )
-            self._alarm(
-                f"{title}Stale",
-                self._freshness(table),
-                f"No {table} snapshot processed or found unchanged in {settings.staleness_hours} h"
-                " (the extract or the CDC side has stalled)",
-                comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-                evaluation_periods=settings.staleness_hours,
-                missing=cloudwatch.TreatMissingData.BREACHING,
-            )
+        self._alarm(
+            "Stale",
+            self.freshness(),
+            f"No snapshot processed, and no unchanged dataset seen, for {settings.staleness_hours} h:"
+            " the extract or the CDC side has stalled",
+            comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            evaluation_periods=settings.staleness_hours,
+            missing=cloudwatch.TreatMissingData.BREACHING,
+        )
 
         self.dashboard = cloudwatch.Dashboard(
             self,
@@ -104,6 +111,9 @@ class Observability(Construct):
                 height=2,
             ),
             cloudwatch.AlarmStatusWidget(alarms=list(self.alarms), title="Alarms", width=24, height=4),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="pipeline freshness (runs per hour)", left=[self.freshness()], width=24, height=4)
         )
         for table in tables:
             self.dashboard.add_widgets(*self._table_widgets(table))
@@ -126,18 +136,25 @@ class Observability(Construct):
             period=period,
         )
 
-    def _freshness(self, table: str) -> cloudwatch.MathExpression:
-        """Hourly count of snapshots that kept the table current: processed by CDC, or skipped by
-        extract because the dataset had not changed (an unchanged dataset is not a stall)."""
+    def freshness(self) -> cloudwatch.MathExpression:
+        """Hourly count of runs that left the lake current (a dataset that did not change on Kaggle
+        is not a stall); fewer than 1 in each hour of the window means the pipeline stalled."""
         hour = Duration.hours(1)
+        using = {
+            f"m{i}": cloudwatch.Metric(
+                namespace=self._namespace,
+                metric_name=name,
+                dimensions_map={"service": service},
+                statistic="Sum",
+                period=hour,
+            )
+            for i, (service, name) in enumerate(FRESHNESS_METRICS)
+        }
         return cloudwatch.MathExpression(
-            expression="FILL(processed, 0) + FILL(unchanged, 0)",
-            using_metrics={
-                "processed": self.cdc_metric("SnapshotsProcessed", table, period=hour),
-                "unchanged": self.extract_metric("SkippedUnchanged", table, period=hour),
-            },
+            expression=" + ".join(f"FILL({m}, 0)" for m in using),
+            using_metrics=using,
             period=hour,
-            label=f"{table} fresh snapshots",
+            label="fresh runs per hour",
         )
 
     # -- alarms --------------------------------------------------------------------------------
@@ -175,7 +192,9 @@ class Observability(Construct):
                 resources=[topic.topic_arn],
                 conditions={
                     "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                    "ArnLike": {"aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"},
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"
+                    },
                 },
             )
         )
@@ -224,7 +243,6 @@ class Observability(Construct):
             graph(
                 "runs",
                 [
-                    self.cdc_metric("SnapshotsProcessed", table),
                     self.cdc_metric("DurationSeconds", table).with_(statistic="Maximum"),
                     self.extract_metric("ExtractedBytes", table),
                     self.extract_metric("SkippedUnchanged", table),

@@ -23,7 +23,10 @@ GLUE_TYPES = {
     "timestamp": "timestamp",
     "date": "date",
 }
-CDC_COLUMNS = (("_cdc_operation", "string", "I insert, U update, D delete"), ("_cdc_timestamp", "timestamp", "UTC time of the snapshot that observed the change"))
+CDC_COLUMNS = (
+    ("_cdc_operation", "string", "I insert, U update, D delete"),
+    ("_cdc_timestamp", "timestamp", "UTC time of the snapshot that observed the change"),
+)
 PARQUET = {
     "input_format": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
     "output_format": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
@@ -73,7 +76,9 @@ class LakeQuery(Construct):
         for table in pipeline.tables:
             columns = glue_columns(table)
             cdc_columns = [glue.CfnTable.ColumnProperty(name=n, type=t, comment=c) for n, t, c in CDC_COLUMNS]
-            self._table(f"{table.name}_cdc", f"cdc/{table.name}/", columns + cdc_columns, "change sets, one file per snapshot")
+            self._table(
+                f"{table.name}_cdc", f"cdc/{table.name}/", columns + cdc_columns, "change sets, one file per snapshot"
+            )
             self._table(f"{table.name}_full_load", f"full-load/{table.name}/", columns, "first snapshot of the table")
             self._table(
                 f"{table.name}_snapshots",

@@ -23,11 +23,11 @@ def render(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, dict) and len(value) == 1:
-        (name, arg), = value.items()
+        ((name, arg),) = value.items()
         if name == "Ref":
-            return "${%s}" % arg
+            return f"${{{arg}}}"
         if name == "Fn::GetAtt":
-            return "${%s}" % ".".join(arg)
+            return "${" + ".".join(arg) + "}"
         if name == "Fn::Join":
             separator, parts = arg
             return separator.join(render(p) for p in parts)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,9 +37,9 @@ def custom_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 
 @pytest.fixture
-def no_aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+def no_aws_environment(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The process environment with every AWS_* and CDK_DEFAULT_* variable removed."""
     for name in list(os.environ):
         if name.startswith(("AWS_", "CDK_DEFAULT_")):
             monkeypatch.delenv(name)
-    yield dict(os.environ)
+    return dict(os.environ)

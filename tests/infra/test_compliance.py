@@ -14,7 +14,7 @@ NAG_RULE = Match.string_like_regexp("AwsSolutions-.*")
 
 
 @pytest.fixture(scope="module")
-def annotations(synth: Synth) -> Annotations:
+def nag_annotations(synth: Synth) -> Annotations:
     return Annotations.from_stack(synth.stack)
 
 
@@ -22,17 +22,17 @@ def _describe(findings: list) -> list[str]:  # type: ignore[type-arg]
     return [f"{f.id}: {f.entry.data}" for f in findings]
 
 
-def test_cdk_nag_reports_no_unsuppressed_errors(annotations: Annotations) -> None:
+def test_cdk_nag_reports_no_unsuppressed_errors(nag_annotations: Annotations) -> None:
     # Given the stack synthesized with the AwsSolutions checks as an aspect (app.py)
     # When collecting error annotations from cdk-nag
-    errors = annotations.find_error("*", NAG_RULE)
+    errors = nag_annotations.find_error("*", NAG_RULE)
     # Then there are none
     assert _describe(errors) == []
 
 
-def test_cdk_nag_reports_no_unsuppressed_warnings(annotations: Annotations) -> None:
+def test_cdk_nag_reports_no_unsuppressed_warnings(nag_annotations: Annotations) -> None:
     # Given the same synthesis
-    warnings = annotations.find_warning("*", NAG_RULE)
+    warnings = nag_annotations.find_warning("*", NAG_RULE)
     # Then no warning either
     assert _describe(warnings) == []
 

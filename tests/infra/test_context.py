@@ -59,8 +59,9 @@ def test_bad_value_names_the_context_key(key: str, value: Any) -> None:
     # Given one invalid context value
     # When parsing the context
     # Then the error names the key and shows the value
-    with pytest.raises(ContextError, match=rf"context key '{key}': got {value!r}"):
+    with pytest.raises(ContextError) as error:
         StackSettings.from_mapping({key: value})
+    assert str(error.value).startswith(f"context key {key!r}: got {value!r}, expected ")
 
 
 def test_layer_arn_from_another_region_is_refused() -> None:

@@ -68,7 +68,9 @@ def test_extract_layers_are_core_kaggle_and_powertools(synth: Synth) -> None:
     layers = _props(synth, EXTRACT)["Layers"]
     # Then it has our core layer, the kaggle layer (a marked placeholder in synth) and Powertools
     descriptions = sorted(_layer_description(synth, layer) for layer in layers if isinstance(layer, dict))
-    assert descriptions == sorted([PLACEHOLDER_DESCRIPTION, "snapcdc core package (config, layout, CDC engine, S3 store)"])
+    assert descriptions == sorted(
+        [PLACEHOLDER_DESCRIPTION, "snapcdc core package (config, layout, CDC engine, S3 store)"]
+    )
     assert DEFAULT_POWERTOOLS_LAYER_ARN in layers
     assert len(layers) == 3
 
@@ -92,9 +94,7 @@ def test_core_and_kaggle_layers_target_the_functions_runtime(synth: Synth) -> No
         assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
 
 
-def test_kaggle_layer_needs_a_build_when_build_layers_is_true(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
-) -> None:
+def test_kaggle_layer_needs_a_build_when_build_layers_is_true(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     # Given build_layers=true and no built layer
     from aws_cdk import App, Stack
 
@@ -178,7 +178,7 @@ def test_failed_async_invocations_retry_twice_then_go_to_an_encrypted_dlq(
 
 def test_dead_letter_queues_deny_requests_without_tls(synth: Synth) -> None:
     # Given the queue policies
-    denied = set()
+    denied: set[str] = set()
     for policy in synth.resources("AWS::SQS::QueuePolicy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             if statement["Effect"] == "Deny" and statement.get("Condition") == {
@@ -200,11 +200,11 @@ def test_schedule_runs_extract_every_4_hours_with_retries_and_dlq(synth: Synth) 
     assert target["Arn"] == {"Fn::GetAtt": [EXTRACT, "Arn"]}
     assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 2}
     dlq = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
-    extract_config = [
+    extract_config = next(
         c["Properties"]
         for c in synth.resources("AWS::Lambda::EventInvokeConfig").values()
         if c["Properties"]["FunctionName"] == {"Ref": EXTRACT}
-    ][0]
+    )
     assert extract_config["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0] == dlq
 
 
@@ -216,7 +216,9 @@ def test_schedule_comes_from_context(custom_synth: Synth) -> None:
 
 
 def _notification(synth: Synth) -> dict[str, Any]:
-    (bucket,) = [b for b in synth.resources("AWS::S3::Bucket").values() if "NotificationConfiguration" in b["Properties"]]
+    (bucket,) = [
+        b for b in synth.resources("AWS::S3::Bucket").values() if "NotificationConfiguration" in b["Properties"]
+    ]
     (config,) = bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
     return dict(config)
 
@@ -254,9 +256,13 @@ def test_only_the_data_bucket_and_account_may_invoke_the_cdc_function(synth: Syn
 
 def test_bucket_notification_waits_for_the_invoke_permission(synth: Synth) -> None:
     # Given the data bucket (S3 validates the destination when the notification is saved)
-    (bucket,) = [b for b in synth.resources("AWS::S3::Bucket").values() if "NotificationConfiguration" in b["Properties"]]
+    (bucket,) = [
+        b for b in synth.resources("AWS::S3::Bucket").values() if "NotificationConfiguration" in b["Properties"]
+    ]
     permission_id = next(
-        k for k, p in synth.resources("AWS::Lambda::Permission").items() if p["Properties"]["Principal"] == "s3.amazonaws.com"
+        k
+        for k, p in synth.resources("AWS::Lambda::Permission").items()
+        if p["Properties"]["Principal"] == "s3.amazonaws.com"
     )
     # Then it depends on the permission, and no notification custom resource is needed
     assert permission_id in bucket["DependsOn"]

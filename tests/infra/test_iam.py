@@ -69,14 +69,15 @@ def _s3_grants(synth: Synth, function: str) -> dict[str, set[str]]:
     return grants
 
 
-def test_extract_writes_only_raw_and_reads_only_manifests(synth: Synth) -> None:
+def test_extract_writes_and_reads_only_raw(synth: Synth) -> None:
     # Given the extract role's S3 permissions
     grants = _s3_grants(synth, "ExtractFunction")
-    # Then it may put objects only under raw/ and read only raw/_manifests/
+    # Then it may put objects only under raw/, and read back only raw/ (its manifests and the
+    # previous raw CSV's checksum metadata)
     assert grants == {
         "s3:PutObject": {f"{BUCKET}/raw/*"},
         "s3:AbortMultipartUpload": {f"{BUCKET}/raw/*"},
-        "s3:GetObject": {f"{BUCKET}/raw/_manifests/*"},
+        "s3:GetObject": {f"{BUCKET}/raw/*"},
         "s3:ListBucket": {BUCKET},
     }
 
@@ -95,14 +96,16 @@ def test_cdc_reads_and_writes_only_its_prefixes(synth: Synth) -> None:
 @pytest.mark.parametrize(
     ("function", "prefixes"),
     [
-        ("ExtractFunction", ["raw/_manifests/*"]),
+        ("ExtractFunction", ["raw/*"]),
         ("CdcFunction", ["raw/*", "snapshots/*", "_runs/*", "cdc/*", "full-load/*"]),
     ],
 )
 def test_list_bucket_only_with_prefix_conditions(synth: Synth, function: str, prefixes: list[str]) -> None:
     # Given the role's ListBucket statements
     statements = [
-        s for s in role_statements(synth.template, function_role(synth.template, function)) if "s3:ListBucket" in s.actions
+        s
+        for s in role_statements(synth.template, function_role(synth.template, function))
+        if "s3:ListBucket" in s.actions
     ]
     # Then each is limited to listings under the function's prefixes
     assert len(statements) == 1
@@ -119,7 +122,7 @@ def test_prefix_scoped_grants_honour_data_prefix(custom_synth: Synth) -> None:
     ]
     # Then object ARNs and list conditions carry the prefix
     assert grants["s3:PutObject"] == {"arn:${AWS::Partition}:s3:::acme-snapcdc-lake/lake/raw/*"}
-    assert listing[0].conditions == {"StringLike": {"s3:prefix": ["lake/raw/_manifests/*"]}}
+    assert listing[0].conditions == {"StringLike": {"s3:prefix": ["lake/raw/*"]}}
 
 
 @pytest.mark.parametrize("function", ["ExtractFunction", "CdcFunction"])
@@ -148,14 +151,15 @@ def test_only_the_extract_role_can_read_the_kaggle_secret(synth: Synth) -> None:
     }
     extract_role = function_role(synth.template, "ExtractFunction")
     extract_policies = {
-        k
-        for k, v in synth.resources("AWS::IAM::Policy").items()
-        if {"Ref": extract_role} in v["Properties"]["Roles"]
+        k for k, v in synth.resources("AWS::IAM::Policy").items() if {"Ref": extract_role} in v["Properties"]["Roles"]
     }
     # Then only the extract role's policy grants on it: GetSecretValue/DescribeSecret
     assert readers == extract_policies
     actions = {
-        a for s in role_statements(synth.template, extract_role) if any(secret_id in r for r in s.resources) for a in s.actions
+        a
+        for s in role_statements(synth.template, extract_role)
+        if any(secret_id in r for r in s.resources)
+        for a in s.actions
     }
     assert actions == {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
 

@@ -37,12 +37,14 @@ def test_dashboard_shows_every_pipeline_metric_per_table(synth: Synth) -> None:
 
 def test_alarms_notify_the_encrypted_topic(synth: Synth) -> None:
     # Given the alarm topic
-    (topic_id, topic), = synth.resources("AWS::SNS::Topic").items()
+    ((topic_id, topic),) = synth.resources("AWS::SNS::Topic").items()
     key_id = topic["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
     # Then it is encrypted with a rotating CMK that CloudWatch may use, and every alarm targets it
     key = synth.resource(key_id)["Properties"]
     assert key["EnableKeyRotation"] is True
-    cloudwatch = [s for s in key["KeyPolicy"]["Statement"] if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
+    cloudwatch = [
+        s for s in key["KeyPolicy"]["Statement"] if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+    ]
     assert cloudwatch and set(cloudwatch[0]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey"}
     for alarm in _alarms(synth):
         assert alarm["AlarmActions"] == [{"Ref": topic_id}]

@@ -12,7 +12,7 @@ from stacks.kaggle_layer import REPO_ROOT
 
 def test_app_synthesizes_without_aws_environment(no_aws_environment: dict[str, str], tmp_path: Path) -> None:
     # Given an environment without any AWS_* or CDK_DEFAULT_* variable, and no network use
-    env = {**no_aws_environment, "CDK_OUTDIR": str(tmp_path), "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"}
+    env = {**no_aws_environment, "CDK_OUTDIR": str(tmp_path), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
     # When running the app as `make synth` does
     result = subprocess.run(
         [sys.executable, "app.py"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False

@@ -95,6 +95,12 @@ class World:
         return document
 
 
+@functools.cache
+def client(service: str) -> Any:
+    """boto3 clients are slow to create; moto intercepts a client whenever a mock is active."""
+    return boto3.client(service)
+
+
 def schedule_event() -> dict[str, Any]:
     event: dict[str, Any] = json.loads((EVENTS / "eventbridge_schedule.json").read_text())
     return event
@@ -129,9 +135,9 @@ def world(handler_module, fake_kaggle, monkeypatch, tmp_path):
     # Retries without waiting (the retry policy itself is tested in test_kaggle_source.py).
     monkeypatch.setattr(handler_module, "KaggleSource", functools.partial(KaggleSource, sleep=lambda _: None))
     with mock_aws():
-        s3 = boto3.client("s3")
+        s3 = client("s3")
         s3.create_bucket(Bucket=BUCKET)
-        secrets = boto3.client("secretsmanager")
+        secrets = client("secretsmanager")
         secret = secrets.create_secret(
             Name="snapcdc/kaggle",
             SecretString=json.dumps({"username": fake_kaggle.username, "key": fake_kaggle.key}),
@@ -367,7 +373,7 @@ def test_a_malformed_secret_names_the_secret_and_the_field(world, monkeypatch, s
 
     # Then
     assert result["status"] == "failed"
-    assert result["error_type"] == "SecretError"
+    assert result["error_type"] == "KaggleSecretError"
     assert arn in result["error"]
     assert named in result["error"]
 
@@ -449,3 +455,23 @@ def test_a_table_added_to_the_config_is_extracted_even_if_the_version_is_unchang
     assert result["status"] == "extracted"
     assert result["uploaded"] == ["transacao_produto"]
     assert sorted(result["unchanged"]) == ["clientes", "produtos", "transacoes"]
+
+
+def test_an_orphan_raw_object_from_a_run_that_died_is_the_comparison_base(world):
+    # Given snapshot 09:00 (v1), then a 13:00 run (v2, clientes changed) that died before its manifest
+    world.kaggle.publish(DATASET, FILES)
+    world.invoke()
+    world.kaggle.publish(DATASET, {**FILES, "clientes.csv": CLIENTES + b"x;0;0;a;b\n"})
+    world.invoke(snap_time="2026-01-05T13:00:00Z")
+    world.store.delete(world.store.layout.manifest_key(LATER_SNAP))
+    # and v3 brings clientes back to the 09:00 content
+    world.kaggle.publish(DATASET, FILES)
+
+    # When the 17:00 snapshot is extracted
+    result = world.invoke(snap_time="2026-01-05T17:00:00Z")
+
+    # Then clientes is written again: it differs from the newest raw object, which the CDC has seen
+    assert result["status"] == "extracted"
+    assert result["previous_snapshot"] == SNAP
+    assert result["uploaded"] == ["clientes"]
+    assert world.body(world.raw_key("clientes", "20260105T170000Z")) == CLIENTES

@@ -366,3 +366,26 @@ def test_the_fake_builds_the_same_zip_for_the_same_files(fake_kaggle, tmp_path):
     # Then
     assert first == second
     assert zipfile.ZipFile(io.BytesIO(first)).testzip() is None
+
+
+def test_the_fake_serves_the_clients_high_level_dataset_calls(fake_kaggle, tmp_path):
+    # Given the KaggleApi instance KaggleSource configured
+    fake_kaggle.publish(DATASET, V1)
+    api = make_source(fake_kaggle, tmp_path, Sleeps())._api()
+
+    # When the client's own high-level methods run against the fake
+    api.dataset_download_files(DATASET, path=str(tmp_path / "hl"), unzip=True, quiet=True)
+    status = api.dataset_status(DATASET, format="json")
+    listed = [f.name for f in api.dataset_list_files(DATASET).files]
+
+    # Then
+    assert (tmp_path / "hl" / "clientes.csv").read_bytes() == V1["clientes.csv"]
+    assert status == '{"status": "ready", "current_version_number": 1}'
+    assert listed == ["clientes.csv"]
+    assert {r.rpc for r in fake_kaggle.requests} == {
+        "DownloadDataset",
+        BLOB_RPC,
+        "GetDatasetStatus",
+        "GetDataset",
+        "ListDatasetFiles",
+    }

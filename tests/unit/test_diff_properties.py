@@ -86,7 +86,7 @@ def test_replaying_changes_on_old_gives_new_snapshot_long_run(pair: tuple[list[R
     test_replaying_changes_on_old_gives_new_snapshot.hypothesis.inner_test(pair)  # type: ignore[attr-defined]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(snapshot_pairs(), st.data())
 def test_every_row_changed_or_tables_emptied(pair: tuple[list[Row], list[Row]], data: st.DataObject) -> None:
     # Given an old snapshot and a new one where every row changed, or that is empty

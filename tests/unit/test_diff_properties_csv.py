@@ -27,7 +27,7 @@ def _as_read_from_csv(rows: list[Row]) -> list[Row]:
     return [{c: (None if v == "" else v) for c, v in r.items()} for r in rows]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(snapshot_pairs(), st.randoms(use_true_random=False))
 def test_csv_file_path_replays_to_new_snapshot(
     tmp_path: Path, pair: tuple[list[Row], list[Row]], rng: random.Random

@@ -23,8 +23,10 @@ How it works (DESIGN.md "CDC semantics" is the contract):
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -170,6 +172,7 @@ _U64 = np.uint64
 _SEED_A, _SEED_B = _U64(0x243F6A8885A308D3), _U64(0x13198A2E03707344)
 _NULL_A, _NULL_B = _U64(0xA4093822299F31D0), _U64(0x082EFA98EC4E6C89)
 _M_A, _M_B = _U64(0xC6A4A7935BD1E995), _U64(0x9E3779B97F4A7C15)
+_HASH_THREADS = min(2, os.cpu_count() or 1)
 _PIECE = 64  # long strings are hashed as independent 64-byte pieces, so the work stays vectorized
 _WORD_MASKS = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [(1 << 64) - 1], dtype=_U64)
 
@@ -246,9 +249,12 @@ def _string_lanes(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         piece_a, piece_b = _piece_lanes(
             data, starts[owner] + piece_no * _PIECE, np.minimum(lengths[owner] - piece_no * _PIECE, _PIECE)
         )
-        salt = piece_no.astype(_U64) * _M_B  # piece position matters: "ab"+"cd" != "cd"+"ab"
-        piece_a = _fmix_a(piece_a ^ salt)
-        piece_b = _fmix_b(piece_b + salt)
+        # A multi-piece string sums its pieces mixed with their position ("ab"+"cd" != "cd"+"ab");
+        # a one-piece string keeps its plain chain, so its hash never depends on its neighbours.
+        multi = pieces[owner] > 1
+        salt = piece_no[multi].astype(_U64) * _M_B
+        piece_a[multi] = _fmix_a(piece_a[multi] ^ salt)
+        piece_b[multi] = _fmix_b(piece_b[multi] + salt)
         # Wrapping sums per string (cumsum differences work modulo 2**64).
         ends = first + pieces - 1
         lane_a, lane_b = (np.cumsum(p)[ends] for p in (piece_a, piece_b))
@@ -312,10 +318,11 @@ def row_lanes(table: pa.Table, columns: Sequence[str]) -> tuple[np.ndarray, np.n
     so values are never concatenated and ("a", "bc") cannot meet ("ab", "c")."""
     lane_a = np.full(table.num_rows, _SEED_A)
     lane_b = np.full(table.num_rows, _SEED_B)
-    for name in columns:
-        col_a, col_b = column_lanes(table[name])
-        lane_a = _fmix_a(lane_a ^ col_a)
-        lane_b = _fmix_b(lane_b + col_b)
+    # numpy and pyarrow release the GIL: hashing two columns at a time uses both Lambda vCPUs.
+    with ThreadPoolExecutor(max_workers=_HASH_THREADS) as pool:
+        for col_a, col_b in pool.map(lambda name: column_lanes(table[name]), columns):
+            lane_a = _fmix_a(lane_a ^ col_a)
+            lane_b = _fmix_b(lane_b + col_b)
     return lane_a, lane_b
 
 
@@ -758,7 +765,16 @@ def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str) -> 
 
 def _write(table: pa.Table, path: Path, written: list[Path], row_group_size: int | None = None) -> Path:
     written.append(path)
-    pq.write_table(table, path, compression="snappy", row_group_size=row_group_size)
+    # Hashes are random bytes: dictionary encoding, compression and statistics only cost time there.
+    hashes = [c for c in HASH_COLUMNS if c in table.column_names]
+    pq.write_table(
+        table,
+        path,
+        compression={c: ("none" if c in hashes else "snappy") for c in table.column_names},
+        use_dictionary=[c for c in table.column_names if c not in hashes],
+        write_statistics=[c for c in table.column_names if c not in hashes],
+        row_group_size=row_group_size,
+    )
     return path
 
 

@@ -8,9 +8,10 @@ Order of work, and why:
 2. Ask Kaggle for the current version (one small call). Same version as the latest manifest
    (same dataset, same tables): nothing changed, nothing written.
 3. Download that exact version, extract only the configured files with the safety limits.
-4. Per table: a file byte-identical (sha256) to the previous snapshot's is not uploaded again
-   (no raw object, so no CDC run for it); a file missing from the dataset is reported and the
-   other tables go on; the rest go to ``raw/<table>/snapshot=<SNAP>/<file>``.
+4. Per table: a file byte-identical (sha256) to the table's newest earlier raw object (what the
+   CDC diffs against) is not uploaded again (no raw object, so no CDC run for it); a file missing
+   from the dataset is reported and the other tables go on; the rest go to
+   ``raw/<table>/snapshot=<SNAP>/<file>``, with their sha256 and Kaggle version as metadata.
 5. The manifest LAST: its presence means the snapshot is complete. Its content is a pure
    function of the Kaggle version and the previous manifest (no wall-clock time), so a rerun
    writes identical bytes. Raw objects carry the Kaggle version in their metadata: a retry after
@@ -42,6 +43,10 @@ _META_VERSION = "kaggle-version"
 _META_DATASET = "kaggle-dataset"
 _META_UPDATED = "kaggle-last-updated"
 _META_SHA256 = "sha256"
+
+
+class ExtractPermissionError(RuntimeError):
+    """The extract's role may not read what it must compare with; the message names the grant."""
 
 
 class Source(Protocol):
@@ -234,16 +239,11 @@ def _table(
         return TableOutcome(name, file, "missing")
     sha = sha256_file(path)
     size = path.stat().st_size
-    before = previous_tables.get(name) or {}
-    if before.get("sha256") == sha and before.get("file") == file and before.get("content_key"):
+    base = _latest_raw(store, name, file, snap, previous_tables.get(name) or {})
+    if base is not None and base[2] == sha:
+        base_snap, base_key, _ = base
         return TableOutcome(
-            name,
-            file,
-            "unchanged",
-            sha256=sha,
-            bytes=size,
-            content_snapshot=before.get("content_snapshot"),
-            content_key=before.get("content_key"),
+            name, file, "unchanged", sha256=sha, bytes=size, content_snapshot=base_snap, content_key=base_key
         )
     key = store.layout.raw_key(name, snap, file)
     metadata = {
@@ -256,6 +256,40 @@ def _table(
     return TableOutcome(name, file, "uploaded", key=key, sha256=sha, bytes=size, content_snapshot=snap, content_key=key)
 
 
+def _latest_raw(
+    store: S3Store, table: str, file: str, snap: str, manifest_entry: dict[str, Any]
+) -> tuple[str, str, str | None] | None:
+    """(snapshot, key, sha256) of the table's newest raw object before ``snap``: what the CDC diffs against.
+
+    Compared with the raw objects themselves, not only the previous manifest: a run that died
+    before its manifest may have left a newer raw object, which the CDC has seen.
+    """
+    try:
+        earlier = [s for s in store.raw_snapshots(table) if s < snap]
+        if not earlier:
+            return None
+        key = store.layout.raw_key(table, earlier[-1], file)
+        metadata = store.head_metadata(key)
+    except ClientError as error:
+        raise _permission_error(store.layout.raw_table_prefix(table), error) from error
+    if metadata is None:  # another file name under that snapshot (the config changed)
+        return None
+    sha = metadata.get(_META_SHA256)
+    if sha is None and manifest_entry.get("content_key") == key:  # an object written without metadata
+        sha = manifest_entry.get("sha256")
+    return earlier[-1], key, sha
+
+
+def _permission_error(where: str, error: ClientError) -> Exception:
+    code = str(error.response.get("Error", {}).get("Code"))
+    if code in {"403", "AccessDenied", "Forbidden"}:
+        return ExtractPermissionError(
+            f"the extract cannot read {where} ({code}): its role needs s3:ListBucket on raw/ and "
+            "s3:GetObject on raw/* (to compare with the previous raw objects)"
+        )
+    return error
+
+
 def _version_of_partial_run(store: S3Store, config: PipelineConfig, snap: str) -> DatasetVersion | None:
     """The Kaggle version a crashed earlier attempt of ``snap`` uploaded from, if any."""
     for table in config.tables:
@@ -263,12 +297,7 @@ def _version_of_partial_run(store: S3Store, config: PipelineConfig, snap: str) -
         try:
             metadata = store.head_metadata(key)
         except ClientError as error:
-            # Without s3:GetObject + s3:ListBucket on raw/, S3 answers 403 even for a missing key.
-            code = error.response.get("Error", {}).get("Code")
-            if code not in {"403", "AccessDenied", "Forbidden"}:
-                raise
-            logger.warning("cannot check %s for an earlier partial attempt (%s): grant read on raw/", key, code)
-            return None
+            raise _permission_error(key, error) from error
         if metadata and metadata.get(_META_DATASET) == config.dataset:
             value = metadata.get(_META_VERSION, "")
             if value.isdigit():

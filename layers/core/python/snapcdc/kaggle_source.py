@@ -17,6 +17,7 @@ What this wrapper adds to ``KaggleApi`` (see ``/work/shared/KAGGLE.md`` for the 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 
 import requests
 import urllib3.exceptions
+from botocore.exceptions import ClientError
 from requests.adapters import HTTPAdapter
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,10 @@ class KaggleError(RuntimeError):
 
 class KaggleAuthError(KaggleError):
     """Kaggle refused the credentials (or there are none). Never retried."""
+
+
+class KaggleSecretError(KaggleAuthError):
+    """The Secrets Manager secret with the Kaggle credentials is absent, unreadable or malformed."""
 
 
 class KaggleNotFoundError(KaggleError):
@@ -81,6 +87,38 @@ class _TimeoutAdapter(HTTPAdapter):
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._timeout
         return super().send(request, *args, **kwargs)
+
+
+# Secrets Manager errors a retry cannot fix (anything else, e.g. throttling, is raised as is).
+_SECRET_PERMANENT = {"ResourceNotFoundException", "AccessDeniedException", "DecryptionFailure"}
+
+
+def read_kaggle_secret(client: Any, secret_id: str) -> tuple[str, str]:
+    """(username, key) from a Secrets Manager secret ``{"username": ..., "key": ...}``.
+
+    ``client`` is a boto3 Secrets Manager client. Errors name the secret and the field.
+    """
+    try:
+        response = client.get_secret_value(SecretId=secret_id)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in _SECRET_PERMANENT:
+            raise KaggleSecretError(f"Kaggle secret {secret_id} (KAGGLE_SECRET_ARN) cannot be read: {code}") from None
+        raise
+    text = response.get("SecretString")
+    try:
+        document = json.loads(text) if text else None
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise KaggleSecretError(f'Kaggle secret {secret_id} must be a JSON object {{"username": ..., "key": ...}}')
+    values = []
+    for field in ("username", "key"):
+        value = document.get(field)
+        if not isinstance(value, str) or not value.strip():
+            raise KaggleSecretError(f"Kaggle secret {secret_id}: field '{field}' is missing or empty")
+        values.append(value.strip())
+    return values[0], values[1]
 
 
 def split_dataset_ref(dataset: str) -> tuple[str, str]:

@@ -35,7 +35,8 @@ def publish_table_metrics(table: str, counts: Mapping[str, float], seconds: floa
     table_metrics = EphemeralMetrics(namespace=NAMESPACE, service=os.environ.get("POWERTOOLS_SERVICE_NAME"))
     table_metrics.add_dimension(name="table", value=table)
     for name, value in counts.items():
-        table_metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        unit = MetricUnit.Bytes if name.endswith("Bytes") else MetricUnit.Count
+        table_metrics.add_metric(name=name, unit=unit, value=value)
     if seconds is not None:
         table_metrics.add_metric(name="DurationSeconds", unit=MetricUnit.Seconds, value=seconds)
     table_metrics.flush_metrics()

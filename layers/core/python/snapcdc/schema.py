@@ -113,6 +113,11 @@ def parse(values: pa.Array | pa.ChunkedArray, name: str) -> ParsedColumn:
         return ParsedColumn(text, None)
     if len(text) == 0 or text.null_count == len(text):
         return ParsedColumn(pa.chunked_array([pa.nulls(len(text), target)]), None)
+    if name != "bool":
+        try:  # the common case, every value fits: one vectorized cast, no pattern matching
+            return ParsedColumn(_as_chunked(pc.cast(text, target)), None)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     fits = pc.fill_null(pc.match_substring_regex(text, _PATTERNS[name]), True)
     clean = text if pc.all(fits).as_py() else pc.if_else(fits, text, pa.scalar(None, pa.string()))
     if name == "bool":

@@ -387,8 +387,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"Content-Type": "application/json"}
         if fault.status == 429:
             headers["Retry-After"] = "0"
-        body = json.dumps({"code": fault.status, "message": f"injected HTTP {fault.status}"}).encode()
-        self._send(fault.status, body, headers)
+        answer = json.dumps({"code": fault.status, "message": f"injected HTTP {fault.status}"}).encode()
+        self._send(fault.status, answer, headers)
         return True
 
     def _record(self, rpc: str | None, status: int, username: str | None, body: dict[str, Any]) -> None:

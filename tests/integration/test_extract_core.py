@@ -1,0 +1,131 @@
+"""run_extract with a stub Kaggle source against moto: the failure paths the handler tests do not reach."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from snapcdc.config import parse_config
+from snapcdc.extract import ExtractPermissionError, run_extract
+from snapcdc.kaggle_source import DatasetVersion, KaggleError
+from snapcdc.layout import Layout
+from snapcdc.local.fake_kaggle import build_zip
+from snapcdc.safe_zip import UnsafeArchiveError
+from snapcdc.store import S3Store
+
+from tests.support import BUCKET, csv_bytes
+
+CONFIG = parse_config(
+    {
+        "dataset": "owner/loyalty",
+        "tables": [
+            {"name": "clientes", "file": "clientes.csv", "delimiter": ";", "primary_key": ["idCliente"]},
+            {"name": "produtos", "file": "produtos.csv", "delimiter": ";", "primary_key": ["IdProduto"]},
+        ],
+    }
+)
+FILES = {
+    "clientes.csv": csv_bytes(["idCliente", "qtdePontos"], [["a", 1]]),
+    "produtos.csv": csv_bytes(["IdProduto", "DescNomeProduto"], [["1", "chat"]]),
+}
+SNAP = "20260105T090000Z"
+
+
+class StubSource:
+    """Serves one zip as version ``number``; ``fail_download`` raises after writing a partial file."""
+
+    def __init__(self, zip_bytes: bytes, number: int = 1, fail_download: Exception | None = None) -> None:
+        self.zip_bytes = zip_bytes
+        self.number = number
+        self.fail_download = fail_download
+        self.downloads: list[int | None] = []
+
+    def current_version(self, dataset: str) -> DatasetVersion:
+        return DatasetVersion(self.number, "2026-01-05T08:00:00Z")
+
+    def download(self, dataset: str, dest_dir: Path, version: int | None = None) -> Path:
+        self.downloads.append(version)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        path = dest_dir / "loyalty.zip"
+        path.write_bytes(self.zip_bytes)
+        if self.fail_download is not None:
+            raise self.fail_download
+        return path
+
+
+class DenyingClient:
+    """A boto3 S3 client that answers 403 to HEAD requests, as S3 does without s3:GetObject."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def head_object(self, **kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+
+
+@pytest.fixture
+def store():
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket=BUCKET)
+        yield S3Store(client, BUCKET, Layout())
+
+
+def test_a_role_without_read_on_raw_gets_an_error_naming_the_grant(store, tmp_path):
+    # Given an S3 client that may not HEAD raw objects
+    denied = S3Store(DenyingClient(store.client), BUCKET, Layout())
+
+    # When / Then
+    with pytest.raises(ExtractPermissionError, match=r"s3:ListBucket on raw/ and s3:GetObject on raw/\*"):
+        run_extract(store=denied, config=CONFIG, source=StubSource(build_zip(FILES)), snap=SNAP, work_dir=tmp_path)
+    assert list(store.list_keys("")) == []
+
+
+@pytest.mark.parametrize(
+    ("failure", "error"),
+    [(KaggleError("Kaggle DownloadDataset failed after 4 attempts"), KaggleError), (None, UnsafeArchiveError)],
+)
+def test_a_failed_run_writes_no_manifest_and_cleans_the_work_dir(store, tmp_path, failure, error):
+    # Given a download that fails, or an archive that is refused
+    zip_bytes = build_zip(FILES) if failure else build_zip({**FILES, "/etc/produtos.csv": b"x"})
+    source = StubSource(zip_bytes, fail_download=failure)
+
+    # When / Then
+    with pytest.raises(error):
+        run_extract(store=store, config=CONFIG, source=source, snap=SNAP, work_dir=tmp_path)
+    assert list(store.list_keys("")) == []
+    assert not any((tmp_path / "extract").rglob("*"))
+
+
+def test_stale_files_from_a_crashed_invocation_are_removed(store, tmp_path):
+    # Given leftovers of an earlier invocation in the reused /tmp
+    stale = tmp_path / "extract" / "20260101T000000Z" / "files" / "clientes.csv"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+
+    # When
+    report = run_extract(store=store, config=CONFIG, source=StubSource(build_zip(FILES)), snap=SNAP, work_dir=tmp_path)
+
+    # Then
+    assert report.uploaded == ["clientes", "produtos"]
+    assert not stale.exists()
+
+
+def test_the_checked_version_is_the_one_downloaded(store, tmp_path):
+    # Given Kaggle at version 7
+    source = StubSource(build_zip(FILES), number=7)
+
+    # When
+    report = run_extract(store=store, config=CONFIG, source=source, snap=SNAP, work_dir=tmp_path)
+
+    # Then the download is pinned to it, so the manifest's version describes the bytes
+    assert source.downloads == [7]
+    assert report.version == 7
+    assert store.get_json(store.layout.manifest_key(SNAP))["version"] == 7
