@@ -33,6 +33,7 @@ CDC_METRICS = (
     "UpdatesWithoutDateBump",
     "DurationSeconds",
     "DeleteGuardRefused",
+    "MalformedSnapshots",
 )
 EXTRACT_METRICS = ("ExtractedBytes", "SkippedUnchanged")
 # Per-invocation metrics (dimension service only) that say the lake is current: CDC accepted a
@@ -87,6 +88,11 @@ class Observability(Construct):
                 self.cdc_metric("Quarantined", table),
                 f"Rows of {table} with a null or duplicated key went to quarantine/",
             )
+            self._alarm(
+                f"{title}MalformedSnapshot",
+                self.cdc_metric("MalformedSnapshots", table),
+                f"A {table} CSV could not be parsed; the run record and log name the file and line",
+            )
         self._alarm(
             "Stale",
             self.freshness(),
@@ -113,7 +119,9 @@ class Observability(Construct):
             cloudwatch.AlarmStatusWidget(alarms=list(self.alarms), title="Alarms", width=24, height=4),
         )
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(title="pipeline freshness (runs per hour)", left=[self.freshness()], width=24, height=4)
+            cloudwatch.GraphWidget(
+                title="pipeline freshness (runs per hour)", left=[self.freshness()], width=24, height=4
+            )
         )
         for table in tables:
             self.dashboard.add_widgets(*self._table_widgets(table))
@@ -238,7 +246,10 @@ class Observability(Construct):
             graph("rows read", [self.cdc_metric("RowsRead", table)]),
             graph(
                 "data quality",
-                [self.cdc_metric(m, table) for m in ("Quarantined", "UpdatesWithoutDateBump", "DeleteGuardRefused")],
+                [
+                    self.cdc_metric(m, table)
+                    for m in ("Quarantined", "UpdatesWithoutDateBump", "DeleteGuardRefused", "MalformedSnapshots")
+                ],
             ),
             graph(
                 "runs",

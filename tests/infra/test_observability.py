@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from stacks.constructs.observability import CDC_METRICS, EXTRACT_METRICS
+from stacks.constructs.observability import CDC_METRICS, EXTRACT_METRICS, FRESHNESS_METRICS
 
 from .cfn_helpers import render
 from .synthesis import Synth
@@ -33,6 +33,9 @@ def test_dashboard_shows_every_pipeline_metric_per_table(synth: Synth) -> None:
             assert f'"snapcdc","{metric}","service","snapcdc-cdc","table","{table}"' in body
         for metric in EXTRACT_METRICS:
             assert f'"snapcdc","{metric}","service","snapcdc-extract","table","{table}"' in body
+    # And the pipeline-wide freshness signals (dimension service only) have a graph
+    for service, metric in FRESHNESS_METRICS:
+        assert f'"snapcdc","{metric}","service","{service}"' in body
 
 
 def test_alarms_notify_the_encrypted_topic(synth: Synth) -> None:
@@ -89,7 +92,7 @@ def test_each_dead_letter_queue_has_a_messages_visible_alarm(synth: Synth) -> No
     assert alarmed == set(synth.resources("AWS::SQS::Queue"))
 
 
-@pytest.mark.parametrize("metric", ["DeleteGuardRefused", "Quarantined"])
+@pytest.mark.parametrize("metric", ["DeleteGuardRefused", "Quarantined", "MalformedSnapshots"])
 def test_data_quality_alarms_per_table(synth: Synth, metric: str) -> None:
     # Given the alarms on a CDC data-quality metric
     alarms = [a for a in _alarms(synth) if a.get("MetricName") == metric]
@@ -104,30 +107,32 @@ def test_data_quality_alarms_per_table(synth: Synth, metric: str) -> None:
         assert alarm["TreatMissingData"] == "notBreaching"
 
 
-def _staleness_alarms(synth: Synth) -> list[dict[str, Any]]:
-    return [a for a in _alarms(synth) if "Metrics" in a and "processed" in json.dumps(a["Metrics"])]
+def _staleness_alarm(synth: Synth) -> dict[str, Any]:
+    (alarm,) = [a for a in _alarms(synth) if "Metrics" in a and "SnapshotsProcessed" in json.dumps(a["Metrics"])]
+    return alarm
 
 
-def test_staleness_alarm_per_table_treats_missing_data_as_breaching(synth: Synth) -> None:
-    # Given the staleness alarms (hourly SnapshotsProcessed + SkippedUnchanged)
-    alarms = _staleness_alarms(synth)
-    # Then each table has one: fewer than 1 fresh snapshot in each of 12 hours, missing = breaching
-    assert len(alarms) == len(TABLES)
-    for alarm in alarms:
-        assert alarm["ComparisonOperator"] == "LessThanThreshold"
-        assert alarm["Threshold"] == 1
-        assert alarm["EvaluationPeriods"] == 12
-        assert alarm["DatapointsToAlarm"] == 12
-        assert alarm["TreatMissingData"] == "breaching"
-        names = {m["MetricStat"]["Metric"]["MetricName"] for m in alarm["Metrics"] if "MetricStat" in m}
-        assert names == {"SnapshotsProcessed", "SkippedUnchanged"}
-        assert all(m["MetricStat"]["Period"] == 3600 for m in alarm["Metrics"] if "MetricStat" in m)
+def test_staleness_alarm_treats_missing_data_as_breaching(synth: Synth) -> None:
+    # Given the staleness alarm
+    alarm = _staleness_alarm(synth)
+    # Then it fires when no run left the lake current in each of 12 hours, missing data = breaching
+    assert alarm["ComparisonOperator"] == "LessThanThreshold"
+    assert alarm["Threshold"] == 1
+    assert alarm["EvaluationPeriods"] == 12
+    assert alarm["DatapointsToAlarm"] == 12
+    assert alarm["TreatMissingData"] == "breaching"
+    stats = [m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m]
+    # And "current" means CDC processed a snapshot or extract found the dataset unchanged
+    assert {(s["Metric"]["Dimensions"][0]["Value"], s["Metric"]["MetricName"]) for s in stats} == set(FRESHNESS_METRICS)
+    assert all(s["Period"] == 3600 and s["Stat"] == "Sum" for s in stats)
+    (expression,) = [m["Expression"] for m in alarm["Metrics"] if "Expression" in m]
+    assert expression.count("FILL(") == len(FRESHNESS_METRICS)
 
 
 def test_staleness_window_and_namespace_follow_context(custom_synth: Synth) -> None:
     # Given staleness_hours=6 and metrics_namespace=acme/snapcdc
-    for alarm in _staleness_alarms(custom_synth):
-        # Then the window is 6 hourly periods over the custom namespace
-        assert alarm["EvaluationPeriods"] == 6
-        namespaces = {m["MetricStat"]["Metric"]["Namespace"] for m in alarm["Metrics"] if "MetricStat" in m}
-        assert namespaces == {"acme/snapcdc"}
+    alarm = _staleness_alarm(custom_synth)
+    # Then the window is 6 hourly periods over the custom namespace
+    assert alarm["EvaluationPeriods"] == 6
+    namespaces = {m["MetricStat"]["Metric"]["Namespace"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert namespaces == {"acme/snapcdc"}
