@@ -75,6 +75,19 @@ class Observability(Construct):
                 queue.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES, statistic="Maximum"),
                 f"Events the {name} function gave up on are waiting in its DLQ: inspect and replay",
             )
+        # The extract handler returns (does not raise) on errors a retry cannot fix, such as a
+        # missing secret or bad credentials, so Lambda's Errors metric does not see them.
+        self._alarm(
+            "ExtractFailed",
+            cloudwatch.Metric(
+                namespace=self._namespace,
+                metric_name="ExtractFailed",
+                dimensions_map={"service": EXTRACT_SERVICE},
+                statistic="Sum",
+                period=FIVE_MINUTES,
+            ),
+            "An extract run failed (bad credentials, missing secret, hostile archive...): see its log",
+        )
         for table in tables:
             title = _title(table)
             self._alarm(

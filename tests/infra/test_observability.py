@@ -92,6 +92,16 @@ def test_each_dead_letter_queue_has_a_messages_visible_alarm(synth: Synth) -> No
     assert alarmed == set(synth.resources("AWS::SQS::Queue"))
 
 
+def test_extract_failures_that_do_not_raise_are_alarmed(synth: Synth) -> None:
+    # Given the alarms on the extract handler's own failure metric
+    alarms = [a for a in _alarms(synth) if a.get("MetricName") == "ExtractFailed"]
+    # Then there is one, on the extract service's series, threshold any failure
+    assert len(alarms) == 1
+    assert alarms[0]["Dimensions"] == [{"Name": "service", "Value": "snapcdc-extract"}]
+    assert alarms[0]["Threshold"] == 1
+    assert alarms[0]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
 @pytest.mark.parametrize("metric", ["DeleteGuardRefused", "Quarantined", "MalformedSnapshots"])
 def test_data_quality_alarms_per_table(synth: Synth, metric: str) -> None:
     # Given the alarms on a CDC data-quality metric
