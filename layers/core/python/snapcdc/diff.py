@@ -30,18 +30,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as _compute
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from snapcdc.csv_input import InputError, is_parquet, read_csv_strings
 from snapcdc.schema import ARROW_TYPES, conform, infer, parse, type_name, widen
-
-# pyarrow's type stubs omit the generated compute functions (pc.equal, pc.index_in, ...).
-pc: Any = _compute
 
 if TYPE_CHECKING:
     from snapcdc.config import TableConfig

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as _compute
-
-# pyarrow's type stubs omit the generated compute functions (pc.equal, pc.index_in, ...).
-pc: Any = _compute
+import pyarrow.compute as pc
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
