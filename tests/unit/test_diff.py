@@ -54,17 +54,19 @@ OLD = (
     "2,bia,20,2025-01-01 10:00:00\n"
     "3,caio,30,2025-01-01 10:00:00\n"
 )
+# OLD with 4 inserted, 2 updated (its date unchanged) and 3 deleted.
+ONE_OF_EACH = (
+    "id,name,amount,updated\n"
+    "1,ana,10,2025-01-01 10:00:00\n"
+    "2,bia,25,2025-01-01 10:00:00\n"
+    "4,davi,40,2025-02-01 09:00:00\n"
+)
 
 
 def test_insert_update_delete_detected_by_content() -> None:
     # Given an old snapshot and a new one with one insert, one update, one delete
     old = _first(OLD)
-    new = (
-        "id,name,amount,updated\n"
-        "1,ana,10,2025-01-01 10:00:00\n"
-        "2,bia,25,2025-01-01 10:00:00\n"
-        "4,davi,40,2025-02-01 09:00:00\n"
-    )
+    new = ONE_OF_EACH
     # When diffed
     result = diff_tables(old.snapshot, _table(new), SPEC, OBSERVED)
     # Then each change is one event with the right operation; unchanged rows produce none
@@ -138,12 +140,7 @@ def test_key_hash_collision_falls_back_to_exact_join(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(engine, "row_lanes", colliding)
     old = _first(OLD)
-    new = (
-        "id,name,amount,updated\n"
-        "1,ana,10,2025-01-01 10:00:00\n"
-        "2,bia,25,2025-01-01 10:00:00\n"
-        "4,davi,40,2025-02-01 09:00:00\n"
-    )
+    new = ONE_OF_EACH
     # When diffed
     result = diff_tables(old.snapshot, _table(new), SPEC, OBSERVED)
     # Then real key values decide: same events as without collisions, and no false duplicates

@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,20 +53,7 @@ class RunRecord:
         return self.status == "accepted"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "table": self.table,
-            "snapshot": self.snapshot,
-            "status": self.status,
-            "base_snapshot": self.base_snapshot,
-            "source_key": self.source_key,
-            "outputs": self.outputs,
-            "stats": self.stats,
-            "schema": self.schema,
-            "schema_changes": self.schema_changes,
-            "refused_reason": self.refused_reason,
-            "error": self.error,
-            "seconds": round(self.seconds, 3),
-        }
+        return {**asdict(self), "seconds": round(self.seconds, 3)}
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> RunRecord:
