@@ -9,7 +9,9 @@ so the message can name them.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,6 +21,8 @@ UTF8_BOM = b"\xef\xbb\xbf"
 # Big blocks parse faster; a record longer than a block makes pyarrow fail, and we retry once
 # with a block as large as the file (capped by pyarrow's int32 block size).
 DEFAULT_BLOCK_SIZE = 16 << 20
+# Streaming: pyarrow's reader queues up to 32 blocks read ahead, so a block of 4 MB caps that at 128 MB.
+STREAM_BLOCK_SIZE = 4 << 20
 MAX_BLOCK_SIZE = (1 << 31) - 1
 _HEADER_PROBE_BYTES = 1 << 20
 _NUL_SCAN_BYTES = 16 << 20
@@ -92,14 +96,24 @@ def read_header(path: Path, name: str, delimiter: str | None) -> tuple[list[str]
 
 def _find_nul(path: Path) -> int | None:
     """Physical line number of the first NUL byte, or None (pyarrow would accept NUL silently)."""
-    lines_before = 0
+    offset = 0
     with path.open("rb") as handle:
         while chunk := handle.read(_NUL_SCAN_BYTES):
             at = chunk.find(b"\x00")
             if at >= 0:
-                return lines_before + chunk.count(b"\n", 0, at) + 1
-            lines_before += chunk.count(b"\n")
+                return _line_at(path, offset + at)
+            offset += len(chunk)
     return None
+
+
+def _line_at(path: Path, position: int) -> int:
+    """Physical line number of a byte position (counted only when there is something to report)."""
+    lines = 1
+    with path.open("rb") as handle:
+        while position > 0 and (chunk := handle.read(min(_NUL_SCAN_BYTES, position))):
+            lines += chunk.count(b"\n")
+            position -= len(chunk)
+    return lines
 
 
 def locate_problem(path: Path, name: str, delimiter: str, columns: int) -> InputError | None:
@@ -135,26 +149,56 @@ def locate_problem(path: Path, name: str, delimiter: str, columns: int) -> Input
         return InputError(name, state["line"], f"malformed CSV: {error}")
 
 
-def read_csv_strings(path: Path, name: str, delimiter: str | None = None) -> pa.Table:
-    """All columns as nullable strings (an empty field is null), in file order."""
+def _read_options(block_size: int, use_threads: bool = True) -> pacsv.ReadOptions:
+    return pacsv.ReadOptions(block_size=block_size, use_threads=use_threads)
+
+
+def _parse_options(delimiter: str) -> pacsv.ParseOptions:
+    return pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
+
+
+def _convert_options(types: Mapping[str, pa.DataType]) -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(
+        column_types=dict(types),
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+        null_values=[""],
+        # The same spellings schema.parse accepts for bool: true/false in any case, 1/0.
+        true_values=[*_case_variants("true"), "1"],
+        false_values=[*_case_variants("false"), "0"],
+    )
+
+
+def _case_variants(word: str) -> list[str]:
+    return ["".join(letters) for letters in itertools.product(*((c.lower(), c.upper()) for c in word))]
+
+
+def checked_header(path: Path, name: str, delimiter: str | None) -> tuple[list[str], str]:
+    """The validated column names and delimiter, after making sure the file holds no NUL byte."""
     names, sep = read_header(path, name, delimiter)
     nul_line = _find_nul(path)
     if nul_line is not None:
         raise InputError(name, nul_line, "NUL byte in data")
+    return names, sep
+
+
+def _check_names(found: list[str], names: list[str], name: str) -> None:
+    if found != names:
+        raise InputError(name, 1, "header could not be parsed consistently (quoted line break in a name?)")
+
+
+def read_csv_strings(path: Path, name: str, delimiter: str | None = None) -> pa.Table:
+    """All columns as nullable strings (an empty field is null), in file order."""
+    names, sep = checked_header(path, name, delimiter)
     size = path.stat().st_size
     block_size = DEFAULT_BLOCK_SIZE
     while True:
         try:
             table = pacsv.read_csv(
                 path,
-                read_options=pacsv.ReadOptions(block_size=block_size, use_threads=True),
-                parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=dict.fromkeys(names, pa.string()),
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=True,
-                    null_values=[""],
-                ),
+                read_options=_read_options(block_size),
+                parse_options=_parse_options(sep),
+                convert_options=_convert_options(dict.fromkeys(names, pa.string())),
             )
             break
         except pa.ArrowInvalid as error:
@@ -163,9 +207,66 @@ def read_csv_strings(path: Path, name: str, delimiter: str | None = None) -> pa.
                 continue
             located = locate_problem(path, name, sep, len(names))
             raise (located or InputError(name, None, str(error))) from None
-    if table.column_names != names:
-        raise InputError(name, 1, "header could not be parsed consistently (quoted line break in a name?)")
+    _check_names(table.column_names, names, name)
     return table
+
+
+class TypedReadFailed(Exception):
+    """The fast typed read stopped (a value not of its expected type, or a malformed record):
+    the caller falls back to reading strings, which widens, quarantines or names the bad line."""
+
+
+def sample_strings(path: Path, name: str, names: list[str], sep: str) -> pa.Table:
+    """The first block of the file (up to ~4 MB), all columns as strings: enough to infer types."""
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=_read_options(STREAM_BLOCK_SIZE),
+            parse_options=_parse_options(sep),
+            convert_options=_convert_options(dict.fromkeys(names, pa.string())),
+        )
+        batch = next(iter(reader), None)
+    except pa.ArrowInvalid as error:
+        raise TypedReadFailed(str(error)) from None
+    _check_names(reader.schema.names, names, name)
+    return pa.Table.from_batches([batch] if batch is not None else [], schema=reader.schema)
+
+
+def typed_batches(
+    path: Path, name: str, names: list[str], sep: str, types: Mapping[str, pa.DataType]
+) -> Iterator[pa.RecordBatch]:
+    """Stream a file whose header passed :func:`checked_header` in batches (~4 MB of text each),
+    converted to ``types`` by pyarrow's reader threads. Raises :class:`TypedReadFailed` (possibly
+    after some batches) when a value does not convert or a record is malformed."""
+    try:
+        reader = pacsv.open_csv(
+            path,
+            # With threads the streaming reader decodes ahead without bound (the whole file, if the
+            # consumer is slower): memory. Decoding on demand in a thread of our own is enough.
+            read_options=_read_options(STREAM_BLOCK_SIZE, use_threads=False),
+            parse_options=_parse_options(sep),
+            convert_options=_convert_options({column: types[column] for column in names}),
+        )
+        _check_names(reader.schema.names, names, name)
+        yield from _read_ahead(reader)
+    except pa.ArrowInvalid as error:
+        raise TypedReadFailed(str(error)) from None
+
+
+def _read_ahead(reader: pacsv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
+    """The reader's batches, decoded by a background thread one batch ahead of the consumer.
+
+    pyarrow's streaming reader decodes on the calling thread; the decode releases the GIL, so a
+    thread of its own lets it run while the consumer hashes and matches the previous batch."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-reader") as thread:
+        ahead = thread.submit(reader.read_next_batch)
+        while True:
+            try:
+                batch = ahead.result()
+            except StopIteration:
+                return
+            ahead = thread.submit(reader.read_next_batch)
+            yield batch
 
 
 def read_bytes_as_csv(data: bytes, name: str = "<memory>", delimiter: str | None = None) -> pa.Table:
@@ -178,4 +279,14 @@ def read_bytes_as_csv(data: bytes, name: str = "<memory>", delimiter: str | None
         return read_csv_strings(path, name, delimiter)
 
 
-__all__ = ["InputError", "detect_delimiter", "is_parquet", "read_csv_strings", "read_header"]
+__all__ = [
+    "InputError",
+    "TypedReadFailed",
+    "checked_header",
+    "detect_delimiter",
+    "is_parquet",
+    "read_csv_strings",
+    "read_header",
+    "sample_strings",
+    "typed_batches",
+]

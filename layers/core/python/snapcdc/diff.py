@@ -1,16 +1,20 @@
 """The CDC engine: diff a new snapshot of a table against the previous accepted one.
 
-Pure (pyarrow/numpy, no AWS). One core, :func:`diff_tables`, works on Arrow tables; :func:`diff_files`
-is a thin wrapper that reads CSV/Parquet files and writes the Parquet outputs.
+Pure (pyarrow/numpy, no AWS). :func:`diff_files` streams a CSV file; :func:`diff_tables` does the same
+on in-memory Arrow tables (tests, small inputs). Both run one core, :class:`_Differ`, batch by batch.
 
 How it works (DESIGN.md "CDC semantics" is the contract):
 
-* Every column is typed against the table's stable schema (:mod:`snapcdc.schema`).
-* Each row gets a 64-bit key hash and a 128-bit row hash (over the non-key columns except the
-  ``date_field``), computed vectorized with numpy straight over the Arrow buffers. The previous
-  snapshot Parquet stores its hashes, so the old side costs one read of the key/hash columns.
-* Keys are joined on the 64-bit key hash, and every matched pair is verified on the real key values:
-  if any pair differs (a hash collision) the whole join is redone exactly on the key values.
+* The old side is the previous accepted snapshot. Its Parquet copy stores a 64-bit key hash and a
+  128-bit row hash per row, so the old side costs one read of the key, date and hash columns; its
+  full rows are read back only for the keys that were deleted (or carried forward).
+* The new CSV is streamed in batches that pyarrow's reader threads convert straight to the table's
+  stable types (:mod:`snapcdc.schema`). A value that does not convert (a column to widen, a value not
+  fitting its configured type, a malformed line) stops the fast read, and the file is read again as
+  text and typed exactly, column by column: rare, and it gives the same result.
+* Each batch is hashed (vectorized, :mod:`snapcdc.hashing`), matched to the old side on the key hash,
+  every matched pair verified on the real key values (a collision falls back to an exact join), and
+  its accepted rows streamed to the new snapshot. Only inserted and updated rows are kept in memory.
 * A matched row is unchanged when both 64-bit lanes of the row hash are equal and the date field is
   equal. Trusting a 128-bit hash is the design choice that lets the old side stay on disk: verifying
   values would mean reading every old row. Two independent, well-mixed 64-bit lanes make an
@@ -18,26 +22,37 @@ How it works (DESIGN.md "CDC semantics" is the contract):
   exported tables, not an adversary crafting collisions.
 * Bad rows (null/empty key, duplicated key, a value not fitting a configured type) are quarantined;
   their keys produce no event and an existing old row is carried forward into the new snapshot.
+  Duplicates are known only at the end: when there are any, the streamed snapshot is rewritten once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from snapcdc.csv_input import InputError, is_parquet, read_csv_strings
+from snapcdc.csv_input import (
+    InputError,
+    TypedReadFailed,
+    checked_header,
+    is_parquet,
+    read_csv_strings,
+    sample_strings,
+    typed_batches,
+)
+from snapcdc.hashing import row_hash_array, row_hash_lanes, row_lanes
 from snapcdc.schema import ARROW_TYPES, conform, infer, parse, type_name, widen
 
 if TYPE_CHECKING:
@@ -69,7 +84,8 @@ SOURCE_RECORD = "_source_record"  # record number in the file, the header being 
 HASH_COLUMNS = (KEY_HASH, ROW_HASH)
 HASH_METADATA = b"snapcdc.hash"
 HASH_VERSION = 1
-SNAPSHOT_ROW_GROUP = 128 * 1024  # small groups: fetching a few old rows decodes less
+SLOW_PATH_BATCH = 128 * 1024  # rows per batch when a whole table is already in memory
+SNAPSHOT_ROW_GROUP = 128 * 1024  # rows gathered per snapshot row group (fetching a few old rows decodes less)
 
 NULL_KEY = "null or empty primary key"
 DUPLICATE_KEY = "duplicate primary key"
@@ -163,228 +179,94 @@ class DiffOutcome:
 
 
 # ---------------------------------------------------------------------------------------------
-# Hashing: vectorized over Arrow buffers. Two independent 64-bit lanes (A, B) per value.
-# ---------------------------------------------------------------------------------------------
-_U64 = np.uint64
-_SEED_A, _SEED_B = _U64(0x243F6A8885A308D3), _U64(0x13198A2E03707344)
-_NULL_A, _NULL_B = _U64(0xA4093822299F31D0), _U64(0x082EFA98EC4E6C89)
-_M_A, _M_B = _U64(0xC6A4A7935BD1E995), _U64(0x9E3779B97F4A7C15)
-_HASH_THREADS = min(2, os.cpu_count() or 1)
-_PIECE = 64  # long strings are hashed as independent 64-byte pieces, so the work stays vectorized
-_WORD_MASKS = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [(1 << 64) - 1], dtype=_U64)
-
-
-def _fmix_a(h: np.ndarray) -> np.ndarray:  # MurmurHash3 finalizer (a bijection), in place
-    h ^= h >> _U64(33)
-    h *= _U64(0xFF51AFD7ED558CCD)
-    h ^= h >> _U64(33)
-    h *= _U64(0xC4CEB9FE1A85EC53)
-    h ^= h >> _U64(33)
-    return h
-
-
-def _fmix_b(h: np.ndarray) -> np.ndarray:  # SplitMix64 finalizer (another bijection), in place
-    h ^= h >> _U64(30)
-    h *= _U64(0xBF58476D1CE4E5B9)
-    h ^= h >> _U64(27)
-    h *= _U64(0x94D049BB133111EB)
-    h ^= h >> _U64(31)
-    return h
-
-
-def _piece_lanes(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """MurmurHash64A-style chains over the 8-byte words of each piece (<= 64 bytes), both lanes."""
-    count = len(starts)
-    width = max(8, int(-(-int(lengths.max()) // 8) * 8)) if count else 8
-    padded = np.zeros(len(data) + width, dtype=np.uint8)
-    padded[: len(data)] = data
-    # One overlapping W-byte item per byte offset: gathering starts copies each piece into a row.
-    windows = np.ndarray((len(data) + 1,), dtype=np.dtype((np.void, width)), buffer=padded, strides=(1,))
-    words = windows[starts].view("<u8").reshape(count, width // 8)
-    size = lengths.astype(_U64)
-    lane_a = _SEED_A ^ (size * _M_A)
-    lane_b = _SEED_B ^ (size * _M_B)
-    for k in range(width // 8):
-        remaining = lengths - 8 * k
-        word = words[:, k]
-        if (remaining < 8).any():
-            word = word & _WORD_MASKS[np.clip(remaining, 0, 8)]
-        step_a = word * _M_A
-        step_a ^= step_a >> _U64(47)
-        step_a *= _M_A
-        step_a ^= lane_a
-        step_a *= _M_A
-        step_b = word * _M_B
-        step_b ^= step_b >> _U64(31)
-        step_b *= _M_B
-        step_b ^= lane_b
-        step_b *= _M_B
-        if (remaining <= 0).any():  # shorter pieces are done: their chain must not depend on width
-            active = remaining > 0
-            step_a = np.where(active, step_a, lane_a)
-            step_b = np.where(active, step_b, lane_b)
-        lane_a, lane_b = step_a, step_b
-    return lane_a, lane_b
-
-
-def _string_lanes(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    if pa.types.is_string_view(array.type) or pa.types.is_binary_view(array.type):
-        array = array.cast(pa.large_string())
-    count = len(array)
-    large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
-    buffers = array.buffers()
-    raw_offsets = np.frombuffer(buffers[1], dtype=np.int64 if large else np.int32)
-    offsets: np.ndarray = raw_offsets[array.offset : array.offset + count + 1].astype(np.int64)
-    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
-    starts = offsets[:-1]
-    lengths = offsets[1:] - starts
-    if count and int(lengths.max()) > _PIECE:
-        pieces = np.maximum(-(-lengths // _PIECE), 1)
-        first = np.cumsum(pieces) - pieces
-        owner = np.repeat(np.arange(count), pieces)
-        piece_no = np.arange(len(owner)) - np.repeat(first, pieces)
-        piece_a, piece_b = _piece_lanes(
-            data, starts[owner] + piece_no * _PIECE, np.minimum(lengths[owner] - piece_no * _PIECE, _PIECE)
-        )
-        # A multi-piece string sums its pieces mixed with their position ("ab"+"cd" != "cd"+"ab");
-        # a one-piece string keeps its plain chain, so its hash never depends on its neighbours.
-        multi = pieces[owner] > 1
-        salt = piece_no[multi].astype(_U64) * _M_B
-        piece_a[multi] = _fmix_a(piece_a[multi] ^ salt)
-        piece_b[multi] = _fmix_b(piece_b[multi] + salt)
-        # Wrapping sums per string (cumsum differences work modulo 2**64).
-        ends = first + pieces - 1
-        lane_a, lane_b = (np.cumsum(p)[ends] for p in (piece_a, piece_b))
-        before = first - 1
-        has_before = before >= 0
-        lane_a[has_before] -= np.cumsum(piece_a)[before[has_before]]
-        lane_b[has_before] -= np.cumsum(piece_b)[before[has_before]]
-    else:
-        lane_a, lane_b = _piece_lanes(data, starts, lengths)
-    size = lengths.astype(_U64)
-    lane_a = _fmix_a(lane_a + size * _M_B)
-    lane_b = _fmix_b(lane_b ^ size * _M_A)
-    return lane_a, lane_b
-
-
-def _fixed_words(column: pa.ChunkedArray) -> np.ndarray:
-    """8 bytes per value, equal values giving equal words (-0.0 == 0.0, one NaN)."""
-    kind = column.type
-    if pa.types.is_floating(kind):
-        values = pc.fill_null(pc.cast(column, pa.float64()), 0.0).to_numpy() + 0.0
-        values[np.isnan(values)] = np.nan
-        return values.view("<u8")
-    if pa.types.is_date(kind):
-        column = pc.cast(column, pa.int32())
-    elif pa.types.is_timestamp(kind):
-        column = pc.cast(column, pa.timestamp(kind.unit))  # drop a time zone before the int view
-    ints = pc.fill_null(pc.cast(column, pa.int64()), 0).to_numpy()
-    return np.ascontiguousarray(ints).view("<u8")
-
-
-def _validity(column: pa.ChunkedArray) -> np.ndarray | None:
-    if column.null_count == 0:
-        return None
-    return np.asarray(pc.is_valid(column).to_numpy(zero_copy_only=False), dtype=bool)
-
-
-def column_lanes(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Two 64-bit hashes per value of one column; null hashes to a constant of its own."""
-    if len(column) == 0:
-        return np.zeros(0, _U64), np.zeros(0, _U64)
-    kind = column.type
-    if pa.types.is_null(kind):
-        return np.full(len(column), _NULL_A), np.full(len(column), _NULL_B)
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
-        parts = [_string_lanes(chunk) for chunk in column.chunks if len(chunk)]
-        lane_a = np.concatenate([p[0] for p in parts])
-        lane_b = np.concatenate([p[1] for p in parts])
-    else:
-        words = _fixed_words(column)
-        lane_a = _fmix_a(words ^ _SEED_A)
-        lane_b = _fmix_b(words + _SEED_B)
-    valid = _validity(column)
-    if valid is not None:
-        lane_a[~valid] = _NULL_A
-        lane_b[~valid] = _NULL_B
-    return lane_a, lane_b
-
-
-def row_lanes(table: pa.Table, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Two 64-bit hashes per row over ``columns`` (in that order); each column hashed separately,
-    so values are never concatenated and ("a", "bc") cannot meet ("ab", "c")."""
-    lane_a = np.full(table.num_rows, _SEED_A)
-    lane_b = np.full(table.num_rows, _SEED_B)
-    # numpy and pyarrow release the GIL: hashing two columns at a time uses both Lambda vCPUs.
-    with ThreadPoolExecutor(max_workers=_HASH_THREADS) as pool:
-        for col_a, col_b in pool.map(lambda name: column_lanes(table[name]), columns):
-            lane_a = _fmix_a(lane_a ^ col_a)
-            lane_b = _fmix_b(lane_b + col_b)
-    return lane_a, lane_b
-
-
-def _row_hash_array(lane_a: np.ndarray, lane_b: np.ndarray) -> pa.Array:
-    both = np.column_stack([lane_a, lane_b]).astype("<u8", copy=False)
-    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(lane_a), [None, pa.py_buffer(both.tobytes())])
-
-
-def _row_hash_lanes(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    if len(array) == 0:
-        return np.zeros(0, _U64), np.zeros(0, _U64)
-    words = np.frombuffer(array.buffers()[1], dtype="<u8")[2 * array.offset : 2 * (array.offset + len(array))]
-    pairs = words.reshape(-1, 2)
-    return pairs[:, 0].copy(), pairs[:, 1].copy()
-
-
-# ---------------------------------------------------------------------------------------------
 # Typing the new snapshot against the stable schema
 # ---------------------------------------------------------------------------------------------
+def _column_order(names: list[str], previous: pa.Schema | None) -> list[str]:
+    known = list(previous.names) if previous is not None else []
+    return known + [c for c in names if c not in known]
+
+
+def _established(name: str, previous: pa.Schema | None) -> str | None:
+    if previous is None or name not in previous.names:
+        return None
+    return type_name(previous.field(name).type)
+
+
+def _schema_change(
+    name: str, chosen: str, configured: str | None, established: str | None, in_file: bool, has_history: bool
+) -> dict[str, str] | None:
+    if not in_file:
+        return {"column": name, "change": "removed", "type": chosen}
+    if established is None and has_history:
+        return {"column": name, "change": "added", "type": chosen}
+    if established is not None and chosen != established:
+        kind = "widened" if configured is None else "retyped"
+        return {"column": name, "change": kind, "from": established, "to": chosen}
+    return None
+
+
+def _check_keys(names: list[str], spec: TableSpec, source: str) -> None:
+    missing = [k for k in spec.primary_key if k not in names]
+    if missing:
+        raise InputError(source, 1, f"primary key column(s) {', '.join(missing)} missing from header")
+
+
+def _planned_schema(
+    names: list[str], spec: TableSpec, previous: pa.Schema | None, sample: Callable[[], pa.Table]
+) -> tuple[pa.Schema, list[dict[str, str]]]:
+    """The fast path's guess: configured type, else the established one, else inferred from the first
+    block. If a later value does not convert, the exact path (:func:`_type_new`) takes over."""
+    schema_fields, changes = [], []
+    for name in _column_order(names, previous):
+        configured, established, in_file = spec.column_types.get(name), _established(name, previous), name in names
+        chosen = configured or established or (infer(sample()[name]) if in_file else "string")
+        change = _schema_change(name, chosen, configured, established, in_file, previous is not None)
+        changes += [change] if change else []
+        schema_fields.append(pa.field(name, ARROW_TYPES[chosen]))
+    return pa.schema(schema_fields), changes
+
+
 @dataclass
 class _Typed:
     table: pa.Table
-    bad_rows: list[tuple[np.ndarray, str]]  # (row mask, reason) for values not fitting a configured type
+    reasons: np.ndarray | None  # per row: why it is quarantined (a value not fitting a configured type), or None
     schema_changes: list[dict[str, str]]
 
 
-def _type_new(raw: pa.Table, spec: TableSpec, previous: pa.Schema | None, new_name: str) -> _Typed:
-    missing_keys = [k for k in spec.primary_key if k not in raw.column_names]
-    if missing_keys:
-        raise InputError(new_name, 1, f"primary key column(s) {', '.join(missing_keys)} missing from header")
-    known = list(previous.names) if previous is not None else []
-    order = known + [c for c in raw.column_names if c not in known]
+def _type_new(raw: pa.Table, spec: TableSpec, previous: pa.Schema | None) -> _Typed:
+    """The exact path: every column parsed from its text, widened when its values no longer fit."""
     columns: list[pa.ChunkedArray] = []
     schema_fields: list[pa.Field] = []
-    bad_rows: list[tuple[np.ndarray, str]] = []
+    reasons = np.full(raw.num_rows, None, dtype=object)
     changes: list[dict[str, str]] = []
-    for name in order:
-        configured = spec.column_types.get(name)
-        established = type_name(previous.field(name).type) if previous is not None and name in known else None
-        if name not in raw.column_names:
+    for name in _column_order(raw.column_names, previous):
+        configured, established, in_file = (
+            spec.column_types.get(name),
+            _established(name, previous),
+            name in raw.column_names,
+        )
+        if not in_file:
             chosen = configured or established or "string"
             values = pa.chunked_array([pa.nulls(raw.num_rows, ARROW_TYPES[chosen])])
-            changes.append({"column": name, "change": "removed", "type": chosen})
         elif configured is not None:
             chosen = configured
             parsed = parse(raw[name], configured)
             values = parsed.values
             if parsed.bad is not None:
-                bad_rows.append((parsed.bad, f"column {name}: value does not fit configured type {configured}"))
+                text = f"column {name}: value does not fit configured type {configured}"
+                reasons[parsed.bad & (reasons == None)] = text  # noqa: E711 - elementwise on an object array
         elif established is not None:
             chosen, parsed = widen(raw[name], established)
             values = parsed.values
         else:
             chosen = infer(raw[name])
             values = parse(raw[name], chosen).values
-        if established is None and previous is not None and name in raw.column_names:
-            changes.append({"column": name, "change": "added", "type": chosen})
-        elif established is not None and chosen != established:
-            kind = "widened" if configured is None else "retyped"
-            changes.append({"column": name, "change": kind, "from": established, "to": chosen})
+        change = _schema_change(name, chosen, configured, established, in_file, previous is not None)
+        changes += [change] if change else []
         columns.append(values)
         schema_fields.append(pa.field(name, ARROW_TYPES[chosen]))
-    schema = pa.schema(schema_fields)
-    return _Typed(pa.Table.from_arrays(columns, schema=schema), bad_rows, changes)
+    table = pa.Table.from_arrays(columns, schema=pa.schema(schema_fields))
+    return _Typed(table, reasons if (reasons != None).any() else None, changes)  # noqa: E711
 
 
 def _conform_table(table: pa.Table, schema: pa.Schema, source: str) -> pa.Table:
@@ -417,6 +299,62 @@ def _hash_signature(schema: pa.Schema, spec: TableSpec) -> tuple[str, list[str]]
 
 
 # ---------------------------------------------------------------------------------------------
+# The new side: typed batches, from a file (streamed) or from a table already in memory
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class _NewInput:
+    schema: pa.Schema
+    batches: Iterable[tuple[pa.RecordBatch, np.ndarray | None]]  # typed batch, quarantine reason per row
+    schema_changes: list[dict[str, str]]
+    text_rows: Callable[[np.ndarray], pa.Table]  # rows as they were read, as text (for the quarantine)
+
+
+def _as_text_table(table: pa.Table) -> pa.Table:
+    columns = [c if pa.types.is_string(c.type) else pc.cast(c, pa.string()) for c in table.columns]
+    return pa.table(columns, names=table.column_names)
+
+
+def _input_from_table(raw: pa.Table, spec: TableSpec, previous: pa.Schema | None, source: str) -> _NewInput:
+    _check_keys(raw.column_names, spec, source)
+    typed = _type_new(raw, spec, previous)
+
+    def batches() -> Iterator[tuple[pa.RecordBatch, np.ndarray | None]]:
+        offset = 0
+        for batch in typed.table.to_batches(max_chunksize=SLOW_PATH_BATCH):
+            reasons = typed.reasons[offset : offset + batch.num_rows] if typed.reasons is not None else None
+            offset += batch.num_rows
+            yield batch, reasons
+
+    return _NewInput(typed.table.schema, batches(), typed.schema_changes, lambda rows: _as_text_table(raw.take(rows)))
+
+
+def _arrange(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """File order to schema order; a column missing from the file is all null."""
+    present = set(batch.schema.names)
+    columns = [batch.column(f.name) if f.name in present else pa.nulls(batch.num_rows, f.type) for f in schema]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _streamed_input(path: Path, source: str, spec: TableSpec, previous: pa.Schema | None) -> _NewInput:
+    """The fast path; its batches raise TypedReadFailed when the file needs the exact path."""
+    names, sep = checked_header(path, source, spec.delimiter)
+    _check_keys(names, spec, source)
+    sampled: list[pa.Table] = []
+
+    def sample() -> pa.Table:
+        if not sampled:
+            sampled.append(sample_strings(path, source, names, sep))
+        return sampled[0]
+
+    schema, changes = _planned_schema(names, spec, previous, sample)
+    read_types = {name: schema.field(name).type for name in names}
+    batches = ((_arrange(batch, schema), None) for batch in typed_batches(path, source, names, sep, read_types))
+    return _NewInput(
+        schema, batches, changes, lambda rows: _as_text_table(read_csv_strings(path, source, sep).take(rows))
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # The old side: keys, date and cached hashes in memory; full rows fetched only where needed
 # ---------------------------------------------------------------------------------------------
 @dataclass
@@ -427,10 +365,6 @@ class OldSnapshot:
     row_hash: tuple[np.ndarray, np.ndarray] | None
     signature: str | None
     fetch: Callable[[np.ndarray | None], pa.Table]  # data rows at sorted positions (None: all rows)
-
-    @property
-    def num_rows(self) -> int:
-        return self.keys.num_rows
 
     @classmethod
     def from_table(cls, table: pa.Table, spec: TableSpec) -> OldSnapshot:
@@ -448,14 +382,14 @@ class OldSnapshot:
             schema=data.schema,
             keys=data.select(wanted),
             key_hash=table[KEY_HASH].to_numpy() if cached else None,
-            row_hash=_row_hash_lanes(table[ROW_HASH]) if cached else None,
+            row_hash=row_hash_lanes(table[ROW_HASH]) if cached else None,
             signature=metadata[HASH_METADATA].decode() if cached else None,
             fetch=fetch,
         )
 
     @classmethod
     def from_parquet(cls, path: Path, spec: TableSpec, name: str) -> OldSnapshot:
-        """A snapshot Parquet written by this engine: reads keys and hashes only."""
+        """A snapshot Parquet written by this engine: reads keys, date and hashes only."""
         parquet = pq.ParquetFile(path)
         stored = parquet.schema_arrow
         data_names = [n for n in stored.names if n not in HASH_COLUMNS]
@@ -463,79 +397,156 @@ class OldSnapshot:
         if missing:
             raise InputError(name, None, f"primary key column(s) {', '.join(missing)} not in the old snapshot")
         wanted = [*spec.primary_key, *([spec.date_field] if spec.date_field in data_names else [])]
-        head = parquet.read(columns=[*wanted, *HASH_COLUMNS])
+        head = _read_head(parquet, wanted)
         group_starts = np.cumsum([0] + [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)])
+        schema = pa.schema([stored.field(n) for n in data_names])
 
         def fetch(positions: np.ndarray | None) -> pa.Table:
             if positions is None:
                 return parquet.read(columns=data_names).replace_schema_metadata(None)
-            pieces = []
             cuts = np.searchsorted(positions, group_starts)
-            for group in range(parquet.num_row_groups):
-                inside = positions[cuts[group] : cuts[group + 1]]
-                if len(inside):
-                    rows = parquet.read_row_group(group, columns=data_names)
-                    pieces.append(rows.take(inside - group_starts[group]))
-            schema = pa.schema([stored.field(n) for n in data_names])
-            if not pieces:
-                return schema.empty_table()
-            return pa.concat_tables(pieces).replace_schema_metadata(None)
+            groups = [g for g in range(parquet.num_row_groups) if cuts[g + 1] > cuts[g]]
+            # Groups are decoded a few at a time (threads across columns), keeping only the wanted rows.
+            pieces = [schema.empty_table()]
+            for first in range(0, len(groups), 4):
+                chosen, offset, within = groups[first : first + 4], 0, []
+                for group in chosen:
+                    within.append(positions[cuts[group] : cuts[group + 1]] - group_starts[group] + offset)
+                    offset += group_starts[group + 1] - group_starts[group]
+                rows = parquet.read_row_groups(chosen, columns=data_names)
+                pieces.append(rows.take(np.concatenate(within)).replace_schema_metadata(None))
+            return pa.concat_tables(pieces)
 
         return cls(
-            schema=pa.schema([stored.field(n) for n in data_names]),
-            keys=head.select(wanted),
-            key_hash=head[KEY_HASH].to_numpy(),
-            row_hash=_row_hash_lanes(head[ROW_HASH]),
+            schema=schema,
+            keys=head.keys,
+            key_hash=head.key_hash,
+            row_hash=(head.row_a, head.row_b),
             signature=(stored.metadata or {})[HASH_METADATA].decode(),
             fetch=fetch,
         )
 
 
 @dataclass
-class _OldHashed:
-    keys: pa.Table  # conformed to the current schema
+class _Head:
+    keys: pa.Table
     key_hash: np.ndarray
     row_a: np.ndarray
     row_b: np.ndarray
 
 
-def _hash_old(
-    old: OldSnapshot, schema: pa.Schema, spec: TableSpec, signature: str, row_columns: list[str], name: str
-) -> _OldHashed:
-    key_and_date = [c for c in old.keys.column_names]
-    if old.signature == signature and old.key_hash is not None and old.row_hash is not None:
-        keys = _conform_table(old.keys, pa.schema([schema.field(c) for c in key_and_date]), name)
-        return _OldHashed(keys, old.key_hash, old.row_hash[0], old.row_hash[1])
-    full = _conform_table(old.fetch(None), schema, name)  # stale or missing hashes: recompute once
-    date = [spec.date_field] if spec.date_field in schema.names else []
-    key_a, _ = row_lanes(full, spec.primary_key)
-    row_a, row_b = row_lanes(full, row_columns)
-    return _OldHashed(full.select([*spec.primary_key, *date]), key_a, row_a, row_b)
+def _read_head(parquet: pq.ParquetFile, wanted: list[str]) -> _Head:
+    """Keys, date and hashes of a stored snapshot, read a row group at a time (a whole-column read
+    needs about twice the memory while it decodes)."""
+    rows = parquet.metadata.num_rows
+    key_hash, row_a, row_b = np.empty(rows, np.uint64), np.empty(rows, np.uint64), np.empty(rows, np.uint64)
+    pieces, at = [], 0
+    for group in range(parquet.num_row_groups):
+        part = parquet.read_row_group(group, columns=[*wanted, *HASH_COLUMNS])
+        count = part.num_rows
+        key_hash[at : at + count] = part[KEY_HASH].to_numpy()
+        row_a[at : at + count], row_b[at : at + count] = row_hash_lanes(part[ROW_HASH])
+        pieces.append(part.select(wanted))
+        at += count
+    keys = (
+        pa.concat_tables(pieces) if pieces else pa.schema([parquet.schema_arrow.field(n) for n in wanted]).empty_table()
+    )
+    return _Head(keys, key_hash, row_a, row_b)
+
+
+class _OldIndex:
+    """The old side ready for matching: keys and hashes conformed to the new schema, a hash lookup."""
+
+    def __init__(
+        self, old: OldSnapshot, schema: pa.Schema, spec: TableSpec, signature: str, row_columns: list[str], name: str
+    ) -> None:
+        self.snapshot = old
+        self.name = name
+        self.schema = schema
+        key_and_date = list(old.keys.column_names)
+        if old.signature == signature and old.key_hash is not None and old.row_hash is not None:
+            self.keys = _conform_table(old.keys, pa.schema([schema.field(c) for c in key_and_date]), name)
+            self.key_hash, (self.row_a, self.row_b) = old.key_hash, old.row_hash
+        else:  # stale or missing hashes: recompute once from the full old rows
+            full = _conform_table(old.fetch(None), schema, name)
+            date = [spec.date_field] if spec.date_field in schema.names else []
+            self.keys = full.select([*spec.primary_key, *date])
+            self.key_hash = row_lanes(full, spec.primary_key)[0]
+            self.row_a, self.row_b = row_lanes(full, row_columns)
+        # One chunk per column: take() on a many-chunked string column concatenates it on every call.
+        self.keys = pa.table({name: _one_chunk(self.keys[name]) for name in self.keys.column_names})
+        self.num_rows = self.keys.num_rows
+        self.key_names = list(spec.primary_key)
+        index = pd.Index(self.key_hash)
+        # Distinct keys sharing a 64-bit hash: no hash lookup, every batch is joined on the key values.
+        self.lookup: pd.Index | None = index if index.is_unique else None
+
+    def match(self, keys: pa.RecordBatch, key_hash: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """For each of ``rows``, the old position with the same key, or -1."""
+        if self.num_rows == 0 or len(rows) == 0:
+            return np.full(len(rows), -1, dtype=np.int64)
+        if self.lookup is not None:
+            positions = self.lookup.get_indexer(key_hash[rows]).astype(np.int64, copy=False)
+            hit = positions >= 0
+            if self._same_keys(keys, rows[hit], positions[hit]):  # a collision must never pair different keys
+                return positions
+        return self._match_exact(keys, rows)
+
+    def _same_keys(self, keys: pa.RecordBatch, rows: np.ndarray, positions: np.ndarray) -> bool:
+        every_row = len(rows) == keys.num_rows  # the usual case: no take on the new side
+        for name in self.key_names:
+            new = keys.column(name) if every_row else keys.column(name).take(rows)
+            same = pc.equal(new, self.keys[name].take(positions))
+            if not pc.all(pc.fill_null(same, False)).as_py():
+                return False
+        return True
+
+    def _match_exact(self, keys: pa.RecordBatch, rows: np.ndarray) -> np.ndarray:
+        left = pa.Table.from_batches([keys.take(rows)]).append_column("__new", pa.array(np.arange(len(rows))))
+        right = self.keys.select(self.key_names).append_column("__old", pa.array(np.arange(self.num_rows)))
+        joined = left.join(right, keys=self.key_names, join_type="left outer")
+        positions = np.full(len(rows), -1, dtype=np.int64)
+        positions[joined["__new"].to_numpy()] = joined["__old"].fill_null(-1).to_numpy()
+        return positions
+
+    def rows(self, positions: np.ndarray) -> pa.Table:
+        """Full old rows at sorted ``positions``, conformed to the new schema."""
+        if len(positions) == 0:
+            return self.schema.empty_table()
+        return _conform_table(self.snapshot.fetch(positions), self.schema, self.name)
+
+
+def _one_chunk(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if column.num_chunks <= 1:
+        return column
+    if pa.types.is_string(column.type) and column.nbytes >= 2**31 - 1:
+        column = column.cast(pa.large_string())  # 32-bit offsets cannot hold it in one chunk
+    return pa.chunked_array([pa.concat_arrays(column.chunks)], type=column.type)
 
 
 # ---------------------------------------------------------------------------------------------
-# Matching keys
+# Keys
 # ---------------------------------------------------------------------------------------------
-def _null_key_mask(keys: pa.Table) -> np.ndarray:
+def _null_key_mask(keys: pa.Table | pa.RecordBatch) -> np.ndarray:
     mask = np.zeros(keys.num_rows, dtype=bool)
     for column in keys.columns:
         missing = pc.is_null(column)
         if pa.types.is_string(column.type):
             missing = pc.or_(missing, pc.fill_null(pc.equal(column, ""), False))
-        mask |= np.asarray(missing.to_numpy(zero_copy_only=False), dtype=bool)
+        mask |= _mask_of(missing)
     return mask
 
 
 def _duplicate_rows(keys: pa.Table, key_hash: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Positions (among ``rows``) whose key occurs more than once; exact on real key values."""
-    if len(rows) < 2:
+    if len(rows) < 2 or pd.Index(key_hash[rows]).is_unique:
         return np.zeros(0, dtype=np.int64)
     hashes = pa.array(key_hash[rows])
     counts = pc.value_counts(hashes)
     repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
     if len(repeated) == 0:
         return np.zeros(0, dtype=np.int64)
-    candidates = rows[np.asarray(pc.is_in(hashes, value_set=repeated).to_numpy(zero_copy_only=False), dtype=bool)]
+    candidates = rows[_mask_of(pc.is_in(hashes, value_set=repeated))]
     names = list(keys.column_names)
     table = keys.take(candidates).append_column("__row", pa.array(candidates))
     grouped = table.group_by(names).aggregate([("__row", "count")])
@@ -544,29 +555,113 @@ def _duplicate_rows(keys: pa.Table, key_hash: np.ndarray, rows: np.ndarray) -> n
     return np.sort(repeated_rows.to_numpy())
 
 
-def _match_old(new_keys: pa.Table, new_hash: np.ndarray, rows: np.ndarray, old: _OldHashed) -> np.ndarray:
-    """For each of ``rows``, the old position with the same key, or -1."""
-    if old.keys.num_rows == 0 or len(rows) == 0:
-        return np.full(len(rows), -1, dtype=np.int64)
-    found = pc.index_in(pa.array(new_hash[rows]), value_set=pa.array(old.key_hash))
-    positions = found.fill_null(-1).to_numpy().astype(np.int64)
-    hit = positions >= 0
-    names = list(new_keys.column_names)
-    for name in names:  # a hash collision must never pair different keys
-        same = pc.equal(new_keys[name].take(rows[hit]), old.keys[name].take(positions[hit]))
-        if not pc.all(pc.fill_null(same, False)).as_py():
-            return _match_old_exact(new_keys, rows, old)
-    return positions
+def _mask_of(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _match_old_exact(new_keys: pa.Table, rows: np.ndarray, old: _OldHashed) -> np.ndarray:
-    names = list(new_keys.column_names)
-    left = new_keys.take(rows).append_column("__new", pa.array(np.arange(len(rows))))
-    right = old.keys.select(names).append_column("__old", pa.array(np.arange(old.keys.num_rows)))
-    joined = left.join(right, keys=names, join_type="left outer")
-    positions = np.full(len(rows), -1, dtype=np.int64)
-    positions[joined["__new"].to_numpy()] = joined["__old"].fill_null(-1).to_numpy()
-    return positions
+# ---------------------------------------------------------------------------------------------
+# Where the new snapshot goes, batch by batch: memory (diff_tables) or a Parquet file (diff_files)
+# ---------------------------------------------------------------------------------------------
+def _snapshot_schema(schema: pa.Schema, signature: str) -> pa.Schema:
+    hashes = [pa.field(KEY_HASH, pa.uint64()), pa.field(ROW_HASH, pa.binary(16))]
+    return pa.schema([*schema, *hashes], metadata={HASH_METADATA: signature.encode()})
+
+
+def _parquet_options(schema: pa.Schema, codec: str = "snappy") -> dict[str, object]:
+    # Hashes are random bytes: dictionary encoding, compression and statistics only cost time there.
+    # Dictionary encoding pays off for repetitive text; on numbers and timestamps it is mostly wasted.
+    names = schema.names
+    return {
+        "compression": {c: ("none" if c in HASH_COLUMNS else codec) for c in names},
+        "use_dictionary": [f.name for f in schema if pa.types.is_string(f.type) and f.name not in HASH_COLUMNS],
+        "write_statistics": [c for c in names if c not in HASH_COLUMNS],
+    }
+
+
+# The snapshot is the engine's own state, read back on every run: LZ4 decodes several times faster
+# than Snappy (Athena engine 3 and Spark read it; the change files for users stay Snappy).
+SNAPSHOT_CODEC = "lz4"
+
+
+class _MemorySnapshot:
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.batches: list[pa.RecordBatch] = []
+        self.table = schema.empty_table()
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.batches.append(batch)
+
+    def finish(self, drop: np.ndarray, extra: pa.Table) -> None:
+        table = pa.Table.from_batches(self.batches, schema=self.schema)
+        if len(drop):
+            keep = np.ones(table.num_rows, dtype=bool)
+            keep[drop] = False
+            table = table.filter(pa.array(keep))
+        self.table = pa.concat_tables([table, extra.cast(self.schema)])
+
+    def abort(self) -> None:
+        self.batches.clear()
+
+
+class _ParquetSnapshot:
+    """Writes batches in a background thread (the Parquet encoder releases the GIL), one at a time."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path = path
+        self.schema = schema
+        self.writer = pq.ParquetWriter(path, schema, **_parquet_options(schema, SNAPSHOT_CODEC))  # type: ignore[arg-type]
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-writer")
+        self.pending: Future[None] | None = None
+        self.gathered: list[pa.RecordBatch] = []
+        self.gathered_rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.gathered.append(batch)
+        self.gathered_rows += batch.num_rows
+        if self.gathered_rows >= SNAPSHOT_ROW_GROUP:
+            self._submit()
+
+    def _submit(self) -> None:
+        """One row group of the gathered batches, written while the next ones are diffed."""
+        self._wait()
+        if self.gathered:
+            table = pa.Table.from_batches(self.gathered, schema=self.schema)
+            self.pending = self.thread.submit(self.writer.write_table, table, SNAPSHOT_ROW_GROUP * 2)
+            self.gathered, self.gathered_rows = [], 0
+
+    def finish(self, drop: np.ndarray, extra: pa.Table) -> None:
+        self._submit()
+        self._wait()
+        if len(drop) == 0:
+            if extra.num_rows:
+                self.writer.write_table(extra.cast(self.schema))
+            self._close()
+            return
+        self._close()  # duplicates found at the end (rare): rewrite the file without their rows
+        table = pq.read_table(self.path)
+        keep = np.ones(table.num_rows, dtype=bool)
+        keep[drop] = False
+        table = pa.concat_tables([table.filter(pa.array(keep)), extra.cast(table.schema)])
+        pq.write_table(table, self.path, **_parquet_options(self.schema, SNAPSHOT_CODEC))  # type: ignore[arg-type]
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):  # the error that made us abort is the one to report
+            self._wait()
+        self._close()
+        self.path.unlink(missing_ok=True)
+
+    def _wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def _close(self) -> None:
+        self.writer.close()
+        self.thread.shutdown()
+
+
+_Sink = _MemorySnapshot | _ParquetSnapshot
 
 
 # ---------------------------------------------------------------------------------------------
@@ -582,143 +677,278 @@ def _with_cdc(table: pa.Table, operation: str, observed_at: datetime) -> pa.Tabl
     return table.append_column(CDC_TIMESTAMP, pa.repeat(pa.scalar(observed_at, pa.timestamp("us", tz="UTC")), count))
 
 
-def _mask_of(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=bool)
+def _with_hashes(
+    table: pa.Table | pa.RecordBatch, key_hash: np.ndarray, row_a: np.ndarray, row_b: np.ndarray, schema: pa.Schema
+) -> pa.RecordBatch | pa.Table:
+    columns = [*table.columns, pa.array(key_hash, type=pa.uint64()), row_hash_array(row_a, row_b)]
+    if isinstance(table, pa.RecordBatch):
+        return pa.RecordBatch.from_arrays(columns, schema=schema)
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _as_text_table(table: pa.Table) -> pa.Table:
-    columns = [c if pa.types.is_string(c.type) else pc.cast(c, pa.string()) for c in table.columns]
-    return pa.table(columns, names=table.column_names)
+@dataclass
+class _Picked:
+    """Rows of one kind (inserts or updates) kept from the batches, with their row numbers."""
+
+    batches: list[pa.RecordBatch] = field(default_factory=list)
+    rows: list[np.ndarray] = field(default_factory=list)
+    without_bump: list[np.ndarray] = field(default_factory=list)
+    date_only: list[np.ndarray] = field(default_factory=list)
+
+    def add(
+        self, batch: pa.RecordBatch, positions: np.ndarray, offset: int, without_bump: np.ndarray, date_only: np.ndarray
+    ) -> None:
+        if len(positions):
+            self.batches.append(batch.take(pa.array(positions)))
+            self.rows.append(positions + offset)
+            self.without_bump.append(without_bump)
+            self.date_only.append(date_only)
+
+    def table(self, schema: pa.Schema, dropped: np.ndarray) -> tuple[pa.Table, int, int]:
+        """The kept rows minus ``dropped`` row numbers; counts of updates without date bump, date-only."""
+        table = pa.Table.from_batches(self.batches, schema=schema)
+        if not self.rows:
+            return table, 0, 0
+        keep = ~np.isin(np.concatenate(self.rows), dropped)
+        without_bump, date_only = np.concatenate(self.without_bump)[keep], np.concatenate(self.date_only)[keep]
+        if not keep.all():
+            table = table.filter(pa.array(keep))
+        return table, int(without_bump.sum()), int(date_only.sum())
 
 
-def _diff_core(
-    old: OldSnapshot | None,
-    raw: pa.Table,
-    spec: TableSpec,
-    observed_at: datetime,
-    new_name: str,
-    old_name: str,
-) -> DiffResult:
-    observed_at = _utc(observed_at)
-    typed = _type_new(raw, spec, old.schema if old is not None else None, new_name)
-    schema = typed.table.schema
-    signature, row_columns = _hash_signature(schema, spec)
-    date = spec.date_field if spec.date_field in schema.names else None
-    new = typed.table
-    count = new.num_rows
+@dataclass
+class _Hashed:
+    batch: pa.RecordBatch
+    keys: pa.RecordBatch
+    key_a: np.ndarray
+    row_a: np.ndarray
+    row_b: np.ndarray
+    null_key: np.ndarray
+    disputed: np.ndarray
+    reason: np.ndarray | None  # why each disputed row is quarantined (None: no row is)
 
-    keys = new.select(list(spec.primary_key))
-    key_a, _ = row_lanes(new, spec.primary_key)
-    row_a, row_b = row_lanes(new, row_columns)
 
-    # Rows to quarantine, with the first reason that applies.
-    reason = np.full(count, None, dtype=object)
-    for mask, text in typed.bad_rows:
-        reason[mask & (reason == None)] = text  # noqa: E711 - elementwise test on an object array
-    null_key = _null_key_mask(keys)
-    reason[null_key & (reason == None)] = NULL_KEY  # noqa: E711
-    keyed_rows = np.flatnonzero(~null_key)
-    duplicates = _duplicate_rows(keys, key_a, keyed_rows)
-    reason[duplicates[reason[duplicates] == None]] = DUPLICATE_KEY  # noqa: E711
-    disputed = reason != None  # noqa: E711
-    accepted = ~disputed
+class _Differ:
+    """Diffs the new snapshot batch by batch against the old side; see the module docstring."""
 
-    old_hashed = _hash_old(old, schema, spec, signature, row_columns, old_name) if old is not None else None
-    rows_old = old_hashed.keys.num_rows if old_hashed is not None else 0
-    old_of_new = np.full(count, -1, dtype=np.int64)
-    if old_hashed is not None:
-        old_of_new[keyed_rows] = _match_old(keys, key_a, keyed_rows, old_hashed)
+    def __init__(
+        self,
+        old: OldSnapshot | None,
+        schema: pa.Schema,
+        spec: TableSpec,
+        sink_for: Callable[[pa.Schema], _Sink],
+        old_name: str,
+    ) -> None:
+        self.spec = spec
+        self.schema = schema
+        self.signature, self.row_columns = _hash_signature(schema, spec)
+        self.date = spec.date_field if spec.date_field in schema.names else None
+        self.old = _OldIndex(old, schema, spec, self.signature, self.row_columns, old_name) if old is not None else None
+        self.sink = sink_for(_snapshot_schema(schema, self.signature))
+        self.seen_old = np.zeros(self.old.num_rows if self.old is not None else 0, dtype=bool)
+        self.rows_new = 0
+        self.old_of_new: list[np.ndarray] = []  # per row: the old position with the same key, or -1
+        self.accepted: list[np.ndarray] = []
+        # Keyed rows with no old match, for finding duplicates among them (matched rows sharing an old
+        # position are duplicates already proven on the real key values).
+        self.unmatched_keys: list[pa.RecordBatch] = []
+        self.unmatched_hash: list[np.ndarray] = []
+        self.unmatched_rows: list[np.ndarray] = []
+        self.disputed: list[tuple[np.ndarray, np.ndarray]] = []  # (row numbers, reasons)
+        self.inserts = _Picked()
+        self.updates = _Picked()
 
-    inserted = accepted & (old_of_new < 0)
-    matched = np.flatnonzero(accepted & (old_of_new >= 0))
-    carried = np.unique(old_of_new[disputed & (old_of_new >= 0)])
-    seen_old = np.zeros(rows_old, dtype=bool)
-    seen_old[old_of_new[old_of_new >= 0]] = True
-    deleted = np.flatnonzero(~seen_old)
+    def hash_batch(self, batch: pa.RecordBatch, reasons: np.ndarray | None) -> _Hashed:
+        """The part of a batch's work that needs no state: runs a batch ahead of :meth:`add`."""
+        keys = batch.select(list(self.spec.primary_key))
+        key_a, _ = row_lanes(batch, self.spec.primary_key)
+        row_a, row_b = row_lanes(batch, self.row_columns)
+        null_key = _null_key_mask(keys)
+        if reasons is None:
+            disputed = null_key
+            reason = np.full(batch.num_rows, NULL_KEY, dtype=object) if null_key.any() else None
+        else:
+            reason = reasons.copy()
+            reason[null_key & (reason == None)] = NULL_KEY  # noqa: E711 - elementwise test on an object array
+            disputed = reason != None  # noqa: E711
+        return _Hashed(batch, keys, key_a, row_a, row_b, null_key, disputed, reason)
 
-    if rows_old > 0 and not spec.allow_mass_delete and len(deleted) / rows_old > spec.max_delete_ratio:
-        raise DeleteGuardError(len(deleted), rows_old, spec.max_delete_ratio)
+    def add(self, hashed: _Hashed) -> None:
+        batch, keys, key_a, row_a, row_b = hashed.batch, hashed.keys, hashed.key_a, hashed.row_a, hashed.row_b
+        null_key, disputed = hashed.null_key, hashed.disputed
+        count, offset = batch.num_rows, self.rows_new
+        self.rows_new += count
+        accepted = ~disputed
 
-    updated = np.zeros(0, dtype=np.int64)
-    without_bump = date_only = 0
-    if old_hashed is not None and len(matched):
-        old_pos = old_of_new[matched]
-        same_rest = (row_a[matched] == old_hashed.row_a[old_pos]) & (row_b[matched] == old_hashed.row_b[old_pos])
+        old_pos = np.full(count, -1, dtype=np.int64)
+        if self.old is not None:
+            keyed = np.flatnonzero(~null_key)
+            old_pos[keyed] = self.old.match(keys, key_a, keyed)
+            self.seen_old[old_pos[old_pos >= 0]] = True
+
+        inserted = np.flatnonzero(accepted & (old_pos < 0))
+        none = np.zeros(len(inserted), dtype=bool)
+        self.inserts.add(batch, inserted, offset, none, none)
+        matched = np.flatnonzero(accepted & (old_pos >= 0))
+        if self.old is not None and len(matched):
+            self._compare(batch, matched, old_pos[matched], row_a, row_b, offset)
+
+        self.old_of_new.append(old_pos)
+        self.accepted.append(accepted)
+        unmatched = ~null_key & (old_pos < 0)
+        if unmatched.all():
+            self.unmatched_keys.append(keys)
+            self.unmatched_hash.append(key_a)
+            self.unmatched_rows.append(np.arange(count) + offset)
+        elif unmatched.any():
+            positions = np.flatnonzero(unmatched)
+            self.unmatched_keys.append(keys.take(pa.array(positions)))
+            self.unmatched_hash.append(key_a[positions])
+            self.unmatched_rows.append(positions + offset)
+        if hashed.reason is not None and disputed.any():
+            bad = np.flatnonzero(disputed)
+            self.disputed.append((bad + offset, hashed.reason[bad]))
+            batch, key_a, row_a, row_b = (
+                batch.filter(pa.array(accepted)),
+                key_a[accepted],
+                row_a[accepted],
+                row_b[accepted],
+            )
+        self.sink.write(_with_hashes(batch, key_a, row_a, row_b, self.sink.schema))
+
+    def _compare(
+        self,
+        batch: pa.RecordBatch,
+        matched: np.ndarray,
+        old_pos: np.ndarray,
+        row_a: np.ndarray,
+        row_b: np.ndarray,
+        offset: int,
+    ) -> None:
+        assert self.old is not None
+        same_rest = (row_a[matched] == self.old.row_a[old_pos]) & (row_b[matched] == self.old.row_b[old_pos])
         changed = ~same_rest
-        if date is not None:
-            new_date = new[date].take(matched)
-            old_date = old_hashed.keys[date].take(old_pos)
+        advanced = np.zeros(len(matched), dtype=bool)
+        if self.date is not None:
+            new_date = batch.column(self.date).take(matched)
+            old_date = self.old.keys[self.date].take(old_pos)
             distinct = pc.or_(
                 pc.fill_null(pc.not_equal(new_date, old_date), False),
                 pc.xor(pc.is_null(new_date), pc.is_null(old_date)),
             )
             advanced = _mask_of(pc.fill_null(pc.greater(new_date, old_date), False))
             changed |= _mask_of(distinct)
-            without_bump = int((changed & ~advanced).sum())
-            date_only = int((changed & same_rest & advanced).sum())
-        updated = matched[changed]
+        without_bump = (~advanced)[changed] if self.date is not None else np.zeros(int(changed.sum()), dtype=bool)
+        self.updates.add(batch, matched[changed], offset, without_bump, (same_rest & advanced)[changed])
 
-    insert_rows = np.flatnonzero(inserted)
-    old_rows = (
-        old.fetch(np.sort(np.concatenate([deleted, carried])))
-        if old is not None and (len(deleted) or len(carried))
-        else None
-    )
-    if old_rows is not None:
-        old_rows = _conform_table(old_rows, schema, old_name)
+    def finish(
+        self, observed_at: datetime, text_rows: Callable[[np.ndarray], pa.Table]
+    ) -> tuple[pa.Table, pa.Table | None, DiffStats]:
+        """Duplicates, deletes, the delete guard; completes the snapshot. Returns changes, quarantine, stats."""
+        accepted = _joined(self.accepted, bool)
+        old_of_new = _joined(self.old_of_new, np.int64)
+        rows_old = self.old.num_rows if self.old is not None else 0
+        matched = np.flatnonzero(old_of_new >= 0)
+        hits = np.bincount(old_of_new[matched], minlength=rows_old)
+        key_schema = pa.schema([self.schema.field(k) for k in self.spec.primary_key])
+        unmatched_keys = pa.Table.from_batches(self.unmatched_keys, schema=key_schema)
+        unmatched_rows = _joined(self.unmatched_rows, np.int64)
+        among = _duplicate_rows(unmatched_keys, _joined(self.unmatched_hash, np.uint64), np.arange(len(unmatched_rows)))
+        duplicates = np.sort(np.concatenate([matched[hits[old_of_new[matched]] > 1], unmatched_rows[among]]))
+        newly = duplicates[accepted[duplicates]]  # duplicates with no earlier reason
+        written_position = np.cumsum(accepted) - 1
+        drop = written_position[newly]
+        accepted[newly] = False
+        self.disputed.append((newly, np.full(len(newly), DUPLICATE_KEY, dtype=object)))
+
+        carried = np.unique(old_of_new[~accepted & (old_of_new >= 0)])
+        deleted = np.flatnonzero(~self.seen_old)
+        if rows_old > 0 and not self.spec.allow_mass_delete and len(deleted) / rows_old > self.spec.max_delete_ratio:
+            raise DeleteGuardError(len(deleted), rows_old, self.spec.max_delete_ratio)
+
         fetched = np.sort(np.concatenate([deleted, carried]))
+        old_rows = self.old.rows(fetched) if self.old is not None else self.schema.empty_table()
         deleted_rows = old_rows.take(np.searchsorted(fetched, deleted))
         carried_rows = old_rows.take(np.searchsorted(fetched, carried))
-    else:
-        deleted_rows = carried_rows = schema.empty_table()
+        if self.old is not None and len(carried):
+            old = self.old
+            extra = _with_hashes(
+                carried_rows, old.key_hash[carried], old.row_a[carried], old.row_b[carried], self.sink.schema
+            )
+        else:
+            extra = self.sink.schema.empty_table()
+        self.sink.finish(drop, extra)  # type: ignore[arg-type]
 
-    changes = pa.concat_tables(
-        [
-            _with_cdc(new.take(insert_rows), "I", observed_at),
-            _with_cdc(new.take(updated), "U", observed_at),
-            _with_cdc(deleted_rows, "D", observed_at),
-        ]
-    )
-
-    accepted_rows = new if not disputed.any() else new.filter(pa.array(accepted))
-    keep_a = key_a if not disputed.any() else key_a[accepted]
-    keep_ra = row_a if not disputed.any() else row_a[accepted]
-    keep_rb = row_b if not disputed.any() else row_b[accepted]
-    if len(carried) and old_hashed is not None:
-        accepted_rows = pa.concat_tables([accepted_rows, carried_rows])
-        keep_a = np.concatenate([keep_a, old_hashed.key_hash[carried]])
-        keep_ra = np.concatenate([keep_ra, old_hashed.row_a[carried]])
-        keep_rb = np.concatenate([keep_rb, old_hashed.row_b[carried]])
-    snapshot = accepted_rows.append_column(KEY_HASH, pa.array(keep_a, type=pa.uint64()))
-    snapshot = snapshot.append_column(ROW_HASH, _row_hash_array(keep_ra, keep_rb))
-    snapshot = snapshot.replace_schema_metadata({HASH_METADATA: signature.encode()})
-
-    quarantine = None
-    bad = np.flatnonzero(disputed)
-    if len(bad):
-        quarantine = _as_text_table(raw.take(bad))
-        quarantine = quarantine.append_column(QUARANTINE_REASON, pa.array(list(reason[bad]), type=pa.string()))
-        quarantine = quarantine.append_column(SOURCE_RECORD, pa.array(bad + 2, type=pa.int64()))
-
-    stats = DiffStats(
-        rows_old=rows_old,
-        rows_new=count,
-        inserts=len(insert_rows),
-        updates=len(updated),
-        deletes=len(deleted),
-        quarantined=len(bad),
-        updates_without_date_bump=without_bump,
-        date_only_updates=date_only,
-        rows_snapshot=snapshot.num_rows,
-        carried_forward=len(carried),
-    )
-    return DiffResult(changes, snapshot, quarantine, stats, schema, typed.schema_changes)
+        inserts, _, _ = self.inserts.table(self.schema, newly)
+        updates, without_bump, date_only = self.updates.table(self.schema, newly)
+        changes = pa.concat_tables(
+            [
+                _with_cdc(inserts, "I", observed_at),
+                _with_cdc(updates, "U", observed_at),
+                _with_cdc(deleted_rows, "D", observed_at),
+            ]
+        )
+        quarantine = None
+        bad_rows = np.concatenate([rows for rows, _ in self.disputed])
+        if len(bad_rows):
+            order = np.argsort(bad_rows, kind="stable")
+            bad_rows, reasons = bad_rows[order], np.concatenate([r for _, r in self.disputed])[order]
+            quarantine = text_rows(bad_rows)
+            quarantine = quarantine.append_column(QUARANTINE_REASON, pa.array(list(reasons), type=pa.string()))
+            quarantine = quarantine.append_column(SOURCE_RECORD, pa.array(bad_rows + 2, type=pa.int64()))
+        stats = DiffStats(
+            rows_old=rows_old,
+            rows_new=self.rows_new,
+            inserts=inserts.num_rows,
+            updates=updates.num_rows,
+            deletes=len(deleted),
+            quarantined=len(bad_rows),
+            updates_without_date_bump=without_bump,
+            date_only_updates=date_only,
+            rows_snapshot=int(accepted.sum()) + len(carried),
+            carried_forward=len(carried),
+        )
+        return changes, quarantine, stats
 
 
-def _accept_first(raw: pa.Table, spec: TableSpec, observed_at: datetime, name: str) -> OldSnapshot:
-    """An old side given as plain data (CSV, foreign Parquet): accept it as a first snapshot would be."""
-    result = _diff_core(None, raw, spec, observed_at, name, name)
-    return OldSnapshot.from_table(result.snapshot, spec)
+def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+
+def _diff(
+    old: OldSnapshot | None,
+    new: _NewInput,
+    spec: TableSpec,
+    observed_at: datetime,
+    sink_for: Callable[[pa.Schema], _Sink],
+    old_name: str,
+) -> tuple[_Sink, pa.Table, pa.Table | None, DiffStats]:
+    differ = _Differ(old, new.schema, spec, sink_for, old_name)
+    try:
+        # Pipeline: the reader decodes batch n+2, a stage hashes batch n+1, this thread matches batch n
+        # and the writer encodes what came before (the heavy parts release the GIL).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hashing-stage") as stage:
+            ahead: Future[_Hashed] | None = None
+            for batch, reasons in new.batches:
+                hashed = stage.submit(differ.hash_batch, batch, reasons)
+                if ahead is not None:
+                    differ.add(ahead.result())
+                ahead = hashed
+            if ahead is not None:
+                differ.add(ahead.result())
+        changes, quarantine, stats = differ.finish(_utc(observed_at), new.text_rows)
+    except BaseException:
+        differ.sink.abort()
+        raise
+    return differ.sink, changes, quarantine, stats
+
+
+def _diff_in_memory(
+    old: OldSnapshot | None, new: _NewInput, spec: TableSpec, observed_at: datetime, old_name: str
+) -> DiffResult:
+    sink, changes, quarantine, stats = _diff(old, new, spec, observed_at, _MemorySnapshot, old_name)
+    assert isinstance(sink, _MemorySnapshot)
+    return DiffResult(changes, sink.table, quarantine, stats, new.schema, new.schema_changes)
 
 
 def diff_tables(
@@ -737,19 +967,45 @@ def diff_tables(
     """
     old_side = None
     if old is not None:
-        cached = HASH_METADATA in (old.schema.metadata or {})
-        old_side = OldSnapshot.from_table(old, spec) if cached else _accept_first(old, spec, observed_at, old_name)
-    return _diff_core(old_side, new, spec, observed_at, new_name, old_name)
+        if HASH_METADATA in (old.schema.metadata or {}):
+            old_side = OldSnapshot.from_table(old, spec)
+        else:
+            first = _diff_in_memory(None, _input_from_table(old, spec, None, old_name), spec, observed_at, old_name)
+            old_side = OldSnapshot.from_table(first.snapshot, spec)
+    new_input = _input_from_table(new, spec, old_side.schema if old_side is not None else None, new_name)
+    return _diff_in_memory(old_side, new_input, spec, observed_at, old_name)
 
 
 # ---------------------------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------------------------
-def _read_data(path: Path, name: str, spec: TableSpec) -> pa.Table:
-    if is_parquet(path):
-        table = pq.read_table(path)
-        return table.drop_columns([c for c in HASH_COLUMNS if c in table.column_names]).replace_schema_metadata(None)
-    return read_csv_strings(path, name, spec.delimiter)
+def _read_parquet_data(path: Path) -> pa.Table:
+    table = pq.read_table(path)
+    return table.drop_columns([c for c in HASH_COLUMNS if c in table.column_names]).replace_schema_metadata(None)
+
+
+def _diff_file(
+    old: OldSnapshot | None,
+    path: Path,
+    spec: TableSpec,
+    observed_at: datetime,
+    sink_for: Callable[[pa.Schema], _Sink],
+    names: tuple[str, str],
+) -> tuple[_Sink, pa.Table, pa.Table | None, DiffStats, _NewInput]:
+    """Diff a CSV (streamed; the exact path when the fast one stops) or Parquet file."""
+    source, old_name = names
+    previous = old.schema if old is not None else None
+    if not is_parquet(path):
+        try:
+            streamed = _streamed_input(path, source, spec, previous)
+            return (*_diff(old, streamed, spec, observed_at, sink_for, old_name), streamed)
+        except TypedReadFailed:
+            pass
+        table = read_csv_strings(path, source, spec.delimiter)
+    else:
+        table = _read_parquet_data(path)
+    exact = _input_from_table(table, spec, previous, source)
+    return (*_diff(old, exact, spec, observed_at, sink_for, old_name), exact)
 
 
 def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str) -> OldSnapshot:
@@ -757,21 +1013,15 @@ def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str) -> 
         stored = pq.read_schema(path)
         if HASH_METADATA in (stored.metadata or {}) and all(c in stored.names for c in HASH_COLUMNS):
             return OldSnapshot.from_parquet(path, spec, name)
-    return _accept_first(_read_data(path, name, spec), spec, observed_at, name)
+    # Plain data (a CSV, a foreign Parquet): accepted as a first snapshot would be, in memory.
+    sink, *_ = _diff_file(None, path, spec, observed_at, _MemorySnapshot, (name, name))
+    assert isinstance(sink, _MemorySnapshot)
+    return OldSnapshot.from_table(sink.table, spec)
 
 
-def _write(table: pa.Table, path: Path, written: list[Path], row_group_size: int | None = None) -> Path:
+def _write(table: pa.Table, path: Path, written: list[Path]) -> Path:
     written.append(path)
-    # Hashes are random bytes: dictionary encoding, compression and statistics only cost time there.
-    hashes = [c for c in HASH_COLUMNS if c in table.column_names]
-    pq.write_table(
-        table,
-        path,
-        compression={c: ("none" if c in hashes else "snappy") for c in table.column_names},
-        use_dictionary=[c for c in table.column_names if c not in hashes],
-        write_statistics=[c for c in table.column_names if c not in hashes],
-        row_group_size=row_group_size,
-    )
+    pq.write_table(table, path, **_parquet_options(table.schema))  # type: ignore[arg-type]
     return path
 
 
@@ -795,33 +1045,38 @@ def diff_files(
     new_label = new_name or str(new)
     old_label = old_name or (str(old) if old is not None else "<none>")
     old_side = _load_old(Path(old), spec, observed_at, old_label) if old is not None else None
-    raw = _read_data(Path(new), new_label, spec)
-    result = _diff_core(old_side, raw, spec, observed_at, new_label, old_label)
-    del raw
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    snapshot_path = out_dir / "snapshot.parquet"
+    written: list[Path] = [snapshot_path]
     try:
-        changes_path = _write(result.changes, out_dir / "changes.parquet", written)
-        snapshot_path = _write(result.snapshot, out_dir / "snapshot.parquet", written, SNAPSHOT_ROW_GROUP)
+        _, changes, quarantine, stats, new_input = _diff_file(
+            old_side,
+            Path(new),
+            spec,
+            observed_at,
+            lambda schema: _ParquetSnapshot(snapshot_path, schema),
+            (new_label, old_label),
+        )
+        changes_path = _write(changes, out_dir / "changes.parquet", written)
         full_load_path = None
-        if old is None:
-            full_load_path = _write(result.snapshot_data, out_dir / "full_load.parquet", written)
-        quarantine_path = None
-        if result.quarantine is not None:
-            quarantine_path = _write(result.quarantine, out_dir / "quarantine.parquet", written)
+        if old is None:  # the first snapshot's data, without the hash columns
+            data = pq.read_table(snapshot_path).drop_columns(list(HASH_COLUMNS)).replace_schema_metadata(None)
+            full_load_path = _write(data, out_dir / "full_load.parquet", written)
+        quarantine_path = (
+            _write(quarantine, out_dir / "quarantine.parquet", written) if quarantine is not None else None
+        )
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
         raise
     return DiffOutcome(
-        stats=result.stats,
+        stats=stats,
         changes_path=changes_path,
         snapshot_path=snapshot_path,
         full_load_path=full_load_path,
         quarantine_path=quarantine_path,
-        schema=result.schema,
-        schema_changes=result.schema_changes,
+        schema=new_input.schema,
+        schema_changes=new_input.schema_changes,
         seconds=time.perf_counter() - started,
     )
