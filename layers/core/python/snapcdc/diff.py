@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -448,10 +449,12 @@ def _read_head(parquet: pq.ParquetFile, wanted: list[str]) -> _Head:
         row_a[at : at + count], row_b[at : at + count] = row_hash_lanes(part[ROW_HASH])
         pieces.append(part.select(wanted))
         at += count
-    keys = (
-        pa.concat_tables(pieces) if pieces else pa.schema([parquet.schema_arrow.field(n) for n in wanted]).empty_table()
-    )
-    return _Head(keys, key_hash, row_a, row_b)
+    if not pieces:
+        return _Head(pa.schema([parquet.schema_arrow.field(n) for n in wanted]).empty_table(), key_hash, row_a, row_b)
+    keys = pa.concat_tables(pieces)
+    del pieces
+    # One chunk per column: take() on a many-chunked string column concatenates it on every call.
+    return _Head(pa.table({name: _one_chunk(keys[name]) for name in wanted}), key_hash, row_a, row_b)
 
 
 class _OldIndex:
@@ -473,7 +476,6 @@ class _OldIndex:
             self.keys = full.select([*spec.primary_key, *date])
             self.key_hash = row_lanes(full, spec.primary_key)[0]
             self.row_a, self.row_b = row_lanes(full, row_columns)
-        # One chunk per column: take() on a many-chunked string column concatenates it on every call.
         self.keys = pa.table({name: _one_chunk(self.keys[name]) for name in self.keys.column_names})
         self.num_rows = self.keys.num_rows
         self.key_names = list(spec.primary_key)
@@ -738,8 +740,11 @@ class _Differ:
         spec: TableSpec,
         sink_for: Callable[[pa.Schema], _Sink],
         old_name: str,
+        keep_first_inserts: bool,
     ) -> None:
         self.spec = spec
+        self.keep_first_inserts = keep_first_inserts
+        self.first_inserts = 0
         self.schema = schema
         self.signature, self.row_columns = _hash_signature(schema, spec)
         self.date = spec.date_field if spec.date_field in schema.names else None
@@ -788,23 +793,22 @@ class _Differ:
 
         inserted = np.flatnonzero(accepted & (old_pos < 0))
         none = np.zeros(len(inserted), dtype=bool)
-        self.inserts.add(batch, inserted, offset, none, none)
+        if self.old is not None or self.keep_first_inserts:
+            self.inserts.add(batch, inserted, offset, none, none)
+        else:
+            self.first_inserts += len(inserted)
         matched = np.flatnonzero(accepted & (old_pos >= 0))
         if self.old is not None and len(matched):
             self._compare(batch, matched, old_pos[matched], row_a, row_b, offset)
 
         self.old_of_new.append(old_pos)
         self.accepted.append(accepted)
-        unmatched = ~null_key & (old_pos < 0)
-        if unmatched.all():
-            self.unmatched_keys.append(keys)
-            self.unmatched_hash.append(key_a)
-            self.unmatched_rows.append(np.arange(count) + offset)
-        elif unmatched.any():
-            positions = np.flatnonzero(unmatched)
-            self.unmatched_keys.append(keys.take(pa.array(positions)))
-            self.unmatched_hash.append(key_a[positions])
-            self.unmatched_rows.append(positions + offset)
+        unmatched = np.flatnonzero(~null_key & (old_pos < 0))
+        if len(unmatched):
+            # take() copies: a string column read from CSV may share its buffer with the whole block.
+            self.unmatched_keys.append(keys.take(pa.array(unmatched)))
+            self.unmatched_hash.append(key_a[unmatched])
+            self.unmatched_rows.append(unmatched + offset)
         if hashed.reason is not None and disputed.any():
             bad = np.flatnonzero(disputed)
             self.disputed.append((bad + offset, hashed.reason[bad]))
@@ -856,8 +860,7 @@ class _Differ:
         among = _duplicate_rows(unmatched_keys, _joined(self.unmatched_hash, np.uint64), np.arange(len(unmatched_rows)))
         duplicates = np.sort(np.concatenate([matched[hits[old_of_new[matched]] > 1], unmatched_rows[among]]))
         newly = duplicates[accepted[duplicates]]  # duplicates with no earlier reason
-        written_position = np.cumsum(accepted) - 1
-        drop = written_position[newly]
+        drop = (np.cumsum(accepted) - 1)[newly] if len(newly) else newly  # their places in the written snapshot
         accepted[newly] = False
         self.disputed.append((newly, np.full(len(newly), DUPLICATE_KEY, dtype=object)))
 
@@ -880,6 +883,9 @@ class _Differ:
         self.sink.finish(drop, extra)  # type: ignore[arg-type]
 
         inserts, _, _ = self.inserts.table(self.schema, newly)
+        insert_count = (
+            inserts.num_rows if self.old is not None or self.keep_first_inserts else self.first_inserts - len(newly)
+        )
         updates, without_bump, date_only = self.updates.table(self.schema, newly)
         changes = pa.concat_tables(
             [
@@ -899,7 +905,7 @@ class _Differ:
         stats = DiffStats(
             rows_old=rows_old,
             rows_new=self.rows_new,
-            inserts=inserts.num_rows,
+            inserts=insert_count,
             updates=updates.num_rows,
             deletes=len(deleted),
             quarantined=len(bad_rows),
@@ -923,7 +929,8 @@ def _diff(
     sink_for: Callable[[pa.Schema], _Sink],
     old_name: str,
 ) -> tuple[_Sink, pa.Table, pa.Table | None, DiffStats]:
-    differ = _Differ(old, new.schema, spec, sink_for, old_name)
+    # In memory a first load's change set is returned as a table; files copy it from the snapshot file.
+    differ = _Differ(old, new.schema, spec, sink_for, old_name, keep_first_inserts=sink_for is _MemorySnapshot)
     try:
         # Pipeline: the reader decodes batch n+2, a stage hashes batch n+1, this thread matches batch n
         # and the writer encodes what came before (the heavy parts release the GIL).
@@ -1008,15 +1015,31 @@ def _diff_file(
     return (*_diff(old, exact, spec, observed_at, sink_for, old_name), exact)
 
 
-def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str) -> OldSnapshot:
+def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, work: Path) -> OldSnapshot:
     if is_parquet(path):
         stored = pq.read_schema(path)
         if HASH_METADATA in (stored.metadata or {}) and all(c in stored.names for c in HASH_COLUMNS):
             return OldSnapshot.from_parquet(path, spec, name)
-    # Plain data (a CSV, a foreign Parquet): accepted as a first snapshot would be, in memory.
-    sink, *_ = _diff_file(None, path, spec, observed_at, _MemorySnapshot, (name, name))
-    assert isinstance(sink, _MemorySnapshot)
-    return OldSnapshot.from_table(sink.table, spec)
+    # Plain data (a CSV, a foreign Parquet): accepted as a first snapshot would be, into a snapshot
+    # file in ``work`` that is then read like a stored one (memory stays bounded).
+    accepted = work / "old-snapshot.parquet"
+    _diff_file(None, path, spec, observed_at, lambda schema: _ParquetSnapshot(accepted, schema), (name, name))
+    pa.default_memory_pool().release_unused()  # give the first pass's buffers back before the second
+    return OldSnapshot.from_parquet(accepted, spec, name)
+
+
+def _copy_data(snapshot: Path, target: Path, inserted_at: datetime | None = None) -> None:
+    """The snapshot's data columns (no hashes) as a user-facing Parquet, a row group at a time;
+    with ``inserted_at``, as a change set of inserts (a first load's changes)."""
+    parquet = pq.ParquetFile(snapshot)
+    names = [n for n in parquet.schema_arrow.names if n not in HASH_COLUMNS]
+    schema = pa.schema([parquet.schema_arrow.field(n) for n in names])
+    if inserted_at is not None:
+        schema = _with_cdc(schema.empty_table(), "I", inserted_at).schema
+    with pq.ParquetWriter(target, schema, **_parquet_options(schema)) as writer:  # type: ignore[arg-type]
+        for group in range(parquet.num_row_groups):
+            rows = parquet.read_row_group(group, columns=names).replace_schema_metadata(None)
+            writer.write_table(_with_cdc(rows, "I", inserted_at) if inserted_at is not None else rows)
 
 
 def _write(table: pa.Table, path: Path, written: list[Path]) -> Path:
@@ -1044,9 +1067,22 @@ def diff_files(
     started = time.perf_counter()
     new_label = new_name or str(new)
     old_label = old_name or (str(old) if old is not None else "<none>")
-    old_side = _load_old(Path(old), spec, observed_at, old_label) if old is not None else None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".work-") as work:
+        old_side = _load_old(Path(old), spec, observed_at, old_label, Path(work)) if old is not None else None
+        return _diff_into(old_side, Path(new), spec, observed_at, out_dir, (new_label, old_label), started)
+
+
+def _diff_into(
+    old_side: OldSnapshot | None,
+    new: Path,
+    spec: TableSpec,
+    observed_at: datetime,
+    out_dir: Path,
+    names: tuple[str, str],
+    started: float,
+) -> DiffOutcome:
     snapshot_path = out_dir / "snapshot.parquet"
     written: list[Path] = [snapshot_path]
     try:
@@ -1056,13 +1092,17 @@ def diff_files(
             spec,
             observed_at,
             lambda schema: _ParquetSnapshot(snapshot_path, schema),
-            (new_label, old_label),
+            names,
         )
-        changes_path = _write(changes, out_dir / "changes.parquet", written)
+        changes_path = out_dir / "changes.parquet"
         full_load_path = None
-        if old is None:  # the first snapshot's data, without the hash columns
-            data = pq.read_table(snapshot_path).drop_columns(list(HASH_COLUMNS)).replace_schema_metadata(None)
-            full_load_path = _write(data, out_dir / "full_load.parquet", written)
+        if old_side is None:  # the first snapshot's data, without the hash columns; every row inserted
+            full_load_path = out_dir / "full_load.parquet"
+            written += [full_load_path, changes_path]
+            _copy_data(snapshot_path, full_load_path)
+            _copy_data(snapshot_path, changes_path, _utc(observed_at))
+        else:
+            _write(changes, changes_path, written)
         quarantine_path = (
             _write(quarantine, out_dir / "quarantine.parquet", written) if quarantine is not None else None
         )
