@@ -1,76 +1,20 @@
 """Fault injection over the embedded S3 (moto server on 127.0.0.1) and the fake Kaggle API.
 
 Each scenario ends with `verify` passing for every table and every raw object still present.
+The `lab` fixture (tests/e2e/conftest.py) holds the embedded S3, the fake Kaggle and the real handlers.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from snapcdc.config import load_config
-from snapcdc.layout import Layout, snapshot_id
-from snapcdc.local.demo import BUCKET, FIRST_RUN, load_handler, local_stack
-from snapcdc.local.events import LocalLambdaContext, s3_object_created_event, scheduled_event
-from snapcdc.local.sample_data import LoyaltyDataset
+from snapcdc.layout import snapshot_id
+from snapcdc.local.events import LocalLambdaContext, scheduled_event
 from snapcdc.processor import TableProcessor, process_raw_keys
 from snapcdc.store import S3Store
-from snapcdc.verify import verify
 
-CONFIG = load_config()
-MOMENTS = [FIRST_RUN + timedelta(hours=4 * i) for i in range(4)]
-
-
-@dataclass
-class Lab:
-    aws: object
-    kaggle: object
-    store: S3Store
-    dataset: LoyaltyDataset
-    extract: object
-    cdc: object
-
-    def publish_and_extract(self, moment) -> list[str]:
-        """Publish the next dataset version and run the extract handler; returns the new raw CSV keys."""
-        if self._published:
-            self.dataset.advance()
-        self.kaggle.publish(CONFIG.dataset, self.dataset.files())
-        self._published = True
-        self.extract.lambda_handler(scheduled_event(moment), LocalLambdaContext("snapcdc-extract"))
-        snap = snapshot_id(moment)
-        return [k for k in self.store.list_keys("raw/") if f"snapshot={snap}/" in k and k.endswith(".csv")]
-
-    def deliver(self, keys: list[str]) -> dict:
-        event = s3_object_created_event(BUCKET, [(k, 1, "etag") for k in keys])
-        return self.cdc.lambda_handler(event, LocalLambdaContext("snapcdc-cdc"))
-
-    def raw_objects(self) -> set[str]:
-        return set(self.store.list_keys("raw/"))
-
-    def assert_verified(self) -> None:
-        results = verify(self.store, list(CONFIG.tables))
-        assert all(r.ok for r in results), [r.line() for r in results]
-
-    _published: bool = False
-
-
-@pytest.fixture
-def lab(tmp_path: Path):
-    with (
-        (tmp_path / "lambda.log").open("w") as log,
-        local_stack(tmp_path / "work", CONFIG.dataset, log) as (aws, kaggle),
-    ):
-        yield Lab(
-            aws=aws,
-            kaggle=kaggle,
-            store=S3Store(aws.client("s3"), BUCKET, Layout()),
-            dataset=LoyaltyDataset(seed=11, clients=200, transactions=300),
-            extract=load_handler("extract"),
-            cdc=load_handler("cdc"),
-        )
+from tests.e2e.conftest import CONFIG, MOMENTS
 
 
 def test_the_same_event_delivered_twice_and_concurrently(lab):

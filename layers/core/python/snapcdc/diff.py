@@ -86,6 +86,7 @@ HASH_COLUMNS = (KEY_HASH, ROW_HASH)
 HASH_METADATA = b"snapcdc.hash"
 HASH_VERSION = 1
 SLOW_PATH_BATCH = 128 * 1024  # rows per batch when a whole table is already in memory
+STREAM_BATCH_ROWS = 96 * 1024  # rows per batch diffed when streaming a CSV
 SNAPSHOT_ROW_GROUP = 128 * 1024  # rows gathered per snapshot row group (fetching a few old rows decodes less)
 
 NULL_KEY = "null or empty primary key"
@@ -336,6 +337,20 @@ def _arrange(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
+def _grouped(batches: Iterator[pa.RecordBatch], rows: int = STREAM_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """Small reader batches joined into batches of about ``rows`` rows: fewer, longer vectorized steps."""
+    group: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        group.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield from pa.Table.from_batches(group).combine_chunks().to_batches()
+            group, count = [], 0
+    if group:
+        yield from pa.Table.from_batches(group).combine_chunks().to_batches()
+
+
 def _streamed_input(path: Path, source: str, spec: TableSpec, previous: pa.Schema | None) -> _NewInput:
     """The fast path; its batches raise TypedReadFailed when the file needs the exact path."""
     names, sep = checked_header(path, source, spec.delimiter)
@@ -349,7 +364,7 @@ def _streamed_input(path: Path, source: str, spec: TableSpec, previous: pa.Schem
 
     schema, changes = _planned_schema(names, spec, previous, sample)
     read_types = {name: schema.field(name).type for name in names}
-    batches = ((_arrange(batch, schema), None) for batch in typed_batches(path, source, names, sep, read_types))
+    batches = ((_arrange(b, schema), None) for b in _grouped(typed_batches(path, source, names, sep, read_types)))
     return _NewInput(
         schema, batches, changes, lambda rows: _as_text_table(read_csv_strings(path, source, sep).take(rows))
     )
@@ -397,7 +412,8 @@ class OldSnapshot:
         missing = [k for k in spec.primary_key if k not in data_names]
         if missing:
             raise InputError(name, None, f"primary key column(s) {', '.join(missing)} not in the old snapshot")
-        wanted = [*spec.primary_key, *([spec.date_field] if spec.date_field in data_names else [])]
+        date = [spec.date_field] if spec.date_field is not None and spec.date_field in data_names else []
+        wanted = [*spec.primary_key, *date]
         head = _read_head(parquet, wanted)
         group_starts = np.cumsum([0] + [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)])
         schema = pa.schema([stored.field(n) for n in data_names])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,18 +51,31 @@ def patched_environ(values: dict[str, str]) -> Iterator[None]:
 @contextmanager
 def embedded_aws() -> Iterator[EmbeddedAws]:
     """Start a moto server on a free loopback port; stop it on exit."""
-    from moto.server import ThreadedMotoServer  # dev-only dependency: imported on use
+    # moto's own server (what ThreadedMotoServer runs), served with a short shutdown poll:
+    # ThreadedMotoServer keeps werkzeug's 0.5 s poll, which made every stop take half a second.
+    from moto.moto_server.werkzeug_app import (  # dev-only dependency: imported on use
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    # moto keeps its state per process, not per server: start every embedded AWS empty.
-    reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")  # noqa: S310 - loopback http
-    urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - http on loopback, built above
+    app = DomainDispatcherApplication(create_backend_app)
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="embedded-aws", daemon=True
+    )
+    thread.start()
+    host, port = server.server_address[:2]
+    endpoint = f"http://{host!s}:{port}"
     try:
+        # moto keeps its state per process, not per server: start every embedded AWS empty.
+        reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")  # noqa: S310 - loopback http
+        urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - http on loopback, built above
         with patched_environ({**_ENV, "AWS_ENDPOINT_URL": endpoint}):
             yield EmbeddedAws(endpoint)
     finally:
-        server.stop()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
