@@ -243,7 +243,7 @@ def typed_batches(
             path,
             # With threads the streaming reader decodes ahead without bound (the whole file, if the
             # consumer is slower): memory. Decoding on demand in a thread of our own is enough.
-            read_options=_read_options(STREAM_BLOCK_SIZE, use_threads=False),
+            read_options=_read_options(STREAM_BLOCK_SIZE, use_threads=True),
             parse_options=_parse_options(sep),
             convert_options=_convert_options({column: types[column] for column in names}),
         )

@@ -27,6 +27,7 @@ How it works (DESIGN.md "CDC semantics" is the contract):
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import tempfile
@@ -87,6 +88,7 @@ HASH_METADATA = b"snapcdc.hash"
 HASH_VERSION = 1
 SLOW_PATH_BATCH = 128 * 1024  # rows per batch when a whole table is already in memory
 STREAM_BATCH_ROWS = 96 * 1024  # rows per batch diffed when streaming a CSV
+HASHED_AHEAD = 4  # batches hashed ahead of matching (each ~10-15 MB)
 SNAPSHOT_ROW_GROUP = 128 * 1024  # rows gathered per snapshot row group (fetching a few old rows decodes less)
 
 NULL_KEY = "null or empty primary key"
@@ -376,10 +378,8 @@ def _streamed_input(path: Path, source: str, spec: TableSpec, previous: pa.Schem
 @dataclass
 class OldSnapshot:
     schema: pa.Schema  # data schema as stored
-    keys: pa.Table  # key columns (+ date field when stored), one row per old row
-    key_hash: np.ndarray | None  # lane A of the key hash, when cached
-    row_hash: tuple[np.ndarray, np.ndarray] | None
-    signature: str | None
+    signature: str | None  # what the cached hashes were computed over (None: no cached hashes)
+    head: Callable[[], _Head] | None  # keys, date and cached hashes (None: no cached hashes)
     fetch: Callable[[np.ndarray | None], pa.Table]  # data rows at sorted positions (None: all rows)
 
     @classmethod
@@ -394,12 +394,13 @@ class OldSnapshot:
         def fetch(positions: np.ndarray | None) -> pa.Table:
             return data if positions is None else data.take(positions)
 
+        def head() -> _Head:
+            return _Head(data.select(wanted), table[KEY_HASH].to_numpy(), *row_hash_lanes(table[ROW_HASH]))
+
         return cls(
             schema=data.schema,
-            keys=data.select(wanted),
-            key_hash=table[KEY_HASH].to_numpy() if cached else None,
-            row_hash=row_hash_lanes(table[ROW_HASH]) if cached else None,
             signature=metadata[HASH_METADATA].decode() if cached else None,
+            head=head if cached else None,
             fetch=fetch,
         )
 
@@ -414,7 +415,6 @@ class OldSnapshot:
             raise InputError(name, None, f"primary key column(s) {', '.join(missing)} not in the old snapshot")
         date = [spec.date_field] if spec.date_field is not None and spec.date_field in data_names else []
         wanted = [*spec.primary_key, *date]
-        head = _read_head(parquet, wanted)
         group_starts = np.cumsum([0] + [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)])
         schema = pa.schema([stored.field(n) for n in data_names])
 
@@ -436,10 +436,8 @@ class OldSnapshot:
 
         return cls(
             schema=schema,
-            keys=head.keys,
-            key_hash=head.key_hash,
-            row_hash=(head.row_a, head.row_b),
             signature=(stored.metadata or {})[HASH_METADATA].decode(),
+            head=lambda: _read_head(parquet, wanted),
             fetch=fetch,
         )
 
@@ -482,10 +480,11 @@ class _OldIndex:
         self.snapshot = old
         self.name = name
         self.schema = schema
-        key_and_date = list(old.keys.column_names)
-        if old.signature == signature and old.key_hash is not None and old.row_hash is not None:
-            self.keys = _conform_table(old.keys, pa.schema([schema.field(c) for c in key_and_date]), name)
-            self.key_hash, (self.row_a, self.row_b) = old.key_hash, old.row_hash
+        if old.signature == signature and old.head is not None:
+            head = old.head()
+            key_and_date = pa.schema([schema.field(c) for c in head.keys.column_names])
+            self.keys = _conform_table(head.keys, key_and_date, name)
+            self.key_hash, self.row_a, self.row_b = head.key_hash, head.row_a, head.row_b
         else:  # stale or missing hashes: recompute once from the full old rows
             full = _conform_table(old.fetch(None), schema, name)
             date = [spec.date_field] if spec.date_field in schema.names else []
@@ -764,9 +763,16 @@ class _Differ:
         self.schema = schema
         self.signature, self.row_columns = _hash_signature(schema, spec)
         self.date = spec.date_field if spec.date_field in schema.names else None
-        self.old = _OldIndex(old, schema, spec, self.signature, self.row_columns, old_name) if old is not None else None
+        self.has_old = old is not None
+        self._old_index: Future[_OldIndex] | None = None
+        if old is not None:  # read and indexed in the background while the first batches are read and hashed
+            background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="old-side")
+            self._old_index = background.submit(
+                _OldIndex, old, schema, spec, self.signature, self.row_columns, old_name
+            )
+            background.shutdown(wait=False)
+        self._seen_old: np.ndarray | None = None
         self.sink = sink_for(_snapshot_schema(schema, self.signature))
-        self.seen_old = np.zeros(self.old.num_rows if self.old is not None else 0, dtype=bool)
         self.rows_new = 0
         self.old_of_new: list[np.ndarray] = []  # per row: the old position with the same key, or -1
         self.accepted: list[np.ndarray] = []
@@ -778,6 +784,17 @@ class _Differ:
         self.disputed: list[tuple[np.ndarray, np.ndarray]] = []  # (row numbers, reasons)
         self.inserts = _Picked()
         self.updates = _Picked()
+
+    @property
+    def old(self) -> _OldIndex | None:
+        return self._old_index.result() if self._old_index is not None else None
+
+    @property
+    def seen_old(self) -> np.ndarray:
+        """Per old row: whether a new row has its key."""
+        if self._seen_old is None:
+            self._seen_old = np.zeros(self.old.num_rows if self.old is not None else 0, dtype=bool)
+        return self._seen_old
 
     def hash_batch(self, batch: pa.RecordBatch, reasons: np.ndarray | None) -> _Hashed:
         """The part of a batch's work that needs no state: runs a batch ahead of :meth:`add`."""
@@ -809,7 +826,7 @@ class _Differ:
 
         inserted = np.flatnonzero(accepted & (old_pos < 0))
         none = np.zeros(len(inserted), dtype=bool)
-        if self.old is not None or self.keep_first_inserts:
+        if self.has_old or self.keep_first_inserts:
             self.inserts.add(batch, inserted, offset, none, none)
         else:
             self.first_inserts += len(inserted)
@@ -899,9 +916,7 @@ class _Differ:
         self.sink.finish(drop, extra)  # type: ignore[arg-type]
 
         inserts, _, _ = self.inserts.table(self.schema, newly)
-        insert_count = (
-            inserts.num_rows if self.old is not None or self.keep_first_inserts else self.first_inserts - len(newly)
-        )
+        insert_count = inserts.num_rows if self.has_old or self.keep_first_inserts else self.first_inserts - len(newly)
         updates, without_bump, date_only = self.updates.table(self.schema, newly)
         changes = pa.concat_tables(
             [
@@ -950,15 +965,15 @@ def _diff(
     try:
         # Pipeline: the reader decodes batch n+2, a stage hashes batch n+1, this thread matches batch n
         # and the writer encodes what came before (the heavy parts release the GIL).
+        # A few batches may be hashed ahead: they wait there while the old side is still being indexed.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hashing-stage") as stage:
-            ahead: Future[_Hashed] | None = None
+            ahead: collections.deque[Future[_Hashed]] = collections.deque()
             for batch, reasons in new.batches:
-                hashed = stage.submit(differ.hash_batch, batch, reasons)
-                if ahead is not None:
-                    differ.add(ahead.result())
-                ahead = hashed
-            if ahead is not None:
-                differ.add(ahead.result())
+                ahead.append(stage.submit(differ.hash_batch, batch, reasons))
+                if len(ahead) > HASHED_AHEAD:
+                    differ.add(ahead.popleft().result())
+            while ahead:
+                differ.add(ahead.popleft().result())
         changes, quarantine, stats = differ.finish(_utc(observed_at), new.text_rows)
     except BaseException:
         differ.sink.abort()
