@@ -339,14 +339,14 @@ def _arrange(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def _grouped(batches: Iterator[pa.RecordBatch], rows: int = STREAM_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-    """Small reader batches joined into batches of about ``rows`` rows: fewer, longer vectorized steps."""
+def _grouped(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Small reader batches joined into batches of about STREAM_BATCH_ROWS: fewer, longer vectorized steps."""
     group: list[pa.RecordBatch] = []
     count = 0
     for batch in batches:
         group.append(batch)
         count += batch.num_rows
-        if count >= rows:
+        if count >= STREAM_BATCH_ROWS:
             yield from pa.Table.from_batches(group).combine_chunks().to_batches()
             group, count = [], 0
     if group:

@@ -1,0 +1,153 @@
+"""The streamed file path: typed batches from pyarrow's reader, and the exact text path it falls back to.
+
+The file path must give exactly what the in-memory (exact) path gives, whether the fast typed read
+holds to the end or stops part-way through a file.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from snapcdc import csv_input
+from snapcdc import diff as engine
+from snapcdc.csv_input import read_bytes_as_csv
+from snapcdc.diff import CDC_OPERATION, HASH_COLUMNS, TableSpec, diff_files, diff_tables
+
+OBSERVED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stream in 64 KB blocks and ~2,000-row batches, one hashed ahead: small files span many batches."""
+    monkeypatch.setattr(csv_input, "STREAM_BLOCK_SIZE", 64 << 10)
+    monkeypatch.setattr(engine, "STREAM_BATCH_ROWS", 2_000)
+    monkeypatch.setattr(engine, "HASHED_AHEAD", 1)
+
+
+def _data(path: Path) -> pa.Table:
+    table = pq.read_table(path)
+    return table.drop_columns([c for c in HASH_COLUMNS if c in table.column_names]).replace_schema_metadata(None)
+
+
+def _big_csv(path: Path, rows: int, late_value: tuple[int, str] | None = None) -> Path:
+    """id,qty,at,flag,note: several stream batches' worth of rows; optionally one odd qty value."""
+    with path.open("w") as out:
+        out.write("id,qty,at,flag,note\n")
+        for i in range(rows):
+            qty = late_value[1] if late_value and i == late_value[0] else str(i % 97)
+            at = f"2025-07-16 09:{i % 60:02d}:45.831"
+            out.write(f"k{i:07d},{qty},{at},{'true' if i % 3 else 'False'},n{i % 5}\n")
+    return path
+
+
+def test_fast_typed_read_agrees_with_the_exact_parse_on_edge_values(tmp_path: Path) -> None:
+    # Given values at the edges of each type: leading zeros, signs, exponents, fractions, bool spellings
+    text = (
+        "id,i,f,d,t,b,s\n"
+        "1,007,1e5,2025-01-31,2025-07-16 09:36:45.831,tRuE,x\n"
+        "2,-5,-0.5,2024-02-29,2025-07-16T09:36:45,0,\n"
+        '3,,.5,,2025-07-16 09:36,FALSE,"a,b"\n'
+        '4,123456789012345678,3,2025-12-01,2025-07-16,1,"q""uote"\n'
+    )
+    path = tmp_path / "edge.csv"
+    path.write_text(text)
+    spec = TableSpec(primary_key=("id",))
+    # When loaded through the streamed file path and through the exact in-memory path
+    streamed = diff_files(old=None, new=path, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "out")
+    exact = diff_tables(None, read_bytes_as_csv(text.encode()), spec, OBSERVED)
+    # Then the types and every value are the same
+    assert streamed.schema == exact.schema
+    assert _data(streamed.snapshot_path).equals(exact.snapshot_data)
+    assert [f.type for f in exact.schema] == [
+        pa.int64(), pa.int64(), pa.float64(), pa.date32(), pa.timestamp("us"), pa.bool_(), pa.string()
+    ]  # fmt: skip
+
+
+def test_a_value_that_no_longer_fits_late_in_a_big_file_widens_the_column(tmp_path: Path) -> None:
+    # Given an int column established by a first load, and a new file whose 19,000th row holds "12a":
+    # the fast typed read has diffed and written several batches before it meets that value
+    spec = TableSpec(primary_key=("id",), date_field="at")
+    old = _big_csv(tmp_path / "old.csv", 20_000)
+    first = diff_files(old=None, new=old, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "1")
+    new = _big_csv(tmp_path / "new.csv", 20_000, late_value=(19_000, "12a"))
+    # When diffed against the stored snapshot
+    second = diff_files(old=first.snapshot_path, new=new, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "2")
+    # Then the column is widened to text (recorded), no value is lost, and only that row changed
+    assert second.schema.field("qty").type == pa.string()
+    assert second.schema_changes == [{"column": "qty", "change": "widened", "from": "int64", "to": "string"}]
+    changes = pq.read_table(second.changes_path)
+    assert changes.select(["id", "qty", CDC_OPERATION]).to_pylist() == [
+        {"id": "k0019000", "qty": "12a", CDC_OPERATION: "U"}
+    ]
+    snapshot = _data(second.snapshot_path)
+    assert snapshot.num_rows == 20_000 and snapshot["qty"].null_count == 0
+    assert snapshot.filter(pa.compute.equal(snapshot["id"], "k0000097"))["qty"].to_pylist() == ["0"]
+
+
+def test_the_streamed_path_gives_the_in_memory_result_on_a_multi_batch_file(tmp_path: Path) -> None:
+    # Given two snapshots larger than one stream batch, with changes spread through the file
+    spec = TableSpec(primary_key=("id",), date_field="at")
+    old_csv = _big_csv(tmp_path / "old.csv", 12_000)
+    new_text = old_csv.read_text().replace(",n3\n", ",n3-changed\n").replace("k0000042,", "z0000042,")
+    new_csv = tmp_path / "new.csv"
+    new_csv.write_text(new_text)
+    # When diffed as files (streamed, cached snapshot as the old side) and as tables in memory
+    first = diff_files(old=None, new=old_csv, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "1")
+    streamed = diff_files(old=first.snapshot_path, new=new_csv, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "2")
+    in_memory = diff_tables(
+        diff_tables(None, read_bytes_as_csv(old_csv.read_bytes()), spec, OBSERVED).snapshot,
+        read_bytes_as_csv(new_text.encode()),
+        spec,
+        OBSERVED,
+    )
+    # Then the counts and the change set are identical
+    assert streamed.stats == in_memory.stats
+    assert (streamed.stats.updates, streamed.stats.inserts, streamed.stats.deletes) == (2_400, 1, 1)
+    assert pq.read_table(streamed.changes_path).equals(in_memory.changes)
+
+
+def test_a_first_load_reports_every_row_inserted_without_keeping_them_in_memory(tmp_path: Path) -> None:
+    # Given a file of several stream batches
+    spec = TableSpec(primary_key=("id",))
+    # When loaded first
+    outcome = diff_files(
+        old=None, new=_big_csv(tmp_path / "t.csv", 10_000), spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "o"
+    )
+    # Then the change set (copied from the snapshot file) holds every row as an insert
+    changes = pq.read_table(outcome.changes_path)
+    assert outcome.stats.inserts == changes.num_rows == 10_000
+    assert set(changes[CDC_OPERATION].to_pylist()) == {"I"}
+    assert changes.drop_columns([CDC_OPERATION, engine.CDC_TIMESTAMP]).equals(pq.read_table(outcome.full_load_path))
+
+
+def test_duplicates_in_different_batches_are_quarantined_and_the_streamed_snapshot_rewritten(tmp_path: Path) -> None:
+    # Given a stored snapshot, and a new file where key k0000005 appears again 15,000 rows later (another
+    # batch, already written to the snapshot when the duplicate is met) and a new key appears twice
+    spec = TableSpec(primary_key=("id",), date_field="at")
+    first = diff_files(
+        old=None, new=_big_csv(tmp_path / "old.csv", 20_000), spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "1"
+    )
+    lines = (tmp_path / "old.csv").read_text().splitlines(keepends=True)
+    lines[15_001] = lines[6].replace(",n0", ",other")  # line 6 holds k0000005
+    lines[9_000] = "new-key,1,2025-07-16 09:00:00,true,a\n"
+    lines[18_000] = "new-key,2,2025-07-16 09:00:00,true,b\n"
+    new = tmp_path / "new.csv"
+    new.write_text("".join(lines))
+    # When diffed
+    outcome = diff_files(old=first.snapshot_path, new=new, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "2")
+    # Then the four rows are quarantined with their record numbers, their keys produce no event, the old
+    # k0000005 is carried forward and the rows they replaced are deletes
+    quarantine = pq.read_table(outcome.quarantine_path)
+    assert sorted(zip(quarantine["id"].to_pylist(), quarantine[engine.SOURCE_RECORD].to_pylist(), strict=True)) == [
+        ("k0000005", 7), ("k0000005", 15_002), ("new-key", 9_001), ("new-key", 18_001)
+    ]  # fmt: skip
+    changes = pq.read_table(outcome.changes_path)
+    assert sorted(changes["id"].to_pylist()) == ["k0008999", "k0015000", "k0017999"]
+    assert set(changes[CDC_OPERATION].to_pylist()) == {"D"}
+    snapshot = _data(outcome.snapshot_path)
+    assert snapshot.num_rows == outcome.stats.rows_snapshot == 20_000 - 3
+    assert snapshot.filter(pa.compute.equal(snapshot["id"], "k0000005"))["note"].to_pylist() == ["n0"]
