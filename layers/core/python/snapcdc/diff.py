@@ -467,7 +467,6 @@ def _read_head(parquet: pq.ParquetFile, wanted: list[str]) -> _Head:
         return _Head(pa.schema([parquet.schema_arrow.field(n) for n in wanted]).empty_table(), key_hash, row_a, row_b)
     keys = pa.concat_tables(pieces)
     del pieces
-    # One chunk per column: take() on a many-chunked string column concatenates it on every call.
     return _Head(pa.table({name: _one_chunk(keys[name]) for name in wanted}), key_hash, row_a, row_b)
 
 
@@ -534,6 +533,7 @@ class _OldIndex:
 
 
 def _one_chunk(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The column as one chunk: take() on a many-chunked string column concatenates it on every call."""
     if column.num_chunks <= 1:
         return column
     if pa.types.is_string(column.type) and column.nbytes >= 2**31 - 1:
