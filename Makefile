@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install demo test test-all lint format synth layers bench soak deploy clean
+.PHONY: install demo test test-all lint format synth layers bench bench-sizing soak deploy clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ layers: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.engine_bench
+
+# The engine alone on a 10M-row table (peak memory against the CDC function's size); not in docs.
+bench-sizing: $(STAMP)
+	$(BIN)/python -m bench.engine_bench --rows 10000000 --repetitions 1 --only engine_first,engine_parquet,engine_csv
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak

@@ -33,6 +33,7 @@ DATE = "updated_at"
 CONTENDERS = {
     "engine_csv": "snapcdc engine, old side CSV",
     "engine_parquet": "snapcdc engine, old side cached snapshot Parquet",
+    "engine_first": "snapcdc engine, first load of the new CSV (no old side): full load + snapshot",
     "pandas_object": "seed algorithm (isin + merge), pandas object strings (as pandas 2)",
     "pandas_string": "seed algorithm, pandas 3 default string dtype",
     "duckdb": "DuckDB full outer join, IS DISTINCT FROM",
@@ -41,6 +42,7 @@ CONTENDERS = {
 IMPORTS = {
     "engine_csv": ["snapcdc.diff"],
     "engine_parquet": ["snapcdc.diff"],
+    "engine_first": ["snapcdc.diff"],
     "pandas_object": ["pandas", "pyarrow.parquet"],
     "pandas_string": ["pandas", "pyarrow.parquet"],
     "duckdb": ["duckdb"],
@@ -107,7 +109,7 @@ def generate(rows: int, seed: int = 7) -> tuple[Path, Path]:
 
 
 # -- contenders (each runs in a subprocess) --------------------------------------------------------
-def _run_engine(old: Path, new: Path, out: Path) -> dict[str, object]:
+def _run_engine(old: Path | None, new: Path, out: Path) -> dict[str, object]:
     from snapcdc.diff import TableSpec, diff_files
 
     spec = TableSpec(primary_key=(PK,), date_field=DATE)
@@ -206,6 +208,8 @@ def child(contender: str, old: Path, new: Path) -> None:
         started = time.perf_counter()
         if contender in ("engine_csv", "engine_parquet"):
             result = _run_engine(old, new, out)
+        elif contender == "engine_first":
+            result = _run_engine(None, new, out)
         elif contender.startswith("pandas"):
             result = _run_pandas(old, new, out, object_strings=contender == "pandas_object")
         elif contender == "duckdb":
