@@ -235,9 +235,13 @@ def sample_strings(path: Path, name: str, names: list[str], sep: str) -> pa.Tabl
 def typed_batches(
     path: Path, name: str, names: list[str], sep: str, types: Mapping[str, pa.DataType]
 ) -> Iterator[pa.RecordBatch]:
-    """Stream a file whose header passed :func:`checked_header` in batches (~4 MB of text each),
+    """Stream a file whose header passed :func:`read_header` in batches (~4 MB of text each),
     converted to ``types`` by pyarrow's reader threads. Raises :class:`TypedReadFailed` (possibly
-    after some batches) when a value does not convert or a record is malformed."""
+    after some batches) when a value does not convert or a record is malformed, InputError on a NUL
+    byte (checked when the first batch is asked for, so it overlaps the caller's preparations)."""
+    nul_line = _find_nul(path)
+    if nul_line is not None:
+        raise InputError(name, nul_line, "NUL byte in data")
     try:
         reader = pacsv.open_csv(
             path,

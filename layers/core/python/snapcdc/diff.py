@@ -48,9 +48,9 @@ import pyarrow.parquet as pq
 from snapcdc.csv_input import (
     InputError,
     TypedReadFailed,
-    checked_header,
     is_parquet,
     read_csv_strings,
+    read_header,
     sample_strings,
     typed_batches,
 )
@@ -355,7 +355,7 @@ def _grouped(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
 
 def _streamed_input(path: Path, source: str, spec: TableSpec, previous: pa.Schema | None) -> _NewInput:
     """The fast path; its batches raise TypedReadFailed when the file needs the exact path."""
-    names, sep = checked_header(path, source, spec.delimiter)
+    names, sep = read_header(path, source, spec.delimiter)
     _check_keys(names, spec, source)
     sampled: list[pa.Table] = []
 
