@@ -173,7 +173,7 @@ def _case_variants(word: str) -> list[str]:
     return ["".join(letters) for letters in itertools.product(*((c.lower(), c.upper()) for c in word))]
 
 
-def checked_header(path: Path, name: str, delimiter: str | None) -> tuple[list[str], str]:
+def _checked_header(path: Path, name: str, delimiter: str | None) -> tuple[list[str], str]:
     """The validated column names and delimiter, after making sure the file holds no NUL byte."""
     names, sep = read_header(path, name, delimiter)
     nul_line = _find_nul(path)
@@ -189,7 +189,7 @@ def _check_names(found: list[str], names: list[str], name: str) -> None:
 
 def read_csv_strings(path: Path, name: str, delimiter: str | None = None) -> pa.Table:
     """All columns as nullable strings (an empty field is null), in file order."""
-    names, sep = checked_header(path, name, delimiter)
+    names, sep = _checked_header(path, name, delimiter)
     size = path.stat().st_size
     block_size = DEFAULT_BLOCK_SIZE
     while True:
@@ -286,7 +286,6 @@ def read_bytes_as_csv(data: bytes, name: str = "<memory>", delimiter: str | None
 __all__ = [
     "InputError",
     "TypedReadFailed",
-    "checked_header",
     "detect_delimiter",
     "is_parquet",
     "read_csv_strings",
