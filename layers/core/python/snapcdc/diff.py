@@ -624,10 +624,11 @@ class _MemorySnapshot:
 class _ParquetSnapshot:
     """Writes batches in a background thread (the Parquet encoder releases the GIL), one at a time."""
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    def __init__(self, path: Path, schema: pa.Schema, codec: str = SNAPSHOT_CODEC) -> None:
         self.path = path
         self.schema = schema
-        self.writer = pq.ParquetWriter(path, schema, **_parquet_options(schema, SNAPSHOT_CODEC))  # type: ignore[arg-type]
+        self.codec = codec
+        self.writer = pq.ParquetWriter(path, schema, **_parquet_options(schema, codec))  # type: ignore[arg-type]
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-writer")
         self.pending: Future[None] | None = None
         self.gathered: list[pa.RecordBatch] = []
@@ -660,7 +661,7 @@ class _ParquetSnapshot:
         keep = np.ones(table.num_rows, dtype=bool)
         keep[drop] = False
         table = pa.concat_tables([table.filter(pa.array(keep)), extra.cast(table.schema)])
-        pq.write_table(table, self.path, **_parquet_options(self.schema, SNAPSHOT_CODEC))  # type: ignore[arg-type]
+        pq.write_table(table, self.path, **_parquet_options(self.schema, self.codec))  # type: ignore[arg-type]
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):  # the error that made us abort is the one to report
@@ -1054,7 +1055,8 @@ def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, wor
     # Plain data (a CSV, a foreign Parquet): accepted as a first snapshot would be, into a snapshot
     # file in ``work`` that is then read like a stored one (memory stays bounded).
     accepted = work / "old-snapshot.parquet"
-    _diff_file(None, path, spec, observed_at, lambda schema: _ParquetSnapshot(accepted, schema), (name, name))
+    # A scratch file read once: not compressed, which writes and reads faster.
+    _diff_file(None, path, spec, observed_at, lambda schema: _ParquetSnapshot(accepted, schema, "none"), (name, name))
     pa.default_memory_pool().release_unused()  # give the first pass's buffers back before the second
     return OldSnapshot.from_parquet(accepted, spec, name)
 
