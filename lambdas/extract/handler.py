@@ -15,11 +15,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from snapcdc.config import ConfigError, PipelineConfig, load_config
+from snapcdc.deadline import Deadline
 from snapcdc.extract import ExtractPermissionError, ExtractReport, run_extract
 from snapcdc.kaggle_source import KaggleAuthError, KaggleNotFoundError, KaggleSource, read_kaggle_secret
 from snapcdc.layout import Layout, snapshot_id
 from snapcdc.observability import logger, metrics, publish_table_metrics, tracer
-from snapcdc.safe_zip import UnsafeArchiveError
+from snapcdc.safe_zip import OutOfDiskSpaceError, UnsafeArchiveError
 from snapcdc.settings import ExtractSettings, load_settings
 from snapcdc.store import S3Store
 
@@ -35,6 +36,7 @@ PERMANENT_ERRORS = (
     KaggleAuthError,  # includes KaggleSecretError
     KaggleNotFoundError,
     UnsafeArchiveError,
+    OutOfDiskSpaceError,  # a retry gets the same ephemeral storage
     ExtractPermissionError,
 )
 
@@ -109,7 +111,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         store = S3Store(aws_client("s3", env.s3_endpoint_url), env.bucket_name, Layout(env.data_prefix))
         username, key = read_kaggle_secret(aws_client("secretsmanager", env.s3_endpoint_url), env.kaggle_secret_arn)
         work_dir = Path(env.work_dir)
-        source = KaggleSource(username, key, work_dir, endpoint=env.kaggle_endpoint)
+        source = KaggleSource(
+            username,
+            key,
+            work_dir,
+            endpoint=env.kaggle_endpoint,
+            attempts=env.kaggle_max_attempts,
+            read_timeout=env.kaggle_read_timeout_seconds,
+            # Kaggle must be done in time for the uploads, before Lambda would kill the function.
+            deadline=Deadline.for_lambda(context.get_remaining_time_in_millis(), env.upload_margin_seconds),
+        )
         report = run_extract(
             store=store,
             config=pipeline_config(env.pipeline_config),
@@ -126,9 +137,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             "error_type": type(error).__name__,
             "error": str(error),
         }
-    except Exception:
+    except Exception as error:
+        logger.exception("extract failed; Lambda retries the event", extra={"error_type": type(error).__name__})
         metrics.add_metric(name="ExtractFailed", unit=MetricUnit.Count, value=1)
-        raise  # transient (a Kaggle outage, S3 throttling): Lambda retries the event later
+        raise  # transient (a Kaggle outage or deadline, S3 throttling): Lambda retries the event later
     _emit(report)
     logger.info("extract finished", extra={"report": report.to_dict()})
     return report.to_dict()

@@ -62,10 +62,10 @@ class Lab:
         self.run_extract(moment)
         return self.raw_keys(moment)
 
-    def run_extract(self, moment: datetime) -> dict[str, Any]:
+    def run_extract(self, moment: datetime, context: LocalLambdaContext | None = None) -> dict[str, Any]:
         """The extract handler for the scheduled event of ``moment``; returns its result."""
         result: dict[str, Any] = self.extract.lambda_handler(
-            scheduled_event(moment), LocalLambdaContext("snapcdc-extract")
+            scheduled_event(moment), context or LocalLambdaContext("snapcdc-extract")
         )
         return result
 

@@ -129,19 +129,28 @@ def test_a_table_file_missing_from_the_dataset_is_reported_and_others_go_on(lab)
 def test_two_extracts_for_adjacent_snapshots_at_once(lab):
     # Given a new dataset version
     lab.kaggle.publish(CONFIG.dataset, lab.dataset.files())
-    # When the schedule fires while the previous run is still going
-    threads = [
-        threading.Thread(
-            target=lab.extract.lambda_handler, args=(scheduled_event(m), LocalLambdaContext("snapcdc-extract"))
-        )
-        for m in MOMENTS[:2]
-    ]
+    # When the schedule fires while the previous run is still going (both in one process and /tmp)
+    outcomes: dict[str, object] = {}
+
+    def extract(moment) -> None:
+        try:
+            outcomes[snapshot_id(moment)] = lab.run_extract(moment)
+        except BaseException as error:  # surfaced below
+            outcomes[snapshot_id(moment)] = error
+
+    threads = [threading.Thread(target=extract, args=(m,)) for m in MOMENTS[:2]]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
     keys = [k for k in lab.store.list_keys("raw/") if k.endswith(".csv")]
     lab.deliver(keys)
-    # Then both snapshots (or one, if the second saw the first's manifest) are consistent
+    # Then neither run failed (neither removed the other's files), and no file is left in the work dir
+    assert set(outcomes) == {snapshot_id(m) for m in MOMENTS[:2]}
+    assert not [o for o in outcomes.values() if isinstance(o, BaseException)], outcomes
+    statuses = {result["status"] for result in outcomes.values()}  # type: ignore[index]
+    assert statuses <= {"extracted", "skipped_unchanged", "superseded"}, outcomes
+    assert not [p for p in (lab.work_dir / "extract").rglob("*")]
+    # and both snapshots (or one, if the second saw the first's manifest) are consistent
     assert {lab.store.layout.parse_raw_key(k).snap for k in keys} <= {snapshot_id(m) for m in MOMENTS[:2]}
     lab.assert_verified()

@@ -13,9 +13,10 @@ Two worlds:
   fixture left them, which also keeps them independent of one another. (moto's state is global to
   the process, so a class holds only ``settled`` tests: no other embedded S3 starts meanwhile.)
 
-The extract's Kaggle retries record their backoff instead of sleeping, and a stalled read times
-out after ``READ_TIMEOUT`` seconds: the handler's ``KaggleSource`` gets these two arguments. The
-retry policy itself is the real one (4 attempts, exponential backoff from 1 s with jitter).
+The extract's Kaggle retries record their backoff instead of sleeping (the handler's ``KaggleSource``
+gets that sleep), and a stalled read times out after ``READ_TIMEOUT`` seconds (the function's
+``KAGGLE_READ_TIMEOUT_SECONDS`` setting). The retry policy itself is the real one (4 attempts,
+exponential backoff from 1 s with jitter).
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from snapcdc.kaggle_source import KaggleError, KaggleSource
+from snapcdc.kaggle_source import KaggleDeadlineError, KaggleError, KaggleSource
 from snapcdc.layout import snapshot_id
 from snapcdc.local.demo import BUCKET
 from snapcdc.local.embedded_aws import patched_environ
+from snapcdc.local.events import LocalLambdaContext
 from snapcdc.local.fake_kaggle import BLOB_RPC, FakeKaggle, build_zip
 from snapcdc.processor import RunRecord, TableProcessor
 
@@ -49,7 +51,7 @@ DATASET = CONFIG.dataset
 ARCHIVE = f"{DATASET.split('/')[1]}.zip"  # the name the extract gives the download
 READ_TIMEOUT = 0.5
 STALL = 60.0  # far longer than READ_TIMEOUT; the fake releases held requests when it stops
-ATTEMPTS = 4  # KaggleSource's default attempt budget
+ATTEMPTS = 4  # the default attempt budget (KAGGLE_MAX_ATTEMPTS)
 SNAPS = [snapshot_id(m) for m in MOMENTS]
 
 
@@ -106,7 +108,8 @@ def sleeps() -> list[float]:
 
 @pytest.fixture(autouse=True)
 def _fast_kaggle_retries(request: pytest.FixtureRequest, sleeps: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
-    fast = functools.partial(KaggleSource, sleep=sleeps.append, read_timeout=READ_TIMEOUT)
+    monkeypatch.setenv("KAGGLE_READ_TIMEOUT_SECONDS", str(READ_TIMEOUT))
+    fast = functools.partial(KaggleSource, sleep=sleeps.append)
     if "lab" in request.fixturenames:
         monkeypatch.setattr(request.getfixturevalue("lab").extract, "KaggleSource", fast)
     if "settled" in request.fixturenames:
@@ -264,6 +267,38 @@ class TestPersistentKaggleFaults:
         # and nothing was written (no raw object, no manifest for that snapshot), nothing left in /tmp
         settled.assert_untouched()
 
+    def test_a_download_dripping_in_is_cut_at_the_deadline_before_the_function_would_be_killed(
+        self, settled: Settled, sleeps: list[float], monkeypatch: pytest.MonkeyPatch
+    ):
+        # Given a first snapshot done and a new dataset version
+        lab = settled.lab
+        files = lab.publish_next()
+        # and Kaggle sending its zip 16 bytes every 50 ms: every read gets data well within the read timeout,
+        # and the whole zip would take longer than the function has
+        lab.kaggle.drip_next(0.05, chunk_bytes=16)
+        assert len(build_zip(files)) / 16 * 0.05 > 30
+        # and a function with 8 s left, of which 3 s are kept for the uploads
+        monkeypatch.setenv("UPLOAD_MARGIN_SECONDS", "3")
+        context = LocalLambdaContext("snapcdc-extract", timeout_seconds=8)
+
+        # When the schedule fires
+        with pytest.raises(KaggleDeadlineError) as failure:
+            lab.run_extract(MOMENTS[1], context)
+
+        # Then the handler raises (so Lambda retries the event later) an error naming the call and the deadline
+        message = str(failure.value)
+        assert re.match(
+            rf"Kaggle DownloadDataset {DATASET} version \d+ stopped at its deadline: attempt 1 was cut off", message
+        )
+        assert "minus UPLOAD_MARGIN_SECONDS=3 kept for the S3 uploads" in message
+        # before the invocation ran out of time (Lambda did not kill it), without a retry past the deadline
+        assert context.get_remaining_time_in_millis() > 0
+        assert sleeps == []
+        assert lab.kaggle.request_count(BLOB_RPC) == 1
+        assert metric(lab, "ExtractFailed") == [1.0]
+        # and nothing was written (no raw object, no manifest for that snapshot), nothing left in /tmp
+        settled.assert_untouched()
+
 
 def test_after_a_kaggle_outage_the_retried_event_extracts_the_snapshot(lab: Lab, sleeps: list[float]):
     # Given a first snapshot done, and the extract of a new version failed: Kaggle answered 503 throughout
@@ -346,7 +381,7 @@ HOSTILE_ZIPS: list[Any] = [
 
 @contextlib.contextmanager
 def small_zip_limits(folder: Path) -> Iterator[None]:
-    """The packaged config with zip size limits a test can reach (2 GiB per member, 8 GiB in total by default)."""
+    """The packaged config with zip size limits a test can reach (2 GiB per member, 4 GiB in total by default)."""
     config = CONFIG.model_copy(update={"max_member_bytes": 4 << 20, "max_total_bytes": 6 << 20})
     path = folder / "pipeline.json"
     path.write_text(config.model_dump_json())

@@ -19,7 +19,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from snapcdc.config import load_config
-from snapcdc.kaggle_source import KaggleError, KaggleSource
+from snapcdc.kaggle_source import KaggleDeadlineError, KaggleError, KaggleSource
 from snapcdc.layout import Layout
 from snapcdc.local.demo import load_handler
 from snapcdc.local.events import LocalLambdaContext
@@ -75,11 +75,16 @@ class World:
     kaggle: FakeKaggle
     work_dir: Path
 
-    def invoke(self, event: dict[str, Any] | None = None, snap_time: str | None = None) -> dict[str, Any]:
+    def invoke(
+        self,
+        event: dict[str, Any] | None = None,
+        snap_time: str | None = None,
+        context: LocalLambdaContext | None = None,
+    ) -> dict[str, Any]:
         payload = copy.deepcopy(event or schedule_event())
         if snap_time:
             payload["time"] = snap_time
-        result: dict[str, Any] = self.handler.lambda_handler(payload, LocalLambdaContext("snapcdc-extract"))
+        result: dict[str, Any] = self.handler.lambda_handler(payload, context or LocalLambdaContext("snapcdc-extract"))
         return result
 
     def raw_key(self, table: str, snap: str = SNAP) -> str:
@@ -108,6 +113,12 @@ def schedule_event() -> dict[str, Any]:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def metric_values(capsys: pytest.CaptureFixture[str], name: str) -> list[float]:
+    """Every value of one metric in the CloudWatch EMF documents the handler printed so far."""
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    return [value for d in documents if name in d for value in d[name]]
 
 
 @pytest.fixture(scope="module")
@@ -475,3 +486,111 @@ def test_an_orphan_raw_object_from_a_run_that_died_is_the_comparison_base(world)
     assert result["previous_snapshot"] == SNAP
     assert result["uploaded"] == ["clientes"]
     assert world.body(world.raw_key("clientes", "20260105T170000Z")) == CLIENTES
+
+
+# -- the Kaggle deadline, the retry settings, the disk ---------------------------------------------
+def test_a_stalled_kaggle_fails_at_the_deadline_with_its_metric_before_lambda_would_kill_the_function(
+    world, monkeypatch, capsys
+):
+    # Given Kaggle holding every request for a minute, a read timeout of two minutes (the default),
+    # and a function with 5 s left of which 2 s are kept for the uploads
+    world.kaggle.publish(DATASET, FILES)
+    world.kaggle.delay_next(60.0, times=100)
+    monkeypatch.setenv("UPLOAD_MARGIN_SECONDS", "2")
+    context = LocalLambdaContext("snapcdc-extract", timeout_seconds=5)
+
+    # When / Then the handler raises (so Lambda retries the event later) a clear error
+    with pytest.raises(KaggleDeadlineError) as failure:
+        world.invoke(context=context)
+    message = str(failure.value)
+    assert message.startswith(f"Kaggle GetDataset {DATASET} stopped at its deadline: attempt 1 was cut off")
+    assert "minus UPLOAD_MARGIN_SECONDS=2 kept for the S3 uploads" in message
+    # before the invocation ran out of time: the function was not killed
+    assert context.get_remaining_time_in_millis() > 0
+    # with its metric, and nothing written
+    assert metric_values(capsys, "ExtractFailed") == [1.0]
+    assert not list(world.store.list_keys(""))
+
+
+def test_a_margin_that_leaves_kaggle_no_time_is_a_clear_configuration_failure(world, capsys):
+    # Given a function with 60 s left and the default margin of 120 s for the uploads
+    world.kaggle.publish(DATASET, FILES)
+
+    # When
+    result = world.invoke(context=LocalLambdaContext("snapcdc-extract", timeout_seconds=60))
+
+    # Then it fails without a retry, naming the settings to change, and asks nothing of Kaggle
+    assert result["status"] == "failed"
+    assert result["retryable"] is False
+    assert result["error_type"] == "ConfigError"
+    assert "not more than UPLOAD_MARGIN_SECONDS=120" in result["error"]
+    assert "raise the function timeout (extract_timeout_minutes) or lower UPLOAD_MARGIN_SECONDS" in result["error"]
+    assert metric_values(capsys, "ExtractFailed") == [1.0]
+    assert world.kaggle.request_count() == 0
+
+
+def test_the_kaggle_attempt_budget_is_a_setting_of_the_function(world, monkeypatch):
+    # Given Kaggle answering 503 to everything, and KAGGLE_MAX_ATTEMPTS=2
+    world.kaggle.publish(DATASET, FILES)
+    world.kaggle.fail_next(503, times=100)
+    monkeypatch.setenv("KAGGLE_MAX_ATTEMPTS", "2")
+
+    # When / Then
+    with pytest.raises(KaggleError, match="after 2 attempts"):
+        world.invoke()
+    assert world.kaggle.request_count() == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "named"),
+    [
+        ("KAGGLE_MAX_ATTEMPTS", "0", "KAGGLE_MAX_ATTEMPTS: Input should be greater than or equal to 1"),
+        (
+            "KAGGLE_READ_TIMEOUT_SECONDS",
+            "soon",
+            "KAGGLE_READ_TIMEOUT_SECONDS: Input should be a valid number, unable to parse string as a number",
+        ),
+        ("UPLOAD_MARGIN_SECONDS", "-1", "UPLOAD_MARGIN_SECONDS: Input should be greater than or equal to 0"),
+    ],
+)
+def test_an_invalid_kaggle_setting_is_named(world, monkeypatch, name, value, named):
+    # Given
+    monkeypatch.setenv(name, value)
+
+    # When
+    result = world.invoke()
+
+    # Then
+    assert result["status"] == "failed"
+    assert result["error_type"] == "ConfigError"
+    assert result["error"] == f"invalid Lambda environment: {named}"
+
+
+class DiskFullKaggle(KaggleSource):
+    """The real client, whose download lands on a full disk (/dev/full answers every write with ENOSPC)."""
+
+    def download(self, dataset: str, dest_dir: Path, version: int | None = None) -> Path:
+        zip_path = super().download(dataset, dest_dir, version)
+        with open("/dev/full", "wb") as disk:
+            disk.write(zip_path.read_bytes())
+        return zip_path
+
+
+def test_a_full_disk_is_a_clear_failure_that_is_not_retried(world, monkeypatch, capsys):
+    # Given a download that runs out of disk space
+    world.kaggle.publish(DATASET, FILES)
+    monkeypatch.setattr(world.handler, "KaggleSource", DiskFullKaggle)
+
+    # When
+    result = world.invoke()
+
+    # Then the extract returns (no Lambda retry) a failure naming the disk, with its metric
+    assert result["status"] == "failed"
+    assert result["retryable"] is False
+    assert result["error_type"] == "OutOfDiskSpaceError"
+    assert "no space left in the work dir" in result["error"]
+    assert "extract_ephemeral_storage_mb" in result["error"]
+    assert metric_values(capsys, "ExtractFailed") == [1.0]
+    # and nothing was written, nothing left in /tmp
+    assert not list(world.store.list_keys(""))
+    assert not any((world.work_dir / "extract").rglob("*"))

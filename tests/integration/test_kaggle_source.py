@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import re
 import time
 import zipfile
 from datetime import UTC, datetime
@@ -12,14 +14,16 @@ import pytest
 import requests
 from moto import mock_aws
 from snapcdc import kaggle_source
+from snapcdc.deadline import Deadline
 from snapcdc.kaggle_source import (
     DatasetVersion,
     KaggleAuthError,
+    KaggleDeadlineError,
     KaggleError,
     KaggleNotFoundError,
     KaggleSource,
 )
-from snapcdc.local.fake_kaggle import BLOB_RPC, FakeKaggle
+from snapcdc.local.fake_kaggle import BLOB_RPC, FakeKaggle, build_zip
 
 from tests.support import csv_bytes
 
@@ -35,16 +39,24 @@ class Sleeps(list[float]):
         self.append(seconds)
 
 
+class FakeClock:
+    """A clock that only the injected sleep moves: deadlines without waiting for them."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 def make_source(fake: FakeKaggle, tmp_path: Path, sleeps: Sleeps, **options: object) -> KaggleSource:
-    return KaggleSource(
-        fake.username,
-        fake.key,
-        tmp_path / "work",
-        endpoint=fake.endpoint,
-        sleep=sleeps,
-        jitter=lambda: 0.5,
-        **options,  # type: ignore[arg-type]
-    )
+    settings: dict[str, object] = {"endpoint": fake.endpoint, "sleep": sleeps, "jitter": lambda: 0.5, **options}
+    return KaggleSource(fake.username, fake.key, tmp_path / "work", **settings)  # type: ignore[arg-type]
 
 
 def members(zip_path: Path) -> dict[str, bytes]:
@@ -389,3 +401,120 @@ def test_the_fake_serves_the_clients_high_level_dataset_calls(fake_kaggle, tmp_p
         "GetDataset",
         "ListDatasetFiles",
     }
+
+
+# -- the deadline: Kaggle work must end in time for the uploads, before Lambda kills the function --
+def test_no_backoff_sleep_starts_that_could_not_end_before_the_deadline(fake_kaggle, tmp_path):
+    # Given a server failing every request, a generous attempt budget, and 10 s until the deadline
+    fake_kaggle.publish(DATASET, V1)
+    fake_kaggle.fail_next(503, times=100)
+    clock = FakeClock()
+    deadline = Deadline.after(10.0, "10 s for the test", clock=clock)
+    source = make_source(fake_kaggle, tmp_path, Sleeps(), attempts=10, deadline=deadline, sleep=clock.sleep)
+
+    # When
+    with pytest.raises(KaggleDeadlineError) as failure:
+        source.current_version(DATASET)
+
+    # Then backoffs of 1, 2 and 4 s fit (t = 7 s), the next 8 s would end past the deadline: not slept
+    assert clock.sleeps == [1.0, 2.0, 4.0]
+    assert fake_kaggle.request_count("GetDataset") == 4
+    # and the error names the call, the deadline and what was attempted
+    assert str(failure.value) == (
+        f"Kaggle GetDataset {DATASET} stopped at its deadline: a retry after 8.0 s of backoff could not end "
+        "before it (3.0 s left); 4 attempts made, the last failed: HTTP 503: injected HTTP 503. "
+        "The deadline: 10 s for the test"
+    )
+
+
+def test_no_attempt_starts_with_less_time_left_than_an_attempt_needs(fake_kaggle, tmp_path):
+    # Given half a second left, less than the one second an attempt is given at least
+    fake_kaggle.publish(DATASET, V1)
+    clock = FakeClock()
+    deadline = Deadline.after(0.5, "half a second", clock=clock)
+    source = make_source(fake_kaggle, tmp_path, Sleeps(), deadline=deadline, min_attempt_seconds=1.0)
+
+    # When / Then nothing is asked of Kaggle
+    with pytest.raises(KaggleDeadlineError, match=r"0\.5 s left, too little to start attempt 1; 0 attempts made"):
+        source.download(DATASET, tmp_path / "dl")
+    assert fake_kaggle.request_count() == 0
+
+
+def test_a_slow_drip_download_is_cut_at_the_deadline_whatever_the_read_timeout(fake_kaggle, tmp_path):
+    # Given a blob served one byte every 0.1 s: each read gets data long before the 120 s read timeout,
+    # so only a cap on the whole call's time can stop it; the whole body would take many seconds
+    fake_kaggle.publish(DATASET, V1)
+    fake_kaggle.drip_next(0.1, chunk_bytes=1)
+    zip_seconds = 0.1 * len(build_zip(V1))
+    sleeps = Sleeps()
+    source = make_source(fake_kaggle, tmp_path, sleeps, read_timeout=120.0, deadline=Deadline.after(2.0, "2 s"))
+
+    # When
+    started = time.monotonic()
+    with pytest.raises(KaggleDeadlineError) as failure:
+        source.download(DATASET, tmp_path / "dl", version=1)
+    elapsed = time.monotonic() - started
+
+    # Then the download was cut at the deadline, not carried on until the drip ended
+    assert zip_seconds > 15
+    assert elapsed < zip_seconds / 3
+    assert re.match(
+        rf"Kaggle DownloadDataset {DATASET} version 1 stopped at its deadline: attempt 1 was cut off "
+        r"\(short download .*\); 1 attempt made\. The deadline: 2 s$",
+        str(failure.value),
+    ), str(failure.value)
+    # with no retry and nothing left behind (no partial zip, no resume marker)
+    assert sleeps == []
+    assert fake_kaggle.request_count(BLOB_RPC) == 1
+    assert list((tmp_path / "dl").iterdir()) == []
+
+
+def test_a_stalled_version_check_is_cut_at_the_deadline_whatever_the_read_timeout(fake_kaggle, tmp_path):
+    # Given Kaggle holding every version check for a minute, and a read timeout of two minutes
+    fake_kaggle.publish(DATASET, V1)
+    fake_kaggle.delay_next(60.0, times=10, rpc="GetDataset")
+    source = make_source(fake_kaggle, tmp_path, Sleeps(), read_timeout=120.0, deadline=Deadline.after(2.0, "2 s"))
+
+    # When
+    started = time.monotonic()
+    with pytest.raises(KaggleDeadlineError, match=r"GetDataset .* attempt 1 was cut off .*; 1 attempt made"):
+        source.current_version(DATASET)
+
+    # Then it gave up at the deadline, not after the held minute
+    assert time.monotonic() - started < 20.0
+
+
+def test_a_retry_that_fits_before_the_deadline_still_happens(fake_kaggle, tmp_path):
+    # Given one transient failure and plenty of time left
+    fake_kaggle.publish(DATASET, V1)
+    fake_kaggle.fail_next(500)
+    clock = FakeClock()
+    source = make_source(fake_kaggle, tmp_path, Sleeps(), deadline=Deadline.after(60.0, clock=clock), sleep=clock.sleep)
+
+    # When
+    version = source.current_version(DATASET)
+
+    # Then the retry policy is the usual one
+    assert version.number == 1
+    assert clock.sleeps == [1.0]
+    assert fake_kaggle.request_count("GetDataset") == 2
+
+
+def test_running_out_of_disk_space_is_neither_retried_nor_wrapped_as_a_kaggle_error(fake_kaggle, tmp_path):
+    # Given an attempt whose write hits a full disk (/dev/full answers every write with ENOSPC)
+    sleeps = Sleeps()
+    source = make_source(fake_kaggle, tmp_path, sleeps)
+    calls: list[int] = []
+
+    def attempt() -> None:
+        calls.append(1)
+        with open("/dev/full", "wb") as full:
+            full.write(b"zip bytes")
+
+    # When / Then the OSError reaches the caller as it is, after one attempt and no backoff
+    with pytest.raises(OSError, match="No space left on device") as failure:
+        source._with_retries("DownloadDataset owner/slug", attempt)
+    assert failure.value.errno == errno.ENOSPC
+    assert not isinstance(failure.value, KaggleError)
+    assert calls == [1]
+    assert sleeps == []

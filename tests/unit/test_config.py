@@ -79,3 +79,33 @@ def test_config_file_round_trip(tmp_path):
     assert config.table("clientes").column_types == {"qtdePontos": "int64"}
     with pytest.raises(KeyError, match="not in the pipeline config"):
         config.table("nope")
+
+
+def test_the_default_zip_limits_fit_the_extract_functions_disk_and_the_total_can_bite():
+    # Given the packaged config and the stack's default extract sizing
+    from stacks.context import StackSettings
+
+    config = load_config()
+    tmp_bytes = StackSettings().extract_ephemeral_storage_mb * 1024 * 1024
+
+    # Then the total cap is no larger than /tmp, and smaller than every table at its member cap
+    # (else it could never be exceeded)
+    assert config.max_total_bytes <= tmp_bytes
+    assert config.max_total_bytes < len(config.tables) * config.max_member_bytes
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"max_total_bytes": 0}, "max_total_bytes: Input should be greater than 0"),
+        ({"max_member_bytes": "2 GiB"}, "max_member_bytes: Input should be a valid integer"),
+    ],
+)
+def test_invalid_zip_limits_are_named(limits, message):
+    # Given
+    data = {"dataset": "a/b", "tables": [_table()], **limits}
+    # When / Then
+    with pytest.raises(ConfigError) as error:
+        parse_config(data, "pipeline.json")
+    assert message in str(error.value)
+    assert str(error.value).startswith("invalid pipeline config\npipeline.json: ")

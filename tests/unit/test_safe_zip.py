@@ -8,9 +8,16 @@ import stat
 import struct
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
-from snapcdc.safe_zip import RATIO_FLOOR_BYTES, UnsafeArchiveError, extract_members
+from snapcdc.safe_zip import (
+    DISK_HEADROOM_BYTES,
+    RATIO_FLOOR_BYTES,
+    OutOfDiskSpaceError,
+    UnsafeArchiveError,
+    extract_members,
+)
 
 LIMITS = {"max_member_bytes": 10 * 1024 * 1024, "max_total_bytes": 20 * 1024 * 1024, "max_compression_ratio": 100.0}
 CSV = b"idCliente;qtdePontos\n6c031199;260\n72ff5d2a;4827\n"
@@ -258,3 +265,111 @@ def test_extraction_overwrites_a_stale_file_in_dest(tmp_path):
 
     # Then
     assert result["clientes.csv"].read_bytes() == CSV
+
+
+# -- "at most N bytes", and never more than the disk can take -------------------------------------
+class DiskUsage(NamedTuple):
+    """What shutil.disk_usage answers, for a disk of a chosen size."""
+
+    total: int
+    used: int
+    free: int
+
+
+def free_space(free: int):
+    def disk_usage(path: Path) -> DiskUsage:
+        return DiskUsage(total=free * 2, used=free, free=free)
+
+    return disk_usage
+
+
+@pytest.mark.parametrize(
+    ("limit", "allowed"),
+    [
+        pytest.param("max_member_bytes", 3000, id="member-at-its-limit"),
+        pytest.param("max_total_bytes", 6000, id="total-at-its-limit"),
+    ],
+)
+def test_a_size_limit_of_n_bytes_lets_n_bytes_through(tmp_path, limit, allowed):
+    # Given two members of 3000 bytes (6000 in total), and a limit of exactly that size
+    zip_path = make_zip(tmp_path, [("a.csv", os.urandom(3000)), ("b.csv", os.urandom(3000))])
+
+    # When
+    result = extract(zip_path, tmp_path / "out", **{limit: allowed})
+
+    # Then "at most N bytes" includes N
+    assert sorted(result) == ["a.csv", "b.csv"]
+    assert sum(p.stat().st_size for p in result.values()) == 6000
+
+
+@pytest.mark.parametrize(
+    ("limit", "allowed", "named"),
+    [
+        pytest.param("max_member_bytes", 2999, r"'a.csv' declares 3000 bytes, over the limit of 2999", id="member"),
+        pytest.param(
+            "max_total_bytes", 5999, r"'b.csv' declare 6000 bytes in total, over the limit of 5999", id="total"
+        ),
+    ],
+)
+def test_a_size_limit_of_n_bytes_refuses_n_plus_one(tmp_path, limit, allowed, named):
+    # Given the same archive, and a limit one byte short of it
+    zip_path = make_zip(tmp_path, [("a.csv", os.urandom(3000)), ("b.csv", os.urandom(3000))])
+
+    # When / Then one byte too many is refused, naming the limit, and nothing is kept
+    with pytest.raises(UnsafeArchiveError, match=named + rf" \({limit}\)"):
+        extract(zip_path, tmp_path / "out", **{limit: allowed})
+    assert files_under(tmp_path / "out") == []
+
+
+def test_the_total_is_capped_by_the_free_space_of_the_work_dir_not_only_by_the_config(tmp_path):
+    # Given 6000 bytes to extract, a configured total cap far above it, and a disk with 5999 bytes
+    # free beyond the headroom
+    zip_path = make_zip(tmp_path, [("a.csv", os.urandom(3000)), ("b.csv", os.urandom(3000))])
+    dest = tmp_path / "out"
+
+    # When / Then the archive is refused before a byte is written, naming the disk and what to change
+    with pytest.raises(OutOfDiskSpaceError) as failure:
+        extract_members(
+            zip_path,
+            dest,
+            None,
+            **{**LIMITS, "max_total_bytes": 10**12},  # type: ignore[arg-type]
+            disk_usage=free_space(DISK_HEADROOM_BYTES + 5999),
+        )
+    assert str(failure.value) == (
+        f"dataset.zip: members up to 'b.csv' declare 6000 bytes in total, more than the 5999 bytes the work dir "
+        f"{dest.resolve()} can take ({DISK_HEADROOM_BYTES + 5999} bytes free, less {DISK_HEADROOM_BYTES} of "
+        "headroom): give the extract function more ephemeral storage (extract_ephemeral_storage_mb)"
+    )
+    assert files_under(dest) == []
+
+
+def test_an_archive_that_just_fits_on_the_disk_is_extracted(tmp_path):
+    # Given 6000 bytes to extract and exactly 6000 bytes free beyond the headroom
+    zip_path = make_zip(tmp_path, [("a.csv", os.urandom(3000)), ("b.csv", os.urandom(3000))])
+
+    # When
+    result = extract_members(
+        zip_path,
+        tmp_path / "out",
+        None,
+        **{**LIMITS, "max_total_bytes": 10**12},  # type: ignore[arg-type]
+        disk_usage=free_space(DISK_HEADROOM_BYTES + 6000),
+    )
+
+    # Then
+    assert sorted(result) == ["a.csv", "b.csv"]
+
+
+def test_a_disk_that_fills_up_while_extracting_is_named_and_what_was_written_is_removed(tmp_path):
+    # Given a second member whose target is a full disk: /dev/full answers every write with ENOSPC
+    zip_path = make_zip(tmp_path, [("a.csv", CSV), ("b.csv", CSV)])
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "b.csv").symlink_to("/dev/full")
+
+    # When / Then the error says what ran out, where, and at which member
+    with pytest.raises(OutOfDiskSpaceError, match=r"dataset.zip: no space left in the work dir .* member 'b.csv'"):
+        extract(zip_path, dest)
+    # and the member written before it is removed
+    assert list(dest.iterdir()) == []

@@ -16,13 +16,26 @@ Order of work, and why:
    function of the Kaggle version and the previous manifest (no wall-clock time), so a rerun
    writes identical bytes. Raw objects carry the Kaggle version in their metadata: a retry after
    a crash mid-upload downloads that same version again, never a newer one under the same SNAP.
+
+Local files: each run works in its own folder ``<work_dir>/extract/<SNAP>-<random>/`` and removes
+it at the end. A run killed before that (a Lambda timeout) leaves it behind in a reused /tmp, so
+each run first removes the folders of runs that are gone: a run holds an exclusive ``flock`` on
+``<folder>.lock`` while it lives (the kernel drops it with the process), so a sibling whose lock
+can be taken is stale, and one whose lock is held belongs to a run still going (possible when
+several runs share one process and folder, as in tests and local runs). Running out of disk space
+while downloading or unzipping raises :class:`~snapcdc.safe_zip.OutOfDiskSpaceError`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import logging
+import os
 import shutil
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -31,7 +44,7 @@ from botocore.exceptions import ClientError
 
 from snapcdc.config import PipelineConfig
 from snapcdc.kaggle_source import DatasetVersion
-from snapcdc.safe_zip import extract_members
+from snapcdc.safe_zip import OutOfDiskSpaceError, extract_members, is_disk_full
 from snapcdc.store import S3Store
 
 logger = logging.getLogger(__name__)
@@ -43,6 +56,8 @@ _META_VERSION = "kaggle-version"
 _META_DATASET = "kaggle-dataset"
 _META_UPDATED = "kaggle-last-updated"
 _META_SHA256 = "sha256"
+RUNS_FOLDER = "extract"  # under the work dir
+_LOCK_SUFFIX = ".lock"
 
 
 class ExtractPermissionError(RuntimeError):
@@ -183,11 +198,17 @@ def run_extract(
         report.status = "skipped_unchanged"
         return report
 
-    runs_dir = Path(work_dir) / "extract"
-    shutil.rmtree(runs_dir, ignore_errors=True)  # leftovers of a crashed run in a reused /tmp
-    run_dir = runs_dir / snap
-    try:
-        zip_path = source.download(config.dataset, run_dir / "download", version=version)
+    with run_folder(work_dir, snap) as run_dir:
+        try:
+            zip_path = source.download(config.dataset, run_dir / "download", version=version)
+        except OSError as error:
+            if not is_disk_full(error):
+                raise
+            raise OutOfDiskSpaceError(
+                f"no space left in the work dir {run_dir} while downloading Kaggle {config.dataset} version "
+                f"{version} ({error.strerror}): give the extract function more ephemeral storage "
+                "(extract_ephemeral_storage_mb)"
+            ) from error
         files = extract_members(
             zip_path,
             run_dir / "files",
@@ -209,8 +230,6 @@ def run_extract(
                     config.dataset,
                     version,
                 )
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
 
     store.put_json(manifest_key, _manifest(report))
     logger.info(
@@ -222,6 +241,61 @@ def run_extract(
         len(report.missing),
     )
     return report
+
+
+@contextlib.contextmanager
+def run_folder(work_dir: Path, snap: str) -> Iterator[Path]:
+    """A new folder for this run under ``<work_dir>/extract/``, locked while the run lives and removed
+    after it; the folders of runs that died first are removed (see the module docstring)."""
+    runs = Path(work_dir) / RUNS_FOLDER
+    runs.mkdir(parents=True, exist_ok=True)
+    folder = runs / f"{snap}-{uuid.uuid4().hex[:12]}"
+    lock_path = folder.with_name(folder.name + _LOCK_SUFFIX)
+    # The lock appears already held (locked under a hidden name, then renamed), and before the
+    # folder: a folder without a lock is never a live run's, nor a lock that can be taken.
+    hidden = runs / f".{lock_path.name}"
+    with hidden.open("x") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        hidden.rename(lock_path)
+        try:
+            folder.mkdir()
+            _remove_stale_runs(runs, keep=folder.name)
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            lock_path.unlink(missing_ok=True)
+
+
+def _remove_stale_runs(runs: Path, keep: str) -> None:
+    """Remove what runs that are gone left in ``runs``: folders whose lock nobody holds, or that have none."""
+    for entry in runs.iterdir():
+        if entry.name in {keep, keep + _LOCK_SUFFIX} or entry.name.startswith("."):
+            continue  # this run's, or a lock being created
+        if entry.name.endswith(_LOCK_SUFFIX):
+            _remove_if_unlocked(entry, runs / entry.name.removesuffix(_LOCK_SUFFIX))
+        elif not entry.with_name(entry.name + _LOCK_SUFFIX).exists():
+            logger.info("removing %s, left by an earlier run", entry)
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def _remove_if_unlocked(lock_path: Path, folder: Path) -> None:
+    try:
+        descriptor = os.open(lock_path, os.O_RDONLY)  # never creates a lock its run has just removed
+    except FileNotFoundError:
+        return  # that run has just finished
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # a run still going
+        logger.info("removing %s, left by a run that did not finish", folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        lock_path.unlink(missing_ok=True)
+    finally:
+        os.close(descriptor)
 
 
 def _table(

@@ -12,27 +12,43 @@ What this wrapper adds to ``KaggleApi`` (see ``/work/shared/KAGGLE.md`` for the 
   (``DownloadDataset`` + ``KaggleApi.download_file``, which checks ``Content-Length``) with its
   retries off and a socket timeout, and own the retry policy: a few attempts, exponential
   backoff with jitter, an injectable sleep.
+* A read timeout bounds each socket read, not a whole call: a server that drips a byte now and
+  then never times out. With a :class:`~snapcdc.deadline.Deadline`, every timeout is clipped to
+  the time left, no attempt or backoff sleep starts that cannot end before it, and a watchdog
+  shuts the sockets of a call still running at the deadline (connecting, waiting or streaming):
+  :class:`KaggleDeadlineError`, which names the deadline and the attempts made.
+* Running out of disk space while downloading is not a Kaggle error: the ``OSError`` passes
+  through, unretried (the caller names it; see :func:`snapcdc.safe_zip.is_disk_full`).
 * ``endpoint`` points the client at another server (the fake Kaggle of tests and the demo).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import random
+import socket
 import sys
+import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
+import urllib3.connection
+import urllib3.connectionpool
 import urllib3.exceptions
 from botocore.exceptions import ClientError
 from requests.adapters import HTTPAdapter
+
+from snapcdc.deadline import Deadline
+from snapcdc.safe_zip import is_disk_full
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +78,10 @@ class KaggleNotFoundError(KaggleError):
     """The dataset (or the requested version) does not exist, or is not visible to this account."""
 
 
+class KaggleDeadlineError(KaggleError):
+    """The Kaggle work did not finish by its deadline (a stalled or slow Kaggle). Transient."""
+
+
 @dataclass(frozen=True)
 class DatasetVersion:
     number: int
@@ -76,16 +96,132 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-class _TimeoutAdapter(HTTPAdapter):
-    """Gives every request of a session a timeout (requests has no session-wide default)."""
+class _DeadlineReached(Exception):
+    """Internal: a connection was about to open after the deadline."""
 
-    def __init__(self, timeout: tuple[float, float]) -> None:
+
+class _Guard:
+    """Socket timeouts clipped to the deadline, and the watchdog that cuts connections at it.
+
+    Every socket the client opens goes through :meth:`opened` (see :func:`_guarded_pool_classes`),
+    so at the deadline the watchdog can shut it down, which wakes a read blocked on it whatever
+    phase the call is in. Without a deadline only the fixed timeouts apply.
+    """
+
+    def __init__(self, connect_timeout: float, read_timeout: float, deadline: Deadline | None) -> None:
+        self._timeouts = (connect_timeout, read_timeout)
+        self.deadline = deadline
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._cut = threading.Event()
+        self.pool_classes = _guarded_pool_classes(self)
+
+    def timeout(self, given: Any) -> tuple[float, float]:
+        if isinstance(given, tuple):
+            connect, read = given
+        else:  # one number for both, or none given
+            connect = read = given if isinstance(given, int | float) else None
+        connect = self._timeouts[0] if connect is None else float(connect)
+        read = self._timeouts[1] if read is None else float(read)
+        if self.deadline is None:
+            return connect, read
+        left = max(self.deadline.remaining(), 0.01)
+        return min(connect, left), min(read, left)
+
+    def left(self) -> float | None:
+        return None if self.deadline is None else self.deadline.remaining()
+
+    def reached(self) -> bool:
+        """The watchdog cut this attempt, or no time is left."""
+        left = self.left()
+        return self._cut.is_set() or (left is not None and left <= 0)
+
+    def opened(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self.reached():
+                _shut(sock)
+                raise _DeadlineReached("the deadline passed before the connection was made")
+            self._sockets.add(sock)
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """Run one attempt under the watchdog (a timer that fires at the deadline)."""
+        if self.deadline is None:
+            yield
+            return
+        self._cut.clear()
+        timer = threading.Timer(max(self.deadline.remaining(), 0.0), self._cut_all)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+            with self._lock:
+                self._sockets.clear()
+
+    def _cut_all(self) -> None:
+        with self._lock:
+            self._cut.set()
+            for sock in list(self._sockets):
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    # socket.socket's own shutdown, also for an SSLSocket: a plain TCP shutdown, which wakes a
+    # thread blocked reading it (SSLSocket.shutdown would also drop its SSL object under it).
+    with contextlib.suppress(OSError):  # already closed
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _guarded_pool_classes(guard: _Guard) -> dict[str, type[urllib3.connectionpool.HTTPConnectionPool]]:
+    """urllib3 pool classes whose connections report their sockets to ``guard``."""
+
+    class _Connection(urllib3.connection.HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            guard.opened(sock)
+            return sock
+
+    class _TLSConnection(urllib3.connection.HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            guard.opened(sock)  # cuts a stalled TLS handshake
+            return sock
+
+        def connect(self) -> None:
+            super().connect()
+            if self.sock is not None:
+                guard.opened(self.sock)  # the SSL socket took over the plain one's descriptor
+
+    class _Pool(urllib3.connectionpool.HTTPConnectionPool):
+        ConnectionCls = _Connection
+
+    class _TLSPool(urllib3.connectionpool.HTTPSConnectionPool):
+        ConnectionCls = _TLSConnection
+
+    return {"http": _Pool, "https": _TLSPool}
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """Gives every request of a session its timeouts (requests has no session-wide default), clipped
+    to the deadline, and opens connections the guard can cut."""
+
+    def __init__(self, guard: _Guard) -> None:
+        self._guard = guard  # before super().__init__, which builds the pool manager
         super().__init__(max_retries=0)
-        self._timeout = timeout
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._guard.pool_classes
+
+    def proxy_manager_for(self, proxy: Any, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = self._guard.pool_classes
+        return manager
 
     def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self._timeout
+        kwargs["timeout"] = self._guard.timeout(kwargs.get("timeout"))
         return super().send(request, *args, **kwargs)
 
 
@@ -140,7 +276,7 @@ def _prepare_environment(username: str, key: str, config_dir: Path) -> None:
     os.environ.pop("KAGGLE_API_TOKEN", None)
 
 
-def _build_api(username: str, key: str, config_dir: Path, endpoint: str | None, timeout: tuple[float, float]) -> Any:
+def _build_api(username: str, key: str, config_dir: Path, endpoint: str | None, guard: _Guard) -> Any:
     _prepare_environment(username, key, config_dir)
     from kaggle.api.kaggle_api_extended import KaggleApi  # env must be set first
     from kagglesdk.kaggle_env import KaggleEnv
@@ -168,7 +304,7 @@ def _build_api(username: str, key: str, config_dir: Path, endpoint: str | None, 
             # its own timeout. The session is created lazily; create it now to mount the adapter.
             http = client.http_client()
             http._init_session()
-            adapter = _TimeoutAdapter(timeout)
+            adapter = _GuardedAdapter(guard)
             http._session.mount("http://", adapter)
             http._session.mount("https://", adapter)
             return client
@@ -187,6 +323,8 @@ def _build_api(username: str, key: str, config_dir: Path, endpoint: str | None, 
 class KaggleSource:
     """Version checks and downloads of one Kaggle account, with bounded retries.
 
+    ``deadline``: when all Kaggle work must be over (None: no limit but the attempts and timeouts).
+    An attempt starts only with at least ``min_attempt_seconds`` left before it.
     ``sleep`` and ``jitter`` are injectable so tests run without waiting.
     """
 
@@ -202,6 +340,8 @@ class KaggleSource:
         max_delay: float = 30.0,
         connect_timeout: float = 10.0,
         read_timeout: float = 120.0,
+        deadline: Deadline | None = None,
+        min_attempt_seconds: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
@@ -217,7 +357,8 @@ class KaggleSource:
         self._attempts = attempts
         self._base_delay = base_delay
         self._max_delay = max_delay
-        self._timeout = (connect_timeout, read_timeout)
+        self._guard = _Guard(connect_timeout, read_timeout, deadline)
+        self._min_attempt_seconds = min_attempt_seconds
         self._sleep = sleep
         self._jitter = jitter
         self._api_instance: Any = None
@@ -228,7 +369,7 @@ class KaggleSource:
 
     def _api(self) -> Any:
         if self._api_instance is None:
-            self._api_instance = _build_api(self._username, self._key, self._config_dir, self._endpoint, self._timeout)
+            self._api_instance = _build_api(self._username, self._key, self._config_dir, self._endpoint, self._guard)
         return self._api_instance
 
     # -- public API ------------------------------------------------------------------------
@@ -280,7 +421,7 @@ class KaggleSource:
                         quiet=True,
                         resume=False,
                         max_retries=0,
-                        timeout=self._timeout,
+                        timeout=self._guard.timeout(None),
                     )
                 finally:
                     response.close()
@@ -292,24 +433,39 @@ class KaggleSource:
             return self._with_retries(label, attempt)
         except BaseException:
             outfile.unlink(missing_ok=True)
+            outfile.with_name(outfile.name + ".kaggle-partial").unlink(missing_ok=True)  # the client's resume marker
             raise
 
     # -- retries ---------------------------------------------------------------------------
     def _with_retries(self, label: str, attempt: Callable[[], T]) -> T:
         last = ""
         for number in range(1, self._attempts + 1):
+            left = self._guard.left()
+            if left is not None and left < self._min_attempt_seconds:
+                raise self._deadline_error(
+                    label, number - 1, last, f"{max(left, 0):.1f} s left, too little to start attempt {number}"
+                )
             try:
-                return attempt()
-            except _Retryable as error:
-                last, retry_after = str(error), error.retry_after
+                with self._guard.watching():
+                    return attempt()
             except Exception as error:
-                classified = self._classify(label, error)
+                if is_disk_full(error):
+                    raise  # the caller's disk, not Kaggle: not retried, not wrapped
+                classified = error if isinstance(error, _Retryable) else self._classify(label, error)
+                if self._guard.reached():
+                    earlier = f", after an earlier failure: {last}" if last else ""
+                    why = f"attempt {number} was cut off ({classified}){earlier}"
+                    raise self._deadline_error(label, number, "", why) from error
                 if not isinstance(classified, _Retryable):
                     raise classified from error
                 last, retry_after = str(classified), classified.retry_after
             if number == self._attempts:
                 break
             delay = self._backoff(number, retry_after)
+            left = self._guard.left()
+            if left is not None and delay + self._min_attempt_seconds > left:
+                why = f"a retry after {delay:.1f} s of backoff could not end before it ({left:.1f} s left)"
+                raise self._deadline_error(label, number, last, why)
             logger.warning(
                 "Kaggle %s failed (attempt %d/%d): %s; retrying in %.1fs",
                 label,
@@ -320,6 +476,14 @@ class KaggleSource:
             )
             self._sleep(delay)
         raise KaggleError(f"Kaggle {label} failed after {self._attempts} attempts: {last}")
+
+    def _deadline_error(self, label: str, attempts: int, last: str, why: str) -> KaggleDeadlineError:
+        deadline = self._guard.deadline
+        assert deadline is not None
+        made = f"{attempts} attempt{'s' if attempts != 1 else ''} made" + (f", the last failed: {last}" if last else "")
+        return KaggleDeadlineError(
+            f"Kaggle {label} stopped at its deadline: {why}; {made}. The deadline: {deadline.description}"
+        )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         exponential = min(self._max_delay, self._base_delay * 2 ** (attempt - 1))

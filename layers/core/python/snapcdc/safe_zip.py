@@ -7,23 +7,70 @@ compression ratio typical of zip bombs, and corrupt data (bad CRC, truncated str
 :class:`UnsafeArchiveError` naming the member. Members are streamed to disk in chunks, never held
 in memory whole, and written flat into ``dest_dir`` under their base name, so a write can never
 land outside it. On any error, the files written by this call are removed.
+
+Size limits mean "at most N bytes": N bytes pass, N + 1 fail. The total is also capped by the free
+space of ``dest_dir``'s file system, measured when the extraction starts (the zip itself is already
+on disk then), less :data:`DISK_HEADROOM_BYTES`: an archive that would fill the disk raises
+:class:`OutOfDiskSpaceError` before a byte is written, and so does a disk that fills up anyway
+(``ENOSPC``), e.g. because something else writes to it meanwhile.
 """
 
 from __future__ import annotations
 
+import errno
+import shutil
 import stat
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import Any, NamedTuple
 
 CHUNK_BYTES = 1024 * 1024
 # Small members cannot do harm whatever their ratio (a header-only CSV compresses well):
 # the ratio limit applies once a member has produced this many bytes.
 RATIO_FLOOR_BYTES = 1024 * 1024
+# Kept free beyond the extracted bytes: file system blocks and metadata, the small files of the run.
+DISK_HEADROOM_BYTES = 16 * 1024 * 1024
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_STORAGE_HINT = "give the extract function more ephemeral storage (extract_ephemeral_storage_mb)"
 
 
 class UnsafeArchiveError(ValueError):
     """The archive is corrupt or breaks a safety limit; the message names the member."""
+
+
+class OutOfDiskSpaceError(RuntimeError):
+    """The work dir's file system cannot hold what the extract must write there.
+
+    Not retried: a retry gets the same ephemeral storage. The message names the folder and sizes.
+    """
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` is the operating system's "no space left on device" (or quota exceeded)."""
+    return isinstance(error, OSError) and error.errno in _DISK_FULL
+
+
+class _TotalLimit(NamedTuple):
+    """The total cap in force: the configured one, or the disk's if that is smaller."""
+
+    limit: int
+    configured: int
+    dest: Path
+    free: int
+
+    @property
+    def by_disk(self) -> bool:
+        return self.limit < self.configured
+
+    def error(self, archive_name: str, what: str) -> Exception:
+        if self.by_disk:
+            return OutOfDiskSpaceError(
+                f"{archive_name}: {what}, more than the {self.limit} bytes the work dir {self.dest} can take "
+                f"({self.free} bytes free, less {DISK_HEADROOM_BYTES} of headroom): {_STORAGE_HINT}"
+            )
+        return UnsafeArchiveError(f"{archive_name}: {what}, over the limit of {self.limit} (max_total_bytes)")
 
 
 def _member_problem(name: str) -> str | None:
@@ -55,17 +102,21 @@ def extract_members(
     max_member_bytes: int,
     max_total_bytes: int,
     max_compression_ratio: float,
+    disk_usage: Callable[[Path], Any] = shutil.disk_usage,
 ) -> dict[str, Path]:
     """Extract the members whose base name is in ``wanted`` (all files if None).
 
     Returns base name -> extracted path. A wanted name absent from the archive is simply not
-    in the result (the caller decides what a missing table means).
+    in the result (the caller decides what a missing table means). ``disk_usage`` (anything with
+    a ``free`` attribute, like :func:`shutil.disk_usage`) measures the free space of ``dest_dir``.
     """
     zip_path = Path(zip_path)
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     dest = dest.resolve()
     archive_name = zip_path.name
+    free = int(disk_usage(dest).free)
+    total_limit = _TotalLimit(min(max_total_bytes, max(0, free - DISK_HEADROOM_BYTES)), max_total_bytes, dest, free)
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as error:
@@ -74,7 +125,7 @@ def extract_members(
     written: list[Path] = []
     try:
         with archive:
-            selected = _select(archive, archive_name, wanted, max_member_bytes, max_total_bytes)
+            selected = _select(archive, archive_name, wanted, max_member_bytes, total_limit)
             _check_ratios(selected, archive_name, max_compression_ratio)
             total = 0
             result: dict[str, Path] = {}
@@ -91,7 +142,7 @@ def extract_members(
                     archive_name,
                     total=total,
                     max_member_bytes=max_member_bytes,
-                    max_total_bytes=max_total_bytes,
+                    total_limit=total_limit,
                     max_compression_ratio=max_compression_ratio,
                 )
                 result[base] = target
@@ -107,7 +158,7 @@ def _select(
     archive_name: str,
     wanted: set[str] | None,
     max_member_bytes: int,
-    max_total_bytes: int,
+    total_limit: _TotalLimit,
 ) -> list[zipfile.ZipInfo]:
     """Check every member's name, then the declared sizes of the wanted ones."""
     selected: list[zipfile.ZipInfo] = []
@@ -138,10 +189,9 @@ def _select(
                 f"over the limit of {max_member_bytes} (max_member_bytes)"
             )
         declared_total += info.file_size
-        if declared_total > max_total_bytes:
-            raise UnsafeArchiveError(
-                f"{archive_name}: members up to {info.filename!r} declare {declared_total} bytes in total, "
-                f"over the limit of {max_total_bytes} (max_total_bytes)"
+        if declared_total > total_limit.limit:
+            raise total_limit.error(
+                archive_name, f"members up to {info.filename!r} declare {declared_total} bytes in total"
             )
         selected.append(info)
     return selected
@@ -167,7 +217,7 @@ def _stream(
     *,
     total: int,
     max_member_bytes: int,
-    max_total_bytes: int,
+    total_limit: _TotalLimit,
     max_compression_ratio: float,
 ) -> int:
     """Copy one member to ``target`` in chunks, counting real bytes; returns the new total."""
@@ -184,10 +234,9 @@ def _stream(
                         f"{archive_name}: member {member!r} expands past {max_member_bytes} bytes "
                         "(max_member_bytes), more than its header declares"
                     )
-                if total > max_total_bytes:
-                    raise UnsafeArchiveError(
-                        f"{archive_name}: extraction passes {max_total_bytes} bytes in total at member "
-                        f"{member!r} (max_total_bytes)"
+                if total > total_limit.limit:
+                    raise total_limit.error(
+                        archive_name, f"extraction passes {total_limit.limit} bytes in total at member {member!r}"
                     )
                 if produced > RATIO_FLOOR_BYTES and produced > ratio_budget:
                     raise UnsafeArchiveError(
@@ -195,8 +244,15 @@ def _stream(
                         "(max_compression_ratio; a zip bomb?)"
                     )
                 out.write(chunk)
-    except UnsafeArchiveError:
+    except (UnsafeArchiveError, OutOfDiskSpaceError):
         raise
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        raise OutOfDiskSpaceError(
+            f"{archive_name}: no space left in the work dir {target.parent} while writing member {member!r} "
+            f"({total} bytes extracted in total, {total_limit.free} were free at the start): {_STORAGE_HINT}"
+        ) from None
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as error:
         raise UnsafeArchiveError(f"{archive_name}: member {member!r} is corrupt: {error}") from None
     if produced != info.file_size:  # zipfile stops at the declared size; a shortfall is corruption

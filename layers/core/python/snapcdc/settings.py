@@ -30,6 +30,11 @@ class ExtractSettings(_Settings):
     # Only the fake Kaggle API of tests and the demo sets this; unset means api.kaggle.com.
     kaggle_endpoint: str | None = Field(default=None, alias="KAGGLE_ENDPOINT")
     work_dir: str = Field(default="/tmp/snapcdc", alias="WORK_DIR")
+    # The Kaggle retry policy (defaults: KaggleSource's) and the seconds of the invocation kept back
+    # for unzipping and the S3 uploads: the Kaggle calls must be done by the remaining time minus this.
+    kaggle_max_attempts: int = Field(default=4, ge=1, le=20, alias="KAGGLE_MAX_ATTEMPTS")
+    kaggle_read_timeout_seconds: float = Field(default=120.0, gt=0, le=900, alias="KAGGLE_READ_TIMEOUT_SECONDS")
+    upload_margin_seconds: float = Field(default=120.0, ge=0, le=900, alias="UPLOAD_MARGIN_SECONDS")
 
 
 S = TypeVar("S", bound="_Settings")

@@ -6,6 +6,7 @@ and S3 deliver in AWS.
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -69,9 +70,11 @@ def s3_object_created_event(bucket: str, objects: list[tuple[str, int, str]]) ->
 
 
 class LocalLambdaContext:
-    """The attributes of the Lambda context object that Powertools reads."""
+    """The attributes of the Lambda context object that Powertools reads, and the remaining time,
+    counted down from ``timeout_seconds`` (Lambda's maximum by default) as in AWS."""
 
-    def __init__(self, function_name: str, memory_mb: int = 1024) -> None:
+    def __init__(self, function_name: str, memory_mb: int = 1024, timeout_seconds: float = 900.0) -> None:
+        self._ends = time.monotonic() + timeout_seconds
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
@@ -81,4 +84,4 @@ class LocalLambdaContext:
         self.log_stream_name = "local"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 900_000
+        return max(0, int((self._ends - time.monotonic()) * 1000))

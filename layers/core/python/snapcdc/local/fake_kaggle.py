@@ -70,11 +70,12 @@ class _Version:
 
 @dataclass
 class _Fault:
-    kind: Literal["fail", "delay", "truncate"]
+    kind: Literal["fail", "delay", "truncate", "drip"]
     remaining: int
     rpc: str | None
     status: int = 0
     seconds: float = 0.0
+    chunk_bytes: int = 0
 
 
 @dataclass
@@ -230,6 +231,14 @@ class FakeKaggle:
         """Send only half of the next ``times`` zip bodies, with the full ``Content-Length``."""
         self._add_fault(_Fault("truncate", times, None))
 
+    def drip_next(self, interval: float, times: int = 1, *, chunk_bytes: int = 1) -> None:
+        """Send the next ``times`` zip bodies ``chunk_bytes`` at a time, one chunk every ``interval``
+        seconds: a slow-drip server, whose every read gets data before a read timeout. The drip
+        stops when the client hangs up or the server stops."""
+        if chunk_bytes < 1:
+            raise ValueError("chunk_bytes must be at least 1")
+        self._add_fault(_Fault("drip", times, None, seconds=min(interval, _MAX_DELAY_SECONDS), chunk_bytes=chunk_bytes))
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -327,19 +336,40 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     # -- plumbing --------------------------------------------------------------------------
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None, *, truncate: bool = False) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        truncate: bool = False,
+        drip: _Fault | None = None,
+    ) -> None:
         try:
             self.send_response(status)
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            # A truncated answer promises len(body) bytes and sends half, then closes.
-            self.wfile.write(body[: len(body) // 2] if truncate else body)
+            if drip is not None:
+                self._drip(body, drip)
+            else:
+                # A truncated answer promises len(body) bytes and sends half, then closes.
+                self.wfile.write(body[: len(body) // 2] if truncate else body)
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             pass  # the client gave up (e.g. its read timeout): nothing left to answer
         self.close_connection = True
+
+    def _drip(self, body: bytes, fault: _Fault) -> None:
+        self.wfile.flush()
+        for start in range(0, len(body), fault.chunk_bytes):
+            if start:
+                self.fake._wait(fault.seconds)
+            if self.fake._stopping.is_set():
+                return
+            self.wfile.write(body[start : start + fault.chunk_bytes])
+            self.wfile.flush()
 
     def _json(self, status: int, document: dict[str, Any]) -> None:
         self._send(status, json.dumps(document).encode(), {"Content-Type": "application/json"})
@@ -471,13 +501,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_zip(self, version: _Version) -> None:
         truncate = self.fake._take_fault(("truncate",), None) is not None
+        drip = self.fake._take_fault(("drip",), None)
         headers = {
             "Content-Type": "application/zip",
             "Last-Modified": format_datetime(version.created, usegmt=True),
             "ETag": version.etag,
             "Content-Disposition": f'attachment; filename="v{version.number}.zip"',
         }
-        self._send(200, version.zip_bytes, headers, truncate=truncate)
+        self._send(200, version.zip_bytes, headers, truncate=truncate, drip=drip)
 
 
 _ROUTES = {
