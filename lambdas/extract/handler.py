@@ -14,7 +14,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from snapcdc.config import ConfigError, PipelineConfig, load_config
+from snapcdc.config import ConfigError, load_config
 from snapcdc.deadline import Deadline
 from snapcdc.extract import ExtractPermissionError, ExtractReport, run_extract
 from snapcdc.kaggle_source import KaggleAuthError, KaggleNotFoundError, KaggleSource, read_kaggle_secret
@@ -41,36 +41,12 @@ PERMANENT_ERRORS = (
 )
 
 
-def settings() -> ExtractSettings:
-    """Validated once per container (once per distinct environment, so tests may set it late)."""
-    names = [field.alias or name for name, field in ExtractSettings.model_fields.items()]
-    return _settings(tuple(os.environ.get(name) for name in names))
-
-
 @functools.cache
-def _settings(_environment: tuple[str | None, ...]) -> ExtractSettings:
-    return load_settings(ExtractSettings)
-
-
-@functools.cache
-def pipeline_config(path: str | None) -> PipelineConfig:
-    return load_config(path)
-
-
-def aws_client(service: str, endpoint_url: str | None) -> Any:
-    # AWS_ENDPOINT_URL (read by boto3 itself) is part of the key: the demo and e2e tests start
-    # embedded AWS servers on new ports within one process.
-    return _aws_client(service, endpoint_url, os.environ.get("AWS_ENDPOINT_URL"))
-
-
-@functools.cache
-def _aws_client(service: str, endpoint_url: str | None, _env_endpoint: str | None) -> Any:
+def aws_client(service: str, endpoint_url: str | None, _env_endpoint: str | None = None) -> Any:
+    """boto3 clients are slow to create: one per container. Settings and the config are read per
+    invocation instead (cheap), so a test or the demo may change the environment between calls;
+    AWS_ENDPOINT_URL, read by boto3 itself, is passed in as part of the key for the same reason."""
     return boto3.client(service, endpoint_url=endpoint_url)  # type: ignore[call-overload]
-
-
-def clear_caches() -> None:
-    for cached in (_settings, pipeline_config, _aws_client):
-        cached.cache_clear()
 
 
 def snapshot_of(event: dict[str, Any]) -> str:
@@ -106,10 +82,11 @@ def _emit(report: ExtractReport) -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         snap = snapshot_of(event)
-        env = settings()
+        env = load_settings(ExtractSettings)
         logger.append_keys(snapshot=snap)
-        store = S3Store(aws_client("s3", env.s3_endpoint_url), env.bucket_name, Layout(env.data_prefix))
-        username, key = read_kaggle_secret(aws_client("secretsmanager", env.s3_endpoint_url), env.kaggle_secret_arn)
+        endpoints = (env.s3_endpoint_url, os.environ.get("AWS_ENDPOINT_URL"))
+        store = S3Store(aws_client("s3", *endpoints), env.bucket_name, Layout(env.data_prefix))
+        username, key = read_kaggle_secret(aws_client("secretsmanager", *endpoints), env.kaggle_secret_arn)
         work_dir = Path(env.work_dir)
         source = KaggleSource(
             username,
@@ -123,7 +100,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         )
         report = run_extract(
             store=store,
-            config=pipeline_config(env.pipeline_config),
+            config=load_config(env.pipeline_config),
             source=source,
             snap=snap,
             work_dir=work_dir,
