@@ -772,7 +772,9 @@ class _Differ:
                 _OldIndex, old, schema, spec, self.signature, self.row_columns, old_name
             )
             background.shutdown(wait=False)
-        self._seen_old: np.ndarray | None = None
+        self._seen: np.ndarray | None = None
+        self._stamp: np.ndarray | None = None
+        self.repeated: list[np.ndarray] = []  # old positions met by more than one new row
         self.sink = sink_for(_snapshot_schema(schema, self.signature))
         self.rows_new = 0
         self.old_of_new: list[np.ndarray] = []  # per row: the old position with the same key, or -1
@@ -791,11 +793,22 @@ class _Differ:
         return self._old_index.result() if self._old_index is not None else None
 
     @property
-    def seen_old(self) -> np.ndarray:
+    def seen(self) -> np.ndarray:
         """Per old row: whether a new row has its key."""
-        if self._seen_old is None:
-            self._seen_old = np.zeros(self.old.num_rows if self.old is not None else 0, dtype=bool)
-        return self._seen_old
+        if self._seen is None:
+            self._seen = np.zeros(self.old.num_rows if self.old is not None else 0, dtype=bool)
+        return self._seen
+
+    def _mark_seen(self, positions: np.ndarray) -> None:
+        """Marks old rows as seen, noting those met again: earlier in the file or twice in this batch."""
+        if self._stamp is None:
+            self._stamp = np.zeros(len(self.seen), dtype=np.int32)
+        order = np.arange(len(positions), dtype=np.int32)
+        self._stamp[positions] = order  # of two rows with the same old position, the last one wins
+        again = self.seen[positions] | (self._stamp[positions] != order)
+        if again.any():
+            self.repeated.append(positions[again])
+        self.seen[positions] = True
 
     def hash_batch(self, batch: pa.RecordBatch, reasons: np.ndarray | None) -> _Hashed:
         """The part of a batch's work that needs no state: runs a batch ahead of :meth:`add`."""
@@ -823,7 +836,7 @@ class _Differ:
         if self.old is not None:
             keyed = np.flatnonzero(~null_key)
             old_pos[keyed] = self.old.match(keys, key_a, keyed)
-            self.seen_old[old_pos[old_pos >= 0]] = True
+            self._mark_seen(old_pos[old_pos >= 0])
 
         inserted = np.flatnonzero(accepted & (old_pos < 0))
         none = np.zeros(len(inserted), dtype=bool)
@@ -886,20 +899,20 @@ class _Differ:
         accepted = _joined(self.accepted, bool)
         old_of_new = _joined(self.old_of_new, np.int64)
         rows_old = self.old.num_rows if self.old is not None else 0
-        matched = np.flatnonzero(old_of_new >= 0)
-        hits = np.bincount(old_of_new[matched], minlength=rows_old)
+        repeated = np.unique(_joined(self.repeated, np.int64))  # old keys met twice: proven duplicates
+        shared = np.flatnonzero(np.isin(old_of_new, repeated)) if len(repeated) else repeated
         key_schema = pa.schema([self.schema.field(k) for k in self.spec.primary_key])
         unmatched_keys = pa.Table.from_batches(self.unmatched_keys, schema=key_schema)
         unmatched_rows = _joined(self.unmatched_rows, np.int64)
         among = _duplicate_rows(unmatched_keys, _joined(self.unmatched_hash, np.uint64), np.arange(len(unmatched_rows)))
-        duplicates = np.sort(np.concatenate([matched[hits[old_of_new[matched]] > 1], unmatched_rows[among]]))
+        duplicates = np.sort(np.concatenate([shared, unmatched_rows[among]]))
         newly = duplicates[accepted[duplicates]]  # duplicates with no earlier reason
         drop = (np.cumsum(accepted) - 1)[newly] if len(newly) else newly  # their places in the written snapshot
         accepted[newly] = False
         self.disputed.append((newly, np.full(len(newly), DUPLICATE_KEY, dtype=object)))
 
         carried = np.unique(old_of_new[~accepted & (old_of_new >= 0)])
-        deleted = np.flatnonzero(~self.seen_old)
+        deleted = np.flatnonzero(~self.seen)
         if rows_old > 0 and not self.spec.allow_mass_delete and len(deleted) / rows_old > self.spec.max_delete_ratio:
             raise DeleteGuardError(len(deleted), rows_old, self.spec.max_delete_ratio)
 
