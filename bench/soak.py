@@ -20,7 +20,6 @@ from snapcdc.local.demo import BUCKET, FIRST_RUN, load_handler, local_stack
 from snapcdc.local.events import LocalLambdaContext, s3_object_created_event, scheduled_event
 from snapcdc.local.sample_data import LoyaltyDataset
 from snapcdc.store import S3Store
-from snapcdc.verify import verify
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         open(Path(work) / "lambda.log", "w") as log,
         local_stack(Path(work) / "tmp", config.dataset, log) as (aws, kaggle),
     ):
+        # Loaded in the Lambda-like environment: Powertools reads it (service name, log stream) at import.
         extract, cdc = load_handler("extract"), load_handler("cdc")
+        from snapcdc.verify import verify
+
         store = S3Store(aws.client("s3"), BUCKET, Layout())
         pending: list[str] = []
         started = time.perf_counter()
