@@ -151,3 +151,22 @@ def test_duplicates_in_different_batches_are_quarantined_and_the_streamed_snapsh
     snapshot = _data(outcome.snapshot_path)
     assert snapshot.num_rows == outcome.stats.rows_snapshot == 20_000 - 3
     assert snapshot.filter(pa.compute.equal(snapshot["id"], "k0000005"))["note"].to_pylist() == ["n0"]
+
+
+def test_a_nul_byte_late_in_a_text_column_is_refused_naming_its_line_and_nothing_is_written(tmp_path: Path) -> None:
+    # Given a stored snapshot and a new file with a NUL byte in a text value on line 15,001, where the
+    # fast read would take it as text
+    spec = TableSpec(primary_key=("id",), date_field="at")
+    first = diff_files(
+        old=None, new=_big_csv(tmp_path / "old.csv", 20_000), spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "1"
+    )
+    lines = (tmp_path / "old.csv").read_text().splitlines(keepends=True)
+    lines[15_000] = lines[15_000].replace(",n", ",n\x00")
+    new = tmp_path / "new.csv"
+    new.write_text("".join(lines))
+    # When diffed
+    with pytest.raises(engine.InputError) as refused:
+        diff_files(old=first.snapshot_path, new=new, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "2")
+    # Then the error names the file and line, and the output folder holds nothing
+    assert str(refused.value) == f"{new}: line 15001: NUL byte in data"
+    assert list((tmp_path / "2").iterdir()) == []

@@ -238,23 +238,22 @@ def typed_batches(
     """Stream a file whose header passed :func:`read_header` in batches (~4 MB of text each),
     converted to ``types`` by pyarrow's reader threads. Raises :class:`TypedReadFailed` (possibly
     after some batches) when a value does not convert or a record is malformed, InputError on a NUL
-    byte (checked when the first batch is asked for, so it overlaps the caller's preparations)."""
-    nul_line = _find_nul(path)
-    if nul_line is not None:
-        raise InputError(name, nul_line, "NUL byte in data")
-    try:
-        reader = pacsv.open_csv(
-            path,
-            # With threads the streaming reader decodes ahead without bound (the whole file, if the
-            # consumer is slower): memory. Decoding on demand in a thread of our own is enough.
-            read_options=_read_options(STREAM_BLOCK_SIZE, use_threads=True),
-            parse_options=_parse_options(sep),
-            convert_options=_convert_options({column: types[column] for column in names}),
-        )
-        _check_names(reader.schema.names, names, name)
-        yield from _read_ahead(reader)
-    except pa.ArrowInvalid as error:
-        raise TypedReadFailed(str(error)) from None
+    byte (found by a scan running beside the reader, reported after the last batch)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nul-scan") as scan:
+        nul_line = scan.submit(_find_nul, path)
+        try:
+            reader = pacsv.open_csv(
+                path,
+                read_options=_read_options(STREAM_BLOCK_SIZE),
+                parse_options=_parse_options(sep),
+                convert_options=_convert_options({column: types[column] for column in names}),
+            )
+            _check_names(reader.schema.names, names, name)
+            yield from _read_ahead(reader)
+        except pa.ArrowInvalid as error:
+            raise TypedReadFailed(str(error)) from None
+        if (line := nul_line.result()) is not None:
+            raise InputError(name, line, "NUL byte in data")
 
 
 def _read_ahead(reader: pacsv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
