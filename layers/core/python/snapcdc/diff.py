@@ -744,6 +744,10 @@ class _Hashed:
     null_key: np.ndarray
     disputed: np.ndarray
     reason: np.ndarray | None  # why each disputed row is quarantined (None: no row is)
+    old_pos: np.ndarray  # per row: the old position with the same key, or -1
+    updated: np.ndarray  # rows (positions in the batch) that are updates
+    without_bump: np.ndarray  # per update: its date field did not advance
+    date_only: np.ndarray  # per update: only its date field changed
 
 
 class _Differ:
@@ -810,8 +814,9 @@ class _Differ:
             self.repeated.append(positions[again])
         self.seen[positions] = True
 
-    def hash_batch(self, batch: pa.RecordBatch, reasons: np.ndarray | None) -> _Hashed:
-        """The part of a batch's work that needs no state: runs a batch ahead of :meth:`add`."""
+    def prepare(self, batch: pa.RecordBatch, reasons: np.ndarray | None) -> _Hashed:
+        """The part of a batch's work that reads no state of the run (hashing, matching, comparing):
+        runs in a stage of its own, a few batches ahead of :meth:`add` and several at a time."""
         keys = batch.select(list(self.spec.primary_key))
         key_a, _ = row_lanes(batch, self.spec.primary_key)
         row_a, row_b = row_lanes(batch, self.row_columns)
@@ -823,7 +828,17 @@ class _Differ:
             reason = reasons.copy()
             reason[null_key & (reason == None)] = NULL_KEY  # noqa: E711 - elementwise test on an object array
             disputed = reason != None  # noqa: E711
-        return _Hashed(batch, keys, key_a, row_a, row_b, null_key, disputed, reason)
+        old_pos = np.full(batch.num_rows, -1, dtype=np.int64)
+        updated, without_bump, date_only = np.zeros(0, dtype=np.int64), np.zeros(0, bool), np.zeros(0, bool)
+        old = self.old
+        if old is not None:
+            keyed = np.flatnonzero(~null_key)
+            old_pos[keyed] = old.match(keys, key_a, keyed)
+            matched = np.flatnonzero(~disputed & (old_pos >= 0))
+            updated, without_bump, date_only = self._compare(old, batch, matched, old_pos[matched], row_a, row_b)
+        return _Hashed(
+            batch, keys, key_a, row_a, row_b, null_key, disputed, reason, old_pos, updated, without_bump, date_only
+        )
 
     def add(self, hashed: _Hashed) -> None:
         batch, keys, key_a, row_a, row_b = hashed.batch, hashed.keys, hashed.key_a, hashed.row_a, hashed.row_b
@@ -831,11 +846,8 @@ class _Differ:
         count, offset = batch.num_rows, self.rows_new
         self.rows_new += count
         accepted = ~disputed
-
-        old_pos = np.full(count, -1, dtype=np.int64)
-        if self.old is not None:
-            keyed = np.flatnonzero(~null_key)
-            old_pos[keyed] = self.old.match(keys, key_a, keyed)
+        old_pos = hashed.old_pos
+        if self.has_old:
             self._mark_seen(old_pos[old_pos >= 0])
 
         inserted = np.flatnonzero(accepted & (old_pos < 0))
@@ -844,9 +856,7 @@ class _Differ:
             self.inserts.add(batch, inserted, offset, none, none)
         else:
             self.first_inserts += len(inserted)
-        matched = np.flatnonzero(accepted & (old_pos >= 0))
-        if self.old is not None and len(matched):
-            self._compare(batch, matched, old_pos[matched], row_a, row_b, offset)
+        self.updates.add(batch, hashed.updated, offset, hashed.without_bump, hashed.date_only)
 
         self.old_of_new.append(old_pos)
         self.accepted.append(accepted)
@@ -869,20 +879,21 @@ class _Differ:
 
     def _compare(
         self,
+        old: _OldIndex,
         batch: pa.RecordBatch,
         matched: np.ndarray,
         old_pos: np.ndarray,
         row_a: np.ndarray,
         row_b: np.ndarray,
-        offset: int,
-    ) -> None:
-        assert self.old is not None
-        same_rest = (row_a[matched] == self.old.row_a[old_pos]) & (row_b[matched] == self.old.row_b[old_pos])
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The matched rows that are updates; per update, whether its date did not advance, and
+        whether only its date changed."""
+        same_rest = (row_a[matched] == old.row_a[old_pos]) & (row_b[matched] == old.row_b[old_pos])
         changed = ~same_rest
         advanced = np.zeros(len(matched), dtype=bool)
         if self.date is not None:
             new_date = batch.column(self.date).take(matched)
-            old_date = self.old.keys[self.date].take(old_pos)
+            old_date = old.keys[self.date].take(old_pos)
             distinct = pc.or_(
                 pc.fill_null(pc.not_equal(new_date, old_date), False),
                 pc.xor(pc.is_null(new_date), pc.is_null(old_date)),
@@ -890,7 +901,7 @@ class _Differ:
             advanced = _mask_of(pc.fill_null(pc.greater(new_date, old_date), False))
             changed |= _mask_of(distinct)
         without_bump = (~advanced)[changed] if self.date is not None else np.zeros(int(changed.sum()), dtype=bool)
-        self.updates.add(batch, matched[changed], offset, without_bump, (same_rest & advanced)[changed])
+        return matched[changed], without_bump, (same_rest & advanced)[changed]
 
     def finish(
         self, observed_at: datetime, text_rows: Callable[[np.ndarray], pa.Table]
@@ -977,13 +988,13 @@ def _diff(
     # In memory a first load's change set is returned as a table; files copy it from the snapshot file.
     differ = _Differ(old, new.schema, spec, sink_for, old_name, keep_first_inserts=sink_for is _MemorySnapshot)
     try:
-        # Pipeline: the reader decodes batch n+2, a stage hashes batch n+1, this thread matches batch n
-        # and the writer encodes what came before (the heavy parts release the GIL).
-        # A few batches may be hashed ahead: they wait there while the old side is still being indexed.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hashing-stage") as stage:
+        # Pipeline: the reader decodes the next batches, a stage of two threads hashes, matches and
+        # compares the few after batch n, this thread records batch n, and the writer encodes what came
+        # before (the heavy parts release the GIL). The stage waits for the old side's index if needed.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="batch-stage") as stage:
             ahead: collections.deque[Future[_Hashed]] = collections.deque()
             for batch, reasons in new.batches:
-                ahead.append(stage.submit(differ.hash_batch, batch, reasons))
+                ahead.append(stage.submit(differ.prepare, batch, reasons))
                 if len(ahead) > HASHED_AHEAD:
                     differ.add(ahead.popleft().result())
             while ahead:
