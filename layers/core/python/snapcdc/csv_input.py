@@ -149,8 +149,8 @@ def locate_problem(path: Path, name: str, delimiter: str, columns: int) -> Input
         return InputError(name, state["line"], f"malformed CSV: {error}")
 
 
-def _read_options(block_size: int, use_threads: bool = True) -> pacsv.ReadOptions:
-    return pacsv.ReadOptions(block_size=block_size, use_threads=use_threads)
+def _read_options(block_size: int) -> pacsv.ReadOptions:
+    return pacsv.ReadOptions(block_size=block_size, use_threads=True)
 
 
 def _parse_options(delimiter: str) -> pacsv.ParseOptions:
