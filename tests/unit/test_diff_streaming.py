@@ -170,3 +170,43 @@ def test_a_nul_byte_late_in_a_text_column_is_refused_naming_its_line_and_nothing
     # Then the error names the file and line, and the output folder holds nothing
     assert str(refused.value) == f"{new}: line 15001: NUL byte in data"
     assert list((tmp_path / "2").iterdir()) == []
+
+
+def test_columns_that_do_not_compress_are_stored_plain_and_the_rest_compressed(tmp_path: Path) -> None:
+    # Given random ids (no codec shrinks them) beside a repetitive text column and a counter
+    import random
+    import uuid
+
+    rows, chance = 20_000, random.Random(7)
+    path = tmp_path / "new.csv"
+    with path.open("w") as out:
+        out.write("id,status,n\n")
+        for i in range(rows):
+            out.write(f"{uuid.UUID(int=chance.getrandbits(128))},status-{i % 3},{i}\n")
+    # When it becomes a snapshot, its first load's change set, and a change set of a later run
+    first = diff_files(
+        old=None, new=path, spec=TableSpec(primary_key=("id",)), observed_at=OBSERVED, out_dir=tmp_path / "first"
+    )
+    second = diff_files(
+        old=first.snapshot_path,
+        new=path,
+        spec=TableSpec(primary_key=("id",), allow_mass_delete=True),
+        observed_at=OBSERVED,
+        out_dir=tmp_path / "second",
+    )
+
+    # Then the id column is written plain in each, the repetitive one compressed, the hashes plain
+    def codecs(parquet_path: Path) -> dict[str, str]:
+        group = pq.ParquetFile(parquet_path).metadata.row_group(0)
+        return {group.column(i).path_in_schema: group.column(i).compression for i in range(group.num_columns)}
+
+    snapshot = codecs(first.snapshot_path)
+    assert snapshot["id"] == "UNCOMPRESSED"
+    assert snapshot["status"] == "LZ4" and snapshot["n"] == "LZ4"
+    assert snapshot["_key_hash"] == snapshot["_row_hash"] == "UNCOMPRESSED"
+    for user_facing in (first.changes_path, first.full_load_path, second.snapshot_path):
+        assert user_facing is not None
+        assert codecs(user_facing)["id"] == "UNCOMPRESSED"
+        assert codecs(user_facing)["status"] != "UNCOMPRESSED"
+    # And the data reads back whole
+    assert _data(first.snapshot_path).num_rows == rows == pq.read_table(first.changes_path).num_rows

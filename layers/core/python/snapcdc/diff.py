@@ -379,7 +379,8 @@ def _streamed_input(path: Path, source: str, spec: TableSpec, previous: pa.Schem
 class OldSnapshot:
     schema: pa.Schema  # data schema as stored
     signature: str | None  # what the cached hashes were computed over (None: no cached hashes)
-    head: Callable[[], _Head] | None  # keys, date and cached hashes (None: no cached hashes)
+    key_hashes: Callable[[], np.ndarray] | None  # cached key hashes, read first (None: no cached hashes)
+    head: Callable[[], _Head] | None  # keys, date and cached row hashes (None: no cached hashes)
     fetch: Callable[[np.ndarray | None], pa.Table]  # data rows at sorted positions (None: all rows)
 
     @classmethod
@@ -395,11 +396,12 @@ class OldSnapshot:
             return data if positions is None else data.take(positions)
 
         def head() -> _Head:
-            return _Head(data.select(wanted), table[KEY_HASH].to_numpy(), *row_hash_lanes(table[ROW_HASH]))
+            return _Head(data.select(wanted), *row_hash_lanes(table[ROW_HASH]))
 
         return cls(
             schema=data.schema,
             signature=metadata[HASH_METADATA].decode() if cached else None,
+            key_hashes=(lambda: table[KEY_HASH].to_numpy()) if cached else None,
             head=head if cached else None,
             fetch=fetch,
         )
@@ -437,6 +439,7 @@ class OldSnapshot:
         return cls(
             schema=schema,
             signature=(stored.metadata or {})[HASH_METADATA].decode(),
+            key_hashes=lambda: parquet.read(columns=[KEY_HASH])[KEY_HASH].to_numpy(),
             head=lambda: _read_head(parquet, wanted),
             fetch=fetch,
         )
@@ -445,29 +448,30 @@ class OldSnapshot:
 @dataclass
 class _Head:
     keys: pa.Table
-    key_hash: np.ndarray
     row_a: np.ndarray
     row_b: np.ndarray
 
 
 def _read_head(parquet: pq.ParquetFile, wanted: list[str]) -> _Head:
-    """Keys, date and hashes of a stored snapshot, read a row group at a time (a whole-column read
-    needs about twice the memory while it decodes)."""
+    """Keys, date and row hashes of a stored snapshot, read a row group at a time (a whole-column
+    read needs about twice the memory while it decodes)."""
     rows = parquet.metadata.num_rows
-    key_hash, row_a, row_b = np.empty(rows, np.uint64), np.empty(rows, np.uint64), np.empty(rows, np.uint64)
+    row_a, row_b = np.empty(rows, np.uint64), np.empty(rows, np.uint64)
     pieces, at = [], 0
     for group in range(parquet.num_row_groups):
-        part = parquet.read_row_group(group, columns=[*wanted, *HASH_COLUMNS])
+        part = parquet.read_row_group(group, columns=[*wanted, ROW_HASH])
         count = part.num_rows
-        key_hash[at : at + count] = part[KEY_HASH].to_numpy()
         row_a[at : at + count], row_b[at : at + count] = row_hash_lanes(part[ROW_HASH])
         pieces.append(part.select(wanted))
         at += count
     if not pieces:
-        return _Head(pa.schema([parquet.schema_arrow.field(n) for n in wanted]).empty_table(), key_hash, row_a, row_b)
+        return _Head(pa.schema([parquet.schema_arrow.field(n) for n in wanted]).empty_table(), row_a, row_b)
     keys = pa.concat_tables(pieces)
     del pieces
-    return _Head(pa.table({name: _one_chunk(keys[name]) for name in wanted}), key_hash, row_a, row_b)
+    head = _Head(pa.table({name: _one_chunk(keys[name]) for name in wanted}), row_a, row_b)
+    del keys
+    pa.default_memory_pool().release_unused()  # the pieces' memory: hundreds of MB on a big table
+    return head
 
 
 class _OldIndex:
@@ -479,23 +483,26 @@ class _OldIndex:
         self.snapshot = old
         self.name = name
         self.schema = schema
-        if old.signature == signature and old.head is not None:
-            head = old.head()
-            key_and_date = pa.schema([schema.field(c) for c in head.keys.column_names])
-            self.keys = _conform_table(head.keys, key_and_date, name)
-            self.key_hash, self.row_a, self.row_b = head.key_hash, head.row_a, head.row_b
+        if old.signature == signature and old.key_hashes is not None and old.head is not None:
+            self.key_hash = old.key_hashes()
+            # The lookup (the slow part) is built while the keys and row hashes are read.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="old-lookup") as builder:
+                lookup = builder.submit(_hash_lookup, self.key_hash)
+                head = old.head()
+                key_and_date = pa.schema([schema.field(c) for c in head.keys.column_names])
+                self.keys = _conform_table(head.keys, key_and_date, name)
+                self.row_a, self.row_b = head.row_a, head.row_b
+                self.lookup = lookup.result()
         else:  # stale or missing hashes: recompute once from the full old rows
             full = _conform_table(old.fetch(None), schema, name)
             date = [spec.date_field] if spec.date_field in schema.names else []
             self.keys = full.select([*spec.primary_key, *date])
             self.key_hash = row_lanes(full, spec.primary_key)[0]
             self.row_a, self.row_b = row_lanes(full, row_columns)
+            self.lookup = _hash_lookup(self.key_hash)
         self.keys = pa.table({name: _one_chunk(self.keys[name]) for name in self.keys.column_names})
         self.num_rows = self.keys.num_rows
         self.key_names = list(spec.primary_key)
-        index = pd.Index(self.key_hash)
-        # Distinct keys sharing a 64-bit hash: no hash lookup, every batch is joined on the key values.
-        self.lookup: pd.Index | None = index if index.is_unique else None
 
     def match(self, keys: pa.RecordBatch, key_hash: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """For each of ``rows``, the old position with the same key, or -1."""
@@ -530,6 +537,13 @@ class _OldIndex:
         if len(positions) == 0:
             return self.schema.empty_table()
         return _conform_table(self.snapshot.fetch(positions), self.schema, self.name)
+
+
+def _hash_lookup(key_hash: np.ndarray) -> pd.Index | None:
+    """A hash table from key hash to old position; None when distinct keys share a 64-bit hash
+    (then every batch is joined on the key values)."""
+    index = pd.Index(key_hash)
+    return index if index.is_unique else None
 
 
 def _one_chunk(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -584,15 +598,40 @@ def _snapshot_schema(schema: pa.Schema, signature: str) -> pa.Schema:
     return pa.schema([*schema, *hashes], metadata={HASH_METADATA: signature.encode()})
 
 
-def _parquet_options(schema: pa.Schema, codec: str = "snappy") -> dict[str, object]:
+def _parquet_options(schema: pa.Schema, codec: str = "snappy", sample: pa.Table | None = None) -> dict[str, object]:
+    """Writer options; with a ``sample`` of the data, columns it shows do not shrink are stored plain."""
     # Hashes are random bytes: dictionary encoding, compression and statistics only cost time there.
     # Dictionary encoding pays off for repetitive text; on numbers and timestamps it is mostly wasted.
     names = schema.names
+    plain = set(HASH_COLUMNS) | (_incompressible(sample, codec) if sample is not None else set())
     return {
-        "compression": {c: ("none" if c in HASH_COLUMNS else codec) for c in names},
+        "compression": {c: ("none" if c in plain else codec) for c in names},
         "use_dictionary": [f.name for f in schema if pa.types.is_string(f.type) and f.name not in HASH_COLUMNS],
         "write_statistics": [c for c in names if c not in HASH_COLUMNS],
     }
+
+
+# Compressing a column that shrinks less than this (random ids such as UUIDs) costs time for nothing.
+_WORTH_COMPRESSING = 0.9
+_COMPRESSION_PROBE_BYTES = 1 << 20
+
+
+def _incompressible(sample: pa.Table, codec: str) -> set[str]:
+    """Columns whose values in ``sample`` shrink by less than 10% under ``codec``."""
+    if codec == "none":
+        return set()
+    found = set()
+    for name, column in zip(sample.column_names, sample.columns, strict=True):
+        chunks = [chunk for chunk in column.chunks if len(chunk)]
+        if not chunks or pa.types.is_dictionary(column.type):
+            continue
+        values = chunks[0].buffers()[-1]  # the values (text bytes for strings)
+        if values is None or values.size < 4096:
+            continue
+        probe = values.slice(0, min(values.size, _COMPRESSION_PROBE_BYTES))
+        if pa.compress(probe, codec=codec).size > _WORTH_COMPRESSING * probe.size:
+            found.add(name)
+    return found
 
 
 # The snapshot is the engine's own state, read back on every run: LZ4 decodes several times faster
@@ -628,7 +667,8 @@ class _ParquetSnapshot:
         self.path = path
         self.schema = schema
         self.codec = codec
-        self.writer = pq.ParquetWriter(path, schema, **_parquet_options(schema, codec))  # type: ignore[arg-type]
+        self.writer: pq.ParquetWriter | None = None  # opened with the first row group, which picks the codecs
+        self.options: dict[str, object] = {}
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-writer")
         self.pending: Future[None] | None = None
         self.gathered: list[pa.RecordBatch] = []
@@ -645,15 +685,21 @@ class _ParquetSnapshot:
         self._wait()
         if self.gathered:
             table = pa.Table.from_batches(self.gathered, schema=self.schema)
-            self.pending = self.thread.submit(self.writer.write_table, table, SNAPSHOT_ROW_GROUP * 2)
+            self.pending = self.thread.submit(self._opened(table).write_table, table, SNAPSHOT_ROW_GROUP * 2)
             self.gathered, self.gathered_rows = [], 0
+
+    def _opened(self, first: pa.Table) -> pq.ParquetWriter:
+        if self.writer is None:
+            self.options = _parquet_options(self.schema, self.codec, sample=first)
+            self.writer = pq.ParquetWriter(self.path, self.schema, **self.options)  # type: ignore[arg-type]
+        return self.writer
 
     def finish(self, drop: np.ndarray, extra: pa.Table) -> None:
         self._submit()
         self._wait()
         if len(drop) == 0:
             if extra.num_rows:
-                self.writer.write_table(extra.cast(self.schema))
+                self._opened(extra).write_table(extra.cast(self.schema))
             self._close()
             return
         self._close()  # duplicates found at the end (rare): rewrite the file without their rows
@@ -661,7 +707,7 @@ class _ParquetSnapshot:
         keep = np.ones(table.num_rows, dtype=bool)
         keep[drop] = False
         table = pa.concat_tables([table.filter(pa.array(keep)), extra.cast(table.schema)])
-        pq.write_table(table, self.path, **_parquet_options(self.schema, self.codec))  # type: ignore[arg-type]
+        pq.write_table(table, self.path, **self.options)  # type: ignore[arg-type]
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):  # the error that made us abort is the one to report
@@ -675,7 +721,7 @@ class _ParquetSnapshot:
             pending.result()
 
     def _close(self) -> None:
-        self.writer.close()
+        self._opened(self.schema.empty_table()).close()  # an empty snapshot is still a file
         self.thread.shutdown()
 
 
@@ -1091,17 +1137,19 @@ def _copy_data(snapshot: Path, target: Path, inserted_at: datetime | None = None
     parquet = pq.ParquetFile(snapshot)
     names = [n for n in parquet.schema_arrow.names if n not in HASH_COLUMNS]
     schema = pa.schema([parquet.schema_arrow.field(n) for n in names])
+    first = parquet.read_row_group(0, columns=names) if parquet.num_row_groups else schema.empty_table()
     if inserted_at is not None:
         schema = _with_cdc(schema.empty_table(), "I", inserted_at).schema
-    with pq.ParquetWriter(target, schema, **_parquet_options(schema)) as writer:  # type: ignore[arg-type]
+    with pq.ParquetWriter(target, schema, **_parquet_options(schema, sample=first)) as writer:  # type: ignore[arg-type]
         for group in range(parquet.num_row_groups):
-            rows = parquet.read_row_group(group, columns=names).replace_schema_metadata(None)
+            rows = first if group == 0 else parquet.read_row_group(group, columns=names)
+            rows = rows.replace_schema_metadata(None)
             writer.write_table(_with_cdc(rows, "I", inserted_at) if inserted_at is not None else rows)
 
 
 def _write(table: pa.Table, path: Path, written: list[Path]) -> Path:
     written.append(path)
-    pq.write_table(table, path, **_parquet_options(table.schema))  # type: ignore[arg-type]
+    pq.write_table(table, path, **_parquet_options(table.schema, sample=table))  # type: ignore[arg-type]
     return path
 
 
