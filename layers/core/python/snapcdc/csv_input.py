@@ -1,6 +1,6 @@
 """Reading a snapshot CSV into an Arrow table of strings, with clear errors for malformed files.
 
-Pure (pyarrow only). Every column is read as text (empty field -> null) so that typing is decided
+Pure (pyarrow and numpy). Every column is read as text (empty field -> null) so that typing is decided
 once, by :mod:`snapcdc.schema`, with the table's history in mind. pyarrow parses the file with
 several threads; when it rejects the file, a slow pure-Python scan finds the line and the problem
 so the message can name them.
@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -237,23 +238,33 @@ def typed_batches(
 ) -> Iterator[pa.RecordBatch]:
     """Stream a file whose header passed :func:`read_header` in batches (~4 MB of text each),
     converted to ``types`` by pyarrow's reader threads. Raises :class:`TypedReadFailed` (possibly
-    after some batches) when a value does not convert or a record is malformed, InputError on a NUL
-    byte (found by a scan running beside the reader, reported after the last batch)."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nul-scan") as scan:
-        nul_line = scan.submit(_find_nul, path)
-        try:
-            reader = pacsv.open_csv(
-                path,
-                read_options=_read_options(STREAM_BLOCK_SIZE),
-                parse_options=_parse_options(sep),
-                convert_options=_convert_options({column: types[column] for column in names}),
-            )
-            _check_names(reader.schema.names, names, name)
-            yield from _read_ahead(reader)
-        except pa.ArrowInvalid as error:
-            raise TypedReadFailed(str(error)) from None
-        if (line := nul_line.result()) is not None:
-            raise InputError(name, line, "NUL byte in data")
+    after some batches) when a value does not convert, a record is malformed or a text value holds
+    a NUL byte (the exact path then names its line)."""
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=_read_options(STREAM_BLOCK_SIZE),
+            parse_options=_parse_options(sep),
+            convert_options=_convert_options({column: types[column] for column in names}),
+        )
+        _check_names(reader.schema.names, names, name)
+        for batch in _read_ahead(reader):
+            if _holds_nul(batch):
+                raise TypedReadFailed("NUL byte in a text value")
+            yield batch
+    except pa.ArrowInvalid as error:
+        raise TypedReadFailed(str(error)) from None
+
+
+def _holds_nul(batch: pa.RecordBatch) -> bool:
+    """Whether a text value of ``batch`` holds a NUL byte, which pyarrow accepts silently. (A NUL in
+    a number, date or bool field already fails its conversion.)"""
+    for column in batch.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            data = column.buffers()[2]  # the reader's text for this column: every byte is from the file
+            if data is not None and data.size and not np.frombuffer(data, dtype=np.uint8).all():
+                return True
+    return False
 
 
 def _read_ahead(reader: pacsv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
