@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -210,3 +211,47 @@ def test_columns_that_do_not_compress_are_stored_plain_and_the_rest_compressed(t
         assert codecs(user_facing)["status"] != "UNCOMPRESSED"
     # And the data reads back whole
     assert _data(first.snapshot_path).num_rows == rows == pq.read_table(first.changes_path).num_rows
+
+
+@pytest.mark.parametrize("colliding_key_hash", [False, True], ids=["distinct-hashes", "every-key-hash-collides"])
+def test_an_old_csv_with_duplicated_keys_diffs_as_its_accepted_snapshot_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, colliding_key_hash: bool
+) -> None:
+    # Given an old CSV whose keys k00005 and k04000 occur twice (in one batch and across batches)
+    if colliding_key_hash:  # the worst case for a 64-bit key hash: only the real keys can tell rows apart
+        real_row_lanes = engine.row_lanes
+
+        def colliding(table: pa.Table, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+            lane_a, lane_b = real_row_lanes(table, columns)
+            return (np.zeros_like(lane_a), lane_b) if list(columns) == ["id"] else (lane_a, lane_b)
+
+        monkeypatch.setattr(engine, "row_lanes", colliding)
+    rows = [f"k{i:05d},{i},2025-01-01 00:00:00" for i in range(6_000)]
+    old_rows = [*rows[:6], "k00005,555,2025-01-02 00:00:00", *rows[6:], "k04000,444,2025-01-02 00:00:00"]
+    old = tmp_path / "old.csv"
+    old.write_text("id,qty,at\n" + "\n".join(old_rows) + "\n")
+    # and a new CSV that keeps k00005 (changed), drops k04000 and k00001, updates k00002
+    new_rows = [r for r in rows if not r.startswith(("k04000", "k00001"))]
+    new_rows[new_rows.index(rows[2])] = "k00002,22,2025-01-03 00:00:00"
+    new_rows[new_rows.index(rows[5])] = "k00005,50,2025-01-03 00:00:00"
+    new = tmp_path / "new.csv"
+    new.write_text("id,qty,at\n" + "\n".join(new_rows) + "\n")
+    spec = TableSpec(primary_key=("id",), date_field="at")
+    # When diffed against the old CSV directly, and against the snapshot the old CSV is accepted as
+    direct = diff_files(old=old, new=new, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "direct")
+    accepted = diff_files(old=None, new=old, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "accepted")
+    stored = diff_files(
+        old=accepted.snapshot_path, new=new, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "stored"
+    )
+    # Then the duplicated keys are not part of the old side: k00005 is an insert, k04000 no delete
+    changes = pq.read_table(direct.changes_path)
+    assert sorted(zip(changes["id"].to_pylist(), changes[CDC_OPERATION].to_pylist(), strict=True)) == [
+        ("k00001", "D"),
+        ("k00002", "U"),
+        ("k00005", "I"),
+    ]
+    assert direct.stats.rows_old == 6_000 - 2 == accepted.stats.rows_snapshot
+    # And both routes give the same change set, counts and snapshot
+    assert direct.stats == stored.stats
+    assert changes.equals(pq.read_table(stored.changes_path))
+    assert _data(direct.snapshot_path).equals(_data(stored.snapshot_path))

@@ -503,6 +503,15 @@ class _OldIndex:
         self.keys = pa.table({name: _one_chunk(self.keys[name]) for name in self.keys.column_names})
         self.num_rows = self.keys.num_rows
         self.key_names = list(spec.primary_key)
+        # Rows that are not part of the old side: a key occurring twice in an old side read from a
+        # file never accepted (a stored snapshot has none). Checked only when the key hashes repeat.
+        self.excluded = np.zeros(0, dtype=np.int64)
+        self.kept: np.ndarray | None = None  # positions the lookup's entries stand for (None: all)
+        if self.lookup is None:
+            self.excluded = _duplicate_rows(self.keys.select(self.key_names), self.key_hash, np.arange(self.num_rows))
+            if len(self.excluded):
+                self.kept = np.setdiff1d(np.arange(self.num_rows), self.excluded)
+                self.lookup = _hash_lookup(self.key_hash[self.kept])
 
     def match(self, keys: pa.RecordBatch, key_hash: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """For each of ``rows``, the old position with the same key, or -1."""
@@ -511,6 +520,8 @@ class _OldIndex:
         if self.lookup is not None:
             positions = self.lookup.get_indexer(key_hash[rows]).astype(np.int64, copy=False)
             hit = positions >= 0
+            if self.kept is not None:
+                positions[hit] = self.kept[positions[hit]]
             if self._same_keys(keys, rows[hit], positions[hit]):  # a collision must never pair different keys
                 return positions
         return self._match_exact(keys, rows)
@@ -527,6 +538,10 @@ class _OldIndex:
     def _match_exact(self, keys: pa.RecordBatch, rows: np.ndarray) -> np.ndarray:
         left = pa.Table.from_batches([keys.take(rows)]).append_column("__new", pa.array(np.arange(len(rows))))
         right = self.keys.select(self.key_names).append_column("__old", pa.array(np.arange(self.num_rows)))
+        if len(self.excluded):
+            keep = np.ones(self.num_rows, dtype=bool)
+            keep[self.excluded] = False
+            right = right.filter(pa.array(keep))
         joined = left.join(right, keys=self.key_names, join_type="left outer")
         positions = np.full(len(rows), -1, dtype=np.int64)
         positions[joined["__new"].to_numpy()] = joined["__old"].fill_null(-1).to_numpy()
@@ -807,9 +822,11 @@ class _Differ:
         sink_for: Callable[[pa.Schema], _Sink],
         old_name: str,
         keep_first_inserts: bool,
+        find_duplicates: bool = True,
     ) -> None:
         self.spec = spec
         self.keep_first_inserts = keep_first_inserts
+        self.find_duplicates = find_duplicates
         self.first_inserts = 0
         self.schema = schema
         self.signature, self.row_columns = _hash_signature(schema, spec)
@@ -847,6 +864,8 @@ class _Differ:
         """Per old row: whether a new row has its key."""
         if self._seen is None:
             self._seen = np.zeros(self.old.num_rows if self.old is not None else 0, dtype=bool)
+            if self.old is not None:
+                self._seen[self.old.excluded] = True  # not part of the old side: never deleted
         return self._seen
 
     def _mark_seen(self, positions: np.ndarray) -> None:
@@ -907,7 +926,7 @@ class _Differ:
         self.old_of_new.append(old_pos)
         self.accepted.append(accepted)
         unmatched = np.flatnonzero(~null_key & (old_pos < 0))
-        if len(unmatched):
+        if len(unmatched) and self.find_duplicates:
             # take() copies: a string column read from CSV may share its buffer with the whole block.
             self.unmatched_keys.append(keys.take(pa.array(unmatched)))
             self.unmatched_hash.append(key_a[unmatched])
@@ -955,7 +974,7 @@ class _Differ:
         """Duplicates, deletes, the delete guard; completes the snapshot. Returns changes, quarantine, stats."""
         accepted = _joined(self.accepted, bool)
         old_of_new = _joined(self.old_of_new, np.int64)
-        rows_old = self.old.num_rows if self.old is not None else 0
+        rows_old = self.old.num_rows - len(self.old.excluded) if self.old is not None else 0
         repeated = np.unique(_joined(self.repeated, np.int64))  # old keys met twice: proven duplicates
         shared = np.flatnonzero(np.isin(old_of_new, repeated)) if len(repeated) else repeated
         key_schema = pa.schema([self.schema.field(k) for k in self.spec.primary_key])
@@ -1030,9 +1049,11 @@ def _diff(
     observed_at: datetime,
     sink_for: Callable[[pa.Schema], _Sink],
     old_name: str,
+    find_duplicates: bool = True,
 ) -> tuple[_Sink, pa.Table, pa.Table | None, DiffStats]:
     # In memory a first load's change set is returned as a table; files copy it from the snapshot file.
-    differ = _Differ(old, new.schema, spec, sink_for, old_name, keep_first_inserts=sink_for is _MemorySnapshot)
+    keep_first_inserts = sink_for is _MemorySnapshot
+    differ = _Differ(old, new.schema, spec, sink_for, old_name, keep_first_inserts, find_duplicates)
     try:
         # Pipeline: the reader decodes the next batches, a stage of two threads hashes, matches and
         # compares the few after batch n, this thread records batch n, and the writer encodes what came
@@ -1100,6 +1121,7 @@ def _diff_file(
     observed_at: datetime,
     sink_for: Callable[[pa.Schema], _Sink],
     names: tuple[str, str],
+    find_duplicates: bool = True,
 ) -> tuple[_Sink, pa.Table, pa.Table | None, DiffStats, _NewInput]:
     """Diff a CSV (streamed; the exact path when the fast one stops) or Parquet file."""
     source, old_name = names
@@ -1107,14 +1129,14 @@ def _diff_file(
     if not is_parquet(path):
         try:
             streamed = _streamed_input(path, source, spec, previous)
-            return (*_diff(old, streamed, spec, observed_at, sink_for, old_name), streamed)
+            return (*_diff(old, streamed, spec, observed_at, sink_for, old_name, find_duplicates), streamed)
         except TypedReadFailed:
             pass
         table = read_csv_strings(path, source, spec.delimiter)
     else:
         table = _read_parquet_data(path)
     exact = _input_from_table(table, spec, previous, source)
-    return (*_diff(old, exact, spec, observed_at, sink_for, old_name), exact)
+    return (*_diff(old, exact, spec, observed_at, sink_for, old_name, find_duplicates), exact)
 
 
 def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, work: Path) -> OldSnapshot:
@@ -1125,8 +1147,17 @@ def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, wor
     # Plain data (a CSV, a foreign Parquet): accepted as a first snapshot would be, into a snapshot
     # file in ``work`` that is then read like a stored one (memory stays bounded).
     accepted = work / "old-snapshot.parquet"
-    # A scratch file read once: not compressed, which writes and reads faster.
-    _diff_file(None, path, spec, observed_at, lambda schema: _ParquetSnapshot(accepted, schema, "none"), (name, name))
+    # A scratch file read once: not compressed, which writes and reads faster. Keys occurring twice
+    # are left in it and set aside when its lookup is built (a hash table built once, not twice).
+    _diff_file(
+        None,
+        path,
+        spec,
+        observed_at,
+        lambda schema: _ParquetSnapshot(accepted, schema, "none"),
+        (name, name),
+        find_duplicates=False,
+    )
     pa.default_memory_pool().release_unused()  # give the first pass's buffers back before the second
     return OldSnapshot.from_parquet(accepted, spec, name)
 
