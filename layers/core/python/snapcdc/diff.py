@@ -1162,20 +1162,25 @@ def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, wor
     return OldSnapshot.from_parquet(accepted, spec, name)
 
 
-def _copy_data(snapshot: Path, target: Path, inserted_at: datetime | None = None) -> None:
-    """The snapshot's data columns (no hashes) as a user-facing Parquet, a row group at a time;
-    with ``inserted_at``, as a change set of inserts (a first load's changes)."""
+def _copy_first_load(snapshot: Path, full_load: Path, changes: Path, inserted_at: datetime) -> None:
+    """A first snapshot's data columns (no hashes) as the user-facing full load and as its change set
+    (every row inserted at ``inserted_at``): one read of the snapshot, a row group at a time."""
     parquet = pq.ParquetFile(snapshot)
     names = [n for n in parquet.schema_arrow.names if n not in HASH_COLUMNS]
     schema = pa.schema([parquet.schema_arrow.field(n) for n in names])
     first = parquet.read_row_group(0, columns=names) if parquet.num_row_groups else schema.empty_table()
-    if inserted_at is not None:
-        schema = _with_cdc(schema.empty_table(), "I", inserted_at).schema
-    with pq.ParquetWriter(target, schema, **_parquet_options(schema, sample=first)) as writer:  # type: ignore[arg-type]
+    change_schema = _with_cdc(schema.empty_table(), "I", inserted_at).schema
+    with (
+        pq.ParquetWriter(full_load, schema, **_parquet_options(schema, sample=first)) as data,  # type: ignore[arg-type]
+        pq.ParquetWriter(changes, change_schema, **_parquet_options(change_schema, sample=first)) as inserts,  # type: ignore[arg-type]
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="full-load-writer") as beside,
+    ):
         for group in range(parquet.num_row_groups):
             rows = first if group == 0 else parquet.read_row_group(group, columns=names)
             rows = rows.replace_schema_metadata(None)
-            writer.write_table(_with_cdc(rows, "I", inserted_at) if inserted_at is not None else rows)
+            written = beside.submit(data.write_table, rows)  # the two files are encoded at once
+            inserts.write_table(_with_cdc(rows, "I", inserted_at))
+            written.result()
 
 
 def _write(table: pa.Table, path: Path, written: list[Path]) -> Path:
@@ -1235,8 +1240,7 @@ def _diff_into(
         if old_side is None:  # the first snapshot's data, without the hash columns; every row inserted
             full_load_path = out_dir / "full_load.parquet"
             written += [full_load_path, changes_path]
-            _copy_data(snapshot_path, full_load_path)
-            _copy_data(snapshot_path, changes_path, _utc(observed_at))
+            _copy_first_load(snapshot_path, full_load_path, changes_path, _utc(observed_at))
         else:
             _write(changes, changes_path, written)
         quarantine_path = (
