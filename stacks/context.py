@@ -114,7 +114,8 @@ class StackSettings:
             ),
             schedule_enabled=read.boolean("schedule_enabled", defaults.schedule_enabled),
             extract_memory_mb=read.integer("extract_memory_mb", defaults.extract_memory_mb, 128, 10240),
-            extract_timeout_minutes=read.integer("extract_timeout_minutes", defaults.extract_timeout_minutes, 1, 15),
+            # At least 3: the extract keeps UPLOAD_MARGIN_SECONDS (120 s by default) of it for the uploads.
+            extract_timeout_minutes=read.integer("extract_timeout_minutes", defaults.extract_timeout_minutes, 3, 15),
             extract_ephemeral_storage_mb=read.integer(
                 "extract_ephemeral_storage_mb", defaults.extract_ephemeral_storage_mb, 512, 10240
             ),

@@ -41,6 +41,7 @@ def test_command_line_strings_are_parsed() -> None:
         ("cdc_memory_mb", "20000"),
         ("cdc_memory_mb", "lots"),
         ("extract_timeout_minutes", 16),
+        ("extract_timeout_minutes", 2),  # not more than the extract's 120 s upload margin
         ("bucket_name", "Not_A_Bucket"),
         ("data_prefix", "bad prefix"),
         ("log_retention_days", 42),
