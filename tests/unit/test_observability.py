@@ -1,0 +1,31 @@
+"""The core's stdlib loggers write through the Powertools JSON handler."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from snapcdc import observability
+
+
+def test_a_core_module_logger_writes_powertools_json_lines() -> None:
+    # Given the logging set up by the module both handlers import, its output caught in a buffer
+    package = logging.getLogger("snapcdc")
+    assert package.handlers == observability.logger.handlers
+    handler = package.handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    caught = io.StringIO()
+    previous = handler.setStream(caught)
+    try:
+        # When a core module logs the way snapcdc.extract and snapcdc.kaggle_source do
+        logging.getLogger("snapcdc.kaggle_source").warning("attempt %d of %d failed", 1, 4)
+    finally:
+        handler.setStream(previous)  # type: ignore[arg-type]
+    # Then one JSON line, named after the module, and nothing passed on to the root logger's handlers
+    lines = caught.getvalue().splitlines()
+    assert len(lines) == 1
+    line = json.loads(lines[0])
+    assert (line["level"], line["name"]) == ("WARNING", "snapcdc.kaggle_source")
+    assert line["message"] == "attempt 1 of 4 failed"
+    assert package.propagate is False
