@@ -255,3 +255,23 @@ def test_an_old_csv_with_duplicated_keys_diffs_as_its_accepted_snapshot_does(
     assert direct.stats == stored.stats
     assert changes.equals(pq.read_table(stored.changes_path))
     assert _data(direct.snapshot_path).equals(_data(stored.snapshot_path))
+
+
+def test_an_old_csv_key_shared_with_a_row_quarantined_for_its_value_is_a_duplicate(tmp_path: Path) -> None:
+    # Given an old CSV where k1 is on a row whose qty does not fit the configured int64, and on a good row
+    old = tmp_path / "old.csv"
+    old.write_text("id,qty\nk1,abc\nk1,5\nk2,7\nk3,8\n")
+    new = tmp_path / "new.csv"
+    new.write_text("id,qty\nk1,5\nk2,7\nk3,8\n")
+    spec = TableSpec(primary_key=("id",), column_types={"qty": "int64"})
+    # When diffed against the old CSV directly, and against the snapshot it is accepted as
+    direct = diff_files(old=old, new=new, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "direct")
+    accepted = diff_files(old=None, new=old, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "accepted")
+    stored = diff_files(
+        old=accepted.snapshot_path, new=new, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "stored"
+    )
+    # Then k1 was a duplicate in the old side (both rows left out), so it is inserted now, both ways
+    for outcome in (direct, stored):
+        changes = pq.read_table(outcome.changes_path)
+        assert list(zip(changes["id"].to_pylist(), changes[CDC_OPERATION].to_pylist(), strict=True)) == [("k1", "I")]
+        assert outcome.stats.rows_old == 2

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import json
 import tempfile
 import time
@@ -1147,17 +1148,18 @@ def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, wor
     # Plain data (a CSV, a foreign Parquet): accepted as a first snapshot would be, into a snapshot
     # file in ``work`` that is then read like a stored one (memory stays bounded).
     accepted = work / "old-snapshot.parquet"
-    # A scratch file read once: not compressed, which writes and reads faster. Keys occurring twice
-    # are left in it and set aside when its lookup is built (a hash table built once, not twice).
-    _diff_file(
-        None,
-        path,
-        spec,
-        observed_at,
-        lambda schema: _ParquetSnapshot(accepted, schema, "none"),
-        (name, name),
-        find_duplicates=False,
-    )
+
+    def accept(find_duplicates: bool) -> pa.Table | None:
+        # A scratch file read once: not compressed, which writes and reads faster.
+        scratch = functools.partial(_ParquetSnapshot, accepted, codec="none")
+        return _diff_file(None, path, spec, observed_at, scratch, (name, name), find_duplicates)[2]
+
+    # Keys occurring twice are left in the scratch file and set aside when the old side's hash table
+    # is built: without duplicates, one hash table over the keys instead of two. A row quarantined for
+    # a value still makes its key a duplicate, and it is not in the file: then the check runs here.
+    quarantine = accept(find_duplicates=False)
+    if quarantine is not None and pc.any(pc.not_equal(quarantine[QUARANTINE_REASON], NULL_KEY)).as_py():
+        accept(find_duplicates=True)
     pa.default_memory_pool().release_unused()  # give the first pass's buffers back before the second
     return OldSnapshot.from_parquet(accepted, spec, name)
 
