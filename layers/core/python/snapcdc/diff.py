@@ -440,7 +440,7 @@ class OldSnapshot:
         return cls(
             schema=schema,
             signature=(stored.metadata or {})[HASH_METADATA].decode(),
-            key_hashes=lambda: parquet.read(columns=[KEY_HASH])[KEY_HASH].to_numpy(),
+            key_hashes=lambda: _read_key_hashes(parquet),
             head=lambda: _read_head(parquet, wanted),
             fetch=fetch,
         )
@@ -451,6 +451,16 @@ class _Head:
     keys: pa.Table
     row_a: np.ndarray
     row_b: np.ndarray
+
+
+def _read_key_hashes(parquet: pq.ParquetFile) -> np.ndarray:
+    """The cached key hashes, a row group at a time into one array (no second copy while joining)."""
+    key_hash, at = np.empty(parquet.metadata.num_rows, np.uint64), 0
+    for group in range(parquet.num_row_groups):
+        part = parquet.read_row_group(group, columns=[KEY_HASH])[KEY_HASH].to_numpy()
+        key_hash[at : at + len(part)] = part
+        at += len(part)
+    return key_hash
 
 
 def _read_head(parquet: pq.ParquetFile, wanted: list[str]) -> _Head:
@@ -614,40 +624,45 @@ def _snapshot_schema(schema: pa.Schema, signature: str) -> pa.Schema:
     return pa.schema([*schema, *hashes], metadata={HASH_METADATA: signature.encode()})
 
 
-def _parquet_options(schema: pa.Schema, codec: str = "snappy", sample: pa.Table | None = None) -> dict[str, object]:
-    """Writer options; with a ``sample`` of the data, columns it shows do not shrink are stored plain."""
+def _parquet_options(schema: pa.Schema, sample: pa.Table, codec: str = "snappy") -> dict[str, object]:
+    """Writer options for a file whose first rows are ``sample`` (they decide which columns to compress)."""
     # Hashes are random bytes: dictionary encoding, compression and statistics only cost time there.
     # Dictionary encoding pays off for repetitive text; on numbers and timestamps it is mostly wasted.
     names = schema.names
-    plain = set(HASH_COLUMNS) | (_incompressible(sample, codec) if sample is not None else set())
+    dictionary = [f.name for f in schema if pa.types.is_string(f.type) and f.name not in HASH_COLUMNS]
+    plain = set(HASH_COLUMNS) | _incompressible(sample, codec, dictionary)
     return {
         "compression": {c: ("none" if c in plain else codec) for c in names},
-        "use_dictionary": [f.name for f in schema if pa.types.is_string(f.type) and f.name not in HASH_COLUMNS],
+        "use_dictionary": dictionary,
         "write_statistics": [c for c in names if c not in HASH_COLUMNS],
     }
 
 
 # Compressing a column that shrinks less than this (random ids such as UUIDs) costs time for nothing.
 _WORTH_COMPRESSING = 0.9
-_COMPRESSION_PROBE_BYTES = 1 << 20
+_COMPRESSION_PROBE_ROWS = 16_384
 
 
-def _incompressible(sample: pa.Table, codec: str) -> set[str]:
-    """Columns whose values in ``sample`` shrink by less than 10% under ``codec``."""
+def _incompressible(sample: pa.Table, codec: str, dictionary: list[str]) -> set[str]:
+    """Columns whose first rows, written as Parquet, shrink by less than 10% under ``codec``."""
     if codec == "none":
         return set()
+    probe = sample.slice(0, _COMPRESSION_PROBE_ROWS)
     found = set()
-    for name, column in zip(sample.column_names, sample.columns, strict=True):
-        chunks = [chunk for chunk in column.chunks if len(chunk)]
-        if not chunks or pa.types.is_dictionary(column.type):
+    for name in probe.column_names:
+        if name in HASH_COLUMNS:
             continue
-        values = chunks[0].buffers()[-1]  # the values (text bytes for strings)
-        if values is None or values.size < 4096:
-            continue
-        probe = values.slice(0, min(values.size, _COMPRESSION_PROBE_BYTES))
-        if pa.compress(probe, codec=codec).size > _WORTH_COMPRESSING * probe.size:
+        sizes = [_parquet_bytes(probe.select([name]), each, name in dictionary) for each in (codec, "none")]
+        if sizes[0] > _WORTH_COMPRESSING * sizes[1]:
             found.add(name)
     return found
+
+
+def _parquet_bytes(table: pa.Table, codec: str, dictionary: bool) -> int:
+    """Size of ``table`` written as Parquet (in memory): pages as the real file would hold them."""
+    out = pa.BufferOutputStream()
+    pq.write_table(table, out, compression=codec, use_dictionary=dictionary, write_statistics=False)
+    return out.getvalue().size
 
 
 # The snapshot is the engine's own state, read back on every run: LZ4 decodes several times faster
@@ -706,7 +721,7 @@ class _ParquetSnapshot:
 
     def _opened(self, first: pa.Table) -> pq.ParquetWriter:
         if self.writer is None:
-            self.options = _parquet_options(self.schema, self.codec, sample=first)
+            self.options = _parquet_options(self.schema, first, self.codec)
             self.writer = pq.ParquetWriter(self.path, self.schema, **self.options)  # type: ignore[arg-type]
         return self.writer
 
@@ -1173,8 +1188,8 @@ def _copy_first_load(snapshot: Path, full_load: Path, changes: Path, inserted_at
     first = parquet.read_row_group(0, columns=names) if parquet.num_row_groups else schema.empty_table()
     change_schema = _with_cdc(schema.empty_table(), "I", inserted_at).schema
     with (
-        pq.ParquetWriter(full_load, schema, **_parquet_options(schema, sample=first)) as data,  # type: ignore[arg-type]
-        pq.ParquetWriter(changes, change_schema, **_parquet_options(change_schema, sample=first)) as inserts,  # type: ignore[arg-type]
+        pq.ParquetWriter(full_load, schema, **_parquet_options(schema, first)) as data,  # type: ignore[arg-type]
+        pq.ParquetWriter(changes, change_schema, **_parquet_options(change_schema, first)) as inserts,  # type: ignore[arg-type]
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="full-load-writer") as beside,
     ):
         for group in range(parquet.num_row_groups):
@@ -1187,7 +1202,7 @@ def _copy_first_load(snapshot: Path, full_load: Path, changes: Path, inserted_at
 
 def _write(table: pa.Table, path: Path, written: list[Path]) -> Path:
     written.append(path)
-    pq.write_table(table, path, **_parquet_options(table.schema, sample=table))  # type: ignore[arg-type]
+    pq.write_table(table, path, **_parquet_options(table.schema, table))  # type: ignore[arg-type]
     return path
 
 
