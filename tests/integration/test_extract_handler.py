@@ -121,6 +121,14 @@ def metric_values(capsys: pytest.CaptureFixture[str], name: str) -> list[float]:
     return [value for d in documents if name in d for value in d[name]]
 
 
+def assert_failed_for_good(result: dict[str, Any], capsys: pytest.CaptureFixture[str], error_type: str) -> None:
+    """A permanent failure: reported (no Lambda retry) with its type and the ExtractFailed metric."""
+    assert result["status"] == "failed"
+    assert result["retryable"] is False
+    assert result["error_type"] == error_type
+    assert metric_values(capsys, "ExtractFailed") == [1.0]
+
+
 @pytest.fixture(scope="module")
 def handler_module():
     # Loaded once, after the environment Powertools reads at import, as in a Lambda cold start.
@@ -520,12 +528,9 @@ def test_a_margin_that_leaves_kaggle_no_time_is_a_clear_configuration_failure(wo
     result = world.invoke(context=LocalLambdaContext("snapcdc-extract", timeout_seconds=60))
 
     # Then it fails without a retry, naming the settings to change, and asks nothing of Kaggle
-    assert result["status"] == "failed"
-    assert result["retryable"] is False
-    assert result["error_type"] == "ConfigError"
+    assert_failed_for_good(result, capsys, "ConfigError")
     assert "not more than UPLOAD_MARGIN_SECONDS=120" in result["error"]
     assert "raise the function timeout (extract_timeout_minutes) or lower UPLOAD_MARGIN_SECONDS" in result["error"]
-    assert metric_values(capsys, "ExtractFailed") == [1.0]
     assert world.kaggle.request_count() == 0
 
 
@@ -585,12 +590,9 @@ def test_a_full_disk_is_a_clear_failure_that_is_not_retried(world, monkeypatch, 
     result = world.invoke()
 
     # Then the extract returns (no Lambda retry) a failure naming the disk, with its metric
-    assert result["status"] == "failed"
-    assert result["retryable"] is False
-    assert result["error_type"] == "OutOfDiskSpaceError"
+    assert_failed_for_good(result, capsys, "OutOfDiskSpaceError")
     assert "no space left in the work dir" in result["error"]
     assert "extract_ephemeral_storage_mb" in result["error"]
-    assert metric_values(capsys, "ExtractFailed") == [1.0]
     # and nothing was written, nothing left in /tmp
     assert not list(world.store.list_keys(""))
     assert not any((world.work_dir / "extract").rglob("*"))
