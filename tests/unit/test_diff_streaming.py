@@ -262,7 +262,8 @@ def test_an_old_csv_key_shared_with_a_row_quarantined_for_its_value_is_a_duplica
     old = tmp_path / "old.csv"
     old.write_text("id,qty\nk1,abc\nk1,5\nk2,7\nk3,8\n")
     new = tmp_path / "new.csv"
-    new.write_text("id,qty\nk1,5\nk2,7\nk3,8\n")
+    # and a new CSV that drops k3, stored after the rows set aside (its old row is read back by position)
+    new.write_text("id,qty\nk1,5\nk2,7\n")
     spec = TableSpec(primary_key=("id",), column_types={"qty": "int64"})
     # When diffed against the old CSV directly, and against the snapshot it is accepted as
     direct = diff_files(old=old, new=new, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "direct")
@@ -270,8 +271,12 @@ def test_an_old_csv_key_shared_with_a_row_quarantined_for_its_value_is_a_duplica
     stored = diff_files(
         old=accepted.snapshot_path, new=new, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "stored"
     )
-    # Then k1 was a duplicate in the old side (both rows left out), so it is inserted now, both ways
+    # Then k1 was a duplicate in the old side (both rows left out), so it is inserted now, both ways,
+    # and k3 is deleted with its own old values
     for outcome in (direct, stored):
-        changes = pq.read_table(outcome.changes_path)
-        assert list(zip(changes["id"].to_pylist(), changes[CDC_OPERATION].to_pylist(), strict=True)) == [("k1", "I")]
+        changes = pq.read_table(outcome.changes_path).select(["id", "qty", CDC_OPERATION]).to_pylist()
+        assert changes == [
+            {"id": "k1", "qty": 5, CDC_OPERATION: "I"},
+            {"id": "k3", "qty": 8, CDC_OPERATION: "D"},
+        ]
         assert outcome.stats.rows_old == 2

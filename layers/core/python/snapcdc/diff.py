@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from snapcdc.csv_input import (
@@ -424,18 +425,10 @@ class OldSnapshot:
         def fetch(positions: np.ndarray | None) -> pa.Table:
             if positions is None:
                 return parquet.read(columns=data_names).replace_schema_metadata(None)
-            cuts = np.searchsorted(positions, group_starts)
-            groups = [g for g in range(parquet.num_row_groups) if cuts[g + 1] > cuts[g]]
             # Groups are decoded a few at a time (threads across columns), keeping only the wanted rows.
-            pieces = [schema.empty_table()]
-            for first in range(0, len(groups), 4):
-                chosen, offset, within = groups[first : first + 4], 0, []
-                for group in chosen:
-                    within.append(positions[cuts[group] : cuts[group + 1]] - group_starts[group] + offset)
-                    offset += group_starts[group + 1] - group_starts[group]
-                rows = parquet.read_row_groups(chosen, columns=data_names)
-                pieces.append(rows.take(np.concatenate(within)).replace_schema_metadata(None))
-            return pa.concat_tables(pieces)
+            return _take_from_groups(
+                positions, group_starts, schema, lambda groups: parquet.read_row_groups(groups, columns=data_names), 4
+            )
 
         return cls(
             schema=schema,
@@ -444,6 +437,27 @@ class OldSnapshot:
             head=lambda: _read_head(parquet, wanted),
             fetch=fetch,
         )
+
+
+def _take_from_groups(
+    positions: np.ndarray,
+    group_starts: np.ndarray,
+    schema: pa.Schema,
+    read: Callable[[list[int]], pa.Table],
+    at_once: int,
+) -> pa.Table:
+    """Rows at sorted ``positions`` of a file stored in groups of rows (``group_starts``: first row of
+    each group, then the row count), reading only the groups that hold some, ``at_once`` per read."""
+    cuts = np.searchsorted(positions, group_starts)
+    groups = [g for g in range(len(group_starts) - 1) if cuts[g + 1] > cuts[g]]
+    pieces = [schema.empty_table()]
+    for first in range(0, len(groups), at_once):
+        chosen, offset, within = groups[first : first + at_once], 0, []
+        for group in chosen:
+            within.append(positions[cuts[group] : cuts[group + 1]] - group_starts[group] + offset)
+            offset += group_starts[group + 1] - group_starts[group]
+        pieces.append(read(chosen).take(np.concatenate(within)).replace_schema_metadata(None))
+    return pa.concat_tables(pieces)
 
 
 @dataclass
@@ -756,7 +770,76 @@ class _ParquetSnapshot:
         self.thread.shutdown()
 
 
-_Sink = _MemorySnapshot | _ParquetSnapshot
+class _ScratchSnapshot:
+    """An old side read from a file never accepted (a CSV), accepted once for this diff. What the diff
+    reads of an old side (key hashes, keys, date, row hashes) stays in memory, and the full rows go to
+    an uncompressed Arrow file, written with no encoding work, for reading back the few deleted rows."""
+
+    def __init__(self, path: Path, spec: TableSpec, schema: pa.Schema) -> None:
+        self.path = path
+        self.schema = schema  # data and hash columns, the hash signature in its metadata
+        self.data_schema = pa.schema([f for f in schema if f.name not in HASH_COLUMNS])
+        date = [spec.date_field] if spec.date_field in self.data_schema.names else []
+        self.wanted = [*spec.primary_key, *date]
+        self.writer = pa.ipc.new_file(str(path), self.data_schema)
+        self.batch_starts = [0]
+        self.key_hash_parts: list[np.ndarray] = []
+        self.row_hash_parts: list[pa.Array] = []
+        self.head_parts: list[pa.RecordBatch] = []
+        self.kept: np.ndarray | None = None  # rows of the file that are part of the old side (None: all)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.writer.write_batch(batch.select(self.data_schema.names))
+        self.batch_starts.append(self.batch_starts[-1] + batch.num_rows)
+        self.key_hash_parts.append(batch.column(KEY_HASH).to_numpy())
+        self.row_hash_parts.append(batch.column(ROW_HASH))
+        self.head_parts.append(batch.select(self.wanted))
+
+    def finish(self, drop: np.ndarray, extra: pa.Table) -> None:
+        for batch in extra.cast(self.schema).to_batches():
+            self.write(batch)
+        self.writer.close()
+        self.key_hash = _joined(self.key_hash_parts, np.uint64)
+        self.row_a, self.row_b = row_hash_lanes(pa.chunked_array(self.row_hash_parts, pa.binary(16)))
+        heads = pa.Table.from_batches(self.head_parts, self.data_schema.empty_table().select(self.wanted).schema)
+        self.key_hash_parts, self.row_hash_parts, self.head_parts = [], [], []
+        self.keys = pa.table({name: _one_chunk(heads[name]) for name in self.wanted})
+        del heads
+        if len(drop):  # duplicates found at the end: their rows stay in the file, unread
+            self.kept = np.delete(np.arange(len(self.key_hash)), drop)
+            lanes = (self.key_hash, self.row_a, self.row_b)
+            self.key_hash, self.row_a, self.row_b = (np.delete(lane, drop) for lane in lanes)
+            self.keys = self.keys.take(self.kept)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):  # the error that made us abort is the one to report
+            self.writer.close()
+        self.path.unlink(missing_ok=True)
+
+    def old_side(self) -> OldSnapshot:
+        metadata = self.schema.metadata or {}
+        return OldSnapshot(
+            schema=self.data_schema,
+            signature=metadata[HASH_METADATA].decode(),
+            key_hashes=lambda: self.key_hash,
+            head=lambda: _Head(self.keys, self.row_a, self.row_b),
+            fetch=self.fetch,
+        )
+
+    def fetch(self, positions: np.ndarray | None) -> pa.Table:
+        with pa.OSFile(str(self.path)) as file:  # read, not mapped: mapped pages would count as memory
+            reader = pa.ipc.open_file(file)
+            if positions is None:
+                table = reader.read_all()
+                return table if self.kept is None else table.take(self.kept)
+            rows = positions if self.kept is None else self.kept[positions]
+            starts = np.array(self.batch_starts)
+            return _take_from_groups(
+                rows, starts, self.data_schema, lambda groups: pa.Table.from_batches([reader.get_batch(groups[0])]), 1
+            )
+
+
+_Sink = _MemorySnapshot | _ParquetSnapshot | _ScratchSnapshot
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1160,23 +1243,23 @@ def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, wor
         stored = pq.read_schema(path)
         if HASH_METADATA in (stored.metadata or {}) and all(c in stored.names for c in HASH_COLUMNS):
             return OldSnapshot.from_parquet(path, spec, name)
-    # Plain data (a CSV, a foreign Parquet): accepted as a first snapshot would be, into a snapshot
-    # file in ``work`` that is then read like a stored one (memory stays bounded).
-    accepted = work / "old-snapshot.parquet"
 
-    def accept(find_duplicates: bool) -> pa.Table | None:
-        # A scratch file read once: not compressed, which writes and reads faster.
-        scratch = functools.partial(_ParquetSnapshot, accepted, codec="none")
-        return _diff_file(None, path, spec, observed_at, scratch, (name, name), find_duplicates)[2]
+    # Plain data (a CSV, a foreign Parquet): accepted as a first snapshot would be, its full rows into
+    # a scratch file in ``work`` (memory stays bounded).
+    def accept(find_duplicates: bool) -> tuple[_ScratchSnapshot, pa.Table | None]:
+        scratch = functools.partial(_ScratchSnapshot, work / "old-snapshot.arrow", spec)
+        sink, _, quarantine, _, _ = _diff_file(None, path, spec, observed_at, scratch, (name, name), find_duplicates)
+        assert isinstance(sink, _ScratchSnapshot)
+        return sink, quarantine
 
     # Keys occurring twice are left in the scratch file and set aside when the old side's hash table
     # is built: without duplicates, one hash table over the keys instead of two. A row quarantined for
     # a value still makes its key a duplicate, and it is not in the file: then the check runs here.
-    quarantine = accept(find_duplicates=False)
+    sink, quarantine = accept(find_duplicates=False)
     if quarantine is not None and pc.any(pc.not_equal(quarantine[QUARANTINE_REASON], NULL_KEY)).as_py():
-        accept(find_duplicates=True)
+        sink, _ = accept(find_duplicates=True)
     pa.default_memory_pool().release_unused()  # give the first pass's buffers back before the second
-    return OldSnapshot.from_parquet(accepted, spec, name)
+    return sink.old_side()
 
 
 def _copy_first_load(snapshot: Path, full_load: Path, changes: Path, inserted_at: datetime) -> None:
