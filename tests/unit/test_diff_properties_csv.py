@@ -7,8 +7,10 @@ import tempfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from snapcdc import csv_input
 from snapcdc.diff import DiffResult, diff_files
 
 from tests.unit.diff_model import Row, assert_diff_matches_model, rows_by_key, to_csv
@@ -28,11 +30,17 @@ def _as_read_from_csv(rows: list[Row]) -> list[Row]:
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(snapshot_pairs(), st.randoms(use_true_random=False))
+@given(snapshot_pairs(), st.randoms(use_true_random=False), st.sampled_from([1, 48, csv_input.SEGMENT_BYTES]))
 def test_csv_file_path_replays_to_new_snapshot(
-    tmp_path: Path, pair: tuple[list[Row], list[Row]], rng: random.Random
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pair: tuple[list[Row], list[Row]],
+    rng: random.Random,
+    segment_bytes: int,
 ) -> None:
-    # Given two CSV files (random delimiter, CRLF, BOM, column order; quoted separators and breaks)
+    # Given two CSV files (random delimiter, CRLF, BOM, column order; quoted separators and breaks),
+    # parsed in segments of any size (a segment may start inside a quoted line break)
+    monkeypatch.setattr(csv_input, "SEGMENT_BYTES", segment_bytes)
     old_rows, new_rows = (_as_read_from_csv(rows) for rows in pair)
     folder = Path(tempfile.mkdtemp(dir=tmp_path))
     _write_csv(folder / "old.csv", old_rows, rng)

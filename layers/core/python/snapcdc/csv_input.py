@@ -8,8 +8,10 @@ so the message can name them.
 
 from __future__ import annotations
 
+import collections
 import csv
 import itertools
+import os
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +27,10 @@ DEFAULT_BLOCK_SIZE = 16 << 20
 # Streaming: pyarrow's reader queues up to 32 blocks read ahead, so a block of 4 MB caps that at 128 MB.
 STREAM_BLOCK_SIZE = 4 << 20
 MAX_BLOCK_SIZE = (1 << 31) - 1
+# A file is parsed in segments of about this size (one batch each), two at a time, a few ahead.
+SEGMENT_BYTES = 16 << 20
+_SEGMENTS_AHEAD = 3
+_LINE_PROBE_BYTES = 64 << 10
 _HEADER_PROBE_BYTES = 1 << 20
 _NUL_SCAN_BYTES = 16 << 20
 
@@ -236,24 +242,109 @@ def sample_strings(path: Path, name: str, names: list[str], sep: str) -> pa.Tabl
 def typed_batches(
     path: Path, name: str, names: list[str], sep: str, types: Mapping[str, pa.DataType]
 ) -> Iterator[pa.RecordBatch]:
-    """Stream a file whose header passed :func:`read_header` in batches (~4 MB of text each),
-    converted to ``types`` by pyarrow's reader threads. Raises :class:`TypedReadFailed` (possibly
-    after some batches) when a value does not convert, a record is malformed or a text value holds
-    a NUL byte (the exact path then names its line)."""
+    """Stream a file whose header passed :func:`read_header` in batches converted to ``types``.
+    Raises :class:`TypedReadFailed` (possibly after some batches) when a value does not convert, a
+    record is malformed or a text value holds a NUL byte (the exact path then names its line)."""
+    convert = _convert_options({column: types[column] for column in names})
     try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=_read_options(STREAM_BLOCK_SIZE),
-            parse_options=_parse_options(sep),
-            convert_options=_convert_options({column: types[column] for column in names}),
-        )
-        _check_names(reader.schema.names, names, name)
-        for batch in _read_ahead(reader):
+        for batch in _segment_batches(path, name, names, sep, convert):
             if _holds_nul(batch):
                 raise TypedReadFailed("NUL byte in a text value")
             yield batch
     except pa.ArrowInvalid as error:
         raise TypedReadFailed(str(error)) from None
+
+
+def _segment_batches(
+    path: Path, name: str, names: list[str], sep: str, convert: pacsv.ConvertOptions
+) -> Iterator[pa.RecordBatch]:
+    """The file's records, parsed a segment at a time by two threads (pyarrow's streaming reader uses
+    one core). A segment starts after a line break, which is a record boundary unless it falls inside
+    a quoted value; the segment before it then ends in that value (its last text value ends with the
+    line break, or its last record falls short or fails to convert). Whenever a segment leaves that
+    in doubt, the rest of the file is read by one streaming reader from the last sure boundary."""
+    starts = _segment_starts(path)
+    with path.open("rb") as handle, ThreadPoolExecutor(max_workers=2, thread_name_prefix="csv-segment") as pool:
+
+        def parse(segment: int) -> pa.Table | pa.ArrowInvalid:
+            start, end = starts[segment], starts[segment + 1]
+            data = os.pread(handle.fileno(), end - start, start)
+            options = pacsv.ReadOptions(
+                use_threads=False, block_size=len(data) + 1, column_names=names if segment else None
+            )
+            try:
+                return pacsv.read_csv(pa.BufferReader(data), options, _parse_options(sep), convert)
+            except pa.ArrowInvalid as error:
+                return error
+
+        count = len(starts) - 1
+        ahead = collections.deque(pool.submit(parse, s) for s in range(min(_SEGMENTS_AHEAD, count)))
+        try:
+            for segment in range(count):
+                parsed = ahead.popleft().result()
+                if segment + len(ahead) + 1 < count:
+                    ahead.append(pool.submit(parse, segment + len(ahead) + 1))
+                last = segment == count - 1
+                if isinstance(parsed, pa.ArrowInvalid) or not (last or _ends_cleanly(parsed)):
+                    yield from _stream_from(path, name, starts[segment], names, sep, convert)
+                    return
+                if segment == 0:
+                    _check_names(parsed.column_names, names, name)
+                yield from parsed.to_batches()
+        finally:
+            for pending in ahead:  # segments not needed any more
+                pending.cancel()
+
+
+def _segment_starts(path: Path) -> list[int]:
+    """Byte offsets where segments start (after the first line break past every SEGMENT_BYTES),
+    then the file size."""
+    size = path.stat().st_size
+    starts = [0]
+    with path.open("rb") as handle:
+        for nominal in range(SEGMENT_BYTES, size, SEGMENT_BYTES):
+            at = max(nominal, starts[-1])
+            handle.seek(at)
+            while chunk := handle.read(_LINE_PROBE_BYTES):
+                found = chunk.find(b"\n")
+                if found >= 0:
+                    break
+                at += len(chunk)
+            if not chunk or at + found + 1 >= size:
+                break
+            if at + found + 1 > starts[-1]:
+                starts.append(at + found + 1)
+    return [*starts, size]
+
+
+def _ends_cleanly(table: pa.Table) -> bool:
+    """Whether no text value of the last record ends with a line break (as a value cut at the
+    segment's end inside its quotes would). No record: only blank lines (or the header), no quotes."""
+    if table.num_rows == 0:
+        return True
+    last = table.slice(table.num_rows - 1)
+    for column in last.columns:
+        if pa.types.is_string(column.type):
+            value = column[0].as_py()
+            if value is not None and value.endswith(("\n", "\r")):
+                return False
+    return True
+
+
+def _stream_from(
+    path: Path, name: str, offset: int, names: list[str], sep: str, convert: pacsv.ConvertOptions
+) -> Iterator[pa.RecordBatch]:
+    """Records from ``offset`` (a record boundary; 0: the header) to the end, by one streaming reader."""
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        options = _read_options(STREAM_BLOCK_SIZE)
+        if offset:
+            options.column_names = names
+        reader = pacsv.open_csv(
+            handle, read_options=options, parse_options=_parse_options(sep), convert_options=convert
+        )
+        _check_names(reader.schema.names, names, name)
+        yield from _read_ahead(reader)
 
 
 def _holds_nul(batch: pa.RecordBatch) -> bool:
