@@ -118,11 +118,38 @@ def test_a_first_load_reports_every_row_inserted_without_keeping_them_in_memory(
     outcome = diff_files(
         old=None, new=_big_csv(tmp_path / "t.csv", 10_000), spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "o"
     )
-    # Then the change set (copied from the snapshot file) holds every row as an insert
+    # Then the change set (written beside the snapshot) holds every row as an insert
     changes = pq.read_table(outcome.changes_path)
     assert outcome.stats.inserts == changes.num_rows == 10_000
     assert set(changes[CDC_OPERATION].to_pylist()) == {"I"}
     assert changes.drop_columns([CDC_OPERATION, engine.CDC_TIMESTAMP]).equals(pq.read_table(outcome.full_load_path))
+
+
+def test_a_first_load_with_a_duplicate_found_late_rewrites_the_snapshot_full_load_and_change_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a first file where k0000005 appears again 15,000 rows later, and small row groups and CSV
+    # segments, so that its first row is already written to all three files when the second is met
+    monkeypatch.setattr(engine, "SNAPSHOT_ROW_GROUP", 2_000)
+    monkeypatch.setattr(csv_input, "SEGMENT_BYTES", 50_000)
+    lines = _big_csv(tmp_path / "t.csv", 20_000).read_text().splitlines(keepends=True)
+    lines[15_001] = lines[6].replace(",n0", ",other")  # line 6 holds k0000005
+    new = tmp_path / "new.csv"
+    new.write_text("".join(lines))
+    # When loaded first
+    outcome = diff_files(
+        old=None, new=new, spec=TableSpec(primary_key=("id",)), observed_at=OBSERVED, out_dir=tmp_path / "o"
+    )
+    # Then both rows are quarantined and none of the three files holds k0000005
+    assert pq.read_table(outcome.quarantine_path)[engine.SOURCE_RECORD].to_pylist() == [7, 15_002]
+    assert outcome.full_load_path is not None
+    full_load, changes = pq.read_table(outcome.full_load_path), pq.read_table(outcome.changes_path)
+    assert full_load.num_rows == changes.num_rows == outcome.stats.inserts == 19_998
+    assert "k0000005" not in full_load["id"].to_pylist()
+    # And the change set is the full load inserted, and the snapshot holds the same rows
+    assert changes.drop_columns([CDC_OPERATION, engine.CDC_TIMESTAMP]).equals(full_load)
+    assert set(changes[CDC_OPERATION].to_pylist()) == {"I"}
+    assert _data(outcome.snapshot_path).equals(full_load)
 
 
 def test_duplicates_in_different_batches_are_quarantined_and_the_streamed_snapshot_rewritten(tmp_path: Path) -> None:

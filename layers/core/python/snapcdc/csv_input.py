@@ -268,6 +268,8 @@ def _segment_batches(
 
         def parse(segment: int) -> pa.Table | pa.ArrowInvalid:
             start, end = starts[segment], starts[segment + 1]
+            if end - start >= MAX_BLOCK_SIZE:  # one block per segment: a line of 2 GB is read by the stream
+                return pa.ArrowInvalid("segment larger than a block")
             data = os.pread(handle.fileno(), end - start, start)
             options = pacsv.ReadOptions(
                 use_threads=False, block_size=len(data) + 1, column_names=names if segment else None

@@ -705,17 +705,79 @@ class _MemorySnapshot:
         self.batches.clear()
 
 
-class _ParquetSnapshot:
-    """Writes batches in a background thread (the Parquet encoder releases the GIL), one at a time."""
+class _ParquetOutput:
+    """A Parquet file written a row group at a time in a thread of its own (the encoder releases the
+    GIL), one row group at a time; its codecs are chosen from its first row group. ``shape`` turns a
+    row group of the snapshot into this file's rows."""
 
-    def __init__(self, path: Path, schema: pa.Schema, codec: str = SNAPSHOT_CODEC) -> None:
+    def __init__(self, path: Path, codec: str, shape: Callable[[pa.Table], pa.Table]) -> None:
         self.path = path
-        self.schema = schema
         self.codec = codec
-        self.writer: pq.ParquetWriter | None = None  # opened with the first row group, which picks the codecs
+        self.shape = shape
+        self.writer: pq.ParquetWriter | None = None
         self.options: dict[str, object] = {}
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-writer")
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
         self.pending: Future[None] | None = None
+
+    def submit(self, rows: pa.Table) -> None:
+        """Writes ``rows`` (one row group) while the next ones are diffed."""
+        self.wait()
+        self.pending = self.thread.submit(self._write, rows)
+
+    def _write(self, rows: pa.Table) -> None:
+        shaped = self.shape(rows)
+        self._opened(shaped).write_table(shaped, SNAPSHOT_ROW_GROUP * 2)
+
+    def _opened(self, first: pa.Table) -> pq.ParquetWriter:
+        if self.writer is None:
+            self.options = _parquet_options(first.schema, first, self.codec)
+            self.writer = pq.ParquetWriter(self.path, first.schema, **self.options)  # type: ignore[arg-type]
+        return self.writer
+
+    def finish(self, drop: np.ndarray, extra: pa.Table, empty: pa.Table) -> None:
+        self.wait()
+        if len(drop) == 0:
+            if extra.num_rows:
+                self._write(extra)
+            self._close(empty)
+            return
+        self._close(empty)  # duplicates found at the end (rare): rewrite the file without their rows
+        table = pq.read_table(self.path)
+        keep = np.ones(table.num_rows, dtype=bool)
+        keep[drop] = False
+        table = pa.concat_tables([table.filter(pa.array(keep)), self.shape(extra).cast(table.schema)])
+        pq.write_table(table, self.path, **self.options)  # type: ignore[arg-type]
+
+    def abort(self, empty: pa.Table) -> None:
+        with contextlib.suppress(Exception):  # the error that made us abort is the one to report
+            self.wait()
+        self._close(empty)
+        self.path.unlink(missing_ok=True)
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def _close(self, empty: pa.Table) -> None:
+        self._opened(self.shape(empty)).close()  # an empty table is still a file
+        self.thread.shutdown()
+
+
+class _ParquetSnapshot:
+    """The new snapshot as a Parquet file, gathered into row groups; a first snapshot's user-facing
+    files (``copies``: path and shape) are written beside it from the same row groups."""
+
+    def __init__(
+        self,
+        path: Path,
+        schema: pa.Schema,
+        codec: str = SNAPSHOT_CODEC,
+        copies: Iterable[tuple[Path, Callable[[pa.Table], pa.Table]]] = (),
+    ) -> None:
+        self.schema = schema
+        self.outputs = [_ParquetOutput(path, codec, lambda rows: rows)]
+        self.outputs += [_ParquetOutput(copy, "snappy", shape) for copy, shape in copies]
         self.gathered: list[pa.RecordBatch] = []
         self.gathered_rows = 0
 
@@ -726,48 +788,20 @@ class _ParquetSnapshot:
             self._submit()
 
     def _submit(self) -> None:
-        """One row group of the gathered batches, written while the next ones are diffed."""
-        self._wait()
         if self.gathered:
-            table = pa.Table.from_batches(self.gathered, schema=self.schema)
-            self.pending = self.thread.submit(self._opened(table).write_table, table, SNAPSHOT_ROW_GROUP * 2)
+            rows = pa.Table.from_batches(self.gathered, schema=self.schema)
+            for output in self.outputs:
+                output.submit(rows)
             self.gathered, self.gathered_rows = [], 0
-
-    def _opened(self, first: pa.Table) -> pq.ParquetWriter:
-        if self.writer is None:
-            self.options = _parquet_options(self.schema, first, self.codec)
-            self.writer = pq.ParquetWriter(self.path, self.schema, **self.options)  # type: ignore[arg-type]
-        return self.writer
 
     def finish(self, drop: np.ndarray, extra: pa.Table) -> None:
         self._submit()
-        self._wait()
-        if len(drop) == 0:
-            if extra.num_rows:
-                self._opened(extra).write_table(extra.cast(self.schema))
-            self._close()
-            return
-        self._close()  # duplicates found at the end (rare): rewrite the file without their rows
-        table = pq.read_table(self.path)
-        keep = np.ones(table.num_rows, dtype=bool)
-        keep[drop] = False
-        table = pa.concat_tables([table.filter(pa.array(keep)), extra.cast(table.schema)])
-        pq.write_table(table, self.path, **self.options)  # type: ignore[arg-type]
+        for output in self.outputs:
+            output.finish(drop, extra.cast(self.schema), self.schema.empty_table())
 
     def abort(self) -> None:
-        with contextlib.suppress(Exception):  # the error that made us abort is the one to report
-            self._wait()
-        self._close()
-        self.path.unlink(missing_ok=True)
-
-    def _wait(self) -> None:
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            pending.result()
-
-    def _close(self) -> None:
-        self._opened(self.schema.empty_table()).close()  # an empty snapshot is still a file
-        self.thread.shutdown()
+        for output in self.outputs:
+            output.abort(self.schema.empty_table())
 
 
 class _ScratchSnapshot:
@@ -1262,25 +1296,16 @@ def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, wor
     return sink.old_side()
 
 
-def _copy_first_load(snapshot: Path, full_load: Path, changes: Path, inserted_at: datetime) -> None:
-    """A first snapshot's data columns (no hashes) as the user-facing full load and as its change set
-    (every row inserted at ``inserted_at``): one read of the snapshot, a row group at a time."""
-    parquet = pq.ParquetFile(snapshot)
-    names = [n for n in parquet.schema_arrow.names if n not in HASH_COLUMNS]
-    schema = pa.schema([parquet.schema_arrow.field(n) for n in names])
-    first = parquet.read_row_group(0, columns=names) if parquet.num_row_groups else schema.empty_table()
-    change_schema = _with_cdc(schema.empty_table(), "I", inserted_at).schema
-    with (
-        pq.ParquetWriter(full_load, schema, **_parquet_options(schema, first)) as data,  # type: ignore[arg-type]
-        pq.ParquetWriter(changes, change_schema, **_parquet_options(change_schema, first)) as inserts,  # type: ignore[arg-type]
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="full-load-writer") as beside,
-    ):
-        for group in range(parquet.num_row_groups):
-            rows = first if group == 0 else parquet.read_row_group(group, columns=names)
-            rows = rows.replace_schema_metadata(None)
-            written = beside.submit(data.write_table, rows)  # the two files are encoded at once
-            inserts.write_table(_with_cdc(rows, "I", inserted_at))
-            written.result()
+def _first_load_copies(
+    full_load: Path, changes: Path, inserted_at: datetime
+) -> list[tuple[Path, Callable[[pa.Table], pa.Table]]]:
+    """A first snapshot's data columns (no hashes) as the user-facing full load, and as its change set
+    (every row inserted at ``inserted_at``)."""
+
+    def data(rows: pa.Table) -> pa.Table:
+        return rows.drop_columns(list(HASH_COLUMNS)).replace_schema_metadata(None)
+
+    return [(full_load, data), (changes, lambda rows: _with_cdc(data(rows), "I", inserted_at))]
 
 
 def _write(table: pa.Table, path: Path, written: list[Path]) -> Path:
@@ -1325,23 +1350,23 @@ def _diff_into(
     started: float,
 ) -> DiffOutcome:
     snapshot_path = out_dir / "snapshot.parquet"
+    changes_path = out_dir / "changes.parquet"
     written: list[Path] = [snapshot_path]
+    # A first snapshot's data, without the hash columns, and its change set (every row inserted) are
+    # written beside the snapshot; later ones' change set is small and written at the end.
+    full_load_path = out_dir / "full_load.parquet" if old_side is None else None
+    copies = _first_load_copies(full_load_path, changes_path, _utc(observed_at)) if full_load_path else []
+    written += [path for path, _ in copies]
     try:
         _, changes, quarantine, stats, new_input = _diff_file(
             old_side,
             Path(new),
             spec,
             observed_at,
-            lambda schema: _ParquetSnapshot(snapshot_path, schema),
+            lambda schema: _ParquetSnapshot(snapshot_path, schema, copies=copies),
             names,
         )
-        changes_path = out_dir / "changes.parquet"
-        full_load_path = None
-        if old_side is None:  # the first snapshot's data, without the hash columns; every row inserted
-            full_load_path = out_dir / "full_load.parquet"
-            written += [full_load_path, changes_path]
-            _copy_first_load(snapshot_path, full_load_path, changes_path, _utc(observed_at))
-        else:
+        if old_side is not None:
             _write(changes, changes_path, written)
         quarantine_path = (
             _write(quarantine, out_dir / "quarantine.parquet", written) if quarantine is not None else None
