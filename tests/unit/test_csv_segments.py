@@ -33,7 +33,7 @@ def _file(tmp_path: Path, data: bytes) -> Path:
     return path
 
 
-TEXT = st.text(alphabet=st.sampled_from(list('ab,;"\n\r é')), max_size=6)
+TEXT = st.text(alphabet=st.sampled_from(list('ab,;"\n\r é\ufeff')), max_size=6)  # a BOM may start a line
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -117,3 +117,39 @@ def test_segments_start_after_line_breaks_past_each_segment_size(
     monkeypatch.setattr(csv_input, "SEGMENT_BYTES", 16)
     # When the starts are found / Then each is the first line start after 16, 32, 48, then the size
     assert csv_input._segment_starts(path) == [0, 18, 36, 54, 60]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xef\xbb\xbfid,note\n1,x\n\xef\xbb\xbf2,y\n",
+        b'id,note\n\xef\xbb\xbf"1,a\n2",b\n',
+        b'id,note\n\xef\xbb\xbf2,"x\n' + b"y\n" * 6 + b'z"\n',  # a value too long to join: read by one reader
+    ],
+    ids=["parts-joined-with-cat", "bom-before-a-quote", "bom-where-one-reader-takes-over"],
+)
+def test_a_bom_starting_a_later_line_is_data_as_for_one_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes
+) -> None:
+    # Given a UTF-8 BOM at the start of a line after the first (CSV parts joined with cat)
+    path = _file(tmp_path, data)
+    monkeypatch.setattr(csv_input, "SEGMENT_BYTES", EVERY_LINE)
+    # When parsed in segments / Then it is part of the value, as one reader of the file reads it
+    assert _segmented(path) == read_csv_strings(path, "t.csv").to_pylist()
+
+
+def test_a_segment_ending_inside_a_quoted_value_is_joined_with_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 40 records whose notes hold line breaks, and segments of about one record
+    records = b"".join(b'%d,"line one\nline two",%d\n' % (i, i) for i in range(40))
+    path = _file(tmp_path, b"id,note,qty\n" + records)
+    monkeypatch.setattr(csv_input, "SEGMENT_BYTES", 20)
+
+    def no_stream(*args: object) -> None:
+        raise AssertionError("the rest of the file was sent to one reader")
+
+    monkeypatch.setattr(csv_input, "_stream_from", no_stream)
+    # When parsed / Then every record is whole, without falling back to one streaming reader
+    rows = _segmented(path, {"id": pa.int64(), "note": pa.string(), "qty": pa.int64()})
+    assert rows == [{"id": i, "note": "line one\nline two", "qty": i} for i in range(40)]

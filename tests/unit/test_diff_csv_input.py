@@ -21,6 +21,11 @@ def test_crlf_and_bom(tmp_path: Path) -> None:
     assert rows == [{"id": "1", "name": "a\r\nb"}, {"id": "2", "name": None}]
 
 
+def test_cr_line_ends(tmp_path: Path) -> None:
+    # Given a file with classic Mac line ends (CR only) / Then its records are read
+    assert _read(tmp_path, b"id,name\r1,a\r2,b\r") == [{"id": "1", "name": "a"}, {"id": "2", "name": "b"}]
+
+
 def test_delimiter_detected_from_header(tmp_path: Path) -> None:
     assert _read(tmp_path, b'a;b\n"x,y";2\n') == [{"a": "x,y", "b": "2"}]
     assert _read(tmp_path, b'a,b\n"x;y",2\n') == [{"a": "x;y", "b": "2"}]

@@ -8,12 +8,11 @@ so the message can name them.
 
 from __future__ import annotations
 
-import collections
 import csv
 import itertools
 import os
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ MAX_BLOCK_SIZE = (1 << 31) - 1
 # A file is parsed in segments of about this size (one batch each), two at a time, a few ahead.
 SEGMENT_BYTES = 16 << 20
 _SEGMENTS_AHEAD = 3
+_SEGMENTS_JOINED = 4  # a segment ending inside a quoted value is joined with up to 3 next ones
 _LINE_PROBE_BYTES = 64 << 10
 _HEADER_PROBE_BYTES = 1 << 20
 _NUL_SCAN_BYTES = 16 << 20
@@ -62,10 +62,10 @@ def _first_record(path: Path, name: str) -> tuple[str, int]:
         probe = probe[len(UTF8_BOM) :]
     if not probe.strip(b"\r\n\t "):
         raise InputError(name, 1, "empty file: no header line")
-    end = probe.find(b"\n")
-    line = probe if end < 0 else probe[:end]
+    ends = [at for at in (probe.find(b"\n"), probe.find(b"\r")) if at >= 0]  # LF, CRLF or CR line ends
+    line = probe[: min(ends)] if ends else probe
     try:
-        return line.decode("utf-8").rstrip("\r"), size
+        return line.decode("utf-8"), size
     except UnicodeDecodeError:
         raise InputError(name, 1, "header is not valid UTF-8") from None
 
@@ -261,41 +261,64 @@ def _segment_batches(
     """The file's records, parsed a segment at a time by two threads (pyarrow's streaming reader uses
     one core). A segment starts after a line break, which is a record boundary unless it falls inside
     a quoted value; the segment before it then ends in that value (its last text value ends with the
-    line break, or its last record falls short or fails to convert). Whenever a segment leaves that
-    in doubt, the rest of the file is read by one streaming reader from the last sure boundary."""
+    line break, or its last record falls short or fails to convert). A segment whose end is in doubt
+    is parsed again joined with the next one; after a few joins the rest of the file is read by one
+    streaming reader from the last sure boundary (which also reports a record that is really bad)."""
     starts = _segment_starts(path)
+    count = len(starts) - 1
     with path.open("rb") as handle, ThreadPoolExecutor(max_workers=2, thread_name_prefix="csv-segment") as pool:
 
-        def parse(segment: int) -> pa.Table | pa.ArrowInvalid:
-            start, end = starts[segment], starts[segment + 1]
-            if end - start >= MAX_BLOCK_SIZE:  # one block per segment: a line of 2 GB is read by the stream
+        def parse(first: int, end: int) -> pa.Table | pa.ArrowInvalid:
+            """Segments first to end - 1, as one."""
+            # From the line break before the segment: pyarrow skips a BOM at the start of what it reads,
+            # and a BOM starting a line later in the file is data (an empty first line is ignored).
+            at, stop = max(starts[first] - 1, 0), starts[end]
+            if stop - at >= MAX_BLOCK_SIZE:  # one block per segment: a line of 2 GB is read by the stream
                 return pa.ArrowInvalid("segment larger than a block")
-            data = os.pread(handle.fileno(), end - start, start)
-            options = pacsv.ReadOptions(
-                use_threads=False, block_size=len(data) + 1, column_names=names if segment else None
-            )
+            data = os.pread(handle.fileno(), stop - at, at)
+            if len(data) != stop - at:
+                return pa.ArrowInvalid("short read")
+            header = None if first == 0 else names  # later segments have no header line
+            options = pacsv.ReadOptions(use_threads=False, block_size=len(data) + 1, column_names=header)
             try:
                 return pacsv.read_csv(pa.BufferReader(data), options, _parse_options(sep), convert)
             except pa.ArrowInvalid as error:
                 return error
 
-        count = len(starts) - 1
-        ahead = collections.deque(pool.submit(parse, s) for s in range(min(_SEGMENTS_AHEAD, count)))
+        def whole(parsed: pa.Table | pa.ArrowInvalid, end: int) -> bool:
+            return not isinstance(parsed, pa.ArrowInvalid) and (end == count or _ends_cleanly(parsed))
+
+        ahead: dict[int, Future[pa.Table | pa.ArrowInvalid]] = {}
         try:
-            for segment in range(count):
-                parsed = ahead.popleft().result()
-                if segment + len(ahead) + 1 < count:
-                    ahead.append(pool.submit(parse, segment + len(ahead) + 1))
-                last = segment == count - 1
-                if isinstance(parsed, pa.ArrowInvalid) or not (last or _ends_cleanly(parsed)):
-                    yield from _stream_from(path, name, starts[segment], names, sep, convert)
+            first = 0
+            while first < count:
+                for later in range(first, min(first + _SEGMENTS_AHEAD, count)):
+                    if later not in ahead:
+                        ahead[later] = pool.submit(parse, later, later + 1)
+                end = first + 1
+                parsed = ahead.pop(first).result()
+                while not whole(parsed, end) and end < count and end - first < _SEGMENTS_JOINED:
+                    _cancel(ahead.pop(end, None))  # its start was not a record boundary
+                    end += 1
+                    parsed = parse(first, end)
+                if not whole(parsed, end):
+                    for pending in ahead.values():
+                        _cancel(pending)
+                    ahead.clear()
+                    yield from _stream_from(path, name, starts[first], names, sep, convert)
                     return
-                if segment == 0:
+                if first == 0:
                     _check_names(parsed.column_names, names, name)
                 yield from parsed.to_batches()
+                first = end
         finally:
-            for pending in ahead:  # segments not needed any more
-                pending.cancel()
+            for pending in ahead.values():  # segments not needed any more
+                _cancel(pending)
+
+
+def _cancel(pending: Future[pa.Table | pa.ArrowInvalid] | None) -> None:
+    if pending is not None:
+        pending.cancel()
 
 
 def _segment_starts(path: Path) -> list[int]:
@@ -337,10 +360,10 @@ def _stream_from(
     path: Path, name: str, offset: int, names: list[str], sep: str, convert: pacsv.ConvertOptions
 ) -> Iterator[pa.RecordBatch]:
     """Records from ``offset`` (a record boundary; 0: the header) to the end, by one streaming reader."""
-    with path.open("rb") as handle:
-        handle.seek(offset)
+    with pa.OSFile(str(path)) as handle:
         options = _read_options(STREAM_BLOCK_SIZE)
         if offset:
+            handle.seek(offset - 1)  # from the line break before it, as a segment is parsed
             options.column_names = names
         reader = pacsv.open_csv(
             handle, read_options=options, parse_options=_parse_options(sep), convert_options=convert

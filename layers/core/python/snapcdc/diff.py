@@ -851,22 +851,35 @@ class _ScratchSnapshot:
         self.path.unlink(missing_ok=True)
 
     def old_side(self) -> OldSnapshot:
-        metadata = self.schema.metadata or {}
+        """The accepted old side. Its keys and hashes are handed over to the index that asks for them
+        (or dropped when the index recomputes them from the full rows); the sink keeps only the file."""
+        key_hash, head = [self.key_hash], [_Head(self.keys, self.row_a, self.row_b)]
+        del self.key_hash, self.keys, self.row_a, self.row_b
+
+        def fetch(positions: np.ndarray | None) -> pa.Table:
+            if positions is None:  # stale hashes (the new file's schema differs): recomputed from these rows
+                key_hash.clear()
+                head.clear()
+            return self.fetch(positions)
+
         return OldSnapshot(
             schema=self.data_schema,
-            signature=metadata[HASH_METADATA].decode(),
-            key_hashes=lambda: self.key_hash,
-            head=lambda: _Head(self.keys, self.row_a, self.row_b),
-            fetch=self.fetch,
+            signature=(self.schema.metadata or {})[HASH_METADATA].decode(),
+            key_hashes=key_hash.pop,
+            head=head.pop,
+            fetch=fetch,
         )
 
     def fetch(self, positions: np.ndarray | None) -> pa.Table:
+        """Rows at sorted ``positions`` of the old side (None: all), read a batch at a time."""
         with pa.OSFile(str(self.path)) as file:  # read, not mapped: mapped pages would count as memory
             reader = pa.ipc.open_file(file)
-            if positions is None:
-                table = reader.read_all()
-                return table if self.kept is None else table.take(self.kept)
-            rows = positions if self.kept is None else self.kept[positions]
+            if self.kept is None:
+                if positions is None:
+                    return reader.read_all()
+                rows = positions
+            else:
+                rows = self.kept if positions is None else self.kept[positions]
             starts = np.array(self.batch_starts)
             return _take_from_groups(
                 rows, starts, self.data_schema, lambda groups: pa.Table.from_batches([reader.get_batch(groups[0])]), 1
@@ -1291,8 +1304,9 @@ def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, wor
     # a value still makes its key a duplicate, and it is not in the file: then the check runs here.
     sink, quarantine = accept(find_duplicates=False)
     if quarantine is not None and pc.any(pc.not_equal(quarantine[QUARANTINE_REASON], NULL_KEY)).as_py():
+        del sink  # its keys and hashes, before the second acceptance holds its own
         sink, _ = accept(find_duplicates=True)
-    pa.default_memory_pool().release_unused()  # give the first pass's buffers back before the second
+    pa.default_memory_pool().release_unused()  # give the acceptance's buffers back before the diff
     return sink.old_side()
 
 
