@@ -384,6 +384,7 @@ class OldSnapshot:
     key_hashes: Callable[[], np.ndarray] | None  # cached key hashes, read first (None: no cached hashes)
     head: Callable[[], _Head] | None  # keys, date and cached row hashes (None: no cached hashes)
     fetch: Callable[[np.ndarray | None], pa.Table]  # data rows at sorted positions (None: all rows)
+    lookup: Future[pd.Index | None] | None = None  # a hash lookup over key_hashes already being built
 
     @classmethod
     def from_table(cls, table: pa.Table, spec: TableSpec) -> OldSnapshot:
@@ -512,7 +513,7 @@ class _OldIndex:
             self.key_hash = old.key_hashes()
             # The lookup (the slow part) is built while the keys and row hashes are read.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="old-lookup") as builder:
-                lookup = builder.submit(_hash_lookup, self.key_hash)
+                lookup = old.lookup or builder.submit(_hash_lookup, self.key_hash)
                 head = old.head()
                 key_and_date = pa.schema([schema.field(c) for c in head.keys.column_names])
                 self.keys = _conform_table(head.keys, key_and_date, name)
@@ -821,6 +822,7 @@ class _ScratchSnapshot:
         self.row_hash_parts: list[pa.Array] = []
         self.head_parts: list[pa.RecordBatch] = []
         self.kept: np.ndarray | None = None  # rows of the file that are part of the old side (None: all)
+        self.lookup: Future[pd.Index | None] | None = None
 
     def write(self, batch: pa.RecordBatch) -> None:
         self.writer.write_batch(batch.select(self.data_schema.names))
@@ -834,15 +836,20 @@ class _ScratchSnapshot:
             self.write(batch)
         self.writer.close()
         self.key_hash = _joined(self.key_hash_parts, np.uint64)
+        if len(drop):  # duplicates found at the end: their rows stay in the file, unread
+            self.kept = np.delete(np.arange(len(self.key_hash)), drop)
+            self.key_hash = np.delete(self.key_hash, drop)
+        # The old side's hash lookup (the slow part of indexing it) is built while the rest is gathered.
+        builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="old-lookup")
+        self.lookup = builder.submit(_hash_lookup, self.key_hash)
+        builder.shutdown(wait=False)
         self.row_a, self.row_b = row_hash_lanes(pa.chunked_array(self.row_hash_parts, pa.binary(16)))
         heads = pa.Table.from_batches(self.head_parts, self.data_schema.empty_table().select(self.wanted).schema)
         self.key_hash_parts, self.row_hash_parts, self.head_parts = [], [], []
         self.keys = pa.table({name: _one_chunk(heads[name]) for name in self.wanted})
         del heads
-        if len(drop):  # duplicates found at the end: their rows stay in the file, unread
-            self.kept = np.delete(np.arange(len(self.key_hash)), drop)
-            lanes = (self.key_hash, self.row_a, self.row_b)
-            self.key_hash, self.row_a, self.row_b = (np.delete(lane, drop) for lane in lanes)
+        if self.kept is not None:
+            self.row_a, self.row_b = np.delete(self.row_a, drop), np.delete(self.row_b, drop)
             self.keys = self.keys.take(self.kept)
 
     def abort(self) -> None:
@@ -860,15 +867,19 @@ class _ScratchSnapshot:
             if positions is None:  # stale hashes (the new file's schema differs): recomputed from these rows
                 key_hash.clear()
                 head.clear()
+                snapshot.lookup = None
             return self.fetch(positions)
 
-        return OldSnapshot(
+        snapshot = OldSnapshot(
             schema=self.data_schema,
             signature=(self.schema.metadata or {})[HASH_METADATA].decode(),
             key_hashes=key_hash.pop,
             head=head.pop,
             fetch=fetch,
+            lookup=self.lookup,
         )
+        self.lookup = None
+        return snapshot
 
     def fetch(self, positions: np.ndarray | None) -> pa.Table:
         """Rows at sorted ``positions`` of the old side (None: all), read a batch at a time."""
