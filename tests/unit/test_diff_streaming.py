@@ -246,13 +246,7 @@ def test_an_old_csv_with_duplicated_keys_diffs_as_its_accepted_snapshot_does(
 ) -> None:
     # Given an old CSV whose keys k00005 and k04000 occur twice (in one batch and across batches)
     if colliding_key_hash:  # the worst case for a 64-bit key hash: only the real keys can tell rows apart
-        real_row_lanes = engine.row_lanes
-
-        def colliding(table: pa.Table, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
-            lane_a, lane_b = real_row_lanes(table, columns)
-            return (np.zeros_like(lane_a), lane_b) if list(columns) == ["id"] else (lane_a, lane_b)
-
-        monkeypatch.setattr(engine, "row_lanes", colliding)
+        monkeypatch.setattr(engine, "key_hash", lambda table, columns: np.zeros(table.num_rows, dtype=np.uint64))
     rows = [f"k{i:05d},{i},2025-01-01 00:00:00" for i in range(6_000)]
     old_rows = [*rows[:6], "k00005,555,2025-01-02 00:00:00", *rows[6:], "k04000,444,2025-01-02 00:00:00"]
     old = tmp_path / "old.csv"

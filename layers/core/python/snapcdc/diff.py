@@ -56,7 +56,7 @@ from snapcdc.csv_input import (
     sample_strings,
     typed_batches,
 )
-from snapcdc.hashing import row_hash_array, row_hash_lanes, row_lanes
+from snapcdc.hashing import key_hash, row_hash_array, row_hash_lanes, row_lanes
 from snapcdc.schema import ARROW_TYPES, conform, infer, parse, type_name, widen
 
 if TYPE_CHECKING:
@@ -523,7 +523,7 @@ class _OldIndex:
             full = _conform_table(old.fetch(None), schema, name)
             date = [spec.date_field] if spec.date_field in schema.names else []
             self.keys = full.select([*spec.primary_key, *date])
-            self.key_hash = row_lanes(full, spec.primary_key)[0]
+            self.key_hash = key_hash(full, spec.primary_key)
             self.row_a, self.row_b = row_lanes(full, row_columns)
             self.lookup = _hash_lookup(self.key_hash)
         self.keys = pa.table({name: _one_chunk(self.keys[name]) for name in self.keys.column_names})
@@ -920,9 +920,9 @@ def _with_cdc(table: pa.Table, operation: str, observed_at: datetime) -> pa.Tabl
 
 
 def _with_hashes(
-    table: pa.Table | pa.RecordBatch, key_hash: np.ndarray, row_a: np.ndarray, row_b: np.ndarray, schema: pa.Schema
+    table: pa.Table | pa.RecordBatch, key_a: np.ndarray, row_a: np.ndarray, row_b: np.ndarray, schema: pa.Schema
 ) -> pa.RecordBatch | pa.Table:
-    columns = [*table.columns, pa.array(key_hash, type=pa.uint64()), row_hash_array(row_a, row_b)]
+    columns = [*table.columns, pa.array(key_a, type=pa.uint64()), row_hash_array(row_a, row_b)]
     if isinstance(table, pa.RecordBatch):
         return pa.RecordBatch.from_arrays(columns, schema=schema)
     return pa.Table.from_arrays(columns, schema=schema)
@@ -1046,7 +1046,7 @@ class _Differ:
         """The part of a batch's work that reads no state of the run (hashing, matching, comparing):
         runs in a stage of its own, a few batches ahead of :meth:`add` and several at a time."""
         keys = batch.select(list(self.spec.primary_key))
-        key_a, _ = row_lanes(batch, self.spec.primary_key)
+        key_a = key_hash(batch, self.spec.primary_key)
         row_a, row_b = row_lanes(batch, self.row_columns)
         null_key = _null_key_mask(keys)
         if reasons is None:

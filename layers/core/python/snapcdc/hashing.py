@@ -42,42 +42,53 @@ def _fmix_b(h: np.ndarray) -> np.ndarray:  # SplitMix64 finalizer (another bijec
     return h
 
 
-def _piece_lanes(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """MurmurHash64A-style chains over the 8-byte words of each piece (<= 64 bytes), both lanes."""
+def _piece_lanes(
+    data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, both: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """MurmurHash64A-style chains over the 8-byte words of each piece (<= 64 bytes): lane A, and lane B
+    when ``both``. Buffers are reused from word to word: fresh temporaries would cost page faults."""
     count = len(starts)
     width = max(8, int(-(-int(lengths.max()) // 8) * 8)) if count else 8
-    padded = np.zeros(len(data) + width, dtype=np.uint8)
-    padded[: len(data)] = data
-    # One overlapping W-byte item per byte offset: gathering starts copies each piece into a row.
-    windows = np.ndarray((len(data) + 1,), dtype=np.dtype((np.void, width)), buffer=padded, strides=(1,))
-    words = windows[starts].view("<u8").reshape(count, width // 8)
+    same_length = count == 0 or int(lengths.min()) == int(lengths.max())
+    if count and same_length and bool((np.diff(starts) == lengths[0]).all()):
+        # Pieces of one length, one after the other (ids, UUIDs): the rows are a reshape of the data.
+        length, first = int(lengths[0]), int(starts[0])
+        rows = np.zeros((count, width), dtype=np.uint8)
+        rows[:, :length] = data[first : first + length * count].reshape(count, length)
+        words = rows.view("<u8")
+    else:
+        padded = np.zeros(len(data) + width, dtype=np.uint8)
+        padded[: len(data)] = data
+        # One overlapping W-byte item per byte offset: gathering starts copies each piece into a row.
+        windows = np.ndarray((len(data) + 1,), dtype=np.dtype((np.void, width)), buffer=padded, strides=(1,))
+        words = windows[starts].view("<u8").reshape(count, width // 8)
     size = lengths.astype(_U64)
-    lane_a = _SEED_A ^ (size * _M_A)
-    lane_b = _SEED_B ^ (size * _M_B)
+    chains = [(_SEED_A ^ (size * _M_A), _M_A, 47)]
+    if both:
+        chains.append((_SEED_B ^ (size * _M_B), _M_B, 31))
+    word, step, shifted = np.empty(count, _U64), np.empty(count, _U64), np.empty(count, _U64)
     for k in range(width // 8):
         remaining = lengths - 8 * k
-        word = words[:, k]
-        if (remaining < 8).any():
-            word = word & _WORD_MASKS[np.clip(remaining, 0, 8)]
-        step_a = word * _M_A
-        step_a ^= step_a >> _U64(47)
-        step_a *= _M_A
-        step_a ^= lane_a
-        step_a *= _M_A
-        step_b = word * _M_B
-        step_b ^= step_b >> _U64(31)
-        step_b *= _M_B
-        step_b ^= lane_b
-        step_b *= _M_B
-        if (remaining <= 0).any():  # shorter pieces are done: their chain must not depend on width
-            active = remaining > 0
-            step_a = np.where(active, step_a, lane_a)
-            step_b = np.where(active, step_b, lane_b)
-        lane_a, lane_b = step_a, step_b
-    return lane_a, lane_b
+        if same_length:  # keys of one length (ids, UUIDs): one mask for every row
+            np.bitwise_and(words[:, k], _WORD_MASKS[min(max(int(remaining[0]), 0), 8)], out=word)
+        else:
+            np.bitwise_and(words[:, k], _WORD_MASKS[np.clip(remaining, 0, 8)], out=word)
+        done = remaining <= 0
+        inactive = done if done.any() else None
+        for lane, multiplier, shift in chains:
+            np.multiply(word, multiplier, out=step)
+            np.right_shift(step, _U64(shift), out=shifted)
+            step ^= shifted
+            step *= multiplier
+            step ^= lane
+            step *= multiplier
+            if inactive is not None:  # shorter pieces are done: their chain must not depend on width
+                step[inactive] = lane[inactive]
+            lane[:] = step
+    return chains[0][0], (chains[1][0] if both else None)
 
 
-def _string_lanes(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def _string_lanes(array: pa.Array, both: bool) -> tuple[np.ndarray, np.ndarray | None]:
     if pa.types.is_string_view(array.type) or pa.types.is_binary_view(array.type):
         array = array.cast(pa.large_string())
     count = len(array)
@@ -88,32 +99,39 @@ def _string_lanes(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
     starts = offsets[:-1]
     lengths = offsets[1:] - starts
+    lane_b: np.ndarray | None
     if count and int(lengths.max()) > _PIECE:
         pieces = np.maximum(-(-lengths // _PIECE), 1)
         first = np.cumsum(pieces) - pieces
         owner = np.repeat(np.arange(count), pieces)
         piece_no = np.arange(len(owner)) - np.repeat(first, pieces)
         piece_a, piece_b = _piece_lanes(
-            data, starts[owner] + piece_no * _PIECE, np.minimum(lengths[owner] - piece_no * _PIECE, _PIECE)
+            data, starts[owner] + piece_no * _PIECE, np.minimum(lengths[owner] - piece_no * _PIECE, _PIECE), both
         )
         # A multi-piece string sums its pieces mixed with their position ("ab"+"cd" != "cd"+"ab");
         # a one-piece string keeps its plain chain, so its hash never depends on its neighbours.
         multi = pieces[owner] > 1
         salt = piece_no[multi].astype(_U64) * _M_B
-        piece_a[multi] = _fmix_a(piece_a[multi] ^ salt)
-        piece_b[multi] = _fmix_b(piece_b[multi] + salt)
-        # Wrapping sums per string (cumsum differences work modulo 2**64).
         ends = first + pieces - 1
-        lane_a, lane_b = (np.cumsum(p)[ends] for p in (piece_a, piece_b))
         before = first - 1
         has_before = before >= 0
-        lane_a[has_before] -= np.cumsum(piece_a)[before[has_before]]
-        lane_b[has_before] -= np.cumsum(piece_b)[before[has_before]]
+        piece_a[multi] = _fmix_a(piece_a[multi] ^ salt)
+        # Wrapping sums per string (cumsum differences work modulo 2**64).
+        summed_a = np.cumsum(piece_a)
+        lane_a = summed_a[ends]
+        lane_a[has_before] -= summed_a[before[has_before]]
+        lane_b = None
+        if piece_b is not None:
+            piece_b[multi] = _fmix_b(piece_b[multi] + salt)
+            summed_b = np.cumsum(piece_b)
+            lane_b = summed_b[ends]
+            lane_b[has_before] -= summed_b[before[has_before]]
     else:
-        lane_a, lane_b = _piece_lanes(data, starts, lengths)
+        lane_a, lane_b = _piece_lanes(data, starts, lengths, both)
     size = lengths.astype(_U64)
     lane_a = _fmix_a(lane_a + size * _M_B)
-    lane_b = _fmix_b(lane_b ^ size * _M_A)
+    if lane_b is not None:
+        lane_b = _fmix_b(lane_b ^ size * _M_A)
     return lane_a, lane_b
 
 
@@ -138,27 +156,35 @@ def _validity(column: pa.ChunkedArray) -> np.ndarray | None:
     return np.asarray(pc.is_valid(column).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def column_lanes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Two 64-bit hashes per value of one column; null hashes to a constant of its own."""
+def _column_lanes(column: pa.ChunkedArray | pa.Array, both: bool) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(column, pa.Array):
         column = pa.chunked_array([column], type=column.type)
     if len(column) == 0:
-        return np.zeros(0, _U64), np.zeros(0, _U64)
+        return np.zeros(0, _U64), np.zeros(0, _U64) if both else None
     kind = column.type
+    lane_b: np.ndarray | None
     if pa.types.is_null(kind):
-        return np.full(len(column), _NULL_A), np.full(len(column), _NULL_B)
+        return np.full(len(column), _NULL_A), np.full(len(column), _NULL_B) if both else None
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
-        parts = [_string_lanes(chunk) for chunk in column.chunks if len(chunk)]
+        parts = [_string_lanes(chunk, both) for chunk in column.chunks if len(chunk)]
         lane_a = np.concatenate([p[0] for p in parts])
-        lane_b = np.concatenate([p[1] for p in parts])
+        lane_b = np.concatenate([p[1] for p in parts if p[1] is not None]) if both else None
     else:
         words = _fixed_words(column)
         lane_a = _fmix_a(words ^ _SEED_A)
-        lane_b = _fmix_b(words + _SEED_B)
+        lane_b = _fmix_b(words + _SEED_B) if both else None
     valid = _validity(column)
     if valid is not None:
         lane_a[~valid] = _NULL_A
-        lane_b[~valid] = _NULL_B
+        if lane_b is not None:
+            lane_b[~valid] = _NULL_B
+    return lane_a, lane_b
+
+
+def column_lanes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Two 64-bit hashes per value of one column; null hashes to a constant of its own."""
+    lane_a, lane_b = _column_lanes(column, both=True)
+    assert lane_b is not None
     return lane_a, lane_b
 
 
@@ -174,6 +200,15 @@ def row_lanes(table: pa.Table | pa.RecordBatch, columns: Sequence[str]) -> tuple
         _fmix_a(lane_a)
         _fmix_b(lane_b)
     return lane_a, lane_b
+
+
+def key_hash(table: pa.Table | pa.RecordBatch, columns: Sequence[str]) -> np.ndarray:
+    """Lane A of :func:`row_lanes` over the key ``columns``, the 64-bit key hash (lane B not computed)."""
+    lane_a = np.full(table.num_rows, _SEED_A)
+    for col_a, _ in _HASH_POOL.map(lambda name: _column_lanes(table[name], both=False), columns):
+        lane_a ^= col_a
+        _fmix_a(lane_a)
+    return lane_a
 
 
 def row_hash_array(lane_a: np.ndarray, lane_b: np.ndarray) -> pa.Array:
@@ -192,4 +227,4 @@ def row_hash_lanes(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return pairs[:, 0].copy(), pairs[:, 1].copy()
 
 
-__all__ = ["column_lanes", "row_hash_array", "row_hash_lanes", "row_lanes"]
+__all__ = ["column_lanes", "key_hash", "row_hash_array", "row_hash_lanes", "row_lanes"]

@@ -1,0 +1,55 @@
+"""The stored hashes (snapcdc.hashing): their values are part of every snapshot already written."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from snapcdc import hashing
+
+# Values written by the engine since HASH_VERSION 1. A change here makes every stored snapshot's
+# rows look updated on the next run: it needs a new HASH_VERSION, not a new expected value.
+VALUES = ["", "a", "abcdefgh", "44d5cbf1-2360-49ab-afff-4f6cd5e11a87", "x" * 130, 'é\ufeff;"\n', None]
+LANE_A = [
+    0x7ACDBB98B1344213,
+    0xD07EE24460C95E45,
+    0x81A2F97ED6E7CA82,
+    0x2B80AEDD00B0B866,
+    0xD8C0194B78E8D92D,
+    0x916A1905393D094C,
+    0xA4093822299F31D0,
+]
+LANE_B = [
+    0xDFC7A99951F24649,
+    0xD7E8EA516C652C4C,
+    0xFB59DB42F75B1E8C,
+    0xF2CE86892B3173EC,
+    0x869038450A085BDF,
+    0xB8B6DF5A92869D75,
+    0x082EFA98EC4E6C89,
+]
+UUIDS = ["44d5cbf1-2360-49ab-afff-4f6cd5e11a87", "29d59c00-ecf1-4b90-a65a-0d405e65dde9"]
+
+
+def test_column_hashes_keep_their_stored_values() -> None:
+    # Given strings of every shape: empty, one word, one piece, a UUID, several pieces, odd bytes, null
+    column = pa.chunked_array([pa.array(VALUES, pa.string())])
+    # When hashed / Then both lanes are the values stored snapshots hold
+    lane_a, lane_b = hashing.column_lanes(column)
+    assert [int(v) for v in lane_a] == LANE_A
+    assert [int(v) for v in lane_b] == LANE_B
+
+
+def test_key_hash_is_lane_a_of_the_row_hash_over_the_key() -> None:
+    # Given keys of one length (the reshaped fast path) and a composite key with a null
+    table = pa.table({"id": pa.array(UUIDS), "n": pa.array([7, None], pa.int64())})
+    # When the key hash is computed without lane B / Then it is lane A of the row hash, as stored
+    assert [int(v) for v in hashing.key_hash(table, ["id"])] == [0x5BBD4CD07DB68B1C, 0x765AE4872C598981]
+    assert [int(v) for v in hashing.key_hash(table, ["id", "n"])] == [0xFE02CCAF7CE7C26E, 0x0B69E3E9E3F696FD]
+    assert (hashing.key_hash(table, ["id", "n"]) == hashing.row_lanes(table, ["id", "n"])[0]).all()
+
+
+def test_strings_of_one_length_hash_as_they_do_among_others() -> None:
+    # Given UUIDs alone (one length: rows reshaped from the data) and among shorter values (gathered)
+    alone = hashing.column_lanes(pa.array(UUIDS))
+    mixed = hashing.column_lanes(pa.array([*UUIDS, "short"]))
+    # Then each UUID has one hash either way
+    assert (alone[0] == mixed[0][:2]).all() and (alone[1] == mixed[1][:2]).all()
