@@ -33,6 +33,12 @@ def _file(tmp_path: Path, data: bytes) -> Path:
     return path
 
 
+def _split_at_every_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes) -> Path:
+    """``data`` as a file parsed in segments starting after every line break, quoted or not."""
+    monkeypatch.setattr(csv_input, "SEGMENT_BYTES", EVERY_LINE)
+    return _file(tmp_path, data)
+
+
 TEXT = st.text(alphabet=st.sampled_from(list('ab,;"\n\r é\ufeff')), max_size=6)  # a BOM may start a line
 
 
@@ -71,8 +77,7 @@ def test_a_segment_starting_inside_a_quoted_line_break_of_the_last_column(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given values with line breaks in the last column, and a segment starting after every line break
-    path = _file(tmp_path, b'id,note\n1,"first\nsecond"\n2,"x\r\ny\n"\n3,plain\n')
-    monkeypatch.setattr(csv_input, "SEGMENT_BYTES", EVERY_LINE)
+    path = _split_at_every_line(tmp_path, monkeypatch, b'id,note\n1,"first\nsecond"\n2,"x\r\ny\n"\n3,plain\n')
     # When parsed / Then the quoted line breaks stay inside their values
     assert _segmented(path) == [
         {"id": "1", "note": "first\nsecond"},
@@ -85,8 +90,7 @@ def test_a_segment_starting_inside_a_quoted_line_break_before_a_typed_column(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a line break quoted in a middle column, followed by an int column
-    path = _file(tmp_path, b'id,note,qty\n1,"a\nb",5\n2,c,6\n')
-    monkeypatch.setattr(csv_input, "SEGMENT_BYTES", EVERY_LINE)
+    path = _split_at_every_line(tmp_path, monkeypatch, b'id,note,qty\n1,"a\nb",5\n2,c,6\n')
     # When parsed with types / Then each record is whole and typed
     types = {"id": pa.string(), "note": pa.string(), "qty": pa.int64()}
     assert _segmented(path, types) == [{"id": "1", "note": "a\nb", "qty": 5}, {"id": "2", "note": "c", "qty": 6}]
@@ -101,8 +105,7 @@ def test_a_bad_record_in_a_later_segment_stops_the_fast_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes
 ) -> None:
     # Given a file whose third record is bad, parsed a line per segment
-    path = _file(tmp_path, data)
-    monkeypatch.setattr(csv_input, "SEGMENT_BYTES", EVERY_LINE)
+    path = _split_at_every_line(tmp_path, monkeypatch, data)
     # When parsed with qty as int64 (the NUL is in a text column) / Then the fast read stops
     types = {"id": pa.string(), "qty": pa.int64() if b"\x00" not in data else pa.string()}
     with pytest.raises(TypedReadFailed):
@@ -132,8 +135,7 @@ def test_a_bom_starting_a_later_line_is_data_as_for_one_reader(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes
 ) -> None:
     # Given a UTF-8 BOM at the start of a line after the first (CSV parts joined with cat)
-    path = _file(tmp_path, data)
-    monkeypatch.setattr(csv_input, "SEGMENT_BYTES", EVERY_LINE)
+    path = _split_at_every_line(tmp_path, monkeypatch, data)
     # When parsed in segments / Then it is part of the value, as one reader of the file reads it
     assert _segmented(path) == read_csv_strings(path, "t.csv").to_pylist()
 

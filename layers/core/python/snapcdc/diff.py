@@ -714,8 +714,8 @@ class _MemorySnapshot:
 
 class _ParquetOutput:
     """A Parquet file written a row group at a time in a thread of its own (the encoder releases the
-    GIL), one row group at a time; its codecs are chosen from its first row group. ``shape`` turns a
-    row group of the snapshot into this file's rows."""
+    GIL); its codecs are chosen from its first row group. ``shape`` turns a row group of the snapshot
+    into this file's rows."""
 
     def __init__(self, path: Path, codec: str, shape: Callable[[pa.Table], pa.Table]) -> None:
         self.path = path
@@ -779,11 +779,10 @@ class _ParquetSnapshot:
         self,
         path: Path,
         schema: pa.Schema,
-        codec: str = SNAPSHOT_CODEC,
         copies: Iterable[tuple[Path, Callable[[pa.Table], pa.Table]]] = (),
     ) -> None:
         self.schema = schema
-        self.outputs = [_ParquetOutput(path, codec, lambda rows: rows)]
+        self.outputs = [_ParquetOutput(path, SNAPSHOT_CODEC, lambda rows: rows)]
         self.outputs += [_ParquetOutput(copy, "snappy", shape) for copy, shape in copies]
         self.gathered: list[pa.RecordBatch] = []
         self.gathered_rows = 0
