@@ -717,10 +717,11 @@ class _ParquetOutput:
     GIL); its codecs are chosen from its first row group. ``shape`` turns a row group of the snapshot
     into this file's rows."""
 
-    def __init__(self, path: Path, codec: str, shape: Callable[[pa.Table], pa.Table]) -> None:
+    def __init__(self, path: Path, codec: str, shape: Callable[[pa.Table], pa.Table], snapshot: pa.Schema) -> None:
         self.path = path
         self.codec = codec
         self.shape = shape
+        self.empty = snapshot.empty_table()  # what an empty snapshot writes: still a file
         self.writer: pq.ParquetWriter | None = None
         self.options: dict[str, object] = {}
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
@@ -741,24 +742,24 @@ class _ParquetOutput:
             self.writer = pq.ParquetWriter(self.path, first.schema, **self.options)  # type: ignore[arg-type]
         return self.writer
 
-    def finish(self, drop: np.ndarray, extra: pa.Table, empty: pa.Table) -> None:
+    def finish(self, drop: np.ndarray, extra: pa.Table) -> None:
         self.wait()
         if len(drop) == 0:
             if extra.num_rows:
                 self._write(extra)
-            self._close(empty)
+            self._close()
             return
-        self._close(empty)  # duplicates found at the end (rare): rewrite the file without their rows
+        self._close()  # duplicates found at the end (rare): rewrite the file without their rows
         table = pq.read_table(self.path)
         keep = np.ones(table.num_rows, dtype=bool)
         keep[drop] = False
         table = pa.concat_tables([table.filter(pa.array(keep)), self.shape(extra).cast(table.schema)])
         pq.write_table(table, self.path, **self.options)  # type: ignore[arg-type]
 
-    def abort(self, empty: pa.Table) -> None:
+    def abort(self) -> None:
         with contextlib.suppress(Exception):  # the error that made us abort is the one to report
             self.wait()
-        self._close(empty)
+        self._close()
         self.path.unlink(missing_ok=True)
 
     def wait(self) -> None:
@@ -766,8 +767,8 @@ class _ParquetOutput:
         if pending is not None:
             pending.result()
 
-    def _close(self, empty: pa.Table) -> None:
-        self._opened(self.shape(empty)).close()  # an empty table is still a file
+    def _close(self) -> None:
+        self._opened(self.shape(self.empty)).close()
         self.thread.shutdown()
 
 
@@ -782,8 +783,8 @@ class _ParquetSnapshot:
         copies: Iterable[tuple[Path, Callable[[pa.Table], pa.Table]]] = (),
     ) -> None:
         self.schema = schema
-        self.outputs = [_ParquetOutput(path, SNAPSHOT_CODEC, lambda rows: rows)]
-        self.outputs += [_ParquetOutput(copy, "snappy", shape) for copy, shape in copies]
+        self.outputs = [_ParquetOutput(path, SNAPSHOT_CODEC, lambda rows: rows, schema)]
+        self.outputs += [_ParquetOutput(copy, "snappy", shape, schema) for copy, shape in copies]
         self.gathered: list[pa.RecordBatch] = []
         self.gathered_rows = 0
 
@@ -803,11 +804,11 @@ class _ParquetSnapshot:
     def finish(self, drop: np.ndarray, extra: pa.Table) -> None:
         self._submit()
         for output in self.outputs:
-            output.finish(drop, extra.cast(self.schema), self.schema.empty_table())
+            output.finish(drop, extra.cast(self.schema))
 
     def abort(self) -> None:
         for output in self.outputs:
-            output.abort(self.schema.empty_table())
+            output.abort()
 
 
 class _ScratchSnapshot:
