@@ -240,6 +240,44 @@ def test_columns_that_do_not_compress_are_stored_plain_and_the_rest_compressed(t
     assert _data(first.snapshot_path).num_rows == rows == pq.read_table(first.changes_path).num_rows
 
 
+def test_the_snapshot_has_statistics_on_key_and_date_and_user_files_on_every_data_column(tmp_path: Path) -> None:
+    # Given ids, a repetitive status, a counter and a date
+    import random
+    import uuid
+
+    chance = random.Random(11)
+    path = tmp_path / "new.csv"
+    with path.open("w") as out:
+        out.write("id,status,n,updated\n")
+        for i in range(5_000):
+            out.write(f"{uuid.UUID(int=chance.getrandbits(128))},{chance.choice('abc')},{i},2024-01-{1 + i % 28:02d}\n")
+    spec = TableSpec(primary_key=("id",), date_field="updated")
+    # When it becomes a first snapshot
+    first = diff_files(old=None, new=path, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "first")
+
+    def column_chunks(parquet_path: Path) -> dict[str, pq.ColumnChunkMetaData]:
+        group = pq.ParquetFile(parquet_path).metadata.row_group(0)
+        return {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+
+    # Then the snapshot (the engine's state, looked up by key and date) has statistics on those only
+    snapshot = column_chunks(first.snapshot_path)
+    assert {name for name, chunk in snapshot.items() if chunk.is_stats_set} == {"id", "updated"}
+    assert snapshot["id"].statistics.min < snapshot["id"].statistics.max
+    # And the files users query have them on every data column
+    for written in (first.changes_path, first.full_load_path):
+        assert written is not None
+        assert {name for name, chunk in column_chunks(written).items() if chunk.is_stats_set} == {
+            "id",
+            "status",
+            "n",
+            "updated",
+            *(["_cdc_operation", "_cdc_timestamp"] if written == first.changes_path else []),
+        }
+    # And only the repetitive text is dictionary-encoded (random ids are not)
+    assert snapshot["status"].dictionary_page_offset is not None
+    assert snapshot["id"].dictionary_page_offset is None
+
+
 @pytest.mark.parametrize("colliding_key_hash", [False, True], ids=["distinct-hashes", "every-key-hash-collides"])
 def test_an_old_csv_with_duplicated_keys_diffs_as_its_accepted_snapshot_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, colliding_key_hash: bool

@@ -645,18 +645,28 @@ def _snapshot_schema(schema: pa.Schema, signature: str) -> pa.Schema:
     return pa.schema([*schema, *hashes], metadata={HASH_METADATA: signature.encode()})
 
 
-def _parquet_options(schema: pa.Schema, sample: pa.Table, codec: str = "snappy") -> dict[str, object]:
-    """Writer options for a file whose first rows are ``sample`` (they decide which columns to compress)."""
+def _parquet_options(
+    schema: pa.Schema, sample: pa.Table, codec: str = "snappy", indexed: list[str] | None = None
+) -> dict[str, object]:
+    """Writer options for a file whose first rows are ``sample`` (they decide which columns to compress
+    and which to dictionary-encode). Statistics go on every data column, or on ``indexed`` only."""
     # Hashes are random bytes: dictionary encoding, compression and statistics only cost time there.
-    # Dictionary encoding pays off for repetitive text; on numbers and timestamps it is mostly wasted.
+    # Dictionary encoding pays off for repetitive text; on numbers, timestamps and ids it is wasted.
     names = schema.names
-    dictionary = [f.name for f in schema if pa.types.is_string(f.type) and f.name not in HASH_COLUMNS]
+    texts = [f.name for f in schema if pa.types.is_string(f.type) and f.name not in HASH_COLUMNS]
+    dictionary = [name for name in texts if _repetitive(sample[name])]
     plain = set(HASH_COLUMNS) | _incompressible(sample, codec, dictionary)
     return {
         "compression": {c: ("none" if c in plain else codec) for c in names},
         "use_dictionary": dictionary,
-        "write_statistics": [c for c in names if c not in HASH_COLUMNS],
+        "write_statistics": [c for c in names if c not in HASH_COLUMNS] if indexed is None else indexed,
     }
+
+
+def _repetitive(column: pa.ChunkedArray) -> bool:
+    """Whether the column's first rows repeat values (at most half distinct): worth a dictionary."""
+    probe = column.slice(0, _COMPRESSION_PROBE_ROWS)
+    return pc.count_distinct(probe).as_py() <= (len(probe) - probe.null_count) // 2
 
 
 # Compressing a column that shrinks less than this (random ids such as UUIDs) costs time for nothing.
@@ -715,12 +725,20 @@ class _MemorySnapshot:
 class _ParquetOutput:
     """A Parquet file written a row group at a time in a thread of its own (the encoder releases the
     GIL); its codecs are chosen from its first row group. ``shape`` turns a row group of the snapshot
-    into this file's rows."""
+    into this file's rows. ``indexed``: the columns given statistics (None: every data column)."""
 
-    def __init__(self, path: Path, codec: str, shape: Callable[[pa.Table], pa.Table], snapshot: pa.Schema) -> None:
+    def __init__(
+        self,
+        path: Path,
+        codec: str,
+        shape: Callable[[pa.Table], pa.Table],
+        snapshot: pa.Schema,
+        indexed: list[str] | None = None,
+    ) -> None:
         self.path = path
         self.codec = codec
         self.shape = shape
+        self.indexed = indexed
         self.empty = snapshot.empty_table()  # what an empty snapshot writes: still a file
         self.writer: pq.ParquetWriter | None = None
         self.options: dict[str, object] = {}
@@ -738,7 +756,7 @@ class _ParquetOutput:
 
     def _opened(self, first: pa.Table) -> pq.ParquetWriter:
         if self.writer is None:
-            self.options = _parquet_options(first.schema, first, self.codec)
+            self.options = _parquet_options(first.schema, first, self.codec, self.indexed)
             self.writer = pq.ParquetWriter(self.path, first.schema, **self.options)  # type: ignore[arg-type]
         return self.writer
 
@@ -774,16 +792,19 @@ class _ParquetOutput:
 
 class _ParquetSnapshot:
     """The new snapshot as a Parquet file, gathered into row groups; a first snapshot's user-facing
-    files (``copies``: path and shape) are written beside it from the same row groups."""
+    files (``copies``: path and shape) are written beside it from the same row groups. The snapshot
+    is the engine's own state, looked up by key and date: only those columns get statistics."""
 
     def __init__(
         self,
         path: Path,
         schema: pa.Schema,
+        spec: TableSpec,
         copies: Iterable[tuple[Path, Callable[[pa.Table], pa.Table]]] = (),
     ) -> None:
         self.schema = schema
-        self.outputs = [_ParquetOutput(path, SNAPSHOT_CODEC, lambda rows: rows, schema)]
+        indexed = [*spec.primary_key, *([spec.date_field] if spec.date_field in schema.names else [])]
+        self.outputs = [_ParquetOutput(path, SNAPSHOT_CODEC, lambda rows: rows, schema, indexed)]
         self.outputs += [_ParquetOutput(copy, "snappy", shape, schema) for copy, shape in copies]
         self.gathered: list[pa.RecordBatch] = []
         self.gathered_rows = 0
@@ -1394,7 +1415,7 @@ def _diff_into(
             Path(new),
             spec,
             observed_at,
-            lambda schema: _ParquetSnapshot(snapshot_path, schema, copies=copies),
+            lambda schema: _ParquetSnapshot(snapshot_path, schema, spec, copies=copies),
             names,
         )
         if old_side is not None:
