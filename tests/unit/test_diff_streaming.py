@@ -200,6 +200,33 @@ def test_a_nul_byte_late_in_a_text_column_is_refused_naming_its_line_and_nothing
     assert list((tmp_path / "2").iterdir()) == []
 
 
+@pytest.mark.parametrize("failing", ["snapshot.parquet", "changes.parquet"])
+def test_a_file_failing_while_the_snapshot_completes_beside_the_change_set_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    # Given a stored snapshot, a new file with changes, and a disk that fills up as one output closes
+    spec = TableSpec(primary_key=("id",), date_field="at")
+    first = diff_files(
+        old=None, new=_big_csv(tmp_path / "old.csv", 20_000), spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "1"
+    )
+    lines = (tmp_path / "old.csv").read_text().splitlines(keepends=True)
+    new = tmp_path / "new.csv"
+    new.write_text("".join(lines[:15_000] + [line.replace(",n", ",m") for line in lines[15_000:]]))
+    close = pq.ParquetWriter.close
+
+    def full_disk(writer: pq.ParquetWriter) -> None:
+        close(writer)
+        if isinstance(writer.where, str | Path) and Path(writer.where).name == failing:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "close", full_disk)
+    # When diffed
+    with pytest.raises(OSError, match="No space left on device"):
+        diff_files(old=first.snapshot_path, new=new, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "2")
+    # Then the error is the one reported and the output folder holds nothing
+    assert list((tmp_path / "2").iterdir()) == []
+
+
 def test_columns_that_do_not_compress_are_stored_plain_and_the_rest_compressed(tmp_path: Path) -> None:
     # Given random ids (no codec shrinks them) beside a counter (LZ4 halves it)
     import random

@@ -761,33 +761,43 @@ class _ParquetOutput:
         return self.writer
 
     def finish(self, drop: np.ndarray, extra: pa.Table) -> None:
+        """Completes the file in its thread (see :meth:`close`): the last rows, or when duplicates were
+        found at the end (rare), a rewrite without their rows (``drop``, places in the file)."""
         self.wait()
+        self.pending = self.thread.submit(self._complete, drop, extra)
+
+    def _complete(self, drop: np.ndarray, extra: pa.Table) -> None:
         if len(drop) == 0:
             if extra.num_rows:
                 self._write(extra)
-            self._close()
+            self._opened(self.shape(self.empty)).close()
             return
-        self._close()  # duplicates found at the end (rare): rewrite the file without their rows
+        self._opened(self.shape(self.empty)).close()
         table = pq.read_table(self.path)
         keep = np.ones(table.num_rows, dtype=bool)
         keep[drop] = False
         table = pa.concat_tables([table.filter(pa.array(keep)), self.shape(extra).cast(table.schema)])
         pq.write_table(table, self.path, **self.options)  # type: ignore[arg-type]
 
+    def close(self) -> None:
+        """Waits until the file is complete."""
+        try:
+            self.wait()
+        finally:
+            self.thread.shutdown()
+
     def abort(self) -> None:
         with contextlib.suppress(Exception):  # the error that made us abort is the one to report
             self.wait()
-        self._close()
+        with contextlib.suppress(Exception):
+            self._opened(self.shape(self.empty)).close()
+        self.thread.shutdown()
         self.path.unlink(missing_ok=True)
 
     def wait(self) -> None:
         pending, self.pending = self.pending, None
         if pending is not None:
             pending.result()
-
-    def _close(self) -> None:
-        self._opened(self.shape(self.empty)).close()
-        self.thread.shutdown()
 
 
 class _ParquetSnapshot:
@@ -823,9 +833,21 @@ class _ParquetSnapshot:
             self.gathered, self.gathered_rows = [], 0
 
     def finish(self, drop: np.ndarray, extra: pa.Table) -> None:
+        """Hands the last rows to the writers, which complete the files while the change set is
+        written: :meth:`close` waits for them."""
         self._submit()
         for output in self.outputs:
             output.finish(drop, extra.cast(self.schema))
+
+    def close(self) -> None:
+        errors = []
+        for output in self.outputs:
+            try:
+                output.close()
+            except Exception as error:  # every writer is waited for; the first error is reported
+                errors.append(error)
+        if errors:
+            raise errors[0]
 
     def abort(self) -> None:
         for output in self.outputs:
@@ -1410,7 +1432,7 @@ def _diff_into(
     copies = _first_load_copies(full_load_path, changes_path, _utc(observed_at)) if full_load_path else []
     written += [path for path, _ in copies]
     try:
-        _, changes, quarantine, stats, new_input = _diff_file(
+        sink, changes, quarantine, stats, new_input = _diff_file(
             old_side,
             Path(new),
             spec,
@@ -1418,11 +1440,15 @@ def _diff_into(
             lambda schema: _ParquetSnapshot(snapshot_path, schema, spec, copies=copies),
             names,
         )
-        if old_side is not None:
-            _write(changes, changes_path, written)
-        quarantine_path = (
-            _write(quarantine, out_dir / "quarantine.parquet", written) if quarantine is not None else None
-        )
+        assert isinstance(sink, _ParquetSnapshot)
+        try:  # while the snapshot's writers complete it
+            if old_side is not None:
+                _write(changes, changes_path, written)
+            quarantine_path = (
+                _write(quarantine, out_dir / "quarantine.parquet", written) if quarantine is not None else None
+            )
+        finally:
+            sink.close()
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
