@@ -813,7 +813,8 @@ class _ParquetSnapshot:
         copies: Iterable[tuple[Path, Callable[[pa.Table], pa.Table]]] = (),
     ) -> None:
         self.schema = schema
-        indexed = [*spec.primary_key, *([spec.date_field] if spec.date_field in schema.names else [])]
+        date = [spec.date_field] if spec.date_field is not None and spec.date_field in schema.names else []
+        indexed = [*spec.primary_key, *date]
         self.outputs = [_ParquetOutput(path, SNAPSHOT_CODEC, lambda rows: rows, schema, indexed)]
         self.outputs += [_ParquetOutput(copy, "snappy", shape, schema) for copy, shape in copies]
         self.gathered: list[pa.RecordBatch] = []
