@@ -345,6 +345,29 @@ def test_an_old_csv_with_duplicated_keys_diffs_as_its_accepted_snapshot_does(
 
 @pytest.mark.parametrize(
     "new_text",
+    ["id,at\na,2024-01-01\nc,2024-01-05\nd,2024-01-03\n", "id,at,x\na,2024-01-01,1\nc,2024-01-05,2\nd,2024-01-03,3\n"],
+    ids=["same-columns", "a-column-added-the-old-rows-are-read-whole"],
+)
+def test_an_old_csv_of_nothing_but_key_and_date_gives_its_deleted_rows_back(tmp_path: Path, new_text: str) -> None:
+    # Given an old CSV whose columns are all held in memory for the diff (none go to its scratch file)
+    old = tmp_path / "old.csv"
+    old.write_text("id,at\na,2024-01-01\nb,2024-01-02\nc,2024-01-03\n")
+    new = tmp_path / "new.csv"
+    new.write_text(new_text)
+    spec = TableSpec(primary_key=("id",), date_field="at")
+    # When diffed
+    outcome = diff_files(old=old, new=new, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "out")
+    # Then the deleted row comes back whole, beside the insert and the update(s)
+    changes = pq.read_table(outcome.changes_path).drop_columns(["_cdc_timestamp"])
+    deleted = [row for row in changes.to_pylist() if row[CDC_OPERATION] == "D"]
+    assert deleted == [
+        {"id": "b", "at": datetime(2024, 1, 2).date(), **({"x": None} if ",x" in new_text else {}), CDC_OPERATION: "D"}
+    ]
+    assert sorted(changes["id"].to_pylist()) == (["a", "b", "c", "d"] if ",x" in new_text else ["b", "c", "d"])
+
+
+@pytest.mark.parametrize(
+    "new_text",
     ["id,qty\nk1,5\nk2,7\n", "id,qty,note\nk1,5,\nk2,7,\n"],
     ids=["same-columns", "a-column-added-the-old-hashes-are-recomputed"],
 )

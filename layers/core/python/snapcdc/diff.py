@@ -707,8 +707,8 @@ class _MemorySnapshot:
         self.batches: list[pa.RecordBatch] = []
         self.table = schema.empty_table()
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        self.batches.append(batch)
+    def write(self, batch: pa.RecordBatch, key_a: np.ndarray, row_a: np.ndarray, row_b: np.ndarray) -> None:
+        self.batches.append(_with_hashes(batch, key_a, row_a, row_b, self.schema))
 
     def finish(self, drop: np.ndarray, extra: pa.Table) -> None:
         table = pa.Table.from_batches(self.batches, schema=self.schema)
@@ -820,8 +820,8 @@ class _ParquetSnapshot:
         self.gathered: list[pa.RecordBatch] = []
         self.gathered_rows = 0
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        self.gathered.append(batch)
+    def write(self, batch: pa.RecordBatch, key_a: np.ndarray, row_a: np.ndarray, row_b: np.ndarray) -> None:
+        self.gathered.append(_with_hashes(batch, key_a, row_a, row_b, self.schema))
         self.gathered_rows += batch.num_rows
         if self.gathered_rows >= SNAPSHOT_ROW_GROUP:
             self._submit()
@@ -857,8 +857,9 @@ class _ParquetSnapshot:
 
 class _ScratchSnapshot:
     """An old side read from a file never accepted (a CSV), accepted once for this diff. What the diff
-    reads of an old side (key hashes, keys, date, row hashes) stays in memory, and the full rows go to
-    an uncompressed Arrow file, written with no encoding work, for reading back the few deleted rows."""
+    reads of an old side (key hashes, keys, date, row hashes) stays in memory, and the other columns
+    go to an uncompressed Arrow file, written with no encoding work, for reading back the few deleted
+    rows."""
 
     def __init__(self, path: Path, spec: TableSpec, schema: pa.Schema) -> None:
         self.path = path
@@ -866,24 +867,27 @@ class _ScratchSnapshot:
         self.data_schema = pa.schema([f for f in schema if f.name not in HASH_COLUMNS])
         date = [spec.date_field] if spec.date_field in self.data_schema.names else []
         self.wanted = [*spec.primary_key, *date]
-        self.writer = pa.ipc.new_file(str(path), self.data_schema)
+        self.stored = pa.schema([f for f in self.data_schema if f.name not in self.wanted])
+        self.writer = pa.ipc.new_file(str(path), self.stored)
         self.batch_starts = [0]
         self.key_hash_parts: list[np.ndarray] = []
-        self.row_hash_parts: list[pa.Array] = []
+        self.row_a_parts: list[np.ndarray] = []
+        self.row_b_parts: list[np.ndarray] = []
         self.head_parts: list[pa.RecordBatch] = []
         self.kept: np.ndarray | None = None  # rows of the file that are part of the old side (None: all)
         self.lookup: Future[pd.Index | None] | None = None
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        self.writer.write_batch(batch.select(self.data_schema.names))
+    def write(self, batch: pa.RecordBatch, key_a: np.ndarray, row_a: np.ndarray, row_b: np.ndarray) -> None:
+        self.writer.write_batch(batch.select(self.stored.names))
         self.batch_starts.append(self.batch_starts[-1] + batch.num_rows)
-        self.key_hash_parts.append(batch.column(KEY_HASH).to_numpy())
-        self.row_hash_parts.append(batch.column(ROW_HASH))
+        self.key_hash_parts.append(key_a)
+        self.row_a_parts.append(row_a)
+        self.row_b_parts.append(row_b)
         self.head_parts.append(batch.select(self.wanted))
 
     def finish(self, drop: np.ndarray, extra: pa.Table) -> None:
         for batch in extra.cast(self.schema).to_batches():
-            self.write(batch)
+            self.write(batch, batch.column(KEY_HASH).to_numpy(), *row_hash_lanes(batch.column(ROW_HASH)))
         self.writer.close()
         self.key_hash = _joined(self.key_hash_parts, np.uint64)
         if len(drop):  # duplicates found at the end: their rows stay in the file, unread
@@ -893,9 +897,9 @@ class _ScratchSnapshot:
         builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="old-lookup")
         self.lookup = builder.submit(_hash_lookup, self.key_hash)
         builder.shutdown(wait=False)
-        self.row_a, self.row_b = row_hash_lanes(pa.chunked_array(self.row_hash_parts, pa.binary(16)))
+        self.row_a, self.row_b = _joined(self.row_a_parts, np.uint64), _joined(self.row_b_parts, np.uint64)
         heads = pa.Table.from_batches(self.head_parts, self.data_schema.empty_table().select(self.wanted).schema)
-        self.key_hash_parts, self.row_hash_parts, self.head_parts = [], [], []
+        self.key_hash_parts, self.row_a_parts, self.row_b_parts, self.head_parts = [], [], [], []
         self.keys = pa.table({name: _one_chunk(heads[name]) for name in self.wanted})
         del heads
         if self.kept is not None:
@@ -908,10 +912,11 @@ class _ScratchSnapshot:
         self.path.unlink(missing_ok=True)
 
     def old_side(self) -> OldSnapshot:
-        """The accepted old side. Its keys and hashes are handed over to the index that asks for them
-        (or dropped when the index recomputes them from the full rows); the sink keeps only the file."""
+        """The accepted old side. Its key hashes and row hashes are handed over to the index that asks
+        for them (or dropped when the index recomputes them from the full rows); the keys and date
+        are shared with it, and the sink keeps the file for the other columns."""
         key_hash, head = [self.key_hash], [_Head(self.keys, self.row_a, self.row_b)]
-        del self.key_hash, self.keys, self.row_a, self.row_b
+        del self.key_hash, self.row_a, self.row_b
 
         def fetch(positions: np.ndarray | None) -> pa.Table:
             if positions is None:  # stale hashes (the new file's schema differs): recomputed from these rows
@@ -932,19 +937,23 @@ class _ScratchSnapshot:
         return snapshot
 
     def fetch(self, positions: np.ndarray | None) -> pa.Table:
-        """Rows at sorted ``positions`` of the old side (None: all), read a batch at a time."""
+        """Rows at sorted ``positions`` of the old side (None: all): keys and date from memory, the
+        other columns read from the file a batch at a time."""
         with pa.OSFile(str(self.path)) as file:  # read, not mapped: mapped pages would count as memory
             reader = pa.ipc.open_file(file)
-            if self.kept is None:
-                if positions is None:
-                    return reader.read_all()
-                rows = positions
+            if self.kept is None and positions is None:
+                stored = reader.read_all()
             else:
-                rows = self.kept if positions is None else self.kept[positions]
-            starts = np.array(self.batch_starts)
-            return _take_from_groups(
-                rows, starts, self.data_schema, lambda groups: pa.Table.from_batches([reader.get_batch(groups[0])]), 1
-            )
+                if self.kept is None:
+                    rows = positions
+                else:
+                    rows = self.kept if positions is None else self.kept[positions]
+                starts = np.array(self.batch_starts)
+                read = lambda groups: pa.Table.from_batches([reader.get_batch(groups[0])])  # noqa: E731
+                stored = _take_from_groups(rows, starts, self.stored, read, 1)
+        head = self.keys if positions is None else self.keys.take(positions)
+        columns = [head[name] if name in self.wanted else stored[name] for name in self.data_schema.names]
+        return pa.Table.from_arrays(columns, schema=self.data_schema)
 
 
 _Sink = _MemorySnapshot | _ParquetSnapshot | _ScratchSnapshot
@@ -1147,7 +1156,7 @@ class _Differ:
                 row_a[accepted],
                 row_b[accepted],
             )
-        self.sink.write(_with_hashes(batch, key_a, row_a, row_b, self.sink.schema))
+        self.sink.write(batch, key_a, row_a, row_b)
 
     def _compare(
         self,
