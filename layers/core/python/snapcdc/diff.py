@@ -939,18 +939,17 @@ class _ScratchSnapshot:
     def fetch(self, positions: np.ndarray | None) -> pa.Table:
         """Rows at sorted ``positions`` of the old side (None: all): keys and date from memory, the
         other columns read from the file a batch at a time."""
+        # The file's rows: the old side's, and those set aside as duplicates (``kept`` leaves them out).
+        rows = positions if self.kept is None else self.kept if positions is None else self.kept[positions]
         with pa.OSFile(str(self.path)) as file:  # read, not mapped: mapped pages would count as memory
             reader = pa.ipc.open_file(file)
-            if self.kept is None and positions is None:
+            if rows is None:
                 stored = reader.read_all()
             else:
-                if self.kept is None:
-                    rows = positions
-                else:
-                    rows = self.kept if positions is None else self.kept[positions]
                 starts = np.array(self.batch_starts)
-                read = lambda groups: pa.Table.from_batches([reader.get_batch(groups[0])])  # noqa: E731
-                stored = _take_from_groups(rows, starts, self.stored, read, 1)
+                stored = _take_from_groups(
+                    rows, starts, self.stored, lambda groups: pa.Table.from_batches([reader.get_batch(groups[0])]), 1
+                )
         head = self.keys if positions is None else self.keys.take(positions)
         columns = [head[name] if name in self.wanted else stored[name] for name in self.data_schema.names]
         return pa.Table.from_arrays(columns, schema=self.data_schema)
