@@ -53,3 +53,25 @@ def test_strings_of_one_length_hash_as_they_do_among_others() -> None:
     mixed = hashing.column_lanes(pa.array([*UUIDS, "short"]))
     # Then each UUID has one hash either way
     assert (alone[0] == mixed[0][:2]).all() and (alone[1] == mixed[1][:2]).all()
+
+
+def test_repeated_text_hashes_as_each_value_alone() -> None:
+    # Given a column whose values repeat (hashed once per distinct value), nulls and a late newcomer
+    repeated = [VALUES[i % len(VALUES)] for i in range(5_000)] + ["late, not in the first rows"]
+    # When hashed
+    lane_a, lane_b = hashing.column_lanes(pa.array(repeated, pa.string()))
+    # Then every value has the stored hash it has alone
+    alone_a, alone_b = hashing.column_lanes(pa.array(VALUES + repeated[-1:], pa.string()))
+    expected = [VALUES.index(v) if v in VALUES else len(VALUES) for v in repeated]
+    assert [int(v) for v in lane_a] == [int(alone_a[i]) for i in expected]
+    assert [int(v) for v in lane_b] == [int(alone_b[i]) for i in expected]
+    assert [int(v) for v in lane_a[: len(VALUES)]] == LANE_A
+
+
+def test_text_that_is_all_null_or_repeats_one_value_hashes_as_alone() -> None:
+    # Given columns a distinct-value shortcut could mishandle: all null, one value, one value and nulls
+    for values in ([None] * 3_000, ["a"] * 3_000, ["a", None] * 1_500):
+        # When hashed / Then each row has its value's own hash
+        lane_a, lane_b = hashing.column_lanes(pa.array(values, pa.string()))
+        expected = {None: (LANE_A[-1], LANE_B[-1]), "a": (LANE_A[1], LANE_B[1])}
+        assert [(int(a), int(b)) for a, b in zip(lane_a, lane_b, strict=True)] == [expected[v] for v in values]

@@ -21,6 +21,9 @@ _NULL_A, _NULL_B = _U64(0xA4093822299F31D0), _U64(0x082EFA98EC4E6C89)
 _M_A, _M_B = _U64(0xC6A4A7935BD1E995), _U64(0x9E3779B97F4A7C15)
 _HASH_POOL = ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1), thread_name_prefix="hashing")
 _PIECE = 64  # long strings are hashed as independent 64-byte pieces, so the work stays vectorized
+# Text whose first _DISTINCT_PROBE values hold at most one distinct value in _REPEATS_AT_LEAST is
+# hashed per distinct value.
+_DISTINCT_PROBE, _REPEATS_AT_LEAST = 2048, 8
 _WORD_MASKS = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [(1 << 64) - 1], dtype=_U64)
 
 
@@ -135,6 +138,19 @@ def _string_lanes(array: pa.Array, both: bool) -> tuple[np.ndarray, np.ndarray |
     return lane_a, lane_b
 
 
+def _text_lanes(array: pa.Array, both: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`_string_lanes`, computed once per distinct value when the first values repeat (a status,
+    a country code): a value's lanes depend on nothing but the value."""
+    probe = array.slice(0, _DISTINCT_PROBE)
+    if pc.count_distinct(probe).as_py() * _REPEATS_AT_LEAST <= len(probe):
+        encoded = array.dictionary_encode()
+        if len(encoded.dictionary):
+            lane_a, lane_b = _string_lanes(encoded.dictionary, both)
+            codes = encoded.indices.fill_null(0).to_numpy()  # a null's lanes are set by the caller
+            return lane_a[codes], (lane_b[codes] if lane_b is not None else None)
+    return _string_lanes(array, both)
+
+
 def _fixed_words(column: pa.ChunkedArray) -> np.ndarray:
     """8 bytes per value, equal values giving equal words (-0.0 == 0.0, one NaN)."""
     kind = column.type
@@ -166,7 +182,7 @@ def _column_lanes(column: pa.ChunkedArray | pa.Array, both: bool) -> tuple[np.nd
     if pa.types.is_null(kind):
         return np.full(len(column), _NULL_A), np.full(len(column), _NULL_B) if both else None
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
-        parts = [_string_lanes(chunk, both) for chunk in column.chunks if len(chunk)]
+        parts = [_text_lanes(chunk, both) for chunk in column.chunks if len(chunk)]
         lane_a = np.concatenate([p[0] for p in parts])
         lane_b = np.concatenate([p[1] for p in parts if p[1] is not None]) if both else None
     else:
