@@ -155,3 +155,19 @@ def test_a_segment_ending_inside_a_quoted_value_is_joined_with_the_next(
     # When parsed / Then every record is whole, without falling back to one streaming reader
     rows = _segmented(path, {"id": pa.int64(), "note": pa.string(), "qty": pa.int64()})
     assert rows == [{"id": i, "note": "line one\nline two", "qty": i} for i in range(40)]
+
+
+def test_a_segment_read_short_is_never_parsed_as_the_segment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a file parsed a line per segment, and a read of the third segment that stops two bytes short
+    # (a file shrinking under the reader); a short segment would still parse, as "3,4" instead of "3,45"
+    path = _split_at_every_line(tmp_path, monkeypatch, b"id,qty\n1,2\n2,3\n3,45\n4,5\n")
+    pread, reads = csv_input.os.pread, []
+
+    def two_bytes_short(fd: int, size: int, offset: int) -> bytes:
+        reads.append(offset)
+        return pread(fd, size - 2 if len(reads) == 3 else size, offset)
+
+    monkeypatch.setattr(csv_input.os, "pread", two_bytes_short)
+    # When parsed / Then the records are those of one reader of the whole file
+    assert _segmented(path) == read_csv_strings(path, "t.csv", None).to_pylist()
+    assert len(reads) >= 3
