@@ -17,6 +17,7 @@ import importlib
 import json
 import os
 import platform
+import random
 import resource
 import statistics
 import subprocess
@@ -237,13 +238,13 @@ def bench(rows: int, repetitions: int, contenders: list[str]) -> list[dict[str, 
     if "engine_parquet" in contenders:
         _prepare_parquet_old(old)  # the cached old side is the previous run's output: not timed
     runs: dict[str, list[dict[str, float]]] = {c: [] for c in contenders}
-    # Interleaved, so drift hits every contender alike. The pandas contenders run after all the
-    # others: on this machine a run that follows one freeing 4-5 GB is up to 15% slower, and that
-    # must not always be the same contender's run (DuckDB's, in the table's order).
+    # Interleaved, so drift hits every contender alike. On this machine a run that follows one freeing
+    # a lot of memory is up to 15% slower: the pandas contenders (4-5 GB) run after all the others, and
+    # each repetition runs in an order of its own (seeded), so no contender always follows the same one.
     small = [c for c in contenders if not c.startswith("pandas")]
     for group in (small, [c for c in contenders if c not in small]):
         for repetition in range(repetitions):
-            for contender in group:
+            for contender in random.Random(repetition).sample(group, len(group)):
                 time.sleep(SETTLE_SECONDS)
                 report = measure(contender, old, new)
                 runs[contender].append(report)
