@@ -229,8 +229,9 @@ def key_hash(table: pa.Table | pa.RecordBatch, columns: Sequence[str]) -> np.nda
 
 def row_hash_array(lane_a: np.ndarray, lane_b: np.ndarray) -> pa.Array:
     """The 128-bit row hash as stored in snapshot Parquet: 16 bytes, lane A then lane B, little-endian."""
-    both = np.column_stack([lane_a, lane_b]).astype("<u8", copy=False)
-    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(lane_a), [None, pa.py_buffer(both.tobytes())])
+    both = np.empty((len(lane_a), 2), dtype="<u8")
+    both[:, 0], both[:, 1] = lane_a, lane_b
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(lane_a), [None, pa.py_buffer(both)])
 
 
 def row_hash_lanes(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
