@@ -767,12 +767,11 @@ class _ParquetOutput:
         self.pending = self.thread.submit(self._complete, drop, extra)
 
     def _complete(self, drop: np.ndarray, extra: pa.Table) -> None:
+        if len(drop) == 0 and extra.num_rows:
+            self._write(extra)
+        self._closed()
         if len(drop) == 0:
-            if extra.num_rows:
-                self._write(extra)
-            self._opened(self.shape(self.empty)).close()
             return
-        self._opened(self.shape(self.empty)).close()
         table = pq.read_table(self.path)
         keep = np.ones(table.num_rows, dtype=bool)
         keep[drop] = False
@@ -790,9 +789,13 @@ class _ParquetOutput:
         with contextlib.suppress(Exception):  # the error that made us abort is the one to report
             self.wait()
         with contextlib.suppress(Exception):
-            self._opened(self.shape(self.empty)).close()
+            self._closed()
         self.thread.shutdown()
         self.path.unlink(missing_ok=True)
+
+    def _closed(self) -> None:
+        """Closes the file (an empty snapshot's too: it is still a file with the schema)."""
+        self._opened(self.shape(self.empty)).close()
 
     def wait(self) -> None:
         pending, self.pending = self.pending, None
