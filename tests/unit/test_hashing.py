@@ -75,3 +75,12 @@ def test_text_that_is_all_null_or_repeats_one_value_hashes_as_alone() -> None:
         lane_a, lane_b = hashing.column_lanes(pa.array(values, pa.string()))
         expected = {None: (LANE_A[-1], LANE_B[-1]), "a": (LANE_A[1], LANE_B[1])}
         assert [(int(a), int(b)) for a, b in zip(lane_a, lane_b, strict=True)] == [expected[v] for v in values]
+
+
+def test_text_in_a_view_array_hashes_as_plain_text() -> None:
+    # Given the same values, repeated and not, as string and as string_view arrays
+    for values in ([v for _ in range(400) for v in VALUES], VALUES):
+        plain = hashing.column_lanes(pa.array(values, pa.string()))
+        # When the view array is hashed / Then each value has its stored hash
+        view = hashing.column_lanes(pa.array(values, pa.string_view()))
+        assert (plain[0] == view[0]).all() and (plain[1] == view[1]).all()

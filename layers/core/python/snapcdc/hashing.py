@@ -92,8 +92,6 @@ def _piece_lanes(
 
 
 def _string_lanes(array: pa.Array, both: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    if pa.types.is_string_view(array.type) or pa.types.is_binary_view(array.type):
-        array = array.cast(pa.large_string())
     count = len(array)
     large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
     buffers = array.buffers()
@@ -141,6 +139,8 @@ def _string_lanes(array: pa.Array, both: bool) -> tuple[np.ndarray, np.ndarray |
 def _text_lanes(array: pa.Array, both: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`_string_lanes`, computed once per distinct value when the first values repeat (a status,
     a country code): a value's lanes depend on nothing but the value."""
+    if pa.types.is_string_view(array.type) or pa.types.is_binary_view(array.type):
+        array = array.cast(pa.large_string())  # offsets and data in two buffers, as hashed
     probe = array.slice(0, _DISTINCT_PROBE)
     if pc.count_distinct(probe).as_py() * _REPEATS_AT_LEAST <= len(probe):
         encoded = array.dictionary_encode()
