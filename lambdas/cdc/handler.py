@@ -15,9 +15,10 @@ import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from snapcdc import metric_names as names
 from snapcdc.config import PipelineConfig, load_config
 from snapcdc.layout import Layout
-from snapcdc.observability import CDC_METRIC_NAMES, logger, metrics, publish_table_metrics, tracer
+from snapcdc.observability import logger, metrics, publish_table_metrics, tracer
 from snapcdc.processor import BatchReport, process_raw_keys
 from snapcdc.settings import CdcSettings, load_settings
 from snapcdc.store import S3Store
@@ -36,14 +37,15 @@ def _dependencies() -> tuple[S3Store, PipelineConfig]:
 
 def _report_metrics(report: BatchReport) -> None:
     for record in report.records:
-        counts: dict[str, float] = {CDC_METRIC_NAMES[k]: v for k, v in record.stats.items() if k in CDC_METRIC_NAMES}
-        counts["DeleteGuardRefused"] = int(record.refused_reason == "delete_guard")
-        counts["MalformedSnapshots"] = int(record.refused_reason == "malformed_input")
+        stats = names.CDC_STAT_METRICS
+        counts: dict[str, float] = {stats[k]: v for k, v in record.stats.items() if k in stats}
+        counts[names.DELETE_GUARD_REFUSED] = int(record.refused_reason == "delete_guard")
+        counts[names.MALFORMED_SNAPSHOTS] = int(record.refused_reason == "malformed_input")
         publish_table_metrics(record.table, counts, seconds=record.seconds)
         if not record.accepted:
             logger.error("snapshot refused", extra={"run_record": record.to_json()})
     accepted = sum(r.accepted for r in report.records)
-    metrics.add_metric(name="SnapshotsProcessed", unit=MetricUnit.Count, value=accepted)
+    metrics.add_metric(name=names.SNAPSHOTS_PROCESSED, unit=MetricUnit.Count, value=accepted)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -14,6 +14,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from snapcdc import metric_names as names
 from snapcdc.config import ConfigError, load_config
 from snapcdc.deadline import Deadline
 from snapcdc.extract import ExtractPermissionError, ExtractReport, run_extract
@@ -58,20 +59,20 @@ def snapshot_of(event: dict[str, Any]) -> str:
 
 
 def _emit(report: ExtractReport) -> None:
-    metrics.add_metric(name="ExtractedBytes", unit=MetricUnit.Bytes, value=report.bytes_uploaded)
-    metrics.add_metric(name="TablesUploaded", unit=MetricUnit.Count, value=len(report.uploaded))
-    metrics.add_metric(name="SkippedUnchanged", unit=MetricUnit.Count, value=len(report.unchanged))
-    metrics.add_metric(name="TablesMissing", unit=MetricUnit.Count, value=len(report.missing))
+    metrics.add_metric(name=names.EXTRACTED_BYTES, unit=MetricUnit.Bytes, value=report.bytes_uploaded)
+    metrics.add_metric(name=names.TABLES_UPLOADED, unit=MetricUnit.Count, value=len(report.uploaded))
+    metrics.add_metric(name=names.SKIPPED_UNCHANGED, unit=MetricUnit.Count, value=len(report.unchanged))
+    metrics.add_metric(name=names.TABLES_MISSING, unit=MetricUnit.Count, value=len(report.missing))
     metrics.add_metric(
-        name="SkippedUnchangedVersion", unit=MetricUnit.Count, value=int(report.status == "skipped_unchanged")
+        name=names.SKIPPED_UNCHANGED_VERSION, unit=MetricUnit.Count, value=int(report.status == "skipped_unchanged")
     )
     for table in report.tables:  # per-table series (dimension "table")
         publish_table_metrics(
             table.name,
             {
-                "ExtractedBytes": table.bytes if table.status == "uploaded" else 0,
-                "SkippedUnchanged": int(table.status == "unchanged"),
-                "TablesMissing": int(table.status == "missing"),
+                names.EXTRACTED_BYTES: table.bytes if table.status == "uploaded" else 0,
+                names.SKIPPED_UNCHANGED: int(table.status == "unchanged"),
+                names.TABLES_MISSING: int(table.status == "missing"),
             },
         )
 
@@ -107,7 +108,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         )
     except PERMANENT_ERRORS as error:
         logger.exception("extract failed; retrying this event cannot help", extra={"error_type": type(error).__name__})
-        metrics.add_metric(name="ExtractFailed", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=names.EXTRACT_FAILED, unit=MetricUnit.Count, value=1)
         return {
             "status": "failed",
             "retryable": False,
@@ -116,7 +117,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         }
     except Exception as error:
         logger.exception("extract failed; Lambda retries the event", extra={"error_type": type(error).__name__})
-        metrics.add_metric(name="ExtractFailed", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=names.EXTRACT_FAILED, unit=MetricUnit.Count, value=1)
         raise  # transient (a Kaggle outage or deadline, S3 throttling): Lambda retries the event later
     _emit(report)
     logger.info("extract finished", extra={"report": report.to_dict()})

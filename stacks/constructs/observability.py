@@ -18,30 +18,18 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+from snapcdc import metric_names as names
 
 from stacks.constructs.cdc import CDC_SERVICE
 from stacks.constructs.extract import EXTRACT_SERVICE
 from stacks.context import StackSettings
 
-# Per-table metrics (dimensions service + table), as the handlers emit them.
-CDC_METRICS = (
-    "RowsRead",
-    "Inserts",
-    "Updates",
-    "Deletes",
-    "Quarantined",
-    "UpdatesWithoutDateBump",
-    "DurationSeconds",
-    "DeleteGuardRefused",
-    "MalformedSnapshots",
-)
-EXTRACT_METRICS = ("ExtractedBytes", "SkippedUnchanged")
 # Per-invocation metrics (dimension service only) that say the lake is current: CDC accepted a
 # snapshot, or extract found the dataset (or every table) unchanged since the last snapshot.
 FRESHNESS_METRICS = (
-    (CDC_SERVICE, "SnapshotsProcessed"),
-    (EXTRACT_SERVICE, "SkippedUnchanged"),
-    (EXTRACT_SERVICE, "SkippedUnchangedVersion"),
+    (CDC_SERVICE, names.SNAPSHOTS_PROCESSED),
+    (EXTRACT_SERVICE, names.SKIPPED_UNCHANGED),
+    (EXTRACT_SERVICE, names.SKIPPED_UNCHANGED_VERSION),
 )
 FIVE_MINUTES = Duration.minutes(5)
 
@@ -81,7 +69,7 @@ class Observability(Construct):
             "ExtractFailed",
             cloudwatch.Metric(
                 namespace=self._namespace,
-                metric_name="ExtractFailed",
+                metric_name=names.EXTRACT_FAILED,
                 dimensions_map={"service": EXTRACT_SERVICE},
                 statistic="Sum",
                 period=FIVE_MINUTES,
@@ -92,18 +80,18 @@ class Observability(Construct):
             title = _title(table)
             self._alarm(
                 f"{title}DeleteGuardRefused",
-                self.cdc_metric("DeleteGuardRefused", table),
+                self.cdc_metric(names.DELETE_GUARD_REFUSED, table),
                 f"A {table} snapshot would delete more rows than allowed and was refused (nothing written"
                 " to cdc/); allow it in the table's config and replay if the deletes are real",
             )
             self._alarm(
                 f"{title}Quarantined",
-                self.cdc_metric("Quarantined", table),
+                self.cdc_metric(names.QUARANTINED, table),
                 f"Rows of {table} with a null or duplicated key went to quarantine/",
             )
             self._alarm(
                 f"{title}MalformedSnapshot",
-                self.cdc_metric("MalformedSnapshots", table),
+                self.cdc_metric(names.MALFORMED_SNAPSHOTS, table),
                 f"A {table} CSV could not be parsed; the run record and log name the file and line",
             )
         self._alarm(
@@ -255,21 +243,26 @@ class Observability(Construct):
             return cloudwatch.GraphWidget(title=f"{table}: {title}", left=metrics, width=width, height=6)
 
         return [
-            graph("changes", [self.cdc_metric(m, table) for m in ("Inserts", "Updates", "Deletes")]),
-            graph("rows read", [self.cdc_metric("RowsRead", table)]),
+            graph("changes", [self.cdc_metric(m, table) for m in (names.INSERTS, names.UPDATES, names.DELETES)]),
+            graph("rows read", [self.cdc_metric(names.ROWS_READ, table)]),
             graph(
                 "data quality",
                 [
                     self.cdc_metric(m, table)
-                    for m in ("Quarantined", "UpdatesWithoutDateBump", "DeleteGuardRefused", "MalformedSnapshots")
+                    for m in (
+                        names.QUARANTINED,
+                        names.UPDATES_WITHOUT_DATE_BUMP,
+                        names.DELETE_GUARD_REFUSED,
+                        names.MALFORMED_SNAPSHOTS,
+                    )
                 ],
             ),
             graph(
                 "runs",
                 [
-                    self.cdc_metric("DurationSeconds", table).with_(statistic="Maximum"),
-                    self.extract_metric("ExtractedBytes", table),
-                    self.extract_metric("SkippedUnchanged", table),
+                    self.cdc_metric(names.DURATION_SECONDS, table).with_(statistic="Maximum"),
+                    self.extract_metric(names.EXTRACTED_BYTES, table),
+                    self.extract_metric(names.SKIPPED_UNCHANGED, table),
                 ],
             ),
         ]

@@ -6,13 +6,26 @@ import json
 from typing import Any
 
 import pytest
+from snapcdc import metric_names
 
-from stacks.constructs.observability import CDC_METRICS, EXTRACT_METRICS, FRESHNESS_METRICS
+from stacks.constructs.observability import FRESHNESS_METRICS
 
 from .cfn_helpers import render
 from .synthesis import Synth
 
 TABLES = ["clientes", "produtos", "transacoes", "transacao_produto"]
+CDC_METRICS = (
+    "RowsRead",
+    "Inserts",
+    "Updates",
+    "Deletes",
+    "Quarantined",
+    "UpdatesWithoutDateBump",
+    "DurationSeconds",
+    "DeleteGuardRefused",
+    "MalformedSnapshots",
+)
+EXTRACT_METRICS = ("ExtractedBytes", "SkippedUnchanged")
 
 
 def _alarms(synth: Synth) -> list[dict[str, Any]]:
@@ -146,3 +159,35 @@ def test_staleness_window_and_namespace_follow_context(custom_synth: Synth) -> N
     assert alarm["EvaluationPeriods"] == 6
     namespaces = {m["MetricStat"]["Metric"]["Namespace"] for m in alarm["Metrics"] if "MetricStat" in m}
     assert namespaces == {"acme/snapcdc"}
+
+
+def _custom_metric_names(synth: Synth) -> set[str]:
+    """Every metric in the snapcdc namespace that an alarm or a dashboard widget reads."""
+    names = {a["MetricName"] for a in _alarms(synth) if a.get("Namespace") == "snapcdc"}
+    for alarm in _alarms(synth):
+        for query in alarm.get("Metrics", []):
+            metric = query.get("MetricStat", {}).get("Metric", {})
+            if metric.get("Namespace") == "snapcdc":
+                names.add(metric["MetricName"])
+    body = json.loads(_dashboard_body(synth))
+    for widget in body["widgets"]:
+        for metric in widget.get("properties", {}).get("metrics", []):
+            if metric and metric[0] == "snapcdc":
+                names.add(metric[1])
+    return names
+
+
+def test_every_alarm_and_widget_reads_a_metric_the_handlers_emit(synth: Synth) -> None:
+    # Given the names the handlers emit (snapcdc.metric_names; the handler tests check they are emitted)
+    emitted = {
+        *metric_names.CDC_TABLE_METRICS,
+        *metric_names.CDC_INVOCATION_METRICS,
+        *metric_names.EXTRACT_TABLE_METRICS,
+        *metric_names.EXTRACT_INVOCATION_METRICS,
+    }
+    # When collecting every custom metric the alarms and the dashboard read
+    read = _custom_metric_names(synth)
+    # Then each is one the code emits, and the set is the one the dashboard test expects
+    assert read, "no custom metric found: the template walk is broken"
+    assert read <= emitted, f"alarms or widgets watch metrics no code emits: {sorted(read - emitted)}"
+    assert set(CDC_METRICS) | set(EXTRACT_METRICS) <= read

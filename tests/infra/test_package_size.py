@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stacks.kaggle_layer import build_dir, directory_size, is_built
 from stacks.packaging import (
+    CDC_CODE_DIR,
+    CLI_ONLY_PATHS,
+    EXTRACT_CODE_DIR,
     KAGGLE_LAYER_BOUND_BYTES,
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     MIB,
@@ -74,3 +80,37 @@ def test_core_layer_ships_the_package_without_development_leftovers(synth: Synth
     assert (staged / "python" / "snapcdc" / "pipeline.json").is_file()
     assert not list(staged.rglob("*.egg-info"))
     assert not list(staged.rglob("__pycache__"))
+
+
+def _staged_core(synth: Synth) -> Path:
+    (core,) = [
+        r for r in synth.resources("AWS::Lambda::LayerVersion").values() if "core" in r["Properties"]["Description"]
+    ]
+    return synth.outdir / core["Metadata"]["aws:asset:path"]
+
+
+def test_core_layer_leaves_out_the_development_harness_and_the_cli(synth: Synth) -> None:
+    # Given the staged core layer
+    package = _staged_core(synth) / "python" / "snapcdc"
+    # Then the fake Kaggle, embedded moto, the demo and the console script's modules are not in it
+    assert not (package / "local").exists()
+    assert not (package / "cli.py").exists()
+    for path in CLI_ONLY_PATHS:
+        assert not (_staged_core(synth) / path).exists(), path
+    # And the rest of the package is
+    assert (package / "engine" / "__init__.py").is_file() or (package / "diff.py").is_file()
+
+
+@pytest.mark.parametrize("code_dir", [EXTRACT_CODE_DIR, CDC_CODE_DIR], ids=["extract", "cdc"])
+def test_each_handler_imports_with_the_staged_core_layer_alone(synth: Synth, code_dir: Path) -> None:
+    # Given a fresh interpreter whose snapcdc package is the staged layer (not the source tree)
+    layer = _staged_core(synth) / "python"
+    script = (
+        f"import sys; sys.path[:0] = [{str(code_dir)!r}, {str(layer)!r}]\n"
+        "import handler, snapcdc\n"
+        f"assert snapcdc.__file__.startswith({str(layer)!r}), snapcdc.__file__\n"
+    )
+    # When the handler module is imported
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    # Then nothing it needs was left out of the layer
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -3,38 +3,46 @@
 Logs are structured JSON, the core's stdlib loggers (``snapcdc.*``) included; handlers add the
 Lambda context and each table/snapshot is appended to every line while it is processed. Metrics
 are CloudWatch EMF, one set per table, with the dimension ``table`` beside the Powertools
-``service``.
+``service``; their names are in :mod:`snapcdc.metric_names`.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import sys
 from collections.abc import Mapping
+from typing import IO, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from snapcdc.metric_names import DURATION_SECONDS
+
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "snapcdc")
 
-logger = Logger(name="%(name)s")  # every line names the logger that wrote it, kept through clear_state
+
+class _Stdout(io.TextIOBase):
+    """The process's standard output at the time of each write, not at import (Lambda's runtime reads
+    it; a test's capture or the demo's log file may stand in for it while a handler runs)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+# Every line names the logger that wrote it, kept through clear_state.
+logger = Logger(name="%(name)s", stream=cast("IO[str]", _Stdout()))
 # Modules that log with logging.getLogger(__name__) (the extract core, the Kaggle client) write
 # through the same JSON handler, instead of the runtime's plain-text lines.
 logging.getLogger("snapcdc")
 copy_config_to_registered_loggers(source_logger=logger, include={"snapcdc"})
 tracer = Tracer()
 metrics = Metrics(namespace=NAMESPACE)
-
-# Engine stats -> CloudWatch metric names (the dashboard and alarms use these names).
-CDC_METRIC_NAMES = {
-    "rows_new": "RowsRead",
-    "inserts": "Inserts",
-    "updates": "Updates",
-    "deletes": "Deletes",
-    "quarantined": "Quarantined",
-    "updates_without_date_bump": "UpdatesWithoutDateBump",
-}
 
 
 def publish_table_metrics(table: str, counts: Mapping[str, float], seconds: float | None = None) -> None:
@@ -45,5 +53,5 @@ def publish_table_metrics(table: str, counts: Mapping[str, float], seconds: floa
         unit = MetricUnit.Bytes if name.endswith("Bytes") else MetricUnit.Count
         table_metrics.add_metric(name=name, unit=unit, value=value)
     if seconds is not None:
-        table_metrics.add_metric(name="DurationSeconds", unit=MetricUnit.Seconds, value=seconds)
+        table_metrics.add_metric(name=DURATION_SECONDS, unit=MetricUnit.Seconds, value=seconds)
     table_metrics.flush_metrics()

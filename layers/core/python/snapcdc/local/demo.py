@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import json
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -108,6 +109,12 @@ def copy_bucket(aws: EmbeddedAws, out: Path) -> int:
     return count
 
 
+def _progress(number: int, total: int, snap: str, extract: dict[str, Any]) -> str:
+    uploaded = ", ".join(extract.get("uploaded", [])) or "none"
+    status = extract.get("status")
+    return f"  [{number}/{total}] snapshot {snap}: extract {status}, uploaded {uploaded}; CDC run on each raw CSV"
+
+
 def summary_table(runs: list[dict[str, Any]]) -> str:
     header = f"{'table':<18} {'snapshot':<17} {'status':<9} {'kind':<9} {'ins':>6} {'upd':>6} {'del':>6} "
     header += f"{'quar':>5} {'no-date-bump':>12} {'rows':>7} {'sec':>6}"
@@ -138,6 +145,7 @@ def run_demo(out: Path, snapshots: int = 4, seed: int = 42) -> int:
         shutil.rmtree(out)
     (out / "logs").mkdir(parents=True)
     dataset = LoyaltyDataset(seed=seed)
+    console = sys.stdout  # the handlers' JSON logs and metrics go to the log file, progress here
     print(f"snapcdc demo: {snapshots} snapshots of {config.dataset} (generated sample), embedded S3 on 127.0.0.1")
     with (
         tempfile.TemporaryDirectory(prefix="snapcdc-demo-") as work,
@@ -151,10 +159,7 @@ def run_demo(out: Path, snapshots: int = 4, seed: int = 42) -> int:
             kaggle.publish(config.dataset, _with_bad_rows(files) if index == snapshots - 1 else files)
             moment = FIRST_RUN + timedelta(hours=4 * index)
             extract_summary = run_pipeline_cycle(aws, moment, layout)
-            print(
-                f"  snapshot {snapshot_id(moment)}: extract {json.dumps(extract_summary, default=str)}",
-                file=log,
-            )
+            print(_progress(index + 1, snapshots, snapshot_id(moment), extract_summary), file=console, flush=True)
         store = S3Store(aws.client("s3"), BUCKET, layout)
         runs = [store.get_json(k) for k in store.list_keys(layout.key("_runs/"))]
         results = verify(store, list(config.tables))
