@@ -14,31 +14,19 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from snapcdc.config import ConfigError, load_config
+from snapcdc.config import load_config
 from snapcdc.deadline import Deadline
-from snapcdc.extract import ExtractPermissionError, ExtractReport, run_extract
-from snapcdc.kaggle_source import KaggleAuthError, KaggleNotFoundError, KaggleSource, read_kaggle_secret
+from snapcdc.errors import PermanentError
+from snapcdc.extract import ExtractReport, run_extract
+from snapcdc.kaggle_source import KaggleSource, read_kaggle_secret
 from snapcdc.layout import Layout, snapshot_id
 from snapcdc.observability import logger, metrics, publish_table_metrics, tracer
-from snapcdc.safe_zip import OutOfDiskSpaceError, UnsafeArchiveError
 from snapcdc.settings import ExtractSettings, load_settings
 from snapcdc.store import S3Store
 
 
-class EventError(ValueError):
-    """The event is not an EventBridge scheduled event with a time."""
-
-
-# Errors a Lambda retry of the same event cannot fix: reported, not raised (no retry storm).
-PERMANENT_ERRORS = (
-    EventError,
-    ConfigError,
-    KaggleAuthError,  # includes KaggleSecretError
-    KaggleNotFoundError,
-    UnsafeArchiveError,
-    OutOfDiskSpaceError,  # a retry gets the same ephemeral storage
-    ExtractPermissionError,
-)
+class EventError(PermanentError, ValueError):
+    """The event is not an EventBridge scheduled event with a time. Permanent: a retry brings the same event."""
 
 
 @functools.cache
@@ -105,7 +93,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             snap=snap,
             work_dir=work_dir,
         )
-    except PERMANENT_ERRORS as error:
+    except PermanentError as error:  # a retry of the same event cannot fix it: reported, not raised (no retry storm)
         logger.exception("extract failed; retrying this event cannot help", extra={"error_type": type(error).__name__})
         metrics.add_metric(name="ExtractFailed", unit=MetricUnit.Count, value=1)
         return {

@@ -684,7 +684,7 @@ BAD_CREDENTIALS: list[Any] = [
     ),
     pytest.param(
         _no_secret_configured,
-        "ConfigError",
+        "SettingsError",
         ["invalid Lambda environment: KAGGLE_SECRET_ARN: Field required"],
         0,
         id="no-secret-arn",

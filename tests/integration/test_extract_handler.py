@@ -528,7 +528,7 @@ def test_a_margin_that_leaves_kaggle_no_time_is_a_clear_configuration_failure(wo
     result = world.invoke(context=LocalLambdaContext("snapcdc-extract", timeout_seconds=60))
 
     # Then it fails without a retry, naming the settings to change, and asks nothing of Kaggle
-    assert_failed_for_good(result, capsys, "ConfigError")
+    assert_failed_for_good(result, capsys, "TimeBudgetError")
     assert "not more than UPLOAD_MARGIN_SECONDS=120" in result["error"]
     assert "raise the function timeout (extract_timeout_minutes) or lower UPLOAD_MARGIN_SECONDS" in result["error"]
     assert world.kaggle.request_count() == 0
@@ -567,7 +567,7 @@ def test_an_invalid_kaggle_setting_is_named(world, monkeypatch, name, value, nam
 
     # Then
     assert result["status"] == "failed"
-    assert result["error_type"] == "ConfigError"
+    assert result["error_type"] == "SettingsError"
     assert result["error"] == f"invalid Lambda environment: {named}"
 
 

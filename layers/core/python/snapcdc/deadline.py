@@ -11,9 +11,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from snapcdc.config import ConfigError
+from snapcdc.errors import PermanentError
 
 MARGIN_SETTING = "UPLOAD_MARGIN_SECONDS"
+
+
+class TimeBudgetError(PermanentError, ValueError):
+    """The invocation has no time left for Kaggle once the margin for the uploads is kept back.
+
+    Permanent: a retry gets the same function timeout and the same margin.
+    """
 
 
 @dataclass(frozen=True)
@@ -32,12 +39,12 @@ class Deadline:
     ) -> Deadline:
         """The invocation's remaining time (``context.get_remaining_time_in_millis()``) minus the margin.
 
-        A margin that leaves no time at all is a configuration error (a retry cannot help).
+        A margin that leaves no time at all is a :class:`TimeBudgetError` (a retry cannot help).
         """
         remaining = remaining_ms / 1000
         budget = remaining - margin_seconds
         if budget <= 0:
-            raise ConfigError(
+            raise TimeBudgetError(
                 f"the extract has {remaining:.0f} s left in this invocation, not more than "
                 f"{MARGIN_SETTING}={margin_seconds:g} kept back for the S3 uploads: no time is left for Kaggle; "
                 f"raise the function timeout (extract_timeout_minutes) or lower {MARGIN_SETTING}"

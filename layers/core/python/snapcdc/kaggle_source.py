@@ -48,6 +48,7 @@ from botocore.exceptions import ClientError
 from requests.adapters import HTTPAdapter
 
 from snapcdc.deadline import Deadline
+from snapcdc.errors import PermanentError, SnapcdcError
 from snapcdc.safe_zip import is_disk_full
 
 logger = logging.getLogger(__name__)
@@ -62,11 +63,14 @@ _CREDENTIALS_HINT = (
 )
 
 
-class KaggleError(RuntimeError):
-    """Kaggle could not be reached or answered with an error (after the retries, if retryable)."""
+class KaggleError(SnapcdcError, RuntimeError):
+    """Kaggle could not be reached or answered with an error (after the retries, if retryable).
+
+    Transient as far as the handler knows (an outage, throttling): Lambda retries the event.
+    """
 
 
-class KaggleAuthError(KaggleError):
+class KaggleAuthError(KaggleError, PermanentError):
     """Kaggle refused the credentials (or there are none). Never retried."""
 
 
@@ -74,7 +78,7 @@ class KaggleSecretError(KaggleAuthError):
     """The Secrets Manager secret with the Kaggle credentials is absent, unreadable or malformed."""
 
 
-class KaggleNotFoundError(KaggleError):
+class KaggleNotFoundError(KaggleError, PermanentError):
     """The dataset (or the requested version) does not exist, or is not visible to this account."""
 
 
