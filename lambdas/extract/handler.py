@@ -15,10 +15,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from snapcdc.config import load_config
-from snapcdc.deadline import Deadline
 from snapcdc.errors import PermanentError
 from snapcdc.extract import ExtractReport, run_extract
-from snapcdc.kaggle_source import KaggleSource, read_kaggle_secret
+from snapcdc.kaggle import Deadline, KaggleSource, read_kaggle_secret
 from snapcdc.layout import Layout, snapshot_id
 from snapcdc.observability import logger, metrics, publish_table_metrics, tracer
 from snapcdc.settings import ExtractSettings, load_settings

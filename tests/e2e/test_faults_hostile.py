@@ -37,7 +37,7 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from snapcdc.kaggle_source import KaggleDeadlineError, KaggleError, KaggleSource
+from snapcdc.kaggle import KaggleDeadlineError, KaggleError, KaggleSource
 from snapcdc.layout import snapshot_id
 from snapcdc.local.demo import BUCKET
 from snapcdc.local.embedded_aws import patched_environ

@@ -1,7 +1,7 @@
 """The extract Lambda handler with a real EventBridge scheduled event, against moto (in-process) and FakeKaggle.
 
 moto's ``mock_aws`` intercepts boto3 (S3, Secrets Manager); the kaggle client's HTTP to 127.0.0.1
-passes through to the fake Kaggle API (see test_kaggle_source.py).
+passes through to the fake Kaggle API (see tests/integration/kaggle/).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from snapcdc.config import load_config
-from snapcdc.kaggle_source import KaggleDeadlineError, KaggleError, KaggleSource
+from snapcdc.kaggle import KaggleDeadlineError, KaggleError, KaggleSource
 from snapcdc.layout import Layout
 from snapcdc.local.demo import load_handler
 from snapcdc.local.events import LocalLambdaContext
@@ -151,7 +151,7 @@ def world(handler_module, fake_kaggle, monkeypatch, tmp_path):
     monkeypatch.delenv("PIPELINE_CONFIG", raising=False)  # the packaged config: the real dataset's tables
     monkeypatch.delenv("S3_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    # Retries without waiting (the retry policy itself is tested in test_kaggle_source.py).
+    # Retries without waiting (the retry policy itself is tested in tests/integration/kaggle/).
     monkeypatch.setattr(handler_module, "KaggleSource", functools.partial(KaggleSource, sleep=lambda _: None))
     with mock_aws():
         s3 = client("s3")

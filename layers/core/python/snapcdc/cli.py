@@ -186,7 +186,7 @@ def _run_run(args: argparse.Namespace) -> int:
 
     from snapcdc.config import load_config
     from snapcdc.extract import run_extract
-    from snapcdc.kaggle_source import KaggleSource
+    from snapcdc.kaggle import KaggleSource
     from snapcdc.layout import snapshot_id
     from snapcdc.processor import process_raw_keys
 

@@ -44,7 +44,7 @@ from botocore.exceptions import ClientError
 
 from snapcdc.config import PipelineConfig
 from snapcdc.errors import OutOfDiskSpaceError, PermanentError
-from snapcdc.kaggle_source import DatasetVersion
+from snapcdc.kaggle import DatasetVersion
 from snapcdc.safe_zip import extract_members, is_disk_full
 from snapcdc.store import S3Store
 
@@ -69,7 +69,7 @@ class ExtractPermissionError(PermanentError, RuntimeError):
 
 
 class Source(Protocol):
-    """What the extract needs from Kaggle (:class:`snapcdc.kaggle_source.KaggleSource`)."""
+    """What the extract needs from Kaggle (:class:`snapcdc.kaggle.KaggleSource`)."""
 
     def current_version(self, dataset: str) -> DatasetVersion: ...
 

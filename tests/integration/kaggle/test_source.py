@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 import requests
 from moto import mock_aws
-from snapcdc import kaggle_source
-from snapcdc.deadline import Deadline
-from snapcdc.kaggle_source import (
+from snapcdc.kaggle import (
     DatasetVersion,
+    Deadline,
     KaggleAuthError,
     KaggleDeadlineError,
     KaggleError,
     KaggleNotFoundError,
     KaggleSource,
 )
+from snapcdc.kaggle import source as kaggle_source
 from snapcdc.local.fake_kaggle import BLOB_RPC, FakeKaggle, build_zip
 
 from tests.support import csv_bytes

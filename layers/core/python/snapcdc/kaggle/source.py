@@ -13,7 +13,7 @@ What this wrapper adds to ``KaggleApi`` (see ``/work/shared/KAGGLE.md`` for the 
   retries off and a socket timeout, and own the retry policy: a few attempts, exponential
   backoff with jitter, an injectable sleep.
 * A read timeout bounds each socket read, not a whole call: a server that drips a byte now and
-  then never times out. With a :class:`~snapcdc.deadline.Deadline`, every timeout is clipped to
+  then never times out. With a :class:`~snapcdc.kaggle.guard.Deadline`, every timeout is clipped to
   the time left, no attempt or backoff sleep starts that cannot end before it, and a watchdog
   shuts the sockets of a call still running at the deadline (connecting, waiting or streaming):
   :class:`KaggleDeadlineError`, which names the deadline and the attempts made.
@@ -47,8 +47,8 @@ import urllib3.exceptions
 from botocore.exceptions import ClientError
 from requests.adapters import HTTPAdapter
 
-from snapcdc.deadline import Deadline
 from snapcdc.errors import PermanentError, SnapcdcError
+from snapcdc.kaggle.guard import Deadline
 from snapcdc.safe_zip import is_disk_full
 
 logger = logging.getLogger(__name__)
