@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from snapcdc.config import load_config
 from snapcdc.errors import PermanentError
 from snapcdc.extract import ExtractReport, run_extract
-from snapcdc.kaggle import Deadline, KaggleSource, read_kaggle_secret
+from snapcdc.kaggle import Deadline, KaggleOptions, KaggleSource, RetryPolicy, read_credentials
 from snapcdc.layout import Layout, snapshot_id
 from snapcdc.observability import logger, metrics, publish_table_metrics, tracer
 from snapcdc.settings import ExtractSettings, load_settings
@@ -73,18 +73,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.append_keys(snapshot=snap)
         endpoints = (env.s3_endpoint_url, os.environ.get("AWS_ENDPOINT_URL"))
         store = S3Store(aws_client("s3", *endpoints), env.bucket_name, Layout(env.data_prefix))
-        username, key = read_kaggle_secret(aws_client("secretsmanager", *endpoints), env.kaggle_secret_arn)
+        credentials = read_credentials(env.kaggle_secret_arn, aws_client("secretsmanager", *endpoints))
         work_dir = Path(env.work_dir)
-        source = KaggleSource(
-            username,
-            key,
-            work_dir,
+        options = KaggleOptions(
             endpoint=env.kaggle_endpoint,
-            attempts=env.kaggle_max_attempts,
             read_timeout=env.kaggle_read_timeout_seconds,
             # Kaggle must be done in time for the uploads, before Lambda would kill the function.
             deadline=Deadline.for_lambda(context.get_remaining_time_in_millis(), env.upload_margin_seconds),
+            retry=RetryPolicy(attempts=env.kaggle_max_attempts),
         )
+        source = KaggleSource(credentials, work_dir, options)
         report = run_extract(
             store=store,
             config=load_config(env.pipeline_config),

@@ -19,7 +19,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from snapcdc.config import load_config
-from snapcdc.kaggle import KaggleDeadlineError, KaggleError, KaggleSource
+from snapcdc.kaggle import KaggleDeadlineError, KaggleError, KaggleSource, RetryPolicy
 from snapcdc.layout import Layout
 from snapcdc.local.demo import load_handler
 from snapcdc.local.events import LocalLambdaContext
@@ -152,7 +152,7 @@ def world(handler_module, fake_kaggle, monkeypatch, tmp_path):
     monkeypatch.delenv("S3_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     # Retries without waiting (the retry policy itself is tested in tests/integration/kaggle/).
-    monkeypatch.setattr(handler_module, "KaggleSource", functools.partial(KaggleSource, sleep=lambda _: None))
+    monkeypatch.setattr(handler_module, "RetryPolicy", functools.partial(RetryPolicy, sleep=lambda _: None))
     with mock_aws():
         s3 = client("s3")
         s3.create_bucket(Bucket=BUCKET)
