@@ -15,31 +15,18 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from snapcdc import metric_names as names
-from snapcdc.config import ConfigError, load_config
-from snapcdc.deadline import Deadline
-from snapcdc.extract import ExtractPermissionError, ExtractReport, run_extract
-from snapcdc.kaggle_source import KaggleAuthError, KaggleNotFoundError, KaggleSource, read_kaggle_secret
+from snapcdc.config import load_config
+from snapcdc.errors import PermanentError
+from snapcdc.extract import ExtractReport, run_extract
+from snapcdc.kaggle import Deadline, KaggleOptions, KaggleSource, RetryPolicy, read_credentials
 from snapcdc.layout import Layout, snapshot_id
 from snapcdc.observability import logger, metrics, publish_table_metrics, tracer
-from snapcdc.safe_zip import OutOfDiskSpaceError, UnsafeArchiveError
 from snapcdc.settings import ExtractSettings, load_settings
 from snapcdc.store import S3Store
 
 
-class EventError(ValueError):
-    """The event is not an EventBridge scheduled event with a time."""
-
-
-# Errors a Lambda retry of the same event cannot fix: reported, not raised (no retry storm).
-PERMANENT_ERRORS = (
-    EventError,
-    ConfigError,
-    KaggleAuthError,  # includes KaggleSecretError
-    KaggleNotFoundError,
-    UnsafeArchiveError,
-    OutOfDiskSpaceError,  # a retry gets the same ephemeral storage
-    ExtractPermissionError,
-)
+class EventError(PermanentError, ValueError):
+    """The event is not an EventBridge scheduled event with a time. Permanent: a retry brings the same event."""
 
 
 @functools.cache
@@ -87,18 +74,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.append_keys(snapshot=snap)
         endpoints = (env.s3_endpoint_url, os.environ.get("AWS_ENDPOINT_URL"))
         store = S3Store(aws_client("s3", *endpoints), env.bucket_name, Layout(env.data_prefix))
-        username, key = read_kaggle_secret(aws_client("secretsmanager", *endpoints), env.kaggle_secret_arn)
+        credentials = read_credentials(env.kaggle_secret_arn, aws_client("secretsmanager", *endpoints))
         work_dir = Path(env.work_dir)
-        source = KaggleSource(
-            username,
-            key,
-            work_dir,
+        options = KaggleOptions(
             endpoint=env.kaggle_endpoint,
-            attempts=env.kaggle_max_attempts,
             read_timeout=env.kaggle_read_timeout_seconds,
             # Kaggle must be done in time for the uploads, before Lambda would kill the function.
             deadline=Deadline.for_lambda(context.get_remaining_time_in_millis(), env.upload_margin_seconds),
+            retry=RetryPolicy(attempts=env.kaggle_max_attempts),
         )
+        source = KaggleSource(credentials, work_dir, options)
         report = run_extract(
             store=store,
             config=load_config(env.pipeline_config),
@@ -106,7 +91,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             snap=snap,
             work_dir=work_dir,
         )
-    except PERMANENT_ERRORS as error:
+    except PermanentError as error:  # a retry of the same event cannot fix it: reported, not raised (no retry storm)
         logger.exception("extract failed; retrying this event cannot help", extra={"error_type": type(error).__name__})
         metrics.add_metric(name=names.EXTRACT_FAILED, unit=MetricUnit.Count, value=1)
         return {

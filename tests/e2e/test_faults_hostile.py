@@ -13,7 +13,7 @@ Two worlds:
   fixture left them, which also keeps them independent of one another. (moto's state is global to
   the process, so a class holds only ``settled`` tests: no other embedded S3 starts meanwhile.)
 
-The extract's Kaggle retries record their backoff instead of sleeping (the handler's ``KaggleSource``
+The extract's Kaggle retries record their backoff instead of sleeping (the handler's ``RetryPolicy``
 gets that sleep), and a stalled read times out after ``READ_TIMEOUT`` seconds (the function's
 ``KAGGLE_READ_TIMEOUT_SECONDS`` setting). The retry policy itself is the real one (4 attempts,
 exponential backoff from 1 s with jitter).
@@ -37,7 +37,7 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from snapcdc.kaggle_source import KaggleDeadlineError, KaggleError, KaggleSource
+from snapcdc.kaggle import KaggleDeadlineError, KaggleError, RetryPolicy
 from snapcdc.layout import snapshot_id
 from snapcdc.local.demo import BUCKET
 from snapcdc.local.embedded_aws import patched_environ
@@ -109,11 +109,11 @@ def sleeps() -> list[float]:
 @pytest.fixture(autouse=True)
 def _fast_kaggle_retries(request: pytest.FixtureRequest, sleeps: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAGGLE_READ_TIMEOUT_SECONDS", str(READ_TIMEOUT))
-    fast = functools.partial(KaggleSource, sleep=sleeps.append)
+    fast = functools.partial(RetryPolicy, sleep=sleeps.append)
     if "lab" in request.fixturenames:
-        monkeypatch.setattr(request.getfixturevalue("lab").extract, "KaggleSource", fast)
+        monkeypatch.setattr(request.getfixturevalue("lab").extract, "RetryPolicy", fast)
     if "settled" in request.fixturenames:
-        monkeypatch.setattr(request.getfixturevalue("settled").lab.extract, "KaggleSource", fast)
+        monkeypatch.setattr(request.getfixturevalue("settled").lab.extract, "RetryPolicy", fast)
 
 
 def metric(lab: Lab, name: str, table: str | None = None) -> list[float]:
@@ -684,7 +684,7 @@ BAD_CREDENTIALS: list[Any] = [
     ),
     pytest.param(
         _no_secret_configured,
-        "ConfigError",
+        "SettingsError",
         ["invalid Lambda environment: KAGGLE_SECRET_ARN: Field required"],
         0,
         id="no-secret-arn",

@@ -12,11 +12,12 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from snapcdc.config import parse_config
+from snapcdc.errors import OutOfDiskSpaceError
 from snapcdc.extract import ExtractPermissionError, run_extract
-from snapcdc.kaggle_source import DatasetVersion, KaggleError
+from snapcdc.kaggle import DatasetVersion, KaggleError
 from snapcdc.layout import Layout
 from snapcdc.local.fake_kaggle import build_zip
-from snapcdc.safe_zip import OutOfDiskSpaceError, UnsafeArchiveError
+from snapcdc.safe_zip import UnsafeArchiveError
 from snapcdc.store import S3Store
 
 from tests.support import BUCKET, csv_bytes

@@ -1,7 +1,7 @@
 """The extract Lambda handler with a real EventBridge scheduled event, against moto (in-process) and FakeKaggle.
 
 moto's ``mock_aws`` intercepts boto3 (S3, Secrets Manager); the kaggle client's HTTP to 127.0.0.1
-passes through to the fake Kaggle API (see test_kaggle_source.py).
+passes through to the fake Kaggle API (see tests/integration/kaggle/).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from snapcdc.config import load_config
-from snapcdc.kaggle_source import KaggleDeadlineError, KaggleError, KaggleSource
+from snapcdc.kaggle import KaggleDeadlineError, KaggleError, KaggleSource, RetryPolicy
 from snapcdc.layout import Layout
 from snapcdc.local.demo import load_handler
 from snapcdc.local.events import LocalLambdaContext
@@ -151,8 +151,8 @@ def world(handler_module, fake_kaggle, monkeypatch, tmp_path):
     monkeypatch.delenv("PIPELINE_CONFIG", raising=False)  # the packaged config: the real dataset's tables
     monkeypatch.delenv("S3_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    # Retries without waiting (the retry policy itself is tested in test_kaggle_source.py).
-    monkeypatch.setattr(handler_module, "KaggleSource", functools.partial(KaggleSource, sleep=lambda _: None))
+    # Retries without waiting (the retry policy itself is tested in tests/integration/kaggle/).
+    monkeypatch.setattr(handler_module, "RetryPolicy", functools.partial(RetryPolicy, sleep=lambda _: None))
     with mock_aws():
         s3 = client("s3")
         s3.create_bucket(Bucket=BUCKET)
@@ -528,7 +528,7 @@ def test_a_margin_that_leaves_kaggle_no_time_is_a_clear_configuration_failure(wo
     result = world.invoke(context=LocalLambdaContext("snapcdc-extract", timeout_seconds=60))
 
     # Then it fails without a retry, naming the settings to change, and asks nothing of Kaggle
-    assert_failed_for_good(result, capsys, "ConfigError")
+    assert_failed_for_good(result, capsys, "TimeBudgetError")
     assert "not more than UPLOAD_MARGIN_SECONDS=120" in result["error"]
     assert "raise the function timeout (extract_timeout_minutes) or lower UPLOAD_MARGIN_SECONDS" in result["error"]
     assert world.kaggle.request_count() == 0
@@ -567,7 +567,7 @@ def test_an_invalid_kaggle_setting_is_named(world, monkeypatch, name, value, nam
 
     # Then
     assert result["status"] == "failed"
-    assert result["error_type"] == "ConfigError"
+    assert result["error_type"] == "SettingsError"
     assert result["error"] == f"invalid Lambda environment: {named}"
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from snapcdc.errors import OutOfDiskSpaceError
 from snapcdc.safe_zip import (
     DISK_HEADROOM_BYTES,
     RATIO_FLOOR_BYTES,
-    OutOfDiskSpaceError,
     UnsafeArchiveError,
     extract_members,
 )

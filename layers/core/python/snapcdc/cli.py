@@ -186,7 +186,7 @@ def _run_run(args: argparse.Namespace) -> int:
 
     from snapcdc.config import load_config
     from snapcdc.extract import run_extract
-    from snapcdc.kaggle_source import KaggleSource
+    from snapcdc.kaggle import KaggleCredentials, KaggleSource
     from snapcdc.layout import snapshot_id
     from snapcdc.processor import process_raw_keys
 
@@ -194,7 +194,8 @@ def _run_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     snap = snapshot_id(args.at or datetime.now(UTC))
     with tempfile.TemporaryDirectory(prefix="snapcdc-run-") as work:
-        source = KaggleSource(os.environ.get("KAGGLE_USERNAME", ""), os.environ.get("KAGGLE_KEY", ""), Path(work))
+        credentials = KaggleCredentials(os.environ.get("KAGGLE_USERNAME", ""), os.environ.get("KAGGLE_KEY", ""))
+        source = KaggleSource(credentials, Path(work))
         report = run_extract(store=store, config=config, source=source, snap=snap, work_dir=Path(work))  # type: ignore[arg-type]
         print(json.dumps(report.to_dict(), default=str))
         keys = [t.key for t in report.tables if t.key]

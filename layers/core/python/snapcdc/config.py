@@ -12,12 +12,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from snapcdc.errors import PermanentError
+
 ColumnType = Literal["string", "int64", "float64", "bool", "timestamp", "date"]
 TABLE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 
 
-class ConfigError(ValueError):
-    """The pipeline config is invalid; the message names the field."""
+class ConfigError(PermanentError, ValueError):
+    """The pipeline config is invalid; the message names the field. Permanent: a retry reads the same config."""
 
 
 class _Strict(BaseModel):

@@ -23,7 +23,7 @@ each run first removes the folders of runs that are gone: a run holds an exclusi
 ``<folder>.lock`` while it lives (the kernel drops it with the process), so a sibling whose lock
 can be taken is stale, and one whose lock is held belongs to a run still going (possible when
 several runs share one process and folder, as in tests and local runs). Running out of disk space
-while downloading or unzipping raises :class:`~snapcdc.safe_zip.OutOfDiskSpaceError`.
+while downloading or unzipping raises :class:`~snapcdc.errors.OutOfDiskSpaceError`.
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ from typing import Any, Literal, Protocol
 from botocore.exceptions import ClientError
 
 from snapcdc.config import PipelineConfig
-from snapcdc.kaggle_source import DatasetVersion
-from snapcdc.safe_zip import OutOfDiskSpaceError, extract_members, is_disk_full
+from snapcdc.errors import OutOfDiskSpaceError, PermanentError
+from snapcdc.kaggle import DatasetVersion
+from snapcdc.safe_zip import extract_members, is_disk_full
 from snapcdc.store import S3Store
 
 logger = logging.getLogger(__name__)
@@ -60,12 +61,15 @@ RUNS_FOLDER = "extract"  # under the work dir
 _LOCK_SUFFIX = ".lock"
 
 
-class ExtractPermissionError(RuntimeError):
-    """The extract's role may not read what it must compare with; the message names the grant."""
+class ExtractPermissionError(PermanentError, RuntimeError):
+    """The extract's role may not read what it must compare with; the message names the grant.
+
+    Permanent: a retry runs with the same role (IAM is fixed by the deployment).
+    """
 
 
 class Source(Protocol):
-    """What the extract needs from Kaggle (:class:`snapcdc.kaggle_source.KaggleSource`)."""
+    """What the extract needs from Kaggle (:class:`snapcdc.kaggle.KaggleSource`)."""
 
     def current_version(self, dataset: str) -> DatasetVersion: ...
 

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
+from snapcdc.errors import OutOfDiskSpaceError, PermanentError
+
 CHUNK_BYTES = 1024 * 1024
 # Small members cannot do harm whatever their ratio (a header-only CSV compresses well):
 # the ratio limit applies once a member has produced this many bytes.
@@ -36,14 +38,10 @@ _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 _STORAGE_HINT = "give the extract function more ephemeral storage (extract_ephemeral_storage_mb)"
 
 
-class UnsafeArchiveError(ValueError):
-    """The archive is corrupt or breaks a safety limit; the message names the member."""
+class UnsafeArchiveError(PermanentError, ValueError):
+    """The archive is corrupt or breaks a safety limit; the message names the member.
 
-
-class OutOfDiskSpaceError(RuntimeError):
-    """The work dir's file system cannot hold what the extract must write there.
-
-    Not retried: a retry gets the same ephemeral storage. The message names the folder and sizes.
+    Permanent: a retry downloads the same version, with the same archive.
     """
 
 

@@ -8,7 +8,14 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from snapcdc.config import ConfigError
+from snapcdc.errors import PermanentError
+
+
+class SettingsError(PermanentError, ValueError):
+    """A Lambda environment variable is missing or invalid; the message names it.
+
+    Permanent: a retry of the event runs with the same environment.
+    """
 
 
 class _Settings(BaseModel):
@@ -30,7 +37,7 @@ class ExtractSettings(_Settings):
     # Only the fake Kaggle API of tests and the demo sets this; unset means api.kaggle.com.
     kaggle_endpoint: str | None = Field(default=None, alias="KAGGLE_ENDPOINT")
     work_dir: str = Field(default="/tmp/snapcdc", alias="WORK_DIR")
-    # The Kaggle retry policy (defaults: KaggleSource's) and the seconds of the invocation kept back
+    # The Kaggle retry policy (defaults: snapcdc.kaggle's) and the seconds of the invocation kept back
     # for unzipping and the S3 uploads: the Kaggle calls must be done by the remaining time minus this.
     kaggle_max_attempts: int = Field(default=4, ge=1, le=20, alias="KAGGLE_MAX_ATTEMPTS")
     kaggle_read_timeout_seconds: float = Field(default=120.0, gt=0, le=900, alias="KAGGLE_READ_TIMEOUT_SECONDS")
@@ -47,4 +54,4 @@ def load_settings(kind: type[S], environ: Mapping[str, str] | None = None) -> S:
         return kind.model_validate(env)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise ConfigError(f"invalid Lambda environment: {problems}") from None
+        raise SettingsError(f"invalid Lambda environment: {problems}") from None

@@ -15,7 +15,7 @@ Usage::
 
     with FakeKaggle() as fake:                    # username "snapcdc-test", key "fake-key"
         fake.publish("owner/slug", {"clientes.csv": b"idCliente;qtdePontos\\n1;10\\n"})
-        source = KaggleSource(fake.username, fake.key, work_dir, endpoint=fake.endpoint)
+        source = KaggleSource(KaggleCredentials(fake.username, fake.key), work_dir, KaggleOptions(fake.endpoint))
 
 Bounded by design: handlers time out idle sockets, injected delays end when the server stops,
 and ``stop()`` returns within a few seconds.
@@ -179,7 +179,7 @@ class FakeKaggle:
 
     @property
     def endpoint(self) -> str:
-        """Base URL to give the client (``KaggleSource(endpoint=...)``), e.g. http://127.0.0.1:5123."""
+        """Base URL to give the client (``KaggleOptions(endpoint=...)``), e.g. http://127.0.0.1:5123."""
         if self._server is None:
             raise RuntimeError("FakeKaggle is not started")
         host, port = self._server.server_address[:2]

@@ -1,8 +1,11 @@
-"""The real kaggle client (2.2.4 / kagglesdk 0.1.37), wrapped by KaggleSource, against FakeKaggle on 127.0.0.1."""
+"""The real kaggle client (2.2.4 / kagglesdk 0.1.37), wrapped by KaggleSource, against FakeKaggle on 127.0.0.1.
+
+The retry policy, the guard and the deadline are exercised here through real HTTP; what needs no
+server is in tests/unit/kaggle/.
+"""
 
 from __future__ import annotations
 
-import errno
 import io
 import re
 import time
@@ -13,16 +16,20 @@ from pathlib import Path
 import pytest
 import requests
 from moto import mock_aws
-from snapcdc import kaggle_source
-from snapcdc.deadline import Deadline
-from snapcdc.kaggle_source import (
+from snapcdc.kaggle import (
     DatasetVersion,
+    Deadline,
     KaggleAuthError,
+    KaggleCredentials,
     KaggleDeadlineError,
     KaggleError,
     KaggleNotFoundError,
+    KaggleOptions,
     KaggleSource,
+    RetryPolicy,
 )
+from snapcdc.kaggle import client as kaggle_client
+from snapcdc.kaggle.source import split_dataset_ref
 from snapcdc.local.fake_kaggle import BLOB_RPC, FakeKaggle, build_zip
 
 from tests.support import csv_bytes
@@ -54,9 +61,16 @@ class FakeClock:
         self.now += seconds
 
 
+RETRY_FIELDS = {"attempts", "base_delay", "max_delay", "min_attempt_seconds", "sleep", "jitter"}
+
+
 def make_source(fake: FakeKaggle, tmp_path: Path, sleeps: Sleeps, **options: object) -> KaggleSource:
+    """A source on ``fake``: ``options`` are fields of KaggleOptions or of its RetryPolicy."""
     settings: dict[str, object] = {"endpoint": fake.endpoint, "sleep": sleeps, "jitter": lambda: 0.5, **options}
-    return KaggleSource(fake.username, fake.key, tmp_path / "work", **settings)  # type: ignore[arg-type]
+    retry = RetryPolicy(**{k: v for k, v in settings.items() if k in RETRY_FIELDS})  # type: ignore[arg-type]
+    rest = {k: v for k, v in settings.items() if k not in RETRY_FIELDS}
+    credentials = KaggleCredentials(fake.username, fake.key)
+    return KaggleSource(credentials, tmp_path / "work", KaggleOptions(retry=retry, **rest))  # type: ignore[arg-type]
 
 
 def members(zip_path: Path) -> dict[str, bytes]:
@@ -164,14 +178,12 @@ def test_backoff_is_capped_and_jittered(fake_kaggle, tmp_path):
     sleeps = Sleeps()
     jitters = iter([0.0, 0.999, 0.999])
     source = KaggleSource(
-        fake_kaggle.username,
-        fake_kaggle.key,
+        KaggleCredentials(fake_kaggle.username, fake_kaggle.key),
         tmp_path,
-        endpoint=fake_kaggle.endpoint,
-        base_delay=2.0,
-        max_delay=5.0,
-        sleep=sleeps,
-        jitter=lambda: next(jitters),
+        KaggleOptions(
+            endpoint=fake_kaggle.endpoint,
+            retry=RetryPolicy(base_delay=2.0, max_delay=5.0, sleep=sleeps, jitter=lambda: next(jitters)),
+        ),
     )
 
     # When
@@ -247,7 +259,11 @@ def test_wrong_credentials_raise_an_auth_error_without_retrying(fake_kaggle, tmp
     # Given a key the server does not accept
     fake_kaggle.publish(DATASET, V1)
     sleeps = Sleeps()
-    source = KaggleSource(fake_kaggle.username, "wrong-key", tmp_path, endpoint=fake_kaggle.endpoint, sleep=sleeps)
+    source = KaggleSource(
+        KaggleCredentials(fake_kaggle.username, "wrong-key"),
+        tmp_path,
+        KaggleOptions(endpoint=fake_kaggle.endpoint, retry=RetryPolicy(sleep=sleeps)),
+    )
 
     # When / Then the message names what to set; one request, no sleeping
     with pytest.raises(KaggleAuthError, match=r"HTTP 401.*'username' and 'key'"):
@@ -259,7 +275,11 @@ def test_wrong_credentials_raise_an_auth_error_without_retrying(fake_kaggle, tmp
 def test_wrong_credentials_on_download_raise_an_auth_error_without_retrying(fake_kaggle, tmp_path):
     # Given an unknown user
     fake_kaggle.publish(DATASET, V1)
-    source = KaggleSource("someone", "else", tmp_path, endpoint=fake_kaggle.endpoint, sleep=Sleeps())
+    source = KaggleSource(
+        KaggleCredentials("someone", "else"),
+        tmp_path,
+        KaggleOptions(endpoint=fake_kaggle.endpoint, retry=RetryPolicy(sleep=Sleeps())),
+    )
 
     # When / Then
     with pytest.raises(KaggleAuthError, match="'someone'"):
@@ -273,7 +293,7 @@ def test_wrong_credentials_on_download_raise_an_auth_error_without_retrying(fake
 def test_empty_credentials_are_refused_before_any_request(fake_kaggle, tmp_path, username, key, named):
     # When / Then
     with pytest.raises(KaggleAuthError, match=f"Kaggle {named} is empty"):
-        KaggleSource(username, key, tmp_path, endpoint=fake_kaggle.endpoint)
+        KaggleSource(KaggleCredentials(username, key), tmp_path, KaggleOptions(endpoint=fake_kaggle.endpoint))
     assert fake_kaggle.request_count() == 0
 
 
@@ -286,7 +306,7 @@ def test_the_clients_exit_on_missing_credentials_becomes_an_auth_error(fake_kagg
     def no_credentials(username: str, key: str, config_dir: Path) -> None:
         config_dir.mkdir(parents=True, exist_ok=True)
 
-    monkeypatch.setattr(kaggle_source, "_prepare_environment", no_credentials)
+    monkeypatch.setattr(kaggle_client, "_prepare_environment", no_credentials)
     source = make_source(fake_kaggle, tmp_path, Sleeps())
 
     # When / Then authenticate()'s SystemExit(1) does not escape
@@ -311,7 +331,11 @@ def test_an_unreachable_endpoint_fails_after_the_attempt_budget(tmp_path):
     with FakeKaggle() as fake:
         endpoint = fake.endpoint
     sleeps = Sleeps()
-    source = KaggleSource("u", "k", tmp_path, endpoint=endpoint, attempts=2, sleep=sleeps)
+    source = KaggleSource(
+        KaggleCredentials("u", "k"),
+        tmp_path,
+        KaggleOptions(endpoint=endpoint, retry=RetryPolicy(attempts=2, sleep=sleeps)),
+    )
 
     # When / Then
     with pytest.raises(KaggleError, match="after 2 attempts: connection failed"):
@@ -322,7 +346,7 @@ def test_an_unreachable_endpoint_fails_after_the_attempt_budget(tmp_path):
 def test_a_bad_dataset_ref_is_refused():
     # When / Then
     with pytest.raises(ValueError, match="owner/slug"):
-        kaggle_source.split_dataset_ref("just-a-slug")
+        split_dataset_ref("just-a-slug")
 
 
 def test_moto_mock_aws_lets_the_kaggle_http_through(fake_kaggle, tmp_path):
@@ -498,23 +522,3 @@ def test_a_retry_that_fits_before_the_deadline_still_happens(fake_kaggle, tmp_pa
     assert version.number == 1
     assert clock.sleeps == [1.0]
     assert fake_kaggle.request_count("GetDataset") == 2
-
-
-def test_running_out_of_disk_space_is_neither_retried_nor_wrapped_as_a_kaggle_error(fake_kaggle, tmp_path):
-    # Given an attempt whose write hits a full disk (/dev/full answers every write with ENOSPC)
-    sleeps = Sleeps()
-    source = make_source(fake_kaggle, tmp_path, sleeps)
-    calls: list[int] = []
-
-    def attempt() -> None:
-        calls.append(1)
-        with open("/dev/full", "wb") as full:
-            full.write(b"zip bytes")
-
-    # When / Then the OSError reaches the caller as it is, after one attempt and no backoff
-    with pytest.raises(OSError, match="No space left on device") as failure:
-        source._with_retries("DownloadDataset owner/slug", attempt)
-    assert failure.value.errno == errno.ENOSPC
-    assert not isinstance(failure.value, KaggleError)
-    assert calls == [1]
-    assert sleeps == []

@@ -1,0 +1,154 @@
+"""Version checks and downloads of one Kaggle dataset through the real ``kaggle`` client.
+
+The client's own download loop retries 5 times with real, unbounded sleeps, and its first request
+has no timeout at all. :class:`KaggleSource` calls the same low-level pieces the client uses
+(``GetDataset``; ``DownloadDataset`` + ``KaggleApi.download_file``, which checks the size against
+``Content-Length``) with the client's retries off, under the :class:`~snapcdc.kaggle.guard.Guard`
+(socket timeouts, the deadline's watchdog) and the :class:`~snapcdc.kaggle.retry.RetryPolicy`.
+The client itself is built on first use (:func:`snapcdc.kaggle.client.build_api`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from snapcdc.kaggle.client import build_api
+from snapcdc.kaggle.errors import CREDENTIALS_HINT, KaggleAuthError, KaggleError
+from snapcdc.kaggle.guard import Deadline, Guard
+from snapcdc.kaggle.retry import Caller, Retryable, RetryPolicy
+from snapcdc.kaggle.secret import KaggleCredentials
+
+DEFAULT_ENDPOINT = "https://api.kaggle.com"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    number: int
+    last_updated: str  # ISO 8601 UTC, e.g. 2025-01-15T10:20:30Z
+
+
+@dataclass(frozen=True)
+class KaggleOptions:
+    """Where and how patiently to talk to Kaggle.
+
+    ``endpoint``: another server than api.kaggle.com (the fake Kaggle of tests and the demo).
+    ``deadline``: when all Kaggle work must be over (None: no limit but the attempts and timeouts).
+    """
+
+    endpoint: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    deadline: Deadline | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def split_dataset_ref(dataset: str) -> tuple[str, str]:
+    owner, _, slug = dataset.partition("/")
+    if not owner or not slug or "/" in slug:
+        raise ValueError(f"Kaggle dataset must be 'owner/slug', got {dataset!r}")
+    return owner, slug
+
+
+class KaggleSource:
+    """Version checks and downloads of one Kaggle account, with bounded retries."""
+
+    def __init__(self, credentials: KaggleCredentials, work_dir: Path, options: KaggleOptions | None = None) -> None:
+        if not credentials.username or not credentials.key:
+            named = (("username", credentials.username), ("key", credentials.key))
+            missing = " and ".join(name for name, value in named if not value)
+            raise KaggleAuthError(f"Kaggle {missing} is empty: {CREDENTIALS_HINT}")
+        self._credentials = credentials
+        self._config_dir = Path(work_dir) / "kaggle-config"
+        self._options = options or KaggleOptions()
+        self._guard = Guard(self._options.connect_timeout, self._options.read_timeout, self._options.deadline)
+        self._caller = Caller(credentials.username, self.endpoint)
+        self._api_instance: Any = None
+
+    @property
+    def endpoint(self) -> str:
+        return self._options.endpoint or DEFAULT_ENDPOINT
+
+    def _api(self) -> Any:
+        if self._api_instance is None:
+            self._api_instance = build_api(self._credentials, self._config_dir, self._options.endpoint, self._guard)
+        return self._api_instance
+
+    def _run(self, label: str, attempt: Callable[[], T]) -> T:
+        return self._options.retry.run(label, attempt, self._guard, self._caller)
+
+    def current_version(self, dataset: str) -> DatasetVersion:
+        """The dataset's current version number and update time (one small ``GetDataset`` call)."""
+        owner, slug = split_dataset_ref(dataset)
+
+        def attempt() -> DatasetVersion:
+            from kagglesdk.datasets.types.dataset_api_service import ApiGetDatasetRequest
+
+            api = self._api()
+            request = ApiGetDatasetRequest()
+            request.owner_slug = owner
+            request.dataset_slug = slug
+            with api.build_kaggle_client() as kaggle:
+                response = kaggle.datasets.dataset_api_client.get_dataset(request)
+            number = response.current_version_number
+            if not number:
+                raise KaggleError(f"Kaggle GetDataset for {dataset} returned no currentVersionNumber")
+            return DatasetVersion(int(number), _iso_utc(response.last_updated))
+
+        return self._run(f"GetDataset {dataset}", attempt)
+
+    def download(self, dataset: str, dest_dir: Path, version: int | None = None) -> Path:
+        """Download the dataset's zip (a given version, or the current one) to ``dest_dir``."""
+        owner, slug = split_dataset_ref(dataset)
+        dest_dir = Path(dest_dir)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        outfile = dest_dir / f"{slug}.zip"
+        label = f"DownloadDataset {dataset}" + (f" version {version}" if version else "")
+
+        def attempt() -> Path:
+            from kagglesdk.datasets.types.dataset_api_service import ApiDownloadDatasetRequest
+
+            api = self._api()
+            request = ApiDownloadDatasetRequest()
+            request.owner_slug = owner
+            request.dataset_slug = slug
+            request.dataset_version_number = version
+            outfile.unlink(missing_ok=True)  # never resume onto a partial from a failed attempt
+            with api.build_kaggle_client() as kaggle:
+                response = kaggle.datasets.dataset_api_client.download_dataset(request)
+                try:
+                    # The client's own streaming writer: checks the size against Content-Length.
+                    api.download_file(
+                        response,
+                        str(outfile),
+                        kaggle.http_client(),
+                        quiet=True,
+                        resume=False,
+                        max_retries=0,
+                        timeout=self._guard.timeout(None),
+                    )
+                finally:
+                    response.close()
+            if not outfile.is_file():
+                raise Retryable("the download produced no file")
+            return outfile
+
+        try:
+            return self._run(label, attempt)
+        except BaseException:
+            outfile.unlink(missing_ok=True)
+            outfile.with_name(outfile.name + ".kaggle-partial").unlink(missing_ok=True)  # the client's resume marker
+            raise
+
+
+def _iso_utc(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:  # kagglesdk parses "...Z" into a naive datetime
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
