@@ -53,10 +53,6 @@ class S3Store:
         body = self.get_bytes(key)
         return None if body is None else json.loads(body)
 
-    def put_json(self, key: str, document: Any) -> None:
-        body = json.dumps(document, indent=2, sort_keys=True, default=str).encode("utf-8")
-        self.put_bytes(key, body, content_type="application/json")
-
     def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
         self.client.put_object(
             Bucket=self.bucket,
