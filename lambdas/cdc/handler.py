@@ -1,6 +1,6 @@
 """CDC Lambda: S3 ObjectCreated events for raw CSVs in, change files out.
 
-Thin on purpose: parse the event, call :func:`snapcdc.processor.process_raw_keys`, report.
+Thin on purpose: parse the event, call :func:`snapcdc.cdc.process_raw_keys`, report.
 Deterministic refusals (delete guard, malformed file) are recorded and alarmed on, not retried;
 unexpected failures are raised after the other tables ran, so Lambda retries (done work is a no-op).
 """
@@ -16,10 +16,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from snapcdc import metric_names as names
+from snapcdc.cdc import BatchReport, process_raw_keys
 from snapcdc.config import PipelineConfig, load_config
 from snapcdc.layout import Layout
 from snapcdc.observability import logger, metrics, publish_table_metrics, tracer
-from snapcdc.processor import BatchReport, process_raw_keys
 from snapcdc.settings import CdcSettings, load_settings
 from snapcdc.store import S3Store
 
@@ -43,7 +43,7 @@ def _report_metrics(report: BatchReport) -> None:
         counts[names.MALFORMED_SNAPSHOTS] = int(record.refused_reason == "malformed_input")
         publish_table_metrics(record.table, counts, seconds=record.seconds)
         if not record.accepted:
-            logger.error("snapshot refused", extra={"run_record": record.to_json()})
+            logger.error("snapshot refused", extra={"run_record": record.model_dump(mode="json")})
     accepted = sum(r.accepted for r in report.records)
     metrics.add_metric(name=names.SNAPSHOTS_PROCESSED, unit=MetricUnit.Count, value=accepted)
 

@@ -43,7 +43,7 @@ from snapcdc.local.demo import BUCKET
 from snapcdc.local.embedded_aws import patched_environ
 from snapcdc.local.events import LocalLambdaContext
 from snapcdc.local.fake_kaggle import BLOB_RPC, FakeKaggle, build_zip
-from snapcdc.processor import RunRecord, TableProcessor
+from snapcdc.records import RunRecord, read_run_record
 
 from tests.e2e.conftest import CONFIG, MOMENTS, Lab, open_lab
 
@@ -127,7 +127,7 @@ def metric(lab: Lab, name: str, table: str | None = None) -> list[float]:
 
 
 def run_record(lab: Lab, table: str, snap: str) -> RunRecord:
-    record = TableProcessor(lab.store, CONFIG.table(table)).run_record(snap)
+    record = read_run_record(lab.store, table, snap)
     assert record is not None, f"no run record for {table}@{snap}"
     return record
 

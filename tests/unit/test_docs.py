@@ -20,7 +20,8 @@ MARKDOWN_LINK = re.compile(r"\]\(([^)#:\s]+\.md)(#[^)]*)?\)")
 def _text_files() -> list[Path]:
     files = []
     for path in REPO.rglob("*"):
-        if any(part in SKIPPED_DIRS for part in path.relative_to(REPO).parts):
+        parts = path.relative_to(REPO).parts
+        if any(part in SKIPPED_DIRS or part.endswith(".egg-info") or part.startswith(".bench") for part in parts):
             continue
         if path.is_file() and (path.suffix in TEXT_SUFFIXES or path.name in {"Makefile", "run"}):
             files.append(path)

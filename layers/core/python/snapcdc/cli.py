@@ -161,7 +161,7 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 
 def _run_replay(args: argparse.Namespace) -> int:
-    from snapcdc.processor import TableProcessor
+    from snapcdc.cdc import TableProcessor
 
     store, [table] = _bucket_store(args)
     records = TableProcessor(store, table).replay(args.from_snap, args.to_snap)  # type: ignore[arg-type]
@@ -184,11 +184,11 @@ def _add_run(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 def _run_run(args: argparse.Namespace) -> int:
     import os
 
+    from snapcdc.cdc import process_raw_keys
     from snapcdc.config import load_config
     from snapcdc.extract import run_extract
     from snapcdc.kaggle import KaggleCredentials, KaggleSource
     from snapcdc.layout import snapshot_id
-    from snapcdc.processor import process_raw_keys
 
     store, _ = _bucket_store(args)
     config = load_config(args.config)

@@ -41,18 +41,18 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from botocore.exceptions import ClientError
+from pydantic import Field
 
 from snapcdc.config import PipelineConfig
 from snapcdc.errors import OutOfDiskSpaceError, PermanentError
 from snapcdc.kaggle import DatasetVersion
+from snapcdc.records import Manifest, ManifestTable, TableStatus, read_manifest, write_manifest
 from snapcdc.safe_zip import extract_members, is_disk_full
 from snapcdc.store import S3Store
 
 logger = logging.getLogger(__name__)
 
 RunStatus = Literal["extracted", "already_done", "skipped_unchanged", "superseded"]
-TableStatus = Literal["uploaded", "unchanged", "missing"]
-MANIFEST_FORMAT = 1
 _META_VERSION = "kaggle-version"
 _META_DATASET = "kaggle-dataset"
 _META_UPDATED = "kaggle-last-updated"
@@ -76,27 +76,10 @@ class Source(Protocol):
     def download(self, dataset: str, dest_dir: Path, version: int | None = None) -> Path: ...
 
 
-@dataclass(frozen=True)
-class TableOutcome:
-    name: str
-    file: str
-    status: TableStatus
-    key: str | None = None  # the raw object written by this snapshot
-    sha256: str | None = None
-    bytes: int = 0
-    content_snapshot: str | None = None  # the snapshot whose raw object holds these bytes
-    content_key: str | None = None
+class TableOutcome(ManifestTable):
+    """What the extract did with one table: its manifest entry, and the table's name (the entry's key)."""
 
-    def to_manifest(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "status": self.status,
-            "key": self.key,
-            "sha256": self.sha256,
-            "bytes": self.bytes,
-            "content_snapshot": self.content_snapshot,
-            "content_key": self.content_key,
-        }
+    name: str = Field(exclude=True)
 
 
 @dataclass
@@ -142,7 +125,7 @@ class ExtractReport:
             "unchanged": self.unchanged,
             "missing": self.missing,
             "bytes_uploaded": self.bytes_uploaded,
-            "tables": {t.name: t.to_manifest() for t in self.tables},
+            "tables": {t.name: t.model_dump() for t in self.tables},
         }
 
 
@@ -167,13 +150,13 @@ def run_extract(
     manifest_key = layout.manifest_key(snap)
     report = ExtractReport(snapshot=snap, dataset=config.dataset, status="extracted", manifest_key=manifest_key)
 
-    existing = store.get_json(manifest_key)
+    existing = read_manifest(store, snap)
     if existing is not None:
         logger.info("manifest %s already exists: snapshot %s is done", manifest_key, snap)
         report.status = "already_done"
-        report.version = existing.get("version")
-        report.last_updated = existing.get("last_updated")
-        report.previous_snapshot = existing.get("previous_snapshot")
+        report.version = existing.version
+        report.last_updated = existing.last_updated
+        report.previous_snapshot = existing.previous_snapshot
         return report
 
     snaps = store.manifest_snapshots()
@@ -184,9 +167,9 @@ def run_extract(
         report.previous_snapshot = later[-1]
         return report
     previous_snap = snaps[-1] if snaps else None
-    previous: dict[str, Any] = (store.get_json(layout.manifest_key(previous_snap)) if previous_snap else None) or {}
-    if previous.get("dataset") != config.dataset:
-        previous = {}  # another dataset: nothing to compare with
+    previous = read_manifest(store, previous_snap) if previous_snap else None
+    if previous is not None and previous.dataset != config.dataset:
+        previous = None  # another dataset: nothing to compare with
     report.previous_snapshot = previous_snap
 
     pinned = _version_of_partial_run(store, config, snap)
@@ -197,7 +180,7 @@ def run_extract(
     report.version = version
     report.last_updated = current.last_updated
 
-    if previous and previous.get("version") == version and _same_tables(previous, config):
+    if previous is not None and previous.version == version and _same_tables(previous, config):
         logger.info("Kaggle %s is still at version %d (snapshot %s): skipped", config.dataset, version, previous_snap)
         report.status = "skipped_unchanged"
         return report
@@ -222,7 +205,7 @@ def run_extract(
             max_compression_ratio=config.max_compression_ratio,
         )
         zip_path.unlink(missing_ok=True)  # free /tmp before the uploads
-        previous_tables: dict[str, Any] = previous.get("tables", {})
+        previous_tables = previous.tables if previous is not None else {}
         for table in config.tables:
             outcome = _table(store, snap, config.dataset, current, table.name, table.file, files, previous_tables)
             report.tables.append(outcome)
@@ -235,7 +218,7 @@ def run_extract(
                     version,
                 )
 
-    store.put_json(manifest_key, _manifest(report))
+    write_manifest(store, _manifest(report))
     logger.info(
         "snapshot %s: %d uploaded (%d bytes), %d unchanged, %d missing",
         snap,
@@ -310,18 +293,24 @@ def _table(
     name: str,
     file: str,
     files: dict[str, Path],
-    previous_tables: dict[str, Any],
+    previous_tables: dict[str, ManifestTable],
 ) -> TableOutcome:
     path = files.get(file)
     if path is None:
-        return TableOutcome(name, file, "missing")
+        return TableOutcome(name=name, file=file, status="missing")
     sha = sha256_file(path)
     size = path.stat().st_size
-    base = _latest_raw(store, name, file, snap, previous_tables.get(name) or {})
+    base = _latest_raw(store, name, file, snap, previous_tables.get(name))
     if base is not None and base[2] == sha:
         base_snap, base_key, _ = base
         return TableOutcome(
-            name, file, "unchanged", sha256=sha, bytes=size, content_snapshot=base_snap, content_key=base_key
+            name=name,
+            file=file,
+            status="unchanged",
+            sha256=sha,
+            bytes=size,
+            content_snapshot=base_snap,
+            content_key=base_key,
         )
     key = store.layout.raw_key(name, snap, file)
     metadata = {
@@ -331,11 +320,13 @@ def _table(
         _META_SHA256: sha,
     }
     store.upload_file_with_metadata(path, key, metadata, content_type="text/csv")
-    return TableOutcome(name, file, "uploaded", key=key, sha256=sha, bytes=size, content_snapshot=snap, content_key=key)
+    return TableOutcome(
+        name=name, file=file, status="uploaded", key=key, sha256=sha, bytes=size, content_snapshot=snap, content_key=key
+    )
 
 
 def _latest_raw(
-    store: S3Store, table: str, file: str, snap: str, manifest_entry: dict[str, Any]
+    store: S3Store, table: str, file: str, snap: str, manifest_entry: ManifestTable | None
 ) -> tuple[str, str, str | None] | None:
     """(snapshot, key, sha256) of the table's newest raw object before ``snap``: what the CDC diffs against.
 
@@ -353,8 +344,8 @@ def _latest_raw(
     if metadata is None:  # another file name under that snapshot (the config changed)
         return None
     sha = metadata.get(_META_SHA256)
-    if sha is None and manifest_entry.get("content_key") == key:  # an object written without metadata
-        sha = manifest_entry.get("sha256")
+    if sha is None and manifest_entry is not None and manifest_entry.content_key == key:  # written without metadata
+        sha = manifest_entry.sha256
     return earlier[-1], key, sha
 
 
@@ -383,19 +374,17 @@ def _version_of_partial_run(store: S3Store, config: PipelineConfig, snap: str) -
     return None
 
 
-def _same_tables(previous: dict[str, Any], config: PipelineConfig) -> bool:
-    tables = previous.get("tables", {})
-    return {n: t.get("file") for n, t in tables.items()} == {t.name: t.file for t in config.tables}
+def _same_tables(previous: Manifest, config: PipelineConfig) -> bool:
+    return {n: t.file for n, t in previous.tables.items()} == {t.name: t.file for t in config.tables}
 
 
-def _manifest(report: ExtractReport) -> dict[str, Any]:
+def _manifest(report: ExtractReport) -> Manifest:
     # Deterministic content only: a rerun of the same snapshot writes the same bytes.
-    return {
-        "format": MANIFEST_FORMAT,
-        "snapshot": report.snapshot,
-        "dataset": report.dataset,
-        "version": report.version,
-        "last_updated": report.last_updated,
-        "previous_snapshot": report.previous_snapshot,
-        "tables": {t.name: t.to_manifest() for t in report.tables},
-    }
+    return Manifest(
+        snapshot=report.snapshot,
+        dataset=report.dataset,
+        version=report.version,
+        last_updated=report.last_updated,
+        previous_snapshot=report.previous_snapshot,
+        tables={t.name: t for t in report.tables},
+    )

@@ -53,13 +53,12 @@ class S3Store:
         body = self.get_bytes(key)
         return None if body is None else json.loads(body)
 
-    def put_json(self, key: str, document: Any) -> None:
-        body = json.dumps(document, indent=2, sort_keys=True, default=str).encode("utf-8")
+    def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
         self.client.put_object(
             Bucket=self.bucket,
             Key=key,
             Body=body,
-            ContentType="application/json",
+            ContentType=content_type,
             ChecksumAlgorithm="SHA256",
         )
 

@@ -19,13 +19,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from snapcdc.layout import Layout, snapshot_id
 from snapcdc.local.embedded_aws import EmbeddedAws, embedded_aws, patched_environ
 from snapcdc.local.events import LocalLambdaContext, s3_object_created_event, scheduled_event
 from snapcdc.local.fake_kaggle import FakeKaggle
 from snapcdc.local.sample_data import LoyaltyDataset
+
+if TYPE_CHECKING:
+    from snapcdc.records import RunRecord
 
 BUCKET = "snapcdc-demo-data"
 FIRST_RUN = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -115,19 +118,18 @@ def _progress(number: int, total: int, snap: str, extract: dict[str, Any]) -> st
     return f"  [{number}/{total}] snapshot {snap}: extract {status}, uploaded {uploaded}; CDC run on each raw CSV"
 
 
-def summary_table(runs: list[dict[str, Any]]) -> str:
+def summary_table(runs: list[RunRecord]) -> str:
     header = f"{'table':<18} {'snapshot':<17} {'status':<9} {'kind':<9} {'ins':>6} {'upd':>6} {'del':>6} "
     header += f"{'quar':>5} {'no-date-bump':>12} {'rows':>7} {'sec':>6}"
     lines = [header, "-" * len(header)]
-    for run in sorted(runs, key=lambda r: (r["table"], r["snapshot"])):
-        stats = run.get("stats", {})
-        outputs = run.get("outputs", {})
-        kind = "full-load" if outputs.get("full_load") else ("cdc" if outputs.get("cdc") else "-")
+    for run in sorted(runs, key=lambda r: (r.table, r.snapshot)):
+        stats = run.stats
+        kind = "full-load" if run.outputs.get("full_load") else ("cdc" if run.outputs.get("cdc") else "-")
         lines.append(
-            f"{run['table']:<18} {run['snapshot']:<17} {run['status']:<9} {kind:<9} "
+            f"{run.table:<18} {run.snapshot:<17} {run.status:<9} {kind:<9} "
             f"{stats.get('inserts', 0):>6} {stats.get('updates', 0):>6} {stats.get('deletes', 0):>6} "
             f"{stats.get('quarantined', 0):>5} {stats.get('updates_without_date_bump', 0):>12} "
-            f"{stats.get('rows_new', 0):>7} {run.get('seconds', 0):>6.2f}"
+            f"{stats.get('rows_new', 0):>7} {run.seconds:>6.2f}"
         )
     return "\n".join(lines)
 
@@ -135,6 +137,7 @@ def summary_table(runs: list[dict[str, Any]]) -> str:
 def run_demo(out: Path, snapshots: int = 4, seed: int = 42) -> int:
     """Run the demo; returns a process exit code (0 when ``verify`` passes for every table)."""
     from snapcdc.config import load_config
+    from snapcdc.records import processed_snapshots, read_run_record
     from snapcdc.store import S3Store
     from snapcdc.verify import verify
 
@@ -161,10 +164,14 @@ def run_demo(out: Path, snapshots: int = 4, seed: int = 42) -> int:
             extract_summary = run_pipeline_cycle(aws, moment, layout)
             print(_progress(index + 1, snapshots, snapshot_id(moment), extract_summary), file=console, flush=True)
         store = S3Store(aws.client("s3"), BUCKET, layout)
-        runs = [store.get_json(k) for k in store.list_keys(layout.key("_runs/"))]
+        runs = [
+            read_run_record(store, table.name, snap)
+            for table in config.tables
+            for snap in processed_snapshots(store, table.name)
+        ]
         results = verify(store, list(config.tables))
         copied = copy_bucket(aws, out)
-    print(summary_table([r for r in runs if r]))
+    print(summary_table([r for r in runs if r is not None]))
     print()
     for result in results:
         print(result.line())

@@ -1,7 +1,7 @@
-"""CDC orchestration for one table: which snapshot to diff against, what to write, in what order.
+"""The CDC stage, for one table: which snapshot to diff against, what to write, in what order.
 
-I/O goes through :class:`~snapcdc.store.S3Store`; the diff itself is the pure engine
-(:mod:`snapcdc.diff`). Rules (DESIGN.md):
+I/O goes through :class:`~snapcdc.store.S3Store`, the run records through :mod:`snapcdc.records`;
+the diff itself is the pure engine (:mod:`snapcdc.diff`). Rules (``docs/design.md``):
 
 - the run record ``_runs/<table>/snapshot=<SNAP>.json`` is written last; its presence means done;
 - the base of a diff is the latest earlier snapshot that was *accepted*; a refused snapshot
@@ -17,47 +17,18 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from snapcdc.config import PipelineConfig, TableConfig
 from snapcdc.diff import DeleteGuardError, DiffOutcome, InputError, TableSpec, diff_files
-from snapcdc.layout import snap_from_partition, snapshot_time
+from snapcdc.layout import snapshot_time
 from snapcdc.observability import logger
+from snapcdc.records import RunRecord, base_record, processed_snapshots, read_run_record, write_run_record
 from snapcdc.store import S3Store
 
 PARQUET = "application/vnd.apache.parquet"
-Status = Literal["accepted", "refused"]
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """What happened to one table snapshot; stored as JSON under ``_runs/``."""
-
-    table: str
-    snapshot: str
-    status: Status
-    base_snapshot: str | None
-    source_key: str
-    outputs: dict[str, str | None] = field(default_factory=dict)
-    stats: dict[str, int] = field(default_factory=dict)
-    schema: list[dict[str, str]] = field(default_factory=list)
-    schema_changes: list[dict[str, str]] = field(default_factory=list)
-    refused_reason: str | None = None
-    error: str | None = None
-    seconds: float = 0.0
-
-    @property
-    def accepted(self) -> bool:
-        return self.status == "accepted"
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "seconds": round(self.seconds, 3)}
-
-    @classmethod
-    def from_json(cls, document: dict[str, Any]) -> RunRecord:
-        return cls(**{name: document[name] for name in cls.__dataclass_fields__ if name in document})
 
 
 @dataclass(frozen=True)
@@ -70,28 +41,11 @@ class TableProcessor:
     def name(self) -> str:
         return self.table.name
 
-    # -- state in the bucket ---------------------------------------------------------------
-    def processed_snapshots(self) -> list[str]:
-        keys = self.store.list_keys(self.store.layout.runs_prefix(self.name))
-        return sorted(s for s in (snap_from_partition(k) for k in keys) if s)
-
-    def run_record(self, snap: str) -> RunRecord | None:
-        document = self.store.get_json(self.store.layout.run_record_key(self.name, snap))
-        return None if document is None else RunRecord.from_json(document)
-
-    def base_for(self, snap: str, processed: list[str]) -> RunRecord | None:
-        """The run record of the latest accepted snapshot before ``snap``."""
-        for earlier in reversed([s for s in processed if s < snap]):
-            record = self.run_record(earlier)
-            if record is not None and record.accepted:
-                return record
-        return None
-
     # -- processing ------------------------------------------------------------------------
     def process(self, snap: str) -> list[RunRecord]:
         """Process ``snap`` after any earlier unprocessed snapshots; returns what was processed now."""
         snapshot_time(snap)  # validates the id
-        processed = self.processed_snapshots()
+        processed = processed_snapshots(self.store, self.name)
         if snap in processed:
             return []
         pending = [s for s in self.store.raw_snapshots(self.name) if s <= snap and s not in processed]
@@ -102,7 +56,7 @@ class TableProcessor:
             )
         records = []
         for pending_snap in pending:
-            record = self.process_one(pending_snap, self.base_for(pending_snap, processed))
+            record = self.process_one(pending_snap, base_record(self.store, self.name, pending_snap, processed))
             processed = sorted([*processed, pending_snap])
             records.append(record)
         return records
@@ -143,7 +97,7 @@ class TableProcessor:
                 )
             else:
                 record = self._write_outputs(snap, base, source_key, outcome, started)
-            self.store.put_json(layout.run_record_key(self.name, snap), record.to_json())
+            write_run_record(self.store, record)
             logger.info("snapshot processed", extra={"status": record.status, "stats": record.stats})
             return record
         finally:
@@ -156,7 +110,7 @@ class TableProcessor:
         Snapshots after ``to_snap`` are recomputed too when the range changed which snapshot
         they are based on, so the change stream stays gap-free.
         """
-        processed = self.processed_snapshots()
+        processed = processed_snapshots(self.store, self.name)
         snaps = [
             s
             for s in self.store.raw_snapshots(self.name)
@@ -168,21 +122,21 @@ class TableProcessor:
             records.append(self._reprocess(snap, kept))
             kept = sorted([*kept, snap])
         for later in [s for s in kept if to_snap is not None and s > to_snap]:
-            record = self.run_record(later)
-            base = self.base_for(later, kept)
+            record = read_run_record(self.store, self.name, later)
+            base = base_record(self.store, self.name, later, kept)
             if record is not None and record.base_snapshot == (base.snapshot if base else None):
                 break  # its base is unchanged, so is everything after it
             records.append(self._reprocess(later, kept))
         return records
 
     def _reprocess(self, snap: str, processed: list[str]) -> RunRecord:
-        previous = self.run_record(snap)
+        previous = read_run_record(self.store, self.name, snap)
         if previous is not None:
             for key in previous.outputs.values():
                 if key:
                     self.store.delete(key)
             self.store.delete(self.store.layout.run_record_key(self.name, snap))
-        return self.process_one(snap, self.base_for(snap, [s for s in processed if s != snap]))
+        return self.process_one(snap, base_record(self.store, self.name, snap, [s for s in processed if s != snap]))
 
     def _write_outputs(
         self, snap: str, base: RunRecord | None, source_key: str, outcome: DiffOutcome, started: float

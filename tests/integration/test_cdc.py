@@ -7,9 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
+from snapcdc.cdc import TableProcessor, process_raw_keys
 from snapcdc.config import TableConfig
 from snapcdc.layout import Layout
-from snapcdc.processor import TableProcessor, process_raw_keys
 from snapcdc.store import S3Store
 from snapcdc.verify import verify_table
 
