@@ -316,14 +316,20 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+NOTHING = "nothing"  # a child that imports and runs nothing: the whole-process time's floor
+
+
 def child(contender: str, old: Path, new: Path) -> None:
+    if contender == NOTHING:
+        print(json.dumps({"seconds": 0.0, "peak_mb": _peak_rss_mb(), "result": {}}))
+        return
     with tempfile.TemporaryDirectory(dir=DATA) as work:
         out = Path(work)
         if contender == "engine_parquet":
             old = _cached_parquet_old(old)
         elif contender == "duckdb_production":
             old = _duckdb_parquet_old(old)
-        for module in IMPORTS[contender]:  # imports are a one-off cost (a Lambda's cold start): not timed
+        for module in IMPORTS[contender]:  # a cold start (imports): outside the in-process time, inside the whole
             importlib.import_module(module)
         started = time.perf_counter()
         if contender in ("engine_csv", "engine_parquet"):
@@ -346,22 +352,61 @@ def child(contender: str, old: Path, new: Path) -> None:
 
 
 # -- driver ---------------------------------------------------------------------------------------
-def measure(contender: str, old: Path, new: Path) -> dict[str, float]:
+def measure(contender: str, old: Path, new: Path) -> dict[str, Any]:
+    """One run in a fresh process: its in-process report plus the process's whole wall time, measured
+    here from before the fork to after its exit (interpreter start, imports, run, teardown)."""
     command = [sys.executable, "-m", "bench.engine_bench", "--child", contender, str(old), str(new)]
+    started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    process_seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{contender} failed:\n{done.stderr[-3000:]}")
-    report: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    report["process_seconds"] = process_seconds
     return report
 
 
-def bench(rows: int, repetitions: int, contenders: list[str]) -> list[dict[str, object]]:
+# Contenders whose change set must agree with the engine's row for row in number: the DuckDB ones compare
+# every column, as the engine does. The seed's algorithm (pandas) only sees updates that advanced the
+# date column, so only its inserts and deletes are held to the engine's.
+EXACT_COUNTS = ("engine_csv", "engine_parquet", "duckdb", "duckdb_tuned", "duckdb_production")
+SEED_COUNTS = ("pandas_object", "pandas_string")
+
+
+def check_counts(rows: int, counts: dict[str, dict[str, int]]) -> None:
+    """Stop the bench, loudly, when a contender's change set counts disagree with the reference's (the
+    engine's when it ran): that contender is wrong and its time means nothing."""
+    exact = [c for c in EXACT_COUNTS if c in counts]
+    if not exact:
+        return
+    reference = exact[0]  # engine_csv or engine_parquet when either ran
+    expected = counts[reference]
+    wrong = [c for c in exact if counts[c] != expected]
+    wrong += [
+        c for c in SEED_COUNTS if c in counts and any(counts[c][k] != expected[k] for k in ("inserts", "deletes"))
+    ]
+    if wrong:
+        table = "\n".join(f"    {c:<17} {counts[c]}" for c in counts)
+        raise SystemExit(
+            f"\n!!! CHANGE SET MISMATCH at {rows:,} rows: {', '.join(wrong)}: counts differ from {reference} !!!\n"
+            f"{table}\n!!! a contender with the wrong change set is a bug; its time is meaningless !!!"
+        )
+
+
+def bench(rows: int, repetitions: int, contenders: list[str]) -> tuple[list[dict[str, Any]], float]:
+    """Median in-process and whole-process seconds and peak RSS of each contender, and the median
+    whole-process time of a child that imports and runs nothing (interpreter + harness)."""
     old, new = generate(rows)
     if "engine_parquet" in contenders:
         _prepare_parquet_old(old)  # the cached old side is the previous run's output: not timed
     if "duckdb_production" in contenders:
         _prepare_duckdb_old(old)  # likewise DuckDB's own snapshot of the previous run
-    runs: dict[str, list[dict[str, float]]] = {c: [] for c in contenders}
+    startup = []
+    for _ in range(repetitions):
+        time.sleep(SETTLE_SECONDS)
+        startup.append(measure(NOTHING, old, new)["process_seconds"])
+    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
+    counts: dict[str, dict[str, int]] = {}
     # Interleaved, so drift hits every contender alike. On this machine a run that follows one freeing
     # a lot of memory is up to 15% slower: the pandas contenders (4-5 GB) run after all the others, and
     # each repetition runs in an order of its own (seeded), so no contender always follows the same one.
@@ -373,24 +418,53 @@ def bench(rows: int, repetitions: int, contenders: list[str]) -> list[dict[str, 
                 report = measure(contender, old, new)
                 runs[contender].append(report)
                 print(f"  {rows:>9,} rows  rep {repetition + 1}  {contender:<17} {report['seconds']:7.2f} s  "
-                      f"{report['peak_mb']:7.0f} MB", flush=True)  # fmt: skip
-    return [
+                      f"{report['process_seconds']:7.2f} s whole  {report['peak_mb']:7.0f} MB", flush=True)  # fmt: skip
+                if contender in EXACT_COUNTS + SEED_COUNTS:
+                    counts[contender] = {k: int(report["result"][k]) for k in ("inserts", "updates", "deletes")}
+                    check_counts(rows, counts)
+    results = [
         {
             "contender": c,
             "seconds": statistics.median(r["seconds"] for r in runs[c]),
+            "process_seconds": statistics.median(r["process_seconds"] for r in runs[c]),
             "peak_mb": max(r["peak_mb"] for r in runs[c]),
         }
         for c in contenders
     ]
+    return results, statistics.median(startup)
 
 
-def render(rows: int, results: list[dict[str, object]]) -> str:
+# Like-for-like pairs, summarised under each table: the engine against the DuckDB contender doing the
+# same job (reading the same old side; only the engine writes a snapshot in the CSV case).
+LIKE_FOR_LIKE = (("engine_csv", "duckdb_tuned"), ("engine_parquet", "duckdb_production"))
+
+
+def render(rows: int, results: list[dict[str, Any]], startup: float) -> str:
+    """One table: median seconds in-process and whole process, peak RSS, then this row's time divided
+    by each column's contender, as "in-process / whole process"."""
     names = [str(r["contender"]) for r in results]
-    header = "| contender | seconds | peak RSS (MB) | " + " | ".join(f"÷ {n}" for n in names) + " |"
-    lines = [f"### {rows:,} rows", "", header, "|" + "---|" * (3 + len(names))]
+    header = (
+        "| contender | seconds (in-process) | seconds (whole process) | peak RSS (MB) | "
+        + " | ".join(f"÷ {n}" for n in names)
+        + " |"
+    )
+    lines = [f"### {rows:,} rows", "", header, "|" + "---|" * (4 + len(names))]
     for r in results:
-        ratios = " | ".join(f"{float(r['seconds']) / float(o['seconds']):.2f}" for o in results)  # type: ignore[arg-type]
-        lines.append(f"| {r['contender']} | {float(r['seconds']):.2f} | {float(r['peak_mb']):.0f} | {ratios} |")  # type: ignore[arg-type]
+        ratios = " | ".join(
+            f"{r['seconds'] / o['seconds']:.2f} / {r['process_seconds'] / o['process_seconds']:.2f}" for o in results
+        )
+        lines.append(
+            f"| {r['contender']} | {r['seconds']:.2f} | {r['process_seconds']:.2f} | {r['peak_mb']:.0f} | {ratios} |"
+        )
+    by_name = {str(r["contender"]): r for r in results}
+    pairs = [
+        f"{a} ÷ {b}: {by_name[a]['seconds'] / by_name[b]['seconds']:.2f} in-process, "
+        f"{by_name[a]['process_seconds'] / by_name[b]['process_seconds']:.2f} whole process"
+        for a, b in LIKE_FOR_LIKE
+        if a in by_name and b in by_name
+    ]
+    lines += ["", *(f"- {p}" for p in pairs)]
+    lines.append(f"- a process that imports and runs nothing (interpreter, harness, exit): {startup:.2f} s whole")
     return "\n".join(lines)
 
 
@@ -412,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = []
     for rows in sizes:
         print(f"{rows:,} rows: generating/measuring", flush=True)
-        sections.append(render(rows, bench(rows, repetitions, contenders)))
+        sections.append(render(rows, *bench(rows, repetitions, contenders)))
         print(sections[-1], flush=True)
     if not (args.quick or args.no_docs or args.rows or args.only):
         write_docs(sections, repetitions)
