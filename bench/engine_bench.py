@@ -42,9 +42,9 @@ CONTENDERS = {
     "io_floor": "I/O floor: pyarrow reads both CSVs, writes the new one as Parquet",
 }
 IMPORTS = {
-    "engine_csv": ["snapcdc.diff"],
-    "engine_parquet": ["snapcdc.diff"],
-    "engine_first": ["snapcdc.diff"],
+    "engine_csv": ["snapcdc.engine"],
+    "engine_parquet": ["snapcdc.engine"],
+    "engine_first": ["snapcdc.engine"],
     "pandas_object": ["pandas", "pyarrow.parquet"],
     "pandas_string": ["pandas", "pyarrow.parquet"],
     "duckdb": ["duckdb"],
@@ -112,7 +112,7 @@ def generate(rows: int, seed: int = 7) -> tuple[Path, Path]:
 
 # -- contenders (each runs in a subprocess) --------------------------------------------------------
 def _run_engine(old: Path | None, new: Path, out: Path) -> dict[str, object]:
-    from snapcdc.diff import TableSpec, diff_files
+    from snapcdc.engine import TableSpec, diff_files
 
     spec = TableSpec(primary_key=(PK,), date_field=DATE)
     outcome = diff_files(old=old, new=new, spec=spec, observed_at=datetime.now(UTC), out_dir=out)
@@ -126,7 +126,7 @@ def _cached_parquet_old(old: Path) -> Path:
 def _prepare_parquet_old(old: Path) -> Path:
     """The old side as the engine stored it on the previous run (rebuilt by each bench run, so it is
     always in the current engine's format)."""
-    from snapcdc.diff import TableSpec, diff_files
+    from snapcdc.engine import TableSpec, diff_files
 
     with tempfile.TemporaryDirectory(dir=DATA) as work:
         spec = TableSpec(primary_key=(PK,), date_field=DATE)

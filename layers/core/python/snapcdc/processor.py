@@ -1,7 +1,7 @@
 """CDC orchestration for one table: which snapshot to diff against, what to write, in what order.
 
 I/O goes through :class:`~snapcdc.store.S3Store`; the diff itself is the pure engine
-(:mod:`snapcdc.diff`). Rules (DESIGN.md):
+(:mod:`snapcdc.engine`). Rules (DESIGN.md):
 
 - the run record ``_runs/<table>/snapshot=<SNAP>.json`` is written last; its presence means done;
 - the base of a diff is the latest earlier snapshot that was *accepted*; a refused snapshot
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from snapcdc.config import PipelineConfig, TableConfig
-from snapcdc.diff import DeleteGuardError, DiffOutcome, InputError, TableSpec, diff_files
+from snapcdc.engine import DeleteGuardError, DiffOutcome, InputError, TableSpec, diff_files
 from snapcdc.layout import snap_from_partition, snapshot_time
 from snapcdc.observability import logger
 from snapcdc.store import S3Store
