@@ -99,7 +99,7 @@ class _Disputed:
 
 
 @dataclass(frozen=True)
-class Finished:
+class _Finished:
     changes: pa.Table
     quarantine: pa.Table | None
     stats: DiffStats
@@ -332,7 +332,7 @@ class Differ(Generic[S]):
         without_bump = (~advanced)[changed] if self.date is not None else np.zeros(int(changed.sum()), dtype=bool)
         return _Updates(matched[changed], without_bump, (same_rest & advanced)[changed])
 
-    def finish(self, observed_at: datetime, text_rows: Callable[[np.ndarray], pa.Table]) -> Finished:
+    def finish(self, observed_at: datetime, text_rows: Callable[[np.ndarray], pa.Table]) -> _Finished:
         """Duplicates, deletes, the delete guard; completes the snapshot."""
         accepted = _joined(self.accepted, bool)
         old_of_new = _joined(self.old_of_new, np.int64)
@@ -397,7 +397,7 @@ class Differ(Generic[S]):
             rows_snapshot=int(accepted.sum()) + len(carried),
             carried_forward=len(carried),
         )
-        return Finished(changes, quarantine, stats)
+        return _Finished(changes, quarantine, stats)
 
 
 def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
