@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -16,9 +17,15 @@ import pyarrow.parquet as pq
 from snapcdc.engine.spec import HASH_COLUMNS
 
 
+class WriterOptions(TypedDict):
+    compression: dict[str, str]  # codec per column
+    use_dictionary: list[str]  # columns dictionary-encoded
+    write_statistics: list[str]  # columns given statistics
+
+
 def parquet_options(
     schema: pa.Schema, sample: pa.Table, codec: str = "snappy", indexed: list[str] | None = None
-) -> dict[str, object]:
+) -> WriterOptions:
     """Writer options for a file whose first rows are ``sample`` (they decide which columns to compress
     and which to dictionary-encode). Statistics go on every data column, or on ``indexed`` only."""
     # Hashes are random bytes: dictionary encoding, compression and statistics only cost time there.
@@ -27,11 +34,11 @@ def parquet_options(
     texts = [f.name for f in schema if pa.types.is_string(f.type) and f.name not in HASH_COLUMNS]
     dictionary = [name for name in texts if _repetitive(sample[name])]
     plain = set(HASH_COLUMNS) | _incompressible(sample, codec, dictionary)
-    return {
-        "compression": {c: ("none" if c in plain else codec) for c in names},
-        "use_dictionary": dictionary,
-        "write_statistics": [c for c in names if c not in HASH_COLUMNS] if indexed is None else indexed,
-    }
+    return WriterOptions(
+        compression={c: ("none" if c in plain else codec) for c in names},
+        use_dictionary=dictionary,
+        write_statistics=[c for c in names if c not in HASH_COLUMNS] if indexed is None else indexed,
+    )
 
 
 def _repetitive(column: pa.ChunkedArray) -> bool:
@@ -89,7 +96,7 @@ class ParquetOutput:
         self.indexed = indexed
         self.empty = snapshot.empty_table()  # what an empty snapshot writes: still a file
         self.writer: pq.ParquetWriter | None = None
-        self.options: dict[str, object] = {}
+        self.options: WriterOptions | None = None
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
         self.pending: Future[None] | None = None
 
@@ -105,7 +112,7 @@ class ParquetOutput:
     def _opened(self, first: pa.Table) -> pq.ParquetWriter:
         if self.writer is None:
             self.options = parquet_options(first.schema, first, self.codec, self.indexed)
-            self.writer = pq.ParquetWriter(self.path, first.schema, **self.options)  # type: ignore[arg-type]
+            self.writer = pq.ParquetWriter(self.path, first.schema, **self.options)
         return self.writer
 
     def finish(self, drop: np.ndarray, extra: pa.Table) -> None:
@@ -124,7 +131,8 @@ class ParquetOutput:
         keep = np.ones(table.num_rows, dtype=bool)
         keep[drop] = False
         table = pa.concat_tables([table.filter(pa.array(keep)), self.shape(extra).cast(table.schema)])
-        pq.write_table(table, self.path, **self.options)  # type: ignore[arg-type]
+        assert self.options is not None  # the file was opened before it was closed
+        pq.write_table(table, self.path, **self.options)
 
     def close(self) -> None:
         """Waits until the file is complete."""
@@ -153,4 +161,4 @@ class ParquetOutput:
 
 def write_parquet(table: pa.Table, path: Path) -> None:
     """``table`` as one Parquet file (snappy), its options chosen from its first rows."""
-    pq.write_table(table, path, **parquet_options(table.schema, table))  # type: ignore[arg-type]
+    pq.write_table(table, path, **parquet_options(table.schema, table))
