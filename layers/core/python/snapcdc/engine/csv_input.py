@@ -1,9 +1,10 @@
-"""Reading a snapshot CSV into an Arrow table of strings, with clear errors for malformed files.
+"""Reading a snapshot CSV file: its header, every column as text (the exact path), or a stream of
+batches converted to given types while parsed (the fast path), with clear errors for malformed files.
 
-Pure (pyarrow and numpy). Every column is read as text (empty field -> null) so that typing is decided
-once, by :mod:`snapcdc.engine.schema`, with the table's history in mind. pyarrow parses the file with
-several threads; when it rejects the file, a slow pure-Python scan finds the line and the problem
-so the message can name them.
+Pure (pyarrow and numpy). Read as text, every column is a nullable string (empty field -> null), so
+that typing is decided once, by :mod:`snapcdc.engine.schema`, with the table's history in mind.
+pyarrow parses the file with several threads; when it rejects the file, a slow pure-Python scan
+finds the line and the problem so the message can name them.
 """
 
 from __future__ import annotations
