@@ -1,7 +1,7 @@
 """The CDC stage, for one table: which snapshot to diff against, what to write, in what order.
 
 I/O goes through :class:`~snapcdc.store.S3Store`, the run records through :mod:`snapcdc.records`;
-the diff itself is the pure engine (:mod:`snapcdc.diff`). Rules (``docs/design.md``):
+the diff itself is the pure engine (:mod:`snapcdc.engine`). Rules (``docs/design.md``):
 
 - the run record ``_runs/<table>/snapshot=<SNAP>.json`` is written last; its presence means done;
 - the base of a diff is the latest earlier snapshot that was *accepted*; a refused snapshot
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from snapcdc.config import PipelineConfig, TableConfig
-from snapcdc.diff import DeleteGuardError, DiffOutcome, InputError, TableSpec, diff_files
+from snapcdc.engine import DeleteGuardError, DiffOutcome, InputError, TableSpec, diff_files
 from snapcdc.layout import snapshot_time
 from snapcdc.observability import logger
 from snapcdc.records import RunRecord, base_record, processed_snapshots, read_run_record, write_run_record

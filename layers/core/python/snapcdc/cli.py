@@ -54,7 +54,7 @@ def _add_diff(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
 
 
 def _run_diff(args: argparse.Namespace) -> int:
-    from snapcdc.diff import DeleteGuardError, InputError, TableSpec, diff_files
+    from snapcdc.engine import DeleteGuardError, InputError, TableSpec, diff_files
 
     keys = tuple(k.strip() for k in args.pk.split(",") if k.strip())
     if not keys:

@@ -1,4 +1,4 @@
-"""Example tests of the CDC engine: one named test per rule of DESIGN.md "CDC semantics"."""
+"""Example tests of the CDC engine: one named test per rule of docs/design.md, section "CDC semantics"."""
 
 from __future__ import annotations
 
@@ -9,22 +9,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from snapcdc import diff as engine
-from snapcdc import hashing
 from snapcdc.config import TableConfig
-from snapcdc.diff import (
+from snapcdc.engine import (
     CDC_OPERATION,
     CDC_TIMESTAMP,
+    KEY_HASH,
     QUARANTINE_REASON,
+    ROW_HASH,
     SOURCE_RECORD,
     DeleteGuardError,
+    DiffResult,
     InputError,
     TableSpec,
     diff_files,
     diff_tables,
+    hashing,
 )
+from snapcdc.engine.spec import DUPLICATE_KEY, NULL_KEY
 
-from tests.unit.diff_model import replay, rows_by_key, text_table
+from tests.unit.engine.diff_model import replay, rows_by_key, text_table
 
 OBSERVED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SPEC = TableSpec(primary_key=("id",), date_field="updated")
@@ -35,16 +38,16 @@ def _csv(path: Path, text: str) -> Path:
     return path
 
 
-def _ops(result: engine.DiffResult) -> dict[str, str]:
+def _ops(result: DiffResult) -> dict[str, str]:
     return {str(r["id"]): r[CDC_OPERATION] for r in result.changes.to_pylist()}
 
 
-def _first(text: str, spec: TableSpec = SPEC) -> engine.DiffResult:
+def _first(text: str, spec: TableSpec = SPEC) -> DiffResult:
     return diff_tables(None, _table(text), spec, OBSERVED)
 
 
 def _table(text: str) -> pa.Table:
-    from snapcdc.csv_input import read_bytes_as_csv
+    from snapcdc.engine.csv_input import read_bytes_as_csv
 
     return read_bytes_as_csv(text.encode("utf-8"))
 
@@ -131,7 +134,9 @@ def test_keys_may_contain_any_separator_character() -> None:
 
 def test_key_hash_collision_falls_back_to_exact_join(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a key hash that collides for every key (the worst case a 64-bit hash could hit)
-    monkeypatch.setattr(engine, "key_hash", lambda table, columns: np.zeros(table.num_rows, dtype=np.uint64))
+    monkeypatch.setattr(
+        hashing, "key_hash", lambda table, columns, pool=None: np.zeros(table.num_rows, dtype=np.uint64)
+    )
     old = _first(OLD)
     new = ONE_OF_EACH
     # When diffed
@@ -170,8 +175,8 @@ def test_null_and_empty_keys_are_quarantined() -> None:
     assert result.quarantine is not None
     rows = result.quarantine.to_pylist()
     assert [(r["name"], r[QUARANTINE_REASON], r[SOURCE_RECORD]) for r in rows] == [
-        ("bia", engine.NULL_KEY, 3),
-        (None, engine.NULL_KEY, 4),
+        ("bia", NULL_KEY, 3),
+        (None, NULL_KEY, 4),
     ]
     assert result.stats.quarantined == 2
     assert result.stats.inserts == 1
@@ -189,7 +194,7 @@ def test_duplicate_keys_quarantine_all_rows_and_carry_old_row_forward() -> None:
     # Then all four duplicate rows are quarantined, no event for keys 2 and 7, and key 2 keeps its old row
     assert result.quarantine is not None
     assert sorted(r["id"] for r in result.quarantine.to_pylist()) == ["2", "2", "7", "7"]
-    assert {r[QUARANTINE_REASON] for r in result.quarantine.to_pylist()} == {engine.DUPLICATE_KEY}
+    assert {r[QUARANTINE_REASON] for r in result.quarantine.to_pylist()} == {DUPLICATE_KEY}
     assert result.changes.num_rows == 0
     snapshot = rows_by_key(result.snapshot_data, ("id",))
     assert snapshot[(2,)]["amount"] == 20
@@ -376,7 +381,7 @@ def test_first_load_writes_full_load_and_snapshot_with_hashes(tmp_path: Path) ->
     # Then full load holds data columns only, the snapshot also the hashes, changes all inserts
     assert outcome.full_load_path is not None
     assert pq.read_schema(outcome.full_load_path).names == ["id", "name", "amount", "updated"]
-    assert pq.read_schema(outcome.snapshot_path).names[-2:] == [engine.KEY_HASH, engine.ROW_HASH]
+    assert pq.read_schema(outcome.snapshot_path).names[-2:] == [KEY_HASH, ROW_HASH]
     assert set(pq.read_table(outcome.changes_path)[CDC_OPERATION].to_pylist()) == {"I"}
     assert outcome.quarantine_path is None
 

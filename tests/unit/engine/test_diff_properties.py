@@ -1,6 +1,6 @@
 """Property tests: replaying the change set on the old snapshot gives the new accepted snapshot.
 
-A naive Python model (tests/unit/diff_model.py) is the oracle for the snapshot, the events and
+A naive Python model (tests/unit/engine/diff_model.py) is the oracle for the snapshot, the events and
 the counts. Columns have configured types here so the model need not re-implement type inference
 (example tests in test_diff.py and test_schema.py cover inference and widening).
 """
@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from snapcdc.diff import TableSpec, diff_tables
+from snapcdc.engine import TableSpec, diff_tables
 
-from tests.unit.diff_model import Row, assert_diff_matches_model, rows_by_key, text_table
+from tests.unit.engine.diff_model import Row, assert_diff_matches_model, rows_by_key, text_table
 
 OBSERVED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 COLUMNS = ("k1", "k2", "name", "amount", "note")

@@ -1,4 +1,4 @@
-"""Type parsing, inference and widening (snapcdc.schema)."""
+"""Type parsing, inference and widening (snapcdc.engine.schema)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 import pyarrow as pa
 import pytest
-from snapcdc.schema import infer, parse, widen
+from snapcdc.engine.schema import infer, parse, widen
 
 
 def _text(*values: str | None) -> pa.ChunkedArray:

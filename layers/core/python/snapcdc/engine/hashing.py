@@ -2,14 +2,15 @@
 
 Pure (pyarrow/numpy). Every value gets two independent, well-mixed 64-bit hashes (lanes A and B);
 a row hash folds its columns' lanes one column at a time, so values are never concatenated and
-("a", "bc") cannot meet ("ab", "c"). A null hashes to a constant of its own.
+("a", "bc") cannot meet ("ab", "c"). A null hashes to a constant of its own. The row and key
+hashes take the caller's thread pool to hash two columns at a time; this module holds none.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +20,7 @@ _U64 = np.uint64
 _SEED_A, _SEED_B = _U64(0x243F6A8885A308D3), _U64(0x13198A2E03707344)
 _NULL_A, _NULL_B = _U64(0xA4093822299F31D0), _U64(0x082EFA98EC4E6C89)
 _M_A, _M_B = _U64(0xC6A4A7935BD1E995), _U64(0x9E3779B97F4A7C15)
-_HASH_POOL = ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1), thread_name_prefix="hashing")
+_Lanes = TypeVar("_Lanes")  # what hashing one column gives: one lane, or two
 _PIECE = 64  # long strings are hashed as independent 64-byte pieces, so the work stays vectorized
 # Text whose first _DISTINCT_PROBE values hold at most one distinct value in _REPEATS_AT_LEAST is
 # hashed per distinct value.
@@ -204,13 +205,20 @@ def column_lanes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.nda
     return lane_a, lane_b
 
 
-def row_lanes(table: pa.Table | pa.RecordBatch, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def _each_column(hash_one: Callable[[str], _Lanes], columns: Sequence[str], pool: Executor | None) -> Iterator[_Lanes]:
+    """Each column's lanes, in order; hashed by ``pool`` when given (numpy and pyarrow release the
+    GIL: two columns at a time use both Lambda vCPUs), else one after the other on this thread."""
+    return pool.map(hash_one, columns) if pool is not None else map(hash_one, columns)
+
+
+def row_lanes(
+    table: pa.Table | pa.RecordBatch, columns: Sequence[str], pool: Executor | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Two 64-bit hashes per row over ``columns`` (in that order); each column hashed separately,
     so values are never concatenated and ("a", "bc") cannot meet ("ab", "c")."""
     lane_a = np.full(table.num_rows, _SEED_A)
     lane_b = np.full(table.num_rows, _SEED_B)
-    # numpy and pyarrow release the GIL: hashing two columns at a time uses both Lambda vCPUs.
-    for col_a, col_b in _HASH_POOL.map(lambda name: column_lanes(table[name]), columns):
+    for col_a, col_b in _each_column(lambda name: column_lanes(table[name]), columns, pool):
         lane_a ^= col_a
         lane_b += col_b
         _fmix_a(lane_a)
@@ -218,10 +226,10 @@ def row_lanes(table: pa.Table | pa.RecordBatch, columns: Sequence[str]) -> tuple
     return lane_a, lane_b
 
 
-def key_hash(table: pa.Table | pa.RecordBatch, columns: Sequence[str]) -> np.ndarray:
+def key_hash(table: pa.Table | pa.RecordBatch, columns: Sequence[str], pool: Executor | None = None) -> np.ndarray:
     """Lane A of :func:`row_lanes` over the key ``columns``, the 64-bit key hash (lane B not computed)."""
     lane_a = np.full(table.num_rows, _SEED_A)
-    for col_a, _ in _HASH_POOL.map(lambda name: _column_lanes(table[name], both=False), columns):
+    for col_a, _ in _each_column(lambda name: _column_lanes(table[name], both=False), columns, pool):
         lane_a ^= col_a
         _fmix_a(lane_a)
     return lane_a

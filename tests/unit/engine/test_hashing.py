@@ -1,9 +1,9 @@
-"""The stored hashes (snapcdc.hashing): their values are part of every snapshot already written."""
+"""The stored hashes (snapcdc.engine.hashing): their values are part of every snapshot already written."""
 
 from __future__ import annotations
 
 import pyarrow as pa
-from snapcdc import hashing
+from snapcdc.engine import hashing
 
 # Values written by the engine since HASH_VERSION 1. A change here makes every stored snapshot's
 # rows look updated on the next run: it needs a new HASH_VERSION, not a new expected value.

@@ -1,9 +1,10 @@
-"""Reading a snapshot CSV into an Arrow table of strings, with clear errors for malformed files.
+"""Reading a snapshot CSV file: its header, every column as text (the exact path), or a stream of
+batches converted to given types while parsed (the fast path), with clear errors for malformed files.
 
-Pure (pyarrow and numpy). Every column is read as text (empty field -> null) so that typing is decided
-once, by :mod:`snapcdc.schema`, with the table's history in mind. pyarrow parses the file with
-several threads; when it rejects the file, a slow pure-Python scan finds the line and the problem
-so the message can name them.
+Pure (pyarrow and numpy). Read as text, every column is a nullable string (empty field -> null), so
+that typing is decided once, by :mod:`snapcdc.engine.schema`, with the table's history in mind.
+pyarrow parses the file with several threads; when it rejects the file, a slow pure-Python scan
+finds the line and the problem so the message can name them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from snapcdc.engine.spec import InputError
+
 UTF8_BOM = b"\xef\xbb\xbf"
 # Big blocks parse faster; a record longer than a block makes pyarrow fail, and we retry once
 # with a block as large as the file (capped by pyarrow's int32 block size).
@@ -33,17 +36,6 @@ _SEGMENTS_JOINED = 4  # a segment ending inside a quoted value is joined with up
 _LINE_PROBE_BYTES = 64 << 10
 _HEADER_PROBE_BYTES = 1 << 20
 _NUL_SCAN_BYTES = 16 << 20
-
-
-class InputError(ValueError):
-    """Malformed input; ``str()`` is ``"{file}: line {line}: {problem}"``."""
-
-    def __init__(self, file: str, line: int | None, problem: str) -> None:
-        self.file = file
-        self.line = line
-        self.problem = problem
-        where = f"line {line}" if line is not None else "line ?"
-        super().__init__(f"{file}: {where}: {problem}")
 
 
 def is_parquet(path: Path) -> bool:
@@ -410,7 +402,6 @@ def read_bytes_as_csv(data: bytes, name: str = "<memory>", delimiter: str | None
 
 
 __all__ = [
-    "InputError",
     "TypedReadFailed",
     "detect_delimiter",
     "is_parquet",

@@ -1,11 +1,12 @@
-"""Reading CSV snapshots: dialect details and malformed files (snapcdc.csv_input)."""
+"""Reading CSV snapshots: dialect details and malformed files (snapcdc.engine.csv_input)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from snapcdc.csv_input import InputError, read_csv_strings
+from snapcdc.engine import InputError
+from snapcdc.engine.csv_input import read_csv_strings
 
 
 def _read(tmp_path: Path, data: bytes, delimiter: str | None = None) -> list[dict[str, str | None]]:

@@ -13,10 +13,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from snapcdc import csv_input
-from snapcdc import diff as engine
-from snapcdc.csv_input import read_bytes_as_csv
-from snapcdc.diff import CDC_OPERATION, HASH_COLUMNS, TableSpec, diff_files, diff_tables
+from snapcdc.engine import (
+    CDC_OPERATION,
+    CDC_TIMESTAMP,
+    SOURCE_RECORD,
+    InputError,
+    TableSpec,
+    csv_input,
+    diff_files,
+    diff_tables,
+    differ,
+    hashing,
+    new_side,
+    sinks,
+)
+from snapcdc.engine.csv_input import read_bytes_as_csv
+from snapcdc.engine.spec import HASH_COLUMNS
 
 OBSERVED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -25,8 +37,8 @@ OBSERVED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Stream in 64 KB blocks and ~2,000-row batches, one hashed ahead: small files span many batches."""
     monkeypatch.setattr(csv_input, "STREAM_BLOCK_SIZE", 64 << 10)
-    monkeypatch.setattr(engine, "STREAM_BATCH_ROWS", 2_000)
-    monkeypatch.setattr(engine, "HASHED_AHEAD", 1)
+    monkeypatch.setattr(new_side, "STREAM_BATCH_ROWS", 2_000)
+    monkeypatch.setattr(differ, "HASHED_AHEAD", 1)
 
 
 def _data(path: Path) -> pa.Table:
@@ -122,7 +134,7 @@ def test_a_first_load_reports_every_row_inserted_without_keeping_them_in_memory(
     changes = pq.read_table(outcome.changes_path)
     assert outcome.stats.inserts == changes.num_rows == 10_000
     assert set(changes[CDC_OPERATION].to_pylist()) == {"I"}
-    assert changes.drop_columns([CDC_OPERATION, engine.CDC_TIMESTAMP]).equals(pq.read_table(outcome.full_load_path))
+    assert changes.drop_columns([CDC_OPERATION, CDC_TIMESTAMP]).equals(pq.read_table(outcome.full_load_path))
 
 
 def test_a_first_load_with_a_duplicate_found_late_rewrites_the_snapshot_full_load_and_change_set(
@@ -130,7 +142,7 @@ def test_a_first_load_with_a_duplicate_found_late_rewrites_the_snapshot_full_loa
 ) -> None:
     # Given a first file where k0000005 appears again 15,000 rows later, and small row groups and CSV
     # segments, so that its first row is already written to all three files when the second is met
-    monkeypatch.setattr(engine, "SNAPSHOT_ROW_GROUP", 2_000)
+    monkeypatch.setattr(sinks, "SNAPSHOT_ROW_GROUP", 2_000)
     monkeypatch.setattr(csv_input, "SEGMENT_BYTES", 50_000)
     lines = _big_csv(tmp_path / "t.csv", 20_000).read_text().splitlines(keepends=True)
     lines[15_001] = lines[6].replace(",n0", ",other")  # line 6 holds k0000005
@@ -141,13 +153,13 @@ def test_a_first_load_with_a_duplicate_found_late_rewrites_the_snapshot_full_loa
         old=None, new=new, spec=TableSpec(primary_key=("id",)), observed_at=OBSERVED, out_dir=tmp_path / "o"
     )
     # Then both rows are quarantined and none of the three files holds k0000005
-    assert pq.read_table(outcome.quarantine_path)[engine.SOURCE_RECORD].to_pylist() == [7, 15_002]
+    assert pq.read_table(outcome.quarantine_path)[SOURCE_RECORD].to_pylist() == [7, 15_002]
     assert outcome.full_load_path is not None
     full_load, changes = pq.read_table(outcome.full_load_path), pq.read_table(outcome.changes_path)
     assert full_load.num_rows == changes.num_rows == outcome.stats.inserts == 19_998
     assert "k0000005" not in full_load["id"].to_pylist()
     # And the change set is the full load inserted, and the snapshot holds the same rows
-    assert changes.drop_columns([CDC_OPERATION, engine.CDC_TIMESTAMP]).equals(full_load)
+    assert changes.drop_columns([CDC_OPERATION, CDC_TIMESTAMP]).equals(full_load)
     assert set(changes[CDC_OPERATION].to_pylist()) == {"I"}
     assert _data(outcome.snapshot_path).equals(full_load)
 
@@ -170,7 +182,7 @@ def test_duplicates_in_different_batches_are_quarantined_and_the_streamed_snapsh
     # Then the four rows are quarantined with their record numbers, their keys produce no event, the old
     # k0000005 is carried forward and the rows they replaced are deletes
     quarantine = pq.read_table(outcome.quarantine_path)
-    assert sorted(zip(quarantine["id"].to_pylist(), quarantine[engine.SOURCE_RECORD].to_pylist(), strict=True)) == [
+    assert sorted(zip(quarantine["id"].to_pylist(), quarantine[SOURCE_RECORD].to_pylist(), strict=True)) == [
         ("k0000005", 7), ("k0000005", 15_002), ("new-key", 9_001), ("new-key", 18_001)
     ]  # fmt: skip
     changes = pq.read_table(outcome.changes_path)
@@ -193,7 +205,7 @@ def test_a_nul_byte_late_in_a_text_column_is_refused_naming_its_line_and_nothing
     new = tmp_path / "new.csv"
     new.write_text("".join(lines))
     # When diffed
-    with pytest.raises(engine.InputError) as refused:
+    with pytest.raises(InputError) as refused:
         diff_files(old=first.snapshot_path, new=new, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "2")
     # Then the error names the file and line, and the output folder holds nothing
     assert str(refused.value) == f"{new}: line 15001: NUL byte in data"
@@ -311,7 +323,9 @@ def test_an_old_csv_with_duplicated_keys_diffs_as_its_accepted_snapshot_does(
 ) -> None:
     # Given an old CSV whose keys k00005 and k04000 occur twice (in one batch and across batches)
     if colliding_key_hash:  # the worst case for a 64-bit key hash: only the real keys can tell rows apart
-        monkeypatch.setattr(engine, "key_hash", lambda table, columns: np.zeros(table.num_rows, dtype=np.uint64))
+        monkeypatch.setattr(
+            hashing, "key_hash", lambda table, columns, pool=None: np.zeros(table.num_rows, dtype=np.uint64)
+        )
     rows = [f"k{i:05d},{i},2025-01-01 00:00:00" for i in range(6_000)]
     old_rows = [*rows[:6], "k00005,555,2025-01-02 00:00:00", *rows[6:], "k04000,444,2025-01-02 00:00:00"]
     old = tmp_path / "old.csv"

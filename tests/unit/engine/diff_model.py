@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
-from snapcdc.diff import CDC_OPERATION, CDC_TIMESTAMP, DiffResult
+from snapcdc.engine import CDC_OPERATION, CDC_TIMESTAMP, DiffResult
 
 Row = dict[str, Any]
 Key = tuple[Any, ...]

@@ -10,11 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from snapcdc import csv_input
-from snapcdc.diff import DiffResult, diff_files
+from snapcdc.engine import DiffResult, csv_input, diff_files
 
-from tests.unit.diff_model import Row, assert_diff_matches_model, rows_by_key, to_csv
-from tests.unit.test_diff_properties import COLUMNS, OBSERVED, SPEC, _as_text, _typed, snapshot_pairs
+from tests.unit.engine.diff_model import Row, assert_diff_matches_model, rows_by_key, to_csv
+from tests.unit.engine.test_diff_properties import COLUMNS, OBSERVED, SPEC, _as_text, _typed, snapshot_pairs
 
 
 def _write_csv(path: Path, rows: list[Row], rng: random.Random) -> None:

@@ -1,4 +1,4 @@
-"""Parsing a CSV a segment at a time, two at once (snapcdc.csv_input.typed_batches): the records are
+"""Parsing a CSV a segment at a time, two at once (snapcdc.engine.csv_input.typed_batches): the records are
 those one reader of the whole file gives, wherever a segment starts, inside quoted line breaks too."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from snapcdc import csv_input
-from snapcdc.csv_input import TypedReadFailed, read_csv_strings, read_header, typed_batches
+from snapcdc.engine import csv_input
+from snapcdc.engine.csv_input import TypedReadFailed, read_csv_strings, read_header, typed_batches
 
-from tests.unit.diff_model import to_csv
+from tests.unit.engine.diff_model import to_csv
 
 EVERY_LINE = 1  # a segment starts after every line break of the file, quoted or not
 

@@ -1,0 +1,225 @@
+"""The engine's two entry points: :func:`diff_tables` (in-memory Arrow tables, nothing written) and
+:func:`diff_files` (a CSV or Parquet file against the previous snapshot file, outputs written to a
+folder), and what they do with files: choosing the new side's path, accepting a plain old file,
+writing the outputs."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from snapcdc.engine.csv_input import TypedReadFailed, is_parquet, read_csv_strings
+from snapcdc.engine.differ import Diffed, S, run_diff, utc, with_cdc
+from snapcdc.engine.new_side import NewInput, input_from_table, streamed_input
+from snapcdc.engine.old_side import OldSnapshot
+from snapcdc.engine.parquet_output import write_parquet
+from snapcdc.engine.sinks import FileCopy, MemorySnapshot, ParquetSnapshot, ScratchSnapshot
+from snapcdc.engine.spec import (
+    HASH_COLUMNS,
+    HASH_METADATA,
+    NULL_KEY,
+    QUARANTINE_REASON,
+    DiffOutcome,
+    DiffResult,
+    TableSpec,
+)
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """How the new and the old input are named in messages."""
+
+    new: str
+    old: str
+
+
+def _diff_in_memory(
+    old: OldSnapshot | None, new: NewInput, spec: TableSpec, observed_at: datetime, old_name: str
+) -> DiffResult:
+    diffed = run_diff(old, new, spec, observed_at, MemorySnapshot, old_name, keep_first_inserts=True)
+    return DiffResult(
+        diffed.changes, diffed.sink.table, diffed.quarantine, diffed.stats, new.schema, new.schema_changes
+    )
+
+
+def diff_tables(
+    old: pa.Table | None,
+    new: pa.Table,
+    spec: TableSpec,
+    observed_at: datetime,
+    *,
+    new_name: str = "<new>",
+    old_name: str = "<old>",
+) -> DiffResult:
+    """Diff ``new`` (text columns as read from a CSV, or typed columns) against ``old``.
+
+    ``old`` is a previous accepted snapshot (``DiffResult.snapshot``, hashes reused) or plain data
+    (accepted first, as a first snapshot would be: its bad rows are left out).
+    """
+    old_side = None
+    if old is not None:
+        if HASH_METADATA in (old.schema.metadata or {}):
+            old_side = OldSnapshot.from_table(old, spec)
+        else:
+            first = _diff_in_memory(None, input_from_table(old, spec, None, old_name), spec, observed_at, old_name)
+            old_side = OldSnapshot.from_table(first.snapshot, spec)
+    new_input = input_from_table(new, spec, old_side.schema if old_side is not None else None, new_name)
+    return _diff_in_memory(old_side, new_input, spec, observed_at, old_name)
+
+
+def _read_parquet_data(path: Path) -> pa.Table:
+    table = pq.read_table(path)
+    return table.drop_columns([c for c in HASH_COLUMNS if c in table.column_names]).replace_schema_metadata(None)
+
+
+def _diff_file(
+    old: OldSnapshot | None,
+    path: Path,
+    spec: TableSpec,
+    observed_at: datetime,
+    sink_for: Callable[[pa.Schema], S],
+    labels: _Labels,
+    find_duplicates: bool = True,
+) -> Diffed[S]:
+    """Diff a CSV (streamed; the exact path when the fast one stops) or Parquet file."""
+    previous = old.schema if old is not None else None
+
+    def run(new: NewInput) -> Diffed[S]:
+        return run_diff(
+            old, new, spec, observed_at, sink_for, labels.old, keep_first_inserts=False, find_duplicates=find_duplicates
+        )
+
+    if not is_parquet(path):
+        try:
+            return run(streamed_input(path, labels.new, spec, previous))
+        except TypedReadFailed:
+            pass
+        table = read_csv_strings(path, labels.new, spec.delimiter)
+    else:
+        table = _read_parquet_data(path)
+    return run(input_from_table(table, spec, previous, labels.new))
+
+
+def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, work: Path) -> OldSnapshot:
+    if is_parquet(path):
+        stored = pq.read_schema(path)
+        if HASH_METADATA in (stored.metadata or {}) and all(c in stored.names for c in HASH_COLUMNS):
+            return OldSnapshot.from_parquet(path, spec, name)
+
+    # Plain data (a CSV, a foreign Parquet): accepted as a first snapshot would be, its full rows into
+    # a scratch file in ``work`` (memory stays bounded).
+    def accept(find_duplicates: bool) -> Diffed[ScratchSnapshot]:
+        def scratch(schema: pa.Schema) -> ScratchSnapshot:
+            return ScratchSnapshot(work / "old-snapshot.arrow", spec, schema)
+
+        return _diff_file(None, path, spec, observed_at, scratch, _Labels(name, name), find_duplicates)
+
+    # Keys occurring twice are left in the scratch file and set aside when the old side's hash table
+    # is built: without duplicates, one hash table over the keys instead of two. A row quarantined for
+    # a value still makes its key a duplicate, and it is not in the file: then the check runs here.
+    accepted = accept(find_duplicates=False)
+    quarantine = accepted.quarantine
+    if quarantine is not None and pc.any(pc.not_equal(quarantine[QUARANTINE_REASON], NULL_KEY)).as_py():
+        del accepted  # its keys and hashes, before the second acceptance holds its own
+        accepted = accept(find_duplicates=True)
+    pa.default_memory_pool().release_unused()  # give the acceptance's buffers back before the diff
+    return accepted.sink.old_side()
+
+
+def _first_load_copies(full_load: Path, changes: Path, inserted_at: datetime) -> list[FileCopy]:
+    """A first snapshot's data columns (no hashes) as the user-facing full load, and as its change set
+    (every row inserted at ``inserted_at``)."""
+
+    def data(rows: pa.Table) -> pa.Table:
+        return rows.drop_columns(list(HASH_COLUMNS)).replace_schema_metadata(None)
+
+    return [FileCopy(full_load, data), FileCopy(changes, lambda rows: with_cdc(data(rows), "I", inserted_at))]
+
+
+def _write(table: pa.Table, path: Path, written: list[Path]) -> Path:
+    written.append(path)
+    write_parquet(table, path)
+    return path
+
+
+def diff_files(
+    *,
+    old: Path | None,
+    new: Path,
+    spec: TableSpec,
+    observed_at: datetime,
+    out_dir: Path,
+    new_name: str | None = None,
+    old_name: str | None = None,
+) -> DiffOutcome:
+    """Diff two local files (CSV or Parquet) and write the outputs into ``out_dir``.
+
+    Outputs: ``changes.parquet``, ``snapshot.parquet``, ``full_load.parquet`` (first snapshot only),
+    ``quarantine.parquet`` (when rows were rejected). On InputError or DeleteGuardError nothing is
+    written.
+    """
+    started = time.perf_counter()
+    new_label = new_name or str(new)
+    old_label = old_name or (str(old) if old is not None else "<none>")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".work-") as work:
+        old_side = _load_old(Path(old), spec, observed_at, old_label, Path(work)) if old is not None else None
+        return _diff_into(old_side, Path(new), spec, observed_at, out_dir, _Labels(new_label, old_label), started)
+
+
+def _diff_into(
+    old_side: OldSnapshot | None,
+    new: Path,
+    spec: TableSpec,
+    observed_at: datetime,
+    out_dir: Path,
+    labels: _Labels,
+    started: float,
+) -> DiffOutcome:
+    snapshot_path = out_dir / "snapshot.parquet"
+    changes_path = out_dir / "changes.parquet"
+    written: list[Path] = [snapshot_path]
+    # A first snapshot's data, without the hash columns, and its change set (every row inserted) are
+    # written beside the snapshot; later ones' change set is small and written at the end.
+    full_load_path = out_dir / "full_load.parquet" if old_side is None else None
+    copies = _first_load_copies(full_load_path, changes_path, utc(observed_at)) if full_load_path else []
+    written += [copy.path for copy in copies]
+
+    def snapshot(schema: pa.Schema) -> ParquetSnapshot:
+        return ParquetSnapshot(snapshot_path, schema, spec, copies=copies)
+
+    try:
+        diffed = _diff_file(old_side, Path(new), spec, observed_at, snapshot, labels)
+        try:  # while the snapshot's writers complete it
+            if old_side is not None:
+                _write(diffed.changes, changes_path, written)
+            quarantine_path = (
+                _write(diffed.quarantine, out_dir / "quarantine.parquet", written)
+                if diffed.quarantine is not None
+                else None
+            )
+        finally:
+            diffed.sink.close()
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return DiffOutcome(
+        stats=diffed.stats,
+        changes_path=changes_path,
+        snapshot_path=snapshot_path,
+        full_load_path=full_load_path,
+        quarantine_path=quarantine_path,
+        schema=diffed.schema,
+        schema_changes=diffed.schema_changes,
+        seconds=time.perf_counter() - started,
+    )

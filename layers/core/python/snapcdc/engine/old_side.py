@@ -1,0 +1,263 @@
+"""The old side: the previous accepted snapshot, of which only keys, date and cached hashes are held
+in memory (full rows are fetched only for the few keys that need them), and its index for matching
+a new batch's keys to old positions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from snapcdc.engine import hashing
+from snapcdc.engine.hash_columns import HashSignature
+from snapcdc.engine.keys import duplicate_rows
+from snapcdc.engine.schema import conform, type_name
+from snapcdc.engine.spec import HASH_COLUMNS, HASH_METADATA, KEY_HASH, ROW_HASH, InputError, TableSpec
+
+
+@dataclass
+class OldSnapshot:
+    schema: pa.Schema  # data schema as stored
+    signature: str | None  # what the cached hashes were computed over (None: no cached hashes)
+    key_hashes: Callable[[], np.ndarray] | None  # cached key hashes, read first (None: no cached hashes)
+    head: Callable[[], Head] | None  # keys, date and cached row hashes (None: no cached hashes)
+    fetch: Callable[[np.ndarray | None], pa.Table]  # data rows at sorted positions (None: all rows)
+    lookup: Future[pd.Index | None] | None = None  # a hash lookup over key_hashes already being built
+
+    @classmethod
+    def from_table(cls, table: pa.Table, spec: TableSpec) -> OldSnapshot:
+        """An accepted snapshot table (e.g. ``DiffResult.snapshot``), with or without hash columns."""
+        metadata = table.schema.metadata or {}
+        data = table.drop_columns([c for c in HASH_COLUMNS if c in table.column_names])
+        data = data.replace_schema_metadata(None)
+        cached = HASH_METADATA in metadata and all(c in table.column_names for c in HASH_COLUMNS)
+        wanted = [*spec.primary_key, *([spec.date_field] if spec.date_field in data.column_names else [])]
+
+        def fetch(positions: np.ndarray | None) -> pa.Table:
+            return data if positions is None else data.take(positions)
+
+        def head() -> Head:
+            return Head(data.select(wanted), *hashing.row_hash_lanes(table[ROW_HASH]))
+
+        return cls(
+            schema=data.schema,
+            signature=metadata[HASH_METADATA].decode() if cached else None,
+            key_hashes=(lambda: table[KEY_HASH].to_numpy()) if cached else None,
+            head=head if cached else None,
+            fetch=fetch,
+        )
+
+    @classmethod
+    def from_parquet(cls, path: Path, spec: TableSpec, name: str) -> OldSnapshot:
+        """A snapshot Parquet written by this engine: reads keys, date and hashes only."""
+        parquet = pq.ParquetFile(path)
+        stored = parquet.schema_arrow
+        data_names = [n for n in stored.names if n not in HASH_COLUMNS]
+        missing = [k for k in spec.primary_key if k not in data_names]
+        if missing:
+            raise InputError(name, None, f"primary key column(s) {', '.join(missing)} not in the old snapshot")
+        date = [spec.date_field] if spec.date_field is not None and spec.date_field in data_names else []
+        wanted = [*spec.primary_key, *date]
+        group_starts = np.cumsum([0] + [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)])
+        schema = pa.schema([stored.field(n) for n in data_names])
+
+        def fetch(positions: np.ndarray | None) -> pa.Table:
+            if positions is None:
+                return parquet.read(columns=data_names).replace_schema_metadata(None)
+            # Groups are decoded a few at a time (threads across columns), keeping only the wanted rows.
+            return take_from_groups(
+                positions, group_starts, schema, lambda groups: parquet.read_row_groups(groups, columns=data_names), 4
+            )
+
+        return cls(
+            schema=schema,
+            signature=(stored.metadata or {})[HASH_METADATA].decode(),
+            key_hashes=lambda: _read_key_hashes(parquet),
+            head=lambda: _read_head(parquet, wanted),
+            fetch=fetch,
+        )
+
+
+def take_from_groups(
+    positions: np.ndarray,
+    group_starts: np.ndarray,
+    schema: pa.Schema,
+    read: Callable[[list[int]], pa.Table],
+    at_once: int,
+) -> pa.Table:
+    """Rows at sorted ``positions`` of a file stored in groups of rows (``group_starts``: first row of
+    each group, then the row count), reading only the groups that hold some, ``at_once`` per read."""
+    cuts = np.searchsorted(positions, group_starts)
+    groups = [g for g in range(len(group_starts) - 1) if cuts[g + 1] > cuts[g]]
+    pieces = [schema.empty_table()]
+    for first in range(0, len(groups), at_once):
+        chosen, offset, within = groups[first : first + at_once], 0, []
+        for group in chosen:
+            within.append(positions[cuts[group] : cuts[group + 1]] - group_starts[group] + offset)
+            offset += group_starts[group + 1] - group_starts[group]
+        pieces.append(read(chosen).take(np.concatenate(within)).replace_schema_metadata(None))
+    return pa.concat_tables(pieces)
+
+
+@dataclass
+class Head:
+    keys: pa.Table
+    row_a: np.ndarray
+    row_b: np.ndarray
+
+
+def _read_key_hashes(parquet: pq.ParquetFile) -> np.ndarray:
+    """The cached key hashes, a row group at a time into one array (no second copy while joining)."""
+    key_hash, at = np.empty(parquet.metadata.num_rows, np.uint64), 0
+    for group in range(parquet.num_row_groups):
+        part = parquet.read_row_group(group, columns=[KEY_HASH])[KEY_HASH].to_numpy()
+        key_hash[at : at + len(part)] = part
+        at += len(part)
+    return key_hash
+
+
+def _read_head(parquet: pq.ParquetFile, wanted: list[str]) -> Head:
+    """Keys, date and row hashes of a stored snapshot, read a row group at a time (a whole-column
+    read needs about twice the memory while it decodes)."""
+    rows = parquet.metadata.num_rows
+    row_a, row_b = np.empty(rows, np.uint64), np.empty(rows, np.uint64)
+    pieces, at = [], 0
+    for group in range(parquet.num_row_groups):
+        part = parquet.read_row_group(group, columns=[*wanted, ROW_HASH])
+        count = part.num_rows
+        row_a[at : at + count], row_b[at : at + count] = hashing.row_hash_lanes(part[ROW_HASH])
+        pieces.append(part.select(wanted))
+        at += count
+    if not pieces:
+        return Head(pa.schema([parquet.schema_arrow.field(n) for n in wanted]).empty_table(), row_a, row_b)
+    keys = pa.concat_tables(pieces)
+    del pieces
+    head = Head(pa.table({name: one_chunk(keys[name]) for name in wanted}), row_a, row_b)
+    del keys
+    pa.default_memory_pool().release_unused()  # the pieces' memory: hundreds of MB on a big table
+    return head
+
+
+class OldIndex:
+    """The old side ready for matching: keys and hashes conformed to the new schema, a hash lookup."""
+
+    def __init__(
+        self,
+        old: OldSnapshot,
+        schema: pa.Schema,
+        spec: TableSpec,
+        signature: HashSignature,
+        name: str,
+        hashing_pool: Executor | None = None,
+    ) -> None:
+        self.snapshot = old
+        self.name = name
+        self.schema = schema
+        if old.signature == signature.text and old.key_hashes is not None and old.head is not None:
+            self.key_hash = old.key_hashes()
+            # The lookup (the slow part) is built while the keys and row hashes are read.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="old-lookup") as builder:
+                lookup = old.lookup or builder.submit(hash_lookup, self.key_hash)
+                head = old.head()
+                key_and_date = pa.schema([schema.field(c) for c in head.keys.column_names])
+                self.keys = conform_table(head.keys, key_and_date, name)
+                self.row_a, self.row_b = head.row_a, head.row_b
+                self.lookup = lookup.result()
+        else:  # stale or missing hashes: recompute once from the full old rows
+            full = conform_table(old.fetch(None), schema, name)
+            date = [spec.date_field] if spec.date_field in schema.names else []
+            self.keys = full.select([*spec.primary_key, *date])
+            self.key_hash = hashing.key_hash(full, spec.primary_key, hashing_pool)
+            self.row_a, self.row_b = hashing.row_lanes(full, signature.row_columns, hashing_pool)
+            self.lookup = hash_lookup(self.key_hash)
+        self.keys = pa.table({name: one_chunk(self.keys[name]) for name in self.keys.column_names})
+        self.num_rows = self.keys.num_rows
+        self.key_names = list(spec.primary_key)
+        # Rows that are not part of the old side: a key occurring twice in an old side read from a
+        # file never accepted (a stored snapshot has none). Checked only when the key hashes repeat.
+        self.excluded = np.zeros(0, dtype=np.int64)
+        self.kept: np.ndarray | None = None  # positions the lookup's entries stand for (None: all)
+        if self.lookup is None:
+            self.excluded = duplicate_rows(self.keys.select(self.key_names), self.key_hash, np.arange(self.num_rows))
+            if len(self.excluded):
+                self.kept = np.setdiff1d(np.arange(self.num_rows), self.excluded)
+                self.lookup = hash_lookup(self.key_hash[self.kept])
+
+    def match(self, keys: pa.RecordBatch, key_hash: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """For each of ``rows``, the old position with the same key, or -1."""
+        if self.num_rows == 0 or len(rows) == 0:
+            return np.full(len(rows), -1, dtype=np.int64)
+        if self.lookup is not None:
+            positions = self.lookup.get_indexer(key_hash[rows]).astype(np.int64, copy=False)
+            hit = positions >= 0
+            if self.kept is not None:
+                positions[hit] = self.kept[positions[hit]]
+            if self._same_keys(keys, rows[hit], positions[hit]):  # a collision must never pair different keys
+                return positions
+        return self._match_exact(keys, rows)
+
+    def _same_keys(self, keys: pa.RecordBatch, rows: np.ndarray, positions: np.ndarray) -> bool:
+        every_row = len(rows) == keys.num_rows  # the usual case: no take on the new side
+        for name in self.key_names:
+            new = keys.column(name) if every_row else keys.column(name).take(rows)
+            same = pc.equal(new, self.keys[name].take(positions))
+            if not pc.all(pc.fill_null(same, False)).as_py():
+                return False
+        return True
+
+    def _match_exact(self, keys: pa.RecordBatch, rows: np.ndarray) -> np.ndarray:
+        left = pa.Table.from_batches([keys.take(rows)]).append_column("__new", pa.array(np.arange(len(rows))))
+        right = self.keys.select(self.key_names).append_column("__old", pa.array(np.arange(self.num_rows)))
+        if len(self.excluded):
+            keep = np.ones(self.num_rows, dtype=bool)
+            keep[self.excluded] = False
+            right = right.filter(pa.array(keep))
+        joined = left.join(right, keys=self.key_names, join_type="left outer")
+        positions = np.full(len(rows), -1, dtype=np.int64)
+        positions[joined["__new"].to_numpy()] = joined["__old"].fill_null(-1).to_numpy()
+        return positions
+
+    def rows(self, positions: np.ndarray) -> pa.Table:
+        """Full old rows at sorted ``positions``, conformed to the new schema."""
+        if len(positions) == 0:
+            return self.schema.empty_table()
+        return conform_table(self.snapshot.fetch(positions), self.schema, self.name)
+
+
+def hash_lookup(key_hash: np.ndarray) -> pd.Index | None:
+    """A hash table from key hash to old position; None when distinct keys share a 64-bit hash
+    (then every batch is joined on the key values)."""
+    index = pd.Index(key_hash)
+    return index if index.is_unique else None
+
+
+def one_chunk(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The column as one chunk: take() on a many-chunked string column concatenates it on every call."""
+    if column.num_chunks <= 1:
+        return column
+    if pa.types.is_string(column.type) and column.nbytes >= 2**31 - 1:
+        column = column.cast(pa.large_string())  # 32-bit offsets cannot hold it in one chunk
+    return pa.chunked_array([pa.concat_arrays(column.chunks)], type=column.type)
+
+
+def conform_table(table: pa.Table, schema: pa.Schema, source: str) -> pa.Table:
+    columns = []
+    for target in schema:
+        if target.name not in table.column_names:
+            columns.append(pa.chunked_array([pa.nulls(table.num_rows, target.type)]))
+            continue
+        column = table[target.name]
+        if column.type != target.type:
+            try:
+                column = conform(column, type_name(target.type))
+            except ValueError as error:
+                raise InputError(source, None, f"column {target.name}: {error}") from None
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)

@@ -1,0 +1,129 @@
+"""The engine's vocabulary: what a caller configures (:class:`TableSpec`), what a diff returns
+(:class:`DiffResult`, :class:`DiffOutcome`, :class:`DiffStats`), the names of the columns the engine
+adds, and the errors it raises on purpose."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from snapcdc.engine.schema import ARROW_TYPES
+from snapcdc.errors import PermanentError
+
+if TYPE_CHECKING:
+    from snapcdc.config import TableConfig
+
+CDC_OPERATION = "_cdc_operation"
+CDC_TIMESTAMP = "_cdc_timestamp"
+KEY_HASH = "_key_hash"
+ROW_HASH = "_row_hash"
+QUARANTINE_REASON = "_quarantine_reason"
+SOURCE_RECORD = "_source_record"  # record number in the file, the header being record 1
+HASH_COLUMNS = (KEY_HASH, ROW_HASH)
+HASH_METADATA = b"snapcdc.hash"
+HASH_VERSION = 1
+
+NULL_KEY = "null or empty primary key"
+DUPLICATE_KEY = "duplicate primary key"
+
+
+class InputError(PermanentError, ValueError):
+    """Malformed input; ``str()`` is ``"{file}: line {line}: {problem}"``."""
+
+    def __init__(self, file: str, line: int | None, problem: str) -> None:
+        self.file = file
+        self.line = line
+        self.problem = problem
+        where = f"line {line}" if line is not None else "line ?"
+        super().__init__(f"{file}: {where}: {problem}")
+
+
+class DeleteGuardError(PermanentError):
+    """The snapshot would delete too large a share of the table; nothing was written."""
+
+    def __init__(self, deletes: int, rows_old: int, max_ratio: float) -> None:
+        self.deletes = deletes
+        self.rows_old = rows_old
+        self.ratio = deletes / rows_old if rows_old else 0.0
+        self.max_ratio = max_ratio
+        super().__init__(
+            f"refusing snapshot: {deletes} deletes of {rows_old} rows "
+            f"(ratio {self.ratio:.3f} > limit {max_ratio:.3f}); set allow_mass_delete to accept it"
+        )
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    primary_key: tuple[str, ...]
+    date_field: str | None = None
+    column_types: Mapping[str, str] = field(default_factory=dict)
+    delimiter: str | None = None  # None: detect ',' or ';' from the header line
+    max_delete_ratio: float = 0.5
+    allow_mass_delete: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.primary_key:
+            raise ValueError("primary_key needs at least one column")
+        unknown = {t for t in self.column_types.values() if t not in ARROW_TYPES}
+        if unknown:
+            raise ValueError(f"unknown column types {sorted(unknown)}; use {sorted(ARROW_TYPES)}")
+
+    @classmethod
+    def from_config(cls, table: TableConfig) -> TableSpec:
+        return cls(
+            primary_key=tuple(table.primary_key),
+            date_field=table.date_field,
+            column_types=dict(table.column_types),
+            delimiter=table.delimiter,
+            max_delete_ratio=table.max_delete_ratio,
+            allow_mass_delete=table.allow_mass_delete,
+        )
+
+
+@dataclass
+class DiffStats:
+    rows_old: int
+    rows_new: int
+    inserts: int
+    updates: int
+    deletes: int
+    quarantined: int
+    updates_without_date_bump: int
+    date_only_updates: int
+    rows_snapshot: int = 0  # rows in the new accepted snapshot
+    carried_forward: int = 0  # old rows kept because their key was quarantined this run
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: int(getattr(self, f.name)) for f in fields(self)}
+
+
+@dataclass
+class DiffResult:
+    """Table-level result of :func:`~snapcdc.engine.diff_tables` (nothing written)."""
+
+    changes: pa.Table  # data columns + _cdc_operation + _cdc_timestamp
+    snapshot: pa.Table  # accepted state: data columns + hash columns (+ hash signature metadata)
+    quarantine: pa.Table | None
+    stats: DiffStats
+    schema: pa.Schema  # data schema, no hash/cdc columns
+    schema_changes: list[dict[str, str]]
+
+    @property
+    def snapshot_data(self) -> pa.Table:
+        return self.snapshot.drop_columns(list(HASH_COLUMNS)).replace_schema_metadata(None)
+
+
+@dataclass
+class DiffOutcome:
+    stats: DiffStats
+    changes_path: Path
+    snapshot_path: Path
+    full_load_path: Path | None
+    quarantine_path: Path | None
+    schema: pa.Schema
+    schema_changes: list[dict[str, str]]
+    seconds: float
