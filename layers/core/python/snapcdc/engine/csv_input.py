@@ -14,12 +14,14 @@ import itertools
 import os
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from snapcdc.engine.fidelity import CHECKED_TYPES, cast_whole
 from snapcdc.engine.spec import InputError
 
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -237,7 +239,11 @@ def typed_batches(
     """Stream a file whose header passed :func:`read_header` in batches converted to ``types``.
     Raises :class:`TypedReadFailed` (possibly after some batches) when a value does not convert, a
     record is malformed or a text value holds a NUL byte (the exact path then names its line)."""
-    convert = _convert_options({column: types[column] for column in names})
+    # Numbers are read as text and converted here: the CSV reader's own parse accepts text a number
+    # does not give back (007, 0x10, ' 5'), and lossless typing must see it.
+    numbers = {column: types[column] for column in names if types[column] in CHECKED_TYPES}
+    read_types = {column: pa.string() if column in numbers else types[column] for column in names}
+    convert = _TypedRead(_convert_options(read_types), numbers)
     try:
         for batch in _segment_batches(path, name, names, sep, convert):
             if _holds_nul(batch):
@@ -247,8 +253,25 @@ def typed_batches(
         raise TypedReadFailed(str(error)) from None
 
 
+@dataclass(frozen=True)
+class _TypedRead:
+    """How a typed read converts: the reader's options, then the number columns from their text."""
+
+    options: pacsv.ConvertOptions
+    numbers: Mapping[str, pa.DataType]
+
+    def numbers_of(self, table: pa.Table) -> pa.Table:
+        """``table`` (as read, numbers as text) with its number columns converted."""
+        for name, target in self.numbers.items():
+            if name in table.column_names:
+                index = table.column_names.index(name)
+                chunks = [cast_whole(chunk, target) for chunk in table.column(index).chunks]
+                table = table.set_column(index, name, pa.chunked_array(chunks, type=target))
+        return table
+
+
 def _segment_batches(
-    path: Path, name: str, names: list[str], sep: str, convert: pacsv.ConvertOptions
+    path: Path, name: str, names: list[str], sep: str, convert: _TypedRead
 ) -> Iterator[pa.RecordBatch]:
     """The file's records, parsed a segment at a time by two threads (pyarrow's streaming reader uses
     one core). A segment starts after a line break, which is a record boundary unless it falls inside
@@ -273,7 +296,8 @@ def _segment_batches(
             header = None if first == 0 else names  # later segments have no header line
             options = pacsv.ReadOptions(use_threads=False, block_size=len(data) + 1, column_names=header)
             try:
-                return pacsv.read_csv(pa.BufferReader(data), options, _parse_options(sep), convert)
+                table = pacsv.read_csv(pa.BufferReader(data), options, _parse_options(sep), convert.options)
+                return convert.numbers_of(table)
             except pa.ArrowInvalid as error:
                 return error
 
@@ -349,7 +373,7 @@ def _ends_cleanly(table: pa.Table) -> bool:
 
 
 def _stream_from(
-    path: Path, name: str, offset: int, names: list[str], sep: str, convert: pacsv.ConvertOptions
+    path: Path, name: str, offset: int, names: list[str], sep: str, convert: _TypedRead
 ) -> Iterator[pa.RecordBatch]:
     """Records from ``offset`` (a record boundary; 0: the header) to the end, by one streaming reader."""
     with pa.OSFile(str(path)) as handle:
@@ -358,10 +382,11 @@ def _stream_from(
             handle.seek(offset - 1)  # from the line break before it, as a segment is parsed
             options.column_names = names
         reader = pacsv.open_csv(
-            handle, read_options=options, parse_options=_parse_options(sep), convert_options=convert
+            handle, read_options=options, parse_options=_parse_options(sep), convert_options=convert.options
         )
         _check_names(reader.schema.names, names, name)
-        yield from _read_ahead(reader)
+        for batch in _read_ahead(reader):
+            yield from convert.numbers_of(pa.Table.from_batches([batch])).to_batches()
 
 
 def _holds_nul(batch: pa.RecordBatch) -> bool:

@@ -1,9 +1,11 @@
 """Stable column types: parse text columns, infer a type for a new column, widen when values no longer fit.
 
 Pure (pyarrow/numpy). Type names are the config's: string, int64, float64, bool, timestamp, date.
-Timestamps are ``timestamp[us]`` without a time zone: the source data carries local wall-clock times
-(``2025-07-16 09:36:45.831``), and a value with a zone offset does not fit (the column widens to
-string rather than silently shifting times).
+A value fits a type only when the type keeps it whole (:mod:`snapcdc.engine.fidelity`): ``007`` does
+not fit int64, ``9007199254740993`` does not fit float64, a timestamp with more than 6 fractional
+digits does not fit ``timestamp[us]``. Timestamps are ``timestamp[us]`` without a time zone: the
+source data carries local wall-clock times (``2025-07-16 09:36:45.831``), and a value with a zone
+offset does not fit (the column widens to string rather than silently shifting times).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from datetime import date, datetime
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from snapcdc.engine.fidelity import float_losses, int_losses
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -28,9 +32,9 @@ INFERENCE_ORDER = ("int64", "float64", "date", "timestamp", "bool")
 # Widening keeps every value: an int that no longer fits may still be a float; anything else is text.
 WIDENING = {"int64": ("float64", "string"), "float64": ("string",)}
 
-# 18 digits always fit int64; longer numbers are treated as not-an-int (they widen to float/string).
+# What a value of each type looks like (a first filter; the parse and fidelity checks decide).
 _PATTERNS = {
-    "int64": r"^[+-]?[0-9]{1,18}$",
+    "int64": r"^-?[0-9]{1,19}$",
     "float64": r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?$",
     "date": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
     "timestamp": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?$",
@@ -95,14 +99,46 @@ def _python_parse(text: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
     return pa.chunked_array([pa.array(out, type=ARROW_TYPES[name])])
 
 
+_EXACT_DOUBLE = 2**53  # every integer up to this magnitude is a double
+
+
+def losses(text: pa.ChunkedArray, typed: pa.ChunkedArray, name: str) -> np.ndarray | None:
+    """Rows whose text ``typed`` (parsed to type ``name``) does not keep whole; None when every row is kept."""
+    check = {"int64": int_losses, "float64": float_losses}.get(name)
+    if check is None or len(text) == 0:
+        return None
+    if [len(c) for c in text.chunks] != [len(c) for c in typed.chunks]:
+        text, typed = pa.chunked_array([text.combine_chunks()]), pa.chunked_array([typed.combine_chunks()])
+    lost = np.concatenate([check(t, v) for t, v in zip(text.chunks, typed.chunks, strict=True)])
+    return lost if lost.any() else None
+
+
+def _dropping(typed: pa.ChunkedArray, lost: np.ndarray | None, bad: np.ndarray | None) -> ParsedColumn:
+    """``typed`` with the ``lost`` rows nulled and added to ``bad``."""
+    if lost is None:
+        return ParsedColumn(typed, bad)
+    kept = pc.if_else(pa.array(lost), pa.scalar(None, typed.type), typed)
+    return ParsedColumn(_as_chunked(kept), lost if bad is None else (bad | lost))
+
+
+def _from_integers(column: pa.ChunkedArray) -> ParsedColumn:
+    """Integers as doubles; those beyond 2**53, which a double would round, flagged."""
+    values = np.concatenate([c.fill_null(0).to_numpy() for c in column.chunks]) if column.num_chunks else np.zeros(0)
+    lost = (values > _EXACT_DOUBLE) | (values < -_EXACT_DOUBLE)
+    typed = _as_chunked(pc.cast(column, pa.float64(), safe=False))
+    return _dropping(typed, lost if lost.any() else None, None)
+
+
 def parse(values: pa.Array | pa.ChunkedArray, name: str) -> ParsedColumn:
-    """Convert a column to type ``name``; rows whose text does not fit are null and flagged in ``bad``."""
+    """Convert a column to type ``name``; rows whose text does not fit (or would not be kept whole) are
+    null and flagged in ``bad``."""
     column = _as_chunked(values)
     target = ARROW_TYPES[name]
     if column.type == target:
         return ParsedColumn(column, None)
-    exact = type_name(column.type) == name or (name == "float64" and pa.types.is_integer(column.type))
-    if exact and name != "string":
+    if name == "float64" and pa.types.is_integer(column.type):
+        return _from_integers(column)
+    if type_name(column.type) == name and name != "string":
         return ParsedColumn(pc.cast(column, target), None)
     text = _to_text(column)
     if name == "string":
@@ -110,10 +146,12 @@ def parse(values: pa.Array | pa.ChunkedArray, name: str) -> ParsedColumn:
     if len(text) == 0 or text.null_count == len(text):
         return ParsedColumn(pa.chunked_array([pa.nulls(len(text), target)]), None)
     if name != "bool":
-        try:  # the common case, every value fits: one vectorized cast, no pattern matching
-            return ParsedColumn(_as_chunked(pc.cast(text, target)), None)
+        try:  # the common case, every value fits: one vectorized cast and the fidelity check
+            typed = _as_chunked(pc.cast(text, target))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
+        else:
+            return _dropping(typed, losses(text, typed, name), None)
     fits = pc.fill_null(pc.match_substring_regex(text, _PATTERNS[name]), True)
     clean = text if pc.all(fits).as_py() else pc.if_else(fits, text, pa.scalar(None, pa.string()))
     if name == "bool":
@@ -124,9 +162,10 @@ def parse(values: pa.Array | pa.ChunkedArray, name: str) -> ParsedColumn:
             typed = pc.cast(clean, target)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             typed = _python_parse(clean, name)
+    typed = _as_chunked(typed)
     bad = pc.and_(pc.is_valid(text), pc.is_null(typed))
     bad_mask = _mask(bad)
-    return ParsedColumn(_as_chunked(typed), bad_mask if bad_mask.any() else None)
+    return _dropping(typed, losses(text, typed, name), bad_mask if bad_mask.any() else None)
 
 
 def _sample_fits(text: pa.ChunkedArray, name: str) -> bool:
