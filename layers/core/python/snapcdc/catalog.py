@@ -47,6 +47,11 @@ SNAPSHOT_PARTITION = "snapshot"
 TABLE_KINDS = ("cdc", "full_load", "snapshots")
 
 
+def glue_table_names(table: str) -> list[str]:
+    """The Glue tables of ``table``: ``<table>_cdc``, ``<table>_full_load``, ``<table>_snapshots``."""
+    return [f"{table}_{kind}" for kind in TABLE_KINDS]
+
+
 class CatalogError(PermanentError, ValueError):
     """A table's schema cannot be catalogued as is (a type Glue is not given, names that collide)."""
 
@@ -158,9 +163,6 @@ class GlueCatalog:
     database: str
     bucket: str
     layout: Layout = field(default_factory=Layout)
-
-    def table_names(self, table: str) -> list[str]:
-        return [f"{table}_{kind}" for kind in TABLE_KINDS]
 
     def sync_table(self, table: str, schema: pa.Schema, primary_key: Sequence[str] = ()) -> CatalogSync:
         """Create or update ``table``'s three Glue tables so that they say ``schema``; a no-op when they do."""
