@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 from snapcdc.catalog import CatalogError, GlueCatalog
 from snapcdc.cdc import TableProcessor
+from snapcdc.cli import main
 from snapcdc.config import TableConfig
 from snapcdc.layout import Layout
 from snapcdc.records import read_run_record
@@ -256,3 +257,14 @@ def test_a_table_created_by_a_concurrent_run_is_compared_not_overwritten(store, 
     # Then its CreateTable failed, it compared with the table found and changed nothing
     assert racing.calls == ["get_table", "create_table", "get_table"] * 3
     assert sync.changes == ()
+
+
+def test_cli_replay_with_a_glue_database_syncs_the_tables(store, glue, tmp_path, capsys):
+    # Given a raw snapshot in the bucket and no Glue table yet
+    _put(store, S1, COLUMNS, V1)
+    # When the operator replays it with --glue-database
+    code = main(["replay", "--bucket", BUCKET, "--prefix", "lake", "--table", "clientes", "--glue-database", DATABASE])
+    # Then the table's Glue tables exist, typed as the Parquet it wrote
+    assert code == 0
+    assert capsys.readouterr().out.count('"status": "accepted"') == 1
+    assert _types(glue, "clientes_full_load")["idcliente"] == "string"
