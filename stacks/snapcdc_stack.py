@@ -28,15 +28,15 @@ class SnapCdcStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        # The packaged config (the one the functions run with) names the tables: their Glue
-        # schemas and per-table alarms are generated from it. A bad config fails the synth.
+        # The packaged config (the one the functions run with) names the tables: the CDC role's
+        # Glue grants and the per-table alarms are generated from it. A bad config fails the synth.
         pipeline = pipeline or load_config()
         tables = pipeline.table_names
 
         storage = DataLakeStorage(self, "Storage", settings=settings)
         layers = SharedLayers(self, "Layers", settings=settings)
         extract = ExtractFunction(self, "Extract", settings=settings, storage=storage, layers=layers)
-        cdc = CdcFunction(self, "Cdc", settings=settings, storage=storage, layers=layers)
+        cdc = CdcFunction(self, "Cdc", settings=settings, storage=storage, layers=layers, tables=tables)
         query = LakeQuery(self, "Query", settings=settings, storage=storage, pipeline=pipeline)
         observability = Observability(
             self,

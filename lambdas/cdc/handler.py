@@ -16,6 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from snapcdc import metric_names as names
+from snapcdc.catalog import GlueCatalog
 from snapcdc.cdc import BatchReport, process_raw_keys
 from snapcdc.config import PipelineConfig, load_config
 from snapcdc.layout import Layout
@@ -29,10 +30,15 @@ class CdcBatchError(RuntimeError):
 
 
 @cache
-def _dependencies() -> tuple[S3Store, PipelineConfig]:
+def _dependencies() -> tuple[S3Store, PipelineConfig, GlueCatalog | None]:
     settings = load_settings(CdcSettings)
-    client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
-    return S3Store(client, settings.bucket_name, Layout(settings.data_prefix)), load_config(settings.pipeline_config)
+    session = boto3.Session()
+    layout = Layout(settings.data_prefix)
+    store = S3Store(session.client("s3", endpoint_url=settings.s3_endpoint_url), settings.bucket_name, layout)
+    catalog = None
+    if settings.glue_database:
+        catalog = GlueCatalog(session.client("glue"), settings.glue_database, settings.bucket_name, layout)
+    return store, load_config(settings.pipeline_config), catalog
 
 
 def _report_metrics(report: BatchReport) -> None:
@@ -53,10 +59,10 @@ def _report_metrics(report: BatchReport) -> None:
 @metrics.log_metrics
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
-    store, config = _dependencies()
+    store, config, catalog = _dependencies()
     keys = [unquote_plus(record.s3.get_object.key) for record in event.records]
     logger.info("cdc event", extra={"keys": keys})
-    report = process_raw_keys(store, config, keys)
+    report = process_raw_keys(store, config, keys, catalog=catalog)
     _report_metrics(report)
     logger.info("cdc done", extra=report.summary())
     if report.failures:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from aws_cdk import Aws, Duration
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from cdk_nag import NagSuppressions
 from constructs import Construct
+from snapcdc.catalog import glue_table_names
 
 from stacks.constructs.function import PipelineFunction
 from stacks.constructs.layers import SharedLayers
@@ -20,6 +22,8 @@ CDC_LOGICAL_ID = "CdcFunction"
 CDC_READS = ["raw/", "snapshots/", "_runs/"]
 CDC_WRITES = ["cdc/", "full-load/", "snapshots/", "quarantine/", "_runs/"]
 CDC_LISTS = ["raw/", "snapshots/", "_runs/", "cdc/", "full-load/"]
+# What snapcdc.catalog calls: GetTable per Glue table each run, CreateTable or UpdateTable on a change.
+CDC_GLUE_ACTIONS = ["glue:GetTable", "glue:CreateTable", "glue:UpdateTable"]
 
 
 class CdcFunction(Construct):
@@ -31,6 +35,7 @@ class CdcFunction(Construct):
         settings: StackSettings,
         storage: DataLakeStorage,
         layers: SharedLayers,
+        tables: list[str],
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -44,6 +49,7 @@ class CdcFunction(Construct):
             environment={
                 "BUCKET_NAME": storage.bucket_name,
                 "DATA_PREFIX": settings.data_prefix,
+                "GLUE_DATABASE": settings.glue_database_name,
                 "POWERTOOLS_SERVICE_NAME": CDC_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": settings.metrics_namespace,
                 "LOG_LEVEL": settings.log_level,
@@ -63,6 +69,7 @@ class CdcFunction(Construct):
         storage.grant_objects(role, ["s3:PutObject", "s3:AbortMultipartUpload"], CDC_WRITES)
         storage.grant_list(role, CDC_LISTS)
         storage.grant_key_use(role, ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"])
+        role.add_to_principal_policy(glue_catalog_statement(settings.glue_database_name, tables))
         NagSuppressions.add_resource_suppressions(
             role,
             [
@@ -117,3 +124,21 @@ class CdcFunction(Construct):
             ],
         )
         cfn_bucket.node.add_dependency(permission)
+
+
+def glue_catalog_statement(database: str, tables: list[str]) -> iam.PolicyStatement:
+    """The catalog follows the data: the CDC function creates and updates its tables' Glue tables.
+
+    Scoped to the account's catalog, the database and, per table of the pipeline config, exactly
+    ``<table>_cdc``, ``<table>_full_load`` and ``<table>_snapshots`` (Glue checks all three levels).
+    """
+    glue_arn = f"arn:{Aws.PARTITION}:glue:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+    return iam.PolicyStatement(
+        sid="GlueTablesFollowTheData",
+        actions=CDC_GLUE_ACTIONS,
+        resources=[
+            f"{glue_arn}:catalog",
+            f"{glue_arn}:database/{database}",
+            *(f"{glue_arn}:table/{database}/{name}" for table in tables for name in glue_table_names(table)),
+        ],
+    )

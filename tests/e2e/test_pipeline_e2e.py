@@ -12,6 +12,7 @@ from snapcdc.config import load_config
 from snapcdc.layout import Layout, snapshot_id
 from snapcdc.local.demo import BUCKET, FIRST_RUN, local_stack, run_pipeline_cycle
 from snapcdc.local.sample_data import LoyaltyDataset
+from snapcdc.records import read_run_record
 from snapcdc.store import S3Store
 from snapcdc.verify import verify
 
@@ -47,6 +48,9 @@ def test_two_scheduled_runs_give_a_full_load_and_changes_in_every_table(pipeline
     assert store.exists(store.layout.manifest_key(snapshot_id(second)))
     # And replaying full-load + cdc reproduces the newest snapshot
     assert [r.ok for r in verify(store, list(CONFIG.tables))] == [True] * 4
+    # And without GLUE_DATABASE (the local stack sets none) the CDC function never touched Glue
+    assert aws.client("glue").get_databases()["DatabaseList"] == []
+    assert all(read_run_record(store, t.name, snapshot_id(second)).catalog_changes == [] for t in CONFIG.tables)
 
 
 def test_an_unchanged_dataset_version_writes_no_new_snapshot(pipeline):

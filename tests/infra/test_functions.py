@@ -127,10 +127,11 @@ def test_extract_environment(synth: Synth) -> None:
 def test_cdc_environment_has_no_secret(synth: Synth) -> None:
     # Given the CDC function's environment
     env = _props(synth, CDC)["Environment"]["Variables"]
-    # Then it has the bucket, prefix and Powertools settings, and nothing about Kaggle
+    # Then it has the bucket, prefix, Glue database and Powertools settings, and nothing about Kaggle
     assert set(env) == {
         "BUCKET_NAME",
         "DATA_PREFIX",
+        "GLUE_DATABASE",
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
         "LOG_LEVEL",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from snapcdc.config import load_config
 
 from .cfn_helpers import Statement, function_role, policy_statements, render, role_statements
 from .synthesis import Synth
@@ -169,3 +170,36 @@ def test_no_role_carries_an_aws_managed_policy(synth: Synth) -> None:
     # Then none has ManagedPolicyArns (each function's log permissions are scoped to its log group)
     for role in synth.resources("AWS::IAM::Role").values():
         assert "ManagedPolicyArns" not in role["Properties"]
+
+
+GLUE = "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}"
+
+
+def _glue_statements(synth: Synth, function: str) -> list[Statement]:
+    return [
+        s
+        for s in role_statements(synth.template, function_role(synth.template, function))
+        if any(a.startswith("glue:") for a in s.actions)
+    ]
+
+
+def test_the_cdc_role_may_get_create_and_update_exactly_its_tables_glue_tables(synth: Synth) -> None:
+    # Given the CDC role's Glue statements
+    (statement,) = _glue_statements(synth, "CdcFunction")
+    # Then one statement: what snapcdc.catalog calls, on the catalog, the database and, per table of
+    # the pipeline config, <table>_cdc, <table>_full_load and <table>_snapshots (no wildcard)
+    tables = [t.name for t in load_config().tables]
+    assert statement.effect == "Allow"
+    assert sorted(statement.actions) == ["glue:CreateTable", "glue:GetTable", "glue:UpdateTable"]
+    assert sorted(render(r) for r in statement.resources) == sorted(
+        [
+            f"{GLUE}:catalog",
+            f"{GLUE}:database/snapcdc",
+            *(f"{GLUE}:table/snapcdc/{t}_{kind}" for t in tables for kind in ("cdc", "full_load", "snapshots")),
+        ]
+    )
+    assert not statement.conditions
+
+
+def test_the_extract_role_has_no_glue_permission(synth: Synth) -> None:
+    assert _glue_statements(synth, "ExtractFunction") == []

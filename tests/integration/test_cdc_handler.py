@@ -13,6 +13,7 @@ from snapcdc.config import load_config
 from snapcdc.layout import Layout
 from snapcdc.local.demo import load_handler
 from snapcdc.local.events import LocalLambdaContext
+from snapcdc.settings import CdcSettings, SettingsError, load_settings
 from snapcdc.store import S3Store
 
 from tests.support import BUCKET, csv_bytes, object_versions, put_raw
@@ -98,3 +99,47 @@ def test_cdc_handler_raises_for_a_missing_object_so_lambda_retries(environment):
     # When / Then
     with pytest.raises(handler.CdcBatchError, match="clientes"):
         handler.lambda_handler(_event(), LocalLambdaContext("snapcdc-cdc"))
+
+
+def test_cdc_handler_with_a_glue_database_keeps_the_tables_current(environment, monkeypatch):
+    # Given GLUE_DATABASE set (as the stack sets it) and the database the stack creates
+    monkeypatch.setenv("GLUE_DATABASE", "snapcdc")
+    glue = boto3.client("glue")
+    glue.create_database(DatabaseInput={"Name": "snapcdc"})
+    store = environment
+    put_raw(store, load_config().table("clientes"), SNAP, csv_bytes(COLUMNS, ROWS))
+    # When
+    load_handler("cdc").lambda_handler(_event(), LocalLambdaContext("snapcdc-cdc"))
+    # Then the table's three Glue tables exist, typed as the Parquet files, and the run record says so
+    names = {t["Name"] for t in glue.get_tables(DatabaseName="snapcdc")["TableList"]}
+    assert names == {"clientes_cdc", "clientes_full_load", "clientes_snapshots"}
+    columns = glue.get_table(DatabaseName="snapcdc", Name="clientes_full_load")["Table"]["StorageDescriptor"]["Columns"]
+    assert {c["Name"]: c["Type"] for c in columns}["qtdepontos"] == "bigint"
+    record = json.loads(store.get_bytes(f"_runs/clientes/snapshot={SNAP}.json"))
+    assert [c["action"] for c in record["catalog_changes"]] == ["created"] * 3
+
+
+def test_cdc_handler_without_a_glue_database_does_not_touch_glue(environment, monkeypatch):
+    # Given no GLUE_DATABASE (local runs, the demo)
+    monkeypatch.delenv("GLUE_DATABASE", raising=False)
+    store = environment
+    put_raw(store, load_config().table("clientes"), SNAP, csv_bytes(COLUMNS, ROWS))
+    # When
+    result = load_handler("cdc").lambda_handler(_event(), LocalLambdaContext("snapcdc-cdc"))
+    # Then the snapshot is processed, no Glue database or table exists, the run record lists no catalog change
+    assert result["processed"][0]["status"] == "accepted"
+    assert boto3.client("glue").get_databases()["DatabaseList"] == []
+    assert "catalog_changes" not in json.loads(store.get_bytes(f"_runs/clientes/snapshot={SNAP}.json"))
+
+
+@pytest.mark.parametrize(("environ", "expected"), [({}, None), ({"GLUE_DATABASE": "snapcdc"}, "snapcdc")])
+def test_glue_database_is_optional_in_the_cdc_settings(environ, expected):
+    # Given / When
+    settings = load_settings(CdcSettings, {"BUCKET_NAME": BUCKET, **environ})
+    # Then
+    assert settings.glue_database == expected
+
+
+def test_an_empty_glue_database_is_a_settings_error_naming_it():
+    with pytest.raises(SettingsError, match="GLUE_DATABASE"):
+        load_settings(CdcSettings, {"BUCKET_NAME": BUCKET, "GLUE_DATABASE": ""})

@@ -21,11 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from snapcdc.catalog import GlueCatalog
 from snapcdc.config import PipelineConfig, TableConfig
 from snapcdc.engine import DeleteGuardError, DiffOutcome, InputError, TableSpec, diff_files
 from snapcdc.layout import snapshot_time
 from snapcdc.observability import logger
-from snapcdc.records import RunRecord, base_record, processed_snapshots, read_run_record, write_run_record
+from snapcdc.records import (
+    CatalogChange,
+    RunRecord,
+    base_record,
+    processed_snapshots,
+    read_run_record,
+    write_run_record,
+)
 from snapcdc.store import S3Store
 
 PARQUET = "application/vnd.apache.parquet"
@@ -36,6 +44,7 @@ class TableProcessor:
     store: S3Store
     table: TableConfig
     work_dir: Path = Path(tempfile.gettempdir()) / "snapcdc"
+    catalog: GlueCatalog | None = None  # None: the Glue tables are not synced
 
     @property
     def name(self) -> str:
@@ -97,6 +106,7 @@ class TableProcessor:
                 )
             else:
                 record = self._write_outputs(snap, base, source_key, outcome, started)
+                record = self._sync_catalog(record, outcome)
             write_run_record(self.store, record)
             logger.info("snapshot processed", extra={"status": record.status, "stats": record.stats})
             return record
@@ -172,6 +182,16 @@ class TableProcessor:
             seconds=time.perf_counter() - started,
         )
 
+    def _sync_catalog(self, record: RunRecord, outcome: DiffOutcome) -> RunRecord:
+        """The catalog follows the data: the table's Glue tables say the schema just written."""
+        if self.catalog is None:
+            return record
+        sync = self.catalog.sync_table(self.name, outcome.schema, self.table.primary_key)
+        changes = [CatalogChange.model_validate(change.as_dict()) for change in sync.changes]
+        if changes:
+            logger.info("glue tables changed", extra={"catalog_changes": [c.model_dump() for c in changes]})
+        return record.model_copy(update={"catalog_changes": changes})
+
     def _work_root(self) -> Path:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         return self.work_dir
@@ -198,11 +218,16 @@ class BatchReport:
 
 
 def process_raw_keys(
-    store: S3Store, config: PipelineConfig, keys: list[str], work_dir: Path | None = None
+    store: S3Store,
+    config: PipelineConfig,
+    keys: list[str],
+    work_dir: Path | None = None,
+    catalog: GlueCatalog | None = None,
 ) -> BatchReport:
     """Process the table snapshots that ``keys`` (raw CSV object keys) belong to.
 
-    Tables are independent: one table's failure is recorded and the others go on.
+    Tables are independent: one table's failure is recorded and the others go on. With a
+    ``catalog``, each accepted snapshot's Glue tables are synced before its run record is written.
     """
     report = BatchReport()
     wanted: dict[str, set[str]] = {}
@@ -213,7 +238,9 @@ def process_raw_keys(
             continue
         wanted.setdefault(raw.table, set()).add(raw.snap)
     for table, snaps in sorted(wanted.items()):
-        processor = TableProcessor(store, config.table(table), **({"work_dir": work_dir} if work_dir else {}))
+        processor = TableProcessor(
+            store, config.table(table), **({"work_dir": work_dir} if work_dir else {}), catalog=catalog
+        )
         try:
             for snap in sorted(snaps):
                 done = processor.process(snap)

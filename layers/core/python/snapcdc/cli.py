@@ -112,6 +112,23 @@ def _add_bucket_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint-url", help="S3 endpoint (e.g. an embedded moto server)")
 
 
+def _add_catalog_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--glue-database",
+        help="also create/update each processed table's Glue tables in this database (as the CDC function does)",
+    )
+
+
+def _catalog(args: argparse.Namespace, store: object) -> object | None:  # GlueCatalog or None
+    if not args.glue_database:
+        return None
+    import boto3
+
+    from snapcdc.catalog import GlueCatalog
+
+    return GlueCatalog(boto3.client("glue"), args.glue_database, store.bucket, store.layout)  # type: ignore[attr-defined]
+
+
 def _bucket_store(args: argparse.Namespace) -> tuple[object, list]:  # (S3Store, tables)
     import boto3
 
@@ -157,6 +174,7 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     parser.add_argument("--table", required=True)
     parser.add_argument("--from", dest="from_snap", help="first snapshot id (YYYYMMDDTHHMMSSZ)")
     parser.add_argument("--to", dest="to_snap", help="last snapshot id")
+    _add_catalog_option(parser)
     parser.set_defaults(run=_run_replay)
 
 
@@ -164,7 +182,8 @@ def _run_replay(args: argparse.Namespace) -> int:
     from snapcdc.cdc import TableProcessor
 
     store, [table] = _bucket_store(args)
-    records = TableProcessor(store, table).replay(args.from_snap, args.to_snap)  # type: ignore[arg-type]
+    processor = TableProcessor(store, table, catalog=_catalog(args, store))  # type: ignore[arg-type]
+    records = processor.replay(args.from_snap, args.to_snap)
     for record in records:
         print(json.dumps({"table": record.table, "snapshot": record.snapshot, "status": record.status, **record.stats}))
     return EXIT_OK
@@ -178,6 +197,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     )
     _add_bucket_options(parser)
     parser.add_argument("--at", type=_observed_at, help="snapshot time (default: now)")
+    _add_catalog_option(parser)
     parser.set_defaults(run=_run_run)
 
 
@@ -199,7 +219,7 @@ def _run_run(args: argparse.Namespace) -> int:
         report = run_extract(store=store, config=config, source=source, snap=snap, work_dir=Path(work))  # type: ignore[arg-type]
         print(json.dumps(report.to_dict(), default=str))
         keys = [t.key for t in report.tables if t.key]
-        batch = process_raw_keys(store, config, keys, Path(work))  # type: ignore[arg-type]
+        batch = process_raw_keys(store, config, keys, Path(work), catalog=_catalog(args, store))  # type: ignore[arg-type]
     print(json.dumps(batch.summary(), default=str))
     return EXIT_OK if not batch.failures else 1
 

@@ -85,6 +85,9 @@ class Layout:
         stamp = snapshot_time(snap).strftime("%Y%m%d_%H%M%S")
         return self.key(f"cdc/{table}/{table}_{stamp}.parquet")
 
+    def full_load_prefix(self, table: str) -> str:
+        return self.key(f"full-load/{table}/")
+
     def full_load_key(self, table: str) -> str:
         return self.key(f"full-load/{table}/{table}.parquet")
 

@@ -39,6 +39,14 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
 
 
+class CatalogChange(_Record):
+    """A Glue table the CDC stage created or updated after writing the snapshot (``snapcdc.catalog``)."""
+
+    table: str  # the Glue table: <table>_cdc, <table>_full_load or <table>_snapshots
+    action: Literal["created", "updated"]
+    columns: list[dict[str, str]] = Field(default_factory=list)  # column, change, type (or from, to)
+
+
 class RunRecord(_Record):
     """What happened to one table snapshot in the CDC stage."""
 
@@ -51,6 +59,9 @@ class RunRecord(_Record):
     stats: dict[str, int] = Field(default_factory=dict)
     columns: list[dict[str, str]] = Field(default_factory=list, alias="schema")  # name, type
     schema_changes: list[dict[str, str]] = Field(default_factory=list)
+    # The Glue tables created or updated for this snapshot; written only when there are some (records
+    # written before the catalog followed the data, or with no catalog, read back with none).
+    catalog_changes: list[CatalogChange] = Field(default_factory=list, exclude_if=lambda changes: not changes)
     refused_reason: str | None = None
     error: str | None = None
     seconds: float = 0.0

@@ -29,7 +29,9 @@ class _Settings(BaseModel):
 
 
 class CdcSettings(_Settings):
-    pass
+    # The Glue database whose <table>_cdc/_full_load/_snapshots tables the function keeps current;
+    # unset (local runs, tests): no catalog sync.
+    glue_database: str | None = Field(default=None, alias="GLUE_DATABASE", min_length=1)
 
 
 class ExtractSettings(_Settings):
