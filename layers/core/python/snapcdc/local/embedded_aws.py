@@ -1,4 +1,4 @@
-"""An embedded AWS (moto server) on 127.0.0.1, spoken to over real HTTP by boto3 and awswrangler.
+"""An embedded AWS (moto server) on 127.0.0.1, spoken to over real HTTP by boto3.
 
 Used by ``snapcdc demo`` and the end-to-end tests. While it runs, ``AWS_ENDPOINT_URL`` points every
 boto3 client of this process at it, with throwaway credentials, so the real handlers run unchanged.
