@@ -53,9 +53,9 @@ def test_timestamp_parse_accepts_dataset_and_iso_formats() -> None:
     assert parsed.values.to_pylist()[0] == datetime(2025, 7, 16, 9, 36, 45, 831000)
 
 
-def test_widening_int_goes_to_float_then_string() -> None:
+def test_widening_int_goes_to_string_never_to_float() -> None:
     assert widen(_text("1", "2"), "int64")[0] == "int64"
-    assert widen(_text("1", "2.5"), "int64")[0] == "float64"
+    assert widen(_text("1", "2.5"), "int64")[0] == "string"
     assert widen(_text("1", "abc"), "int64")[0] == "string"
     assert widen(_text("2025-01-01", "later"), "date")[0] == "string"
     assert widen(_text("true", "maybe"), "bool")[0] == "string"

@@ -29,8 +29,6 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 }
 # Order in which a column with no history is tried: the first type every value fits wins.
 INFERENCE_ORDER = ("int64", "float64", "date", "timestamp", "bool")
-# Widening keeps every value: an int that no longer fits may still be a float; anything else is text.
-WIDENING = {"int64": ("float64", "string"), "float64": ("string",)}
 
 # What a value of each type looks like (a first filter; the parse and fidelity checks decide).
 _PATTERNS = {
@@ -189,15 +187,12 @@ def infer(values: pa.Array | pa.ChunkedArray) -> str:
 
 
 def widen(values: pa.Array | pa.ChunkedArray, established: str) -> tuple[str, ParsedColumn]:
-    """Keep ``established`` if every value fits, else the first wider type that holds them all."""
+    """Keep ``established`` if every value fits, else text, which holds them all. Never int64 to
+    float64: the stored integers would become doubles, and those beyond 2**53 would not survive."""
     parsed = parse(values, established)
     if parsed.bad is None:
         return established, parsed
-    for wider in WIDENING.get(established, ("string",)):
-        parsed = parse(values, wider)
-        if parsed.bad is None:
-            return wider, parsed
-    raise AssertionError("string holds every value")  # pragma: no cover
+    return "string", parse(values, "string")
 
 
 def conform(values: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
