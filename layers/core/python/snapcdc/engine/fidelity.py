@@ -12,8 +12,10 @@ value survives (docs/design.md, "CDC semantics"):
   has the same value (``0.1``, ``2.50`` and ``1e5`` survive; ``9007199254740993``, ``1e-400``, ``NaN``
   and ``inf`` do not).
 
-Both checks are vectorized over the Arrow buffers (the byte length and the bytes of each value); the
-rare float text of more than 15 characters, a zero or a subnormal is settled exactly with ``Decimal``.
+Both checks run over the Arrow buffers (the first bytes of each value), not per value in Python; they
+rely on what Arrow's cast accepts (the property tests in tests/unit/engine/test_fidelity.py pin it).
+A float text of more than 15 characters that differs from the double's shortest decimal, and a
+subnormal, are settled exactly with ``Decimal``; they are rare.
 """
 
 from __future__ import annotations
@@ -22,23 +24,15 @@ from decimal import Decimal, InvalidOperation
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-_INT_BYTES = np.zeros(256, dtype=bool)
-_INT_BYTES[list(b"0123456789-")] = True
-_FLOAT_BYTES = np.zeros(256, dtype=bool)
-_FLOAT_BYTES[list(b"0123456789-+.eE")] = True
-# A canonical integer of d characters (sign excluded) lies in [_LOW[d], _HIGH[d]); d = 0 and d > 19
-# never fit int64's text (_LOW > _HIGH there).
-_MAX = 2**64 - 1
-_LOW = np.array([_MAX, 0] + [10 ** (d - 1) for d in range(2, 20)] + [_MAX], dtype=np.uint64)
-_HIGH = np.array([0] + [10**d for d in range(1, 19)] + [_MAX, 0], dtype=np.uint64)
+CHECKED_TYPES = (pa.int64(), pa.float64())
+_ZERO, _NINE, _MINUS, _PLUS = ord("0"), ord("9"), ord("-"), ord("+")
 # A decimal of at most 15 significant digits is recovered exactly from the nearest double; a text of
 # at most 15 characters has at most 15 digits.
 _SURE_FLOAT_CHARS = 15
 _SMALLEST_NORMAL = 2.2250738585072014e-308
-
-
-CHECKED_TYPES = (pa.int64(), pa.float64())
+_ZERO_TEXT = r"^-?[0.]*([eE].*)?$"  # a text whose number is zero (all its mantissa digits are 0)
 
 
 def cast_whole(text: pa.Array, target: pa.DataType) -> pa.Array:
@@ -53,42 +47,40 @@ def cast_whole(text: pa.Array, target: pa.DataType) -> pa.Array:
 
 
 def int_losses(text: pa.Array, typed: pa.Array) -> np.ndarray:
-    """Per row: the text parsed to ``typed`` (int64, null where the text was null) is not its value's text."""
-    lengths, foreign = _lengths_and_foreign_bytes(text, _INT_BYTES)
-    values = typed.fill_null(0).to_numpy()
-    magnitude = np.abs(values).view(np.uint64)  # |min int64| wraps to itself, 2**63 as uint64: right
-    digits = np.clip(lengths - (values < 0), 0, len(_LOW) - 1)
-    canonical = (magnitude >= _LOW[digits]) & (magnitude < _HIGH[digits])
-    lost: np.ndarray = (foreign | ~canonical) & _valid(typed)
+    """Per row: the text parsed to ``typed`` (int64, by Arrow's cast) is not its value's text. The cast
+    takes digits after an optional ``-``, or hex after ``0x``: what it takes is the value's text unless
+    it starts with a 0 that is not alone (``007``, ``0x10``, ``-0``)."""
+    if len(text) == 0:
+        return np.zeros(0, dtype=bool)
+    offsets, data = _offsets_and_bytes(text)
+    lost: np.ndarray = _padded(offsets, data, np.diff(offsets), zero_alone=True) & _valid(typed)
     return lost
 
 
 def float_losses(text: pa.Array, typed: pa.Array) -> np.ndarray:
-    """Per row: the text parsed to ``typed`` (float64) is not a decimal number the double equals."""
-    lengths, foreign = _lengths_and_foreign_bytes(text, _FLOAT_BYTES)
+    """Per row: the text parsed to ``typed`` (float64, by Arrow's cast) is not a decimal number the double
+    equals, or it is padded (a leading ``+``, or zeros before the first digit of its integer part). The
+    cast takes decimals and ``nan``/``inf`` spellings, which parse to non-finite doubles."""
+    if len(text) == 0:
+        return np.zeros(0, dtype=bool)
+    offsets, data = _offsets_and_bytes(text)
+    lengths = np.diff(offsets)
     values = typed.fill_null(0.0).to_numpy()
     valid = _valid(typed)
-    with np.errstate(invalid="ignore"):
-        lost = valid & (foreign | ~np.isfinite(values) | _padded(text, lengths))
-        doubtful = valid & ~lost & ((lengths > _SURE_FLOAT_CHARS) | (np.abs(values) < _SMALLEST_NORMAL))
-    for row in np.flatnonzero(doubtful):
-        lost[row] = not _same_number(text[int(row)].as_py(), float(values[row]))
+    lost = valid & (_padded(offsets, data, lengths, zero_alone=False) | ~np.isfinite(values))
+    zero = valid & ~lost & (values == 0)
+    if zero.any():  # 1e-400 parses to 0: a zero must be written as one
+        rows = np.flatnonzero(zero)
+        written_zero = pc.match_substring_regex(text.take(pa.array(rows)), _ZERO_TEXT).to_numpy(zero_copy_only=False)
+        lost[rows[~np.asarray(written_zero, dtype=bool)]] = True
+    doubtful = valid & ~lost & (values != 0) & ((lengths > _SURE_FLOAT_CHARS) | (np.abs(values) < _SMALLEST_NORMAL))
+    if doubtful.any():  # long texts: most are the double's shortest decimal, the rest are settled exactly
+        rows = np.flatnonzero(doubtful)
+        shortest = pc.cast(typed.take(pa.array(rows)), pa.string())
+        same = np.asarray(pc.equal(shortest, text.take(pa.array(rows))).to_numpy(zero_copy_only=False), dtype=bool)
+        for row in rows[~same]:
+            lost[row] = not _same_number(text[int(row)].as_py(), float(values[row]))
     return lost
-
-
-def _padded(text: pa.Array, lengths: np.ndarray) -> np.ndarray:
-    """Per row: the text starts with ``+``, or its integer part with a zero that is not alone (``007.5``)."""
-    offsets, data = _offsets_and_bytes(text)
-    if len(data) == 0:
-        return np.zeros(len(text), dtype=bool)
-    padded = np.append(data, np.zeros(2, dtype=np.uint8))  # reads past the last value's end see NUL
-    start = offsets[:-1] - offsets[0]
-    first = padded[start]
-    sign = (first == ord("-")) & (lengths > 1)
-    lead, after = padded[start + sign], padded[start + sign + 1]
-    digit_after = (after >= ord("0")) & (after <= ord("9")) & (lengths > sign + 1)
-    result: np.ndarray = (lengths > 0) & ((first == ord("+")) | ((lead == ord("0")) & digit_after))
-    return result
 
 
 def _same_number(written: str, stored: float) -> bool:
@@ -104,16 +96,35 @@ def _valid(values: pa.Array) -> np.ndarray:
     return np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _lengths_and_foreign_bytes(text: pa.Array, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: the value's length in bytes, and whether one of its bytes is not ``allowed``."""
-    offsets, data = _offsets_and_bytes(text)
-    lengths = np.diff(offsets)
-    outside = ~allowed[data]
-    if not outside.any():
-        return lengths, np.zeros(len(text), dtype=bool)
-    before = np.concatenate(([0], np.cumsum(outside, dtype=np.int64)))
-    relative = offsets - offsets[0]
-    return lengths, (before[relative[1:]] - before[relative[:-1]]) > 0
+def _is_digit(data: np.ndarray) -> np.ndarray:
+    result: np.ndarray = (data - np.uint8(_ZERO)) <= np.uint8(_NINE - _ZERO)  # wraps below '0'
+    return result
+
+
+def _padded(offsets: np.ndarray, data: np.ndarray, lengths: np.ndarray, *, zero_alone: bool) -> np.ndarray:
+    """Per row: the text starts with ``+``, or its first digit is a 0 followed by a digit (``007``,
+    ``-00.5``); with ``zero_alone`` (integers), a 0 followed by anything, or ``-0``."""
+    padded = np.zeros(len(lengths), dtype=bool)
+    if len(data) == 0:
+        return padded
+    starts = offsets[:-1] - offsets[0]
+    first = data[np.minimum(starts, len(data) - 1)]  # an empty last value would point past the end
+    suspect = (lengths > 0) & ((first == _ZERO) | (first == _MINUS) | (first == _PLUS))  # most start 1-9
+    if not suspect.any():
+        return padded
+    rows = np.flatnonzero(suspect)
+    first = first[rows]
+    start, length = offsets[rows] - offsets[0], lengths[rows]
+    sign = (first == _MINUS) & (length > 1)
+    lead_at = start + sign
+    after_at = np.minimum(lead_at + 1, len(data) - 1)
+    has_after = length > sign + 1
+    zero_first = data[lead_at] == _ZERO
+    found = (first == _PLUS) | (zero_first & has_after & _is_digit(data[after_at]))
+    if zero_alone:  # an integer: nothing may follow a leading 0 (0x1F), and there is no -0
+        found |= zero_first & (has_after | sign)
+    padded[rows] = found
+    return padded
 
 
 def _offsets_and_bytes(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
