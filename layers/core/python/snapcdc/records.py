@@ -39,6 +39,13 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
 
 
+class SchemaMigration(_Record):
+    """The earlier files of a table brought to an accepted snapshot's schema (:mod:`snapcdc.migrate`)."""
+
+    columns: list[dict[str, str]] = Field(default_factory=list)  # the schema changes that needed it
+    rewritten: list[str] = Field(default_factory=list)  # keys rewritten with the table's schema
+
+
 class RunRecord(_Record):
     """What happened to one table snapshot in the CDC stage."""
 
@@ -51,6 +58,7 @@ class RunRecord(_Record):
     stats: dict[str, int] = Field(default_factory=dict)
     columns: list[dict[str, str]] = Field(default_factory=list, alias="schema")  # name, type
     schema_changes: list[dict[str, str]] = Field(default_factory=list)
+    migration: SchemaMigration | None = None  # None: the schema did not change (records before it: absent)
     refused_reason: str | None = None
     error: str | None = None
     seconds: float = 0.0
