@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from snapcdc.errors import SnapcdcError
+
+if TYPE_CHECKING:
+    from snapcdc.records import RunRecord
+    from snapcdc.store import S3Store
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -120,7 +130,10 @@ def _bucket_store(args: argparse.Namespace) -> tuple[object, list]:  # (S3Store,
     from snapcdc.store import S3Store
 
     config = load_config(args.config)
-    tables = [config.table(args.table)] if getattr(args, "table", None) else list(config.tables)
+    try:
+        tables = [config.table(args.table)] if getattr(args, "table", None) else list(config.tables)
+    except KeyError as error:
+        raise CliError(str(error.args[0])) from None
     store = S3Store(boto3.client("s3", endpoint_url=args.endpoint_url), args.bucket, Layout(args.prefix))
     return store, tables
 
@@ -204,6 +217,108 @@ def _run_run(args: argparse.Namespace) -> int:
     return EXIT_OK if not batch.failures else 1
 
 
+# -- ingest ----------------------------------------------------------------------------------------
+def _snapshot_arg(text: str) -> str:
+    from snapcdc.layout import snapshot_time
+
+    try:
+        snapshot_time(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _add_ingest(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "ingest",
+        help="put a local file as a table's snapshot and process it as the CDC function would",
+        description="Puts FILE where the extract puts that table's snapshot (raw/<table>/snapshot=SNAP/<file>) "
+        "and processes it as the CDC function does: earlier unprocessed snapshots of the table first, the "
+        "run record last. For backfilling historical exports. The last stdout line is one JSON object with "
+        "the run record's status and counts. Exit 0: accepted; 3: refused by the delete guard; 2: bad input "
+        "(a malformed file: the message names the file and line).",
+    )
+    _add_bucket_options(parser)
+    parser.add_argument("--glue-database", help="also bring this Glue database's tables of the table up to date")
+    parser.add_argument("--table", required=True, help="the table (as named in the pipeline config)")
+    parser.add_argument("--snapshot", required=True, type=_snapshot_arg, help="snapshot id, YYYYMMDDTHHMMSSZ")
+    parser.add_argument("file", type=Path, metavar="FILE", help="the table's CSV as exported")
+    parser.set_defaults(run=_run_ingest)
+
+
+def _glue_catalog(args: argparse.Namespace) -> object | None:
+    """The Glue catalog the processor keeps in step, when ``--glue-database`` is given.
+
+    MERGE: the one spot where ``snapcdc.catalog`` (being written on another branch) is connected:
+    build its catalog for ``args.glue_database`` here and pass it to ``TableProcessor`` in
+    :func:`_run_ingest`. Until then the option is accepted and a warning says the catalog is not synced.
+    """
+    if args.glue_database is None:
+        return None
+    print(
+        f"snapcdc ingest: warning: Glue catalog sync is not in this build; {args.glue_database} not updated",
+        file=sys.stderr,
+    )
+    return None
+
+
+def _run_ingest(args: argparse.Namespace) -> int:
+    from snapcdc.cdc import TableProcessor
+    from snapcdc.records import processed_snapshots, read_run_record
+
+    source: Path = args.file
+    if not source.is_file():
+        print(f"snapcdc ingest: {source}: no such file", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    store, [table] = _bucket_store(args)
+    store = cast("S3Store", store)
+    key = store.layout.raw_key(table.name, args.snapshot, table.file)
+    done = read_run_record(store, table.name, args.snapshot)
+    if done is not None:
+        stored = store.get_bytes(key)
+        if stored is not None and stored != source.read_bytes():
+            print(
+                f"snapcdc ingest: {source}: table {table.name} snapshot {args.snapshot} was already processed from "
+                f"different content (s3://{store.bucket}/{key}); use `snapcdc replay` to recompute it",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+        records = []
+    else:
+        newer = [s for s in processed_snapshots(store, table.name) if s > args.snapshot]
+        if newer:
+            print(
+                f"snapcdc ingest: {source}: table {table.name} already has the later snapshot {newer[-1]}; "
+                "backfill oldest first, or put the file under raw/ and use `snapcdc replay`",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+        store.upload_file(source, key, "text/csv")
+        _glue_catalog(args)  # MERGE: pass it to TableProcessor as its catalog
+        records = TableProcessor(store, table).process(args.snapshot)
+    for caught_up in records[:-1]:
+        print(json.dumps(_record_line(caught_up)))
+    record = records[-1] if records else done
+    assert record is not None and record.snapshot == args.snapshot
+    if record.refused_reason == "malformed_input":
+        where = f"s3://{store.bucket}/{key}"
+        print(f"snapcdc ingest: {str(record.error).replace(where, str(source))}", file=sys.stderr)
+    print(json.dumps({**_record_line(record), "already_processed": not records}))
+    if record.accepted:
+        return EXIT_OK
+    return EXIT_REFUSED if record.refused_reason == "delete_guard" else EXIT_BAD_INPUT
+
+
+def _record_line(record: RunRecord) -> dict[str, object]:
+    line: dict[str, object] = {"table": record.table, "snapshot": record.snapshot, "status": record.status}
+    line.update(record.stats)
+    if not record.accepted:
+        line.update(refused_reason=record.refused_reason, error=record.error)
+    if record.migration is not None:
+        line["migrated"] = len(record.migration.rewritten)
+    return line
+
+
 # -- demo ----------------------------------------------------------------------------------------
 def _add_demo(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = commands.add_parser("demo", help="the whole pipeline on this machine (embedded S3, fake Kaggle)")
@@ -224,6 +339,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_verify,
     _add_replay,
     _add_run,
+    _add_ingest,
     _add_demo,
 ]  # type: ignore[type-arg]
 
@@ -236,9 +352,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Stderr(io.TextIOBase):
+    """The process's standard error at the time of each write (a test's capture may stand in for it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def _logs_to_stderr() -> Iterator[None]:
+    """While a command runs, the pipeline's JSON log lines go to stderr: stdout is the command's result."""
+    from snapcdc.observability import logger
+
+    handler = logger.registered_handler
+    if not isinstance(handler, logging.StreamHandler):
+        yield
+        return
+    previous = handler.setStream(_Stderr())
+    try:
+        yield
+    finally:
+        handler.setStream(previous)
+
+
+class CliError(SnapcdcError):
+    """A wrong argument found after parsing (e.g. a table the config does not name)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs a command. An expected failure (snapcdc's own errors, AWS errors, a missing file) is one
+    line on stderr, ``snapcdc <command>: <error class>: <message>``, and exit 1; not a traceback."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     args = build_parser().parse_args(argv)
-    code: int = args.run(args)
+    try:
+        with _logs_to_stderr():
+            code: int = args.run(args)
+    except (SnapcdcError, BotoCoreError, ClientError, FileNotFoundError) as error:
+        print(f"snapcdc {args.command}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
     return code
 
 
