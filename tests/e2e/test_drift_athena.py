@@ -43,7 +43,7 @@ CDC_COLUMNS = {"_cdc_operation": "string", "_cdc_timestamp": "timestamp"}
 def spark() -> Iterator[object]:
     """One local Spark per test process: local[1], no UI, bound to 127.0.0.1."""
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        pytest.fail("Java 17 is needed for the Spark (Athena-like) read of the drift test: no java on PATH, no JAVA_HOME")
+        pytest.fail("Java 17 is needed for the drift test's Spark (Athena-like) read: no java on PATH, no JAVA_HOME")
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
