@@ -103,6 +103,7 @@ def test_an_int_column_that_gets_12a_has_one_physical_type_in_every_file_after_t
         f"lake/snapshots/pontos/snapshot={S1}/pontos.parquet",
         f"lake/snapshots/pontos/snapshot={S2}/pontos.parquet",
     ]
+    assert read_run_record(store, TABLE.name, S3).migration == widened.migration  # as stored
     assert records[3].migration is None  # same schema as its base: nothing listed, nothing read
 
 

@@ -58,7 +58,8 @@ class RunRecord(_Record):
     stats: dict[str, int] = Field(default_factory=dict)
     columns: list[dict[str, str]] = Field(default_factory=list, alias="schema")  # name, type
     schema_changes: list[dict[str, str]] = Field(default_factory=list)
-    migration: SchemaMigration | None = None  # None: the schema did not change (records before it: absent)
+    # None: the schema did not change; left out of the document then, as in records written before it.
+    migration: SchemaMigration | None = Field(default=None, exclude_if=lambda value: value is None)
     refused_reason: str | None = None
     error: str | None = None
     seconds: float = 0.0
