@@ -25,10 +25,12 @@ from snapcdc.catalog import GlueCatalog
 from snapcdc.config import PipelineConfig, TableConfig
 from snapcdc.engine import DeleteGuardError, DiffOutcome, InputError, TableSpec, diff_files
 from snapcdc.layout import snapshot_time
+from snapcdc.migrate import column_changes, footer_schema, migrate_table, reshaping
 from snapcdc.observability import logger
 from snapcdc.records import (
     CatalogChange,
     RunRecord,
+    SchemaMigration,
     base_record,
     processed_snapshots,
     read_run_record,
@@ -106,7 +108,8 @@ class TableProcessor:
                 )
             else:
                 record = self._write_outputs(snap, base, source_key, outcome, started)
-                record = self._sync_catalog(record, outcome)
+                record = self._migrated(record, outcome, base)
+                record = self._sync_catalog(record, outcome)  # after the migration: Glue says what the files say
             write_run_record(self.store, record)
             logger.info("snapshot processed", extra={"status": record.status, "stats": record.stats})
             return record
@@ -137,7 +140,55 @@ class TableProcessor:
             if record is not None and record.base_snapshot == (base.snapshot if base else None):
                 break  # its base is unchanged, so is everything after it
             records.append(self._reprocess(later, kept))
+        self.settle_schema()
         return records
+
+    def _migrated(self, record: RunRecord, outcome: DiffOutcome, base: RunRecord | None) -> RunRecord:
+        """Brings the table's earlier files to this snapshot's schema when it changed (:mod:`snapcdc.migrate`)."""
+        if base is None:
+            return record
+        configured = list(self.table.column_types)
+        changes = column_changes(base.columns, outcome.schema, outcome.schema_changes, configured)
+        if not reshaping(changes):
+            return record  # the schema of the base run record: nothing to list or read
+        rewritten = migrate_table(
+            self.store,
+            self.name,
+            outcome.schema,
+            record.snapshot,
+            primary_key=self.table.primary_key,
+            date_field=self.table.date_field,
+            skip=[key for key in record.outputs.values() if key],
+            work_dir=self._work_root(),
+        )
+        migration = SchemaMigration(columns=reshaping(changes), rewritten=rewritten)
+        logger.info("schema migrated", extra={"columns": migration.columns, "rewritten": len(rewritten)})
+        return record.model_copy(update={"schema_changes": changes, "migration": migration})
+
+    def settle_schema(self) -> list[str]:
+        """Brings every file of the table to the newest accepted snapshot's schema; the keys rewritten.
+
+        The end of a replay, and the repair of a table written before the migration existed.
+        """
+        for snap in reversed(processed_snapshots(self.store, self.name)):
+            newest = read_run_record(self.store, self.name, snap)
+            if newest is not None and newest.accepted:
+                break
+        else:
+            return []
+        key = newest.outputs.get("snapshot") or self.store.layout.snapshot_key(self.name, snap)
+        target = footer_schema(self.store, key)
+        if target is None:
+            raise FileNotFoundError(f"s3://{self.store.bucket}/{key} is missing")
+        return migrate_table(
+            self.store,
+            self.name,
+            target,
+            snap,
+            primary_key=self.table.primary_key,
+            date_field=self.table.date_field,
+            work_dir=self._work_root(),
+        )
 
     def _reprocess(self, snap: str, processed: list[str]) -> RunRecord:
         previous = read_run_record(self.store, self.name, snap)

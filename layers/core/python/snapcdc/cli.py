@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from snapcdc.errors import SnapcdcError
+
+if TYPE_CHECKING:
+    from snapcdc.catalog import GlueCatalog
+    from snapcdc.config import TableConfig
+    from snapcdc.records import RunRecord
+    from snapcdc.store import S3Store
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -119,17 +131,18 @@ def _add_catalog_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _catalog(args: argparse.Namespace, store: object) -> object | None:  # GlueCatalog or None
+def _catalog(args: argparse.Namespace, store: S3Store) -> GlueCatalog | None:
     if not args.glue_database:
         return None
     import boto3
 
     from snapcdc.catalog import GlueCatalog
 
-    return GlueCatalog(boto3.client("glue"), args.glue_database, store.bucket, store.layout)  # type: ignore[attr-defined]
+    glue = boto3.client("glue", endpoint_url=args.endpoint_url)  # one endpoint for S3 and Glue (moto server)
+    return GlueCatalog(glue, args.glue_database, store.bucket, store.layout)
 
 
-def _bucket_store(args: argparse.Namespace) -> tuple[object, list]:  # (S3Store, tables)
+def _bucket_store(args: argparse.Namespace) -> tuple[S3Store, list[TableConfig]]:
     import boto3
 
     from snapcdc.config import load_config
@@ -137,7 +150,10 @@ def _bucket_store(args: argparse.Namespace) -> tuple[object, list]:  # (S3Store,
     from snapcdc.store import S3Store
 
     config = load_config(args.config)
-    tables = [config.table(args.table)] if getattr(args, "table", None) else list(config.tables)
+    try:
+        tables = [config.table(args.table)] if getattr(args, "table", None) else list(config.tables)
+    except KeyError as error:
+        raise CliError(str(error.args[0])) from None
     store = S3Store(boto3.client("s3", endpoint_url=args.endpoint_url), args.bucket, Layout(args.prefix))
     return store, tables
 
@@ -157,7 +173,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     from snapcdc.verify import verify
 
     store, tables = _bucket_store(args)
-    results = verify(store, tables)  # type: ignore[arg-type]
+    results = verify(store, tables)
     for result in results:
         print(result.line())
     return EXIT_OK if all(r.ok for r in results) else 1
@@ -182,7 +198,7 @@ def _run_replay(args: argparse.Namespace) -> int:
     from snapcdc.cdc import TableProcessor
 
     store, [table] = _bucket_store(args)
-    processor = TableProcessor(store, table, catalog=_catalog(args, store))  # type: ignore[arg-type]
+    processor = TableProcessor(store, table, catalog=_catalog(args, store))
     records = processor.replay(args.from_snap, args.to_snap)
     for record in records:
         print(json.dumps({"table": record.table, "snapshot": record.snapshot, "status": record.status, **record.stats}))
@@ -216,12 +232,96 @@ def _run_run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="snapcdc-run-") as work:
         credentials = KaggleCredentials(os.environ.get("KAGGLE_USERNAME", ""), os.environ.get("KAGGLE_KEY", ""))
         source = KaggleSource(credentials, Path(work))
-        report = run_extract(store=store, config=config, source=source, snap=snap, work_dir=Path(work))  # type: ignore[arg-type]
+        report = run_extract(store=store, config=config, source=source, snap=snap, work_dir=Path(work))
         print(json.dumps(report.to_dict(), default=str))
         keys = [t.key for t in report.tables if t.key]
-        batch = process_raw_keys(store, config, keys, Path(work), catalog=_catalog(args, store))  # type: ignore[arg-type]
+        batch = process_raw_keys(store, config, keys, Path(work), catalog=_catalog(args, store))
     print(json.dumps(batch.summary(), default=str))
     return EXIT_OK if not batch.failures else 1
+
+
+# -- ingest ----------------------------------------------------------------------------------------
+def _snapshot_arg(text: str) -> str:
+    from snapcdc.layout import snapshot_time
+
+    try:
+        snapshot_time(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _add_ingest(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "ingest",
+        help="put a local file as a table's snapshot and process it as the CDC function would",
+        description="Puts FILE where the extract puts that table's snapshot (raw/<table>/snapshot=SNAP/<file>) "
+        "and processes it as the CDC function does: earlier unprocessed snapshots of the table first, the "
+        "run record last. For backfilling historical exports. The last stdout line is one JSON object with "
+        "the run record's status and counts. Exit 0: accepted; 3: refused by the delete guard; 2: bad input "
+        "(a malformed file: the message names the file and line).",
+    )
+    _add_bucket_options(parser)
+    _add_catalog_option(parser)
+    parser.add_argument("--table", required=True, help="the table (as named in the pipeline config)")
+    parser.add_argument("--snapshot", required=True, type=_snapshot_arg, help="snapshot id, YYYYMMDDTHHMMSSZ")
+    parser.add_argument("file", type=Path, metavar="FILE", help="the table's CSV as exported")
+    parser.set_defaults(run=_run_ingest)
+
+
+def _run_ingest(args: argparse.Namespace) -> int:
+    from snapcdc.cdc import TableProcessor
+    from snapcdc.records import processed_snapshots, read_run_record
+
+    source: Path = args.file
+    if not source.is_file():
+        print(f"snapcdc ingest: {source}: no such file", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    store, [table] = _bucket_store(args)
+    key = store.layout.raw_key(table.name, args.snapshot, table.file)
+    done = read_run_record(store, table.name, args.snapshot)
+    if done is not None:
+        stored = store.get_bytes(key)
+        if stored is not None and stored != source.read_bytes():
+            print(
+                f"snapcdc ingest: {source}: table {table.name} snapshot {args.snapshot} was already processed from "
+                f"different content (s3://{store.bucket}/{key}); use `snapcdc replay` to recompute it",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+        records = []
+    else:
+        newer = [s for s in processed_snapshots(store, table.name) if s > args.snapshot]
+        if newer:
+            print(
+                f"snapcdc ingest: {source}: table {table.name} already has the later snapshot {newer[-1]}; "
+                "backfill oldest first, or put the file under raw/ and use `snapcdc replay`",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+        store.upload_file(source, key, "text/csv")
+        records = TableProcessor(store, table, catalog=_catalog(args, store)).process(args.snapshot)
+    for caught_up in records[:-1]:
+        print(json.dumps(_record_line(caught_up)))
+    record = records[-1] if records else done
+    assert record is not None and record.snapshot == args.snapshot
+    if record.refused_reason == "malformed_input":
+        where = f"s3://{store.bucket}/{key}"
+        print(f"snapcdc ingest: {str(record.error).replace(where, str(source))}", file=sys.stderr)
+    print(json.dumps({**_record_line(record), "already_processed": not records}))
+    if record.accepted:
+        return EXIT_OK
+    return EXIT_REFUSED if record.refused_reason == "delete_guard" else EXIT_BAD_INPUT
+
+
+def _record_line(record: RunRecord) -> dict[str, object]:
+    line: dict[str, object] = {"table": record.table, "snapshot": record.snapshot, "status": record.status}
+    line.update(record.stats)
+    if not record.accepted:
+        line.update(refused_reason=record.refused_reason, error=record.error)
+    if record.migration is not None:
+        line["migrated"] = len(record.migration.rewritten)
+    return line
 
 
 # -- demo ----------------------------------------------------------------------------------------
@@ -244,6 +344,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_verify,
     _add_replay,
     _add_run,
+    _add_ingest,
     _add_demo,
 ]  # type: ignore[type-arg]
 
@@ -256,9 +357,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Stderr(io.TextIOBase):
+    """The process's standard error at the time of each write (a test's capture may stand in for it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def _logs_to_stderr() -> Iterator[None]:
+    """While a command runs, the pipeline's JSON log lines go to stderr: stdout is the command's result."""
+    from snapcdc.observability import logger
+
+    handler = logger.registered_handler
+    if not isinstance(handler, logging.StreamHandler):
+        yield
+        return
+    previous = handler.setStream(_Stderr())
+    try:
+        yield
+    finally:
+        handler.setStream(previous)
+
+
+class CliError(SnapcdcError):
+    """A wrong argument found after parsing (e.g. a table the config does not name)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs a command. An expected failure (snapcdc's own errors, AWS errors, a missing file) is one
+    line on stderr, ``snapcdc <command>: <error class>: <message>``, and exit 1; not a traceback."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     args = build_parser().parse_args(argv)
-    code: int = args.run(args)
+    try:
+        with _logs_to_stderr():
+            code: int = args.run(args)
+    except (SnapcdcError, BotoCoreError, ClientError, FileNotFoundError) as error:
+        print(f"snapcdc {args.command}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -47,6 +47,13 @@ class CatalogChange(_Record):
     columns: list[dict[str, str]] = Field(default_factory=list)  # column, change, type (or from, to)
 
 
+class SchemaMigration(_Record):
+    """The earlier files of a table brought to an accepted snapshot's schema (:mod:`snapcdc.migrate`)."""
+
+    columns: list[dict[str, str]] = Field(default_factory=list)  # the schema changes that needed it
+    rewritten: list[str] = Field(default_factory=list)  # keys rewritten with the table's schema
+
+
 class RunRecord(_Record):
     """What happened to one table snapshot in the CDC stage."""
 
@@ -62,6 +69,8 @@ class RunRecord(_Record):
     # The Glue tables created or updated for this snapshot; written only when there are some (records
     # written before the catalog followed the data, or with no catalog, read back with none).
     catalog_changes: list[CatalogChange] = Field(default_factory=list, exclude_if=lambda changes: not changes)
+    # None: the schema did not change; left out of the document then, as in records written before it.
+    migration: SchemaMigration | None = Field(default=None, exclude_if=lambda value: value is None)
     refused_reason: str | None = None
     error: str | None = None
     seconds: float = 0.0

@@ -49,6 +49,26 @@ class S3Store:
         body: bytes = response["Body"].read()
         return body
 
+    def get_tail(self, key: str, size: int) -> tuple[bytes, int] | None:
+        """The last ``size`` bytes of an object (all of it if smaller) and its total size, in one
+        ranged GET; None if it does not exist."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=-{size}")
+        except ClientError as error:
+            if _is_not_found(error):
+                return None
+            raise
+        body: bytes = response["Body"].read()
+        content_range = str(response.get("ContentRange") or "")
+        total = int(content_range.rsplit("/", 1)[1]) if "/" in content_range else len(body)
+        return body, total
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (inclusive) of an object."""
+        response = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end}")
+        body: bytes = response["Body"].read()
+        return body
+
     def get_json(self, key: str) -> Any | None:
         body = self.get_bytes(key)
         return None if body is None else json.loads(body)

@@ -1,11 +1,13 @@
 """``snapcdc verify``: replay ``full-load/`` plus every CDC file of a table in snapshot order and
 check that the result equals the table's newest accepted snapshot, row for row.
 
-It also checks for gaps: a raw snapshot with no run record, an accepted snapshot with no CDC
-file, or a CDC file that no run record accounts for. What was processed comes from the run records
-(:mod:`snapcdc.records`). Applying change sets back is pure pyarrow (:func:`apply_changes`,
-:func:`table_differences`); the tests use it as their oracle too: applying a change set to the old
-snapshot (upsert ``I`` and ``U`` by key, remove ``D``) must give the new one.
+It also checks that every Parquet file of the table has the newest snapshot's schema (one physical
+schema per table, which Athena needs; :mod:`snapcdc.migrate`), and for gaps: a raw snapshot with no
+run record, an accepted snapshot with no CDC file, or a CDC file that no run record accounts for.
+What was processed comes from the run records (:mod:`snapcdc.records`). Applying change sets back
+is pure pyarrow (:func:`apply_changes`, :func:`table_differences`); the tests use it as their
+oracle too: applying a change set to the old snapshot (upsert ``I`` and ``U`` by key, remove ``D``)
+must give the new one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from snapcdc.config import TableConfig
+from snapcdc.errors import SnapcdcError
+from snapcdc.migrate import footer_schema, mismatched_files
 from snapcdc.records import processed_snapshots, read_run_record
 from snapcdc.store import S3Store
 
@@ -68,10 +72,22 @@ def verify_table(store: S3Store, table: TableConfig) -> VerifyResult:
             f"cdc files do not match run records: missing {sorted(k for k in expected_cdc - actual_cdc if k)}, "
             f"unexpected {sorted(actual_cdc - expected_cdc)}"
         )
+    newest = records[-1]
+    target = footer_schema(store, str(newest.outputs["snapshot"]))
+    if target is None:
+        return fail(f"snapshot file of {newest.snapshot} is missing: {newest.outputs['snapshot']}")
+    mismatched = mismatched_files(store, table.name, target)
+    if mismatched:
+        shown = "; ".join(f"{key}: {what}" for key, what in mismatched[:3])
+        return fail(
+            f"{len(mismatched)} file(s) do not have the table's schema (that of snapshot {newest.snapshot}), "
+            f"so Athena cannot read the table: {shown}{' ...' if len(mismatched) > 3 else ''}; "
+            f"`snapcdc replay --table {table.name} --from {newest.snapshot}` rewrites them",
+            cdc_files=len(later),
+        )
     state = _read_parquet(store, store.layout.full_load_key(table.name))
     for record in later:
         state = apply_changes(state, _read_parquet(store, str(record.outputs["cdc"])), table.primary_key)
-    newest = records[-1]
     expected = data_columns(_read_parquet(store, str(newest.outputs["snapshot"])))
     difference = table_differences(state, expected, table.primary_key)
     counts = {"rows": expected.num_rows, "cdc_files": len(later)}
@@ -82,7 +98,15 @@ def verify_table(store: S3Store, table: TableConfig) -> VerifyResult:
 
 
 def verify(store: S3Store, tables: list[TableConfig]) -> list[VerifyResult]:
-    return [verify_table(store, table) for table in tables]
+    return [_verified(store, table) for table in tables]
+
+
+def _verified(store: S3Store, table: TableConfig) -> VerifyResult:
+    """:func:`verify_table`, a table whose files cannot be read or combined reported as failing."""
+    try:
+        return verify_table(store, table)
+    except (SnapcdcError, FileNotFoundError, pa.ArrowException) as error:
+        return VerifyResult(table.name, False, f"cannot be verified: {type(error).__name__}: {error}")
 
 
 # -- applying change sets back (pure) -------------------------------------------------------------

@@ -1,0 +1,316 @@
+"""One physical schema per table: earlier Parquet files brought to the schema of an accepted snapshot.
+
+The engine widens a column when its values no longer fit (an int column gets ``12a``: string) and
+appends a column that appears. Without this module the table's earlier files keep the old types,
+and Athena (or any reader applying the table's declared schema) fails on every query. After an
+accepted snapshot's outputs are written and before its run record, :func:`migrate_table` rewrites
+every earlier file of the table (``full-load/<t>/<t>.parquet``, ``cdc/<t>/*.parquet``,
+``snapshots/<t>/snapshot=*/<t>.parquet``) whose footer schema differs from the new one:
+
+- columns converted with the engine's own conversion (:func:`snapcdc.engine.schema.conform`): the
+  values are unchanged, a value that cannot convert is a :class:`MigrationError`, never a null;
+- columns the file lacks appended as nulls where the engine puts them (the schema's order: known
+  columns first, new ones after);
+- the pipeline's own columns kept as they are (``_cdc_operation``/``_cdc_timestamp`` of a change file,
+  the hash columns of a snapshot file), and the file's key-value metadata kept: a snapshot's hash
+  signature still describes the old types, so the next diff sees its hashes as stale and recomputes
+  them from the converted rows;
+- written with the codec and options the engine uses for that kind of file, and marked with the
+  snapshot whose migration rewrote it (``snapcdc.migrated``).
+
+State is the files themselves: a file whose footer already has the target schema is left alone, so
+a migration interrupted half-way is completed by the retry (the run record is not written until it
+is), and a retry lists the files its interrupted attempt rewrote by their mark. Cost: nothing when
+the new schema equals the base run record's (the usual run); otherwise three listings, one ranged
+GET of each file's last 64 KiB (its footer), and a GET and a PUT per file rewritten.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from snapcdc.engine.parquet_output import parquet_options
+from snapcdc.engine.schema import ARROW_TYPES, conform, type_name
+from snapcdc.engine.sinks import SNAPSHOT_CODEC, SNAPSHOT_ROW_GROUP
+from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP, HASH_COLUMNS
+from snapcdc.errors import PermanentError
+from snapcdc.layout import snap_from_partition, snapshot_time
+from snapcdc.store import S3Store
+
+MIGRATED_METADATA = b"snapcdc.migrated"  # the snapshot whose migration last rewrote the file
+PIPELINE_COLUMNS = (CDC_OPERATION, CDC_TIMESTAMP, *HASH_COLUMNS)
+FOOTER_PROBE = 64 * 1024  # one ranged GET of a file's tail holds its footer (a few KiB per row group)
+PARQUET = "application/vnd.apache.parquet"
+_CDC_STAMP = re.compile(r"_(\d{8}_\d{6})\.parquet$")
+_TYPE_NAMES = {str(arrow): name for name, arrow in ARROW_TYPES.items()}  # "double" -> "float64"
+
+
+class MigrationError(PermanentError):
+    """A file of the table cannot be brought to the table's schema; the message names the key."""
+
+
+@dataclass(frozen=True)
+class TableFile:
+    key: str
+    kind: str  # full_load, cdc, snapshot
+    snapshot: str | None  # the snapshot it belongs to (None: the full load, the first one)
+
+
+def data_schema(schema: pa.Schema) -> pa.Schema:
+    """The table's columns of a file's schema: without the pipeline's own columns and metadata."""
+    return pa.schema([f for f in schema if f.name not in PIPELINE_COLUMNS])
+
+
+def same_columns(file_schema: pa.Schema, target: pa.Schema) -> bool:
+    """Whether a file's data columns are exactly ``target``'s: names, order and types."""
+    data = data_schema(file_schema)
+    return data.names == target.names and all(a.type == b.type for a, b in zip(data, target, strict=True))
+
+
+# -- the schema changes of a run, against the base run record -------------------------------------
+def column_changes(
+    base_columns: Sequence[dict[str, str]],
+    schema: pa.Schema,
+    engine_changes: Sequence[dict[str, str]],
+    configured: Sequence[str] = (),
+) -> list[dict[str, str]]:
+    """The engine's schema changes, completed from the base run record's columns.
+
+    On a retry after a half-done migration the base snapshot may already have the new types, and the
+    engine then reports nothing: the change is still a change against the base run record.
+    """
+    before = {c["name"]: c["type"] for c in base_columns}
+    reported = {c["column"]: c for c in engine_changes}
+    changes = []
+    for f in schema:
+        if f.name in reported:
+            changes.append(reported[f.name])
+        elif f.name not in before:
+            changes.append({"column": f.name, "change": "added", "type": type_name(f.type)})
+        elif before[f.name] != str(f.type):
+            kind = "retyped" if f.name in configured else "widened"
+            was = _TYPE_NAMES.get(before[f.name], before[f.name])
+            changes.append({"column": f.name, "change": kind, "from": was, "to": type_name(f.type)})
+    changes += [c for c in engine_changes if c["column"] not in schema.names]
+    return changes
+
+
+def reshaping(changes: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """The changes that alter the physical schema (a column missing from a file changes nothing)."""
+    return [c for c in changes if c["change"] != "removed"]
+
+
+# -- the table's files ------------------------------------------------------------------------------
+def table_files(store: S3Store, table: str, upto: str | None = None) -> Iterator[TableFile]:
+    """Every Parquet file of ``table`` under snapshots/, full-load/ and cdc/ (of snapshots up to ``upto``).
+
+    Snapshots first, oldest first: the engine's own state (a base of the next diff) is settled before
+    the user-facing files."""
+    layout = store.layout
+    for key in store.list_keys(layout.snapshot_prefix(table)):
+        snap = snap_from_partition(key)
+        if snap and key == layout.snapshot_key(table, snap) and (upto is None or snap <= upto):
+            yield TableFile(key, "snapshot", snap)
+    full_load = layout.full_load_key(table)
+    if any(k == full_load for k in store.list_keys(full_load)):
+        yield TableFile(full_load, "full_load", None)
+    limit = snapshot_time(upto).strftime("%Y%m%d_%H%M%S") if upto else None
+    for key in store.list_keys(layout.cdc_prefix(table)):
+        stamp = _CDC_STAMP.search(key)
+        if stamp and (limit is None or stamp.group(1) <= limit):
+            yield TableFile(key, "cdc", None)
+
+
+class _Tail(io.RawIOBase):
+    """A read-only file over an S3 object of which the tail is held; other ranges are fetched."""
+
+    def __init__(self, store: S3Store, key: str, tail: bytes, size: int) -> None:
+        self.store, self.key, self.tail, self.size, self.at = store, key, tail, size, 0
+        self.tail_start = size - len(tail)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.at, io.SEEK_END: self.size}[whence]
+        self.at = base + offset
+        return self.at
+
+    def tell(self) -> int:
+        return self.at
+
+    def read(self, size: int = -1) -> bytes:
+        end = self.size if size is None or size < 0 else min(self.size, self.at + size)
+        if end <= self.at:
+            return b""
+        if self.at >= self.tail_start:
+            chunk = self.tail[self.at - self.tail_start : end - self.tail_start]
+        else:
+            chunk = self.store.get_range(self.key, self.at, end - 1)
+        self.at += len(chunk)
+        return chunk
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        chunk = self.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def footer_schema(store: S3Store, key: str) -> pa.Schema | None:
+    """The Arrow schema (with its key-value metadata) of a Parquet object, from its footer; None if absent."""
+    found = store.get_tail(key, FOOTER_PROBE)
+    if found is None:
+        return None
+    tail, size = found
+    try:
+        return pq.read_schema(pa.PythonFile(_Tail(store, key, tail, size), mode="r"))
+    except (pa.ArrowInvalid, OSError) as error:
+        raise MigrationError(f"s3://{store.bucket}/{key} is not a readable Parquet file: {error}") from None
+
+
+# -- bringing files to the schema ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Plan:
+    file: TableFile
+    schema: pa.Schema  # the file's schema now
+
+
+def _file_target(current: pa.Schema, target: pa.Schema, marker: str) -> pa.Schema:
+    """``target``'s columns, then the file's own pipeline columns; its metadata kept, the mark added."""
+    extra = [f for f in current if f.name in PIPELINE_COLUMNS]
+    metadata = {**(current.metadata or {}), MIGRATED_METADATA: marker.encode()}
+    metadata.pop(b"ARROW:schema", None)
+    return pa.schema([*target, *extra], metadata=metadata)
+
+
+def _shaped(rows: pa.Table, schema: pa.Schema, key: str) -> pa.Table:
+    columns = []
+    for f in schema:
+        if f.name not in rows.column_names:
+            columns.append(pa.chunked_array([pa.nulls(rows.num_rows, f.type)]))
+            continue
+        column = rows[f.name]
+        if column.type != f.type:
+            try:
+                column = conform(column, type_name(f.type))
+            except (ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+                raise MigrationError(f"{key}: column {f.name} cannot become {f.type}: {error}") from None
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _writer_settings(kind: str, schema: pa.Schema, primary_key: Sequence[str], date_field: str | None) -> dict:
+    """Codec, statistics and row group size as the engine writes that kind of file."""
+    if kind == "snapshot":
+        date = [date_field] if date_field is not None and date_field in schema.names else []
+        return {"codec": SNAPSHOT_CODEC, "indexed": [*primary_key, *date], "group_rows": SNAPSHOT_ROW_GROUP * 2}
+    if kind == "full_load":
+        return {"codec": "snappy", "indexed": None, "group_rows": SNAPSHOT_ROW_GROUP * 2}
+    return {"codec": "snappy", "indexed": None, "group_rows": None}  # a change set: write_parquet's
+
+
+def _row_groups(parquet: pq.ParquetFile) -> Iterator[pa.Table | None]:
+    """The file's row groups, one at a time (None once for a file without any)."""
+    if parquet.num_row_groups == 0:
+        yield None
+    for group in range(parquet.num_row_groups):
+        yield parquet.read_row_group(group)
+
+
+def _rewrite(
+    store: S3Store, plan: _Plan, schema: pa.Schema, primary_key: Sequence[str], date_field: str | None, work: Path
+) -> None:
+    key = plan.file.key
+    local = store.download_file(key, work / "old.parquet")
+    out = work / "new.parquet"
+    settings = _writer_settings(plan.file.kind, schema, primary_key, date_field)
+    parquet = pq.ParquetFile(local)
+    writer: pq.ParquetWriter | None = None
+    try:
+        # A row group at a time: memory stays bounded by one group, as when the engine wrote it.
+        for rows in _row_groups(parquet):
+            shaped = _shaped(rows, schema, key) if rows is not None else schema.empty_table()
+            if writer is None:  # options chosen from the first rows, as the engine does
+                options = parquet_options(schema, shaped, settings["codec"], settings["indexed"])
+                writer = pq.ParquetWriter(out, schema, **options)
+            writer.write_table(shaped, settings["group_rows"])
+    finally:
+        if writer is not None:
+            writer.close()
+        parquet.close()
+    store.upload_file(out, key, PARQUET)
+
+
+def migrate_table(
+    store: S3Store,
+    table: str,
+    target: pa.Schema,
+    snap: str,
+    *,
+    primary_key: Sequence[str],
+    date_field: str | None,
+    skip: Sequence[str] = (),
+    work_dir: Path | None = None,
+) -> list[str]:
+    """Bring every file of ``table`` of snapshots up to ``snap`` to the data schema ``target``.
+
+    Returns the keys rewritten by this migration (those an interrupted attempt of it rewrote too,
+    known by their mark), in order. ``skip``: keys just written with the schema (not read).
+    """
+    target = data_schema(target)
+    plans: list[_Plan] = []
+    done: list[str] = []
+    for file in table_files(store, table, upto=snap):
+        if file.key in skip:
+            continue
+        current = footer_schema(store, file.key)
+        if current is None:
+            continue
+        if same_columns(current, target):
+            if (current.metadata or {}).get(MIGRATED_METADATA) == snap.encode():
+                done.append(file.key)  # rewritten by an interrupted attempt of this migration
+            continue
+        stray = [n for n in data_schema(current).names if n not in target.names]
+        if stray:
+            raise MigrationError(f"{file.key}: column(s) {', '.join(stray)} are not in the table's schema")
+        plans.append(_Plan(file, current))
+    work = Path(tempfile.mkdtemp(prefix=f"{table}-migrate-", dir=work_dir))
+    try:
+        for plan in plans:
+            _rewrite(store, plan, _file_target(plan.schema, target, snap), primary_key, date_field, work)
+            done.append(plan.file.key)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return sorted(done)
+
+
+def mismatched_files(store: S3Store, table: str, target: pa.Schema) -> list[tuple[str, str]]:
+    """The files of ``table`` whose data columns are not ``target``'s, each with what differs."""
+    target = data_schema(target)
+    found = []
+    for file in table_files(store, table):
+        current = footer_schema(store, file.key)
+        if current is None or same_columns(current, target):
+            continue
+        data = data_schema(current)
+        differs = [
+            f"{f.name} is {data.field(f.name).type}, the table's is {f.type}"
+            for f in target
+            if f.name in data.names and data.field(f.name).type != f.type
+        ]
+        differs += [f"{f.name} missing" for f in target if f.name not in data.names]
+        differs += [f"{n} not in the table" for n in data.names if n not in target.names]
+        found.append((file.key, "; ".join(differs) or "column order differs"))
+    return found
