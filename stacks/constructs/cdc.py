@@ -52,6 +52,8 @@ class CdcFunction(Construct):
             timeout=Duration.minutes(settings.cdc_timeout_minutes),
             ephemeral_storage_mb=settings.cdc_ephemeral_storage_mb,
             log_retention_days=settings.log_retention_days,
+            log_key=storage.log_key,
+            reserved_concurrency=settings.cdc_reserved_concurrency,
             # Every output is a pure function of the raw snapshots, so a late run is still correct.
             max_event_age=Duration.hours(6),
         )

@@ -78,6 +78,7 @@ class ExtractFunction(Construct):
             timeout=Duration.minutes(settings.extract_timeout_minutes),
             ephemeral_storage_mb=settings.extract_ephemeral_storage_mb,
             log_retention_days=settings.log_retention_days,
+            log_key=storage.log_key,
             max_event_age=EXTRACT_MAX_EVENT_AGE,
             # One extract at a time: a slow run overlapping the next schedule would only download
             # the same dataset twice (the core tolerates adjacent snapshots, so this is about cost).
