@@ -64,7 +64,7 @@ class CdcFunction(Construct):
         storage.grant_objects(role, ["s3:GetObject"], CDC_READS)
         storage.grant_objects(role, ["s3:PutObject", "s3:AbortMultipartUpload"], CDC_WRITES)
         storage.grant_list(role, CDC_LISTS)
-        storage.grant_key_use(role, ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"])
+        storage.grant_key_use(role, ["kms:Decrypt", "kms:GenerateDataKey"])
         NagSuppressions.add_resource_suppressions(
             role,
             [

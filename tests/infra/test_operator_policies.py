@@ -88,4 +88,5 @@ def test_only_the_extract_role_may_decrypt_through_secrets_manager_in_the_key_po
     assert len(named) == 1
     assert named[0].principal == {"AWS": {"Fn::GetAtt": ["ExtractHandlerRoleB2203FA2", "Arn"]}}
     assert named[0].actions == ["kms:Decrypt"]
-    assert named[0].conditions == {"StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}}
+    via_service = named[0].conditions["StringEquals"]["kms:ViaService"]
+    assert render(via_service) == "secretsmanager.${AWS::Region}.amazonaws.com"

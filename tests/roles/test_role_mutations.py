@@ -24,10 +24,8 @@ SWEEP = {
         "s3:GetObject",
         "s3:ListBucket",
         "kms:Decrypt",
-        "kms:Encrypt",
         "kms:GenerateDataKey",
         "secretsmanager:GetSecretValue",
-        "secretsmanager:DescribeSecret",
     ],
     "cdc": [
         "s3:GetObject",
@@ -35,7 +33,6 @@ SWEEP = {
         "s3:AbortMultipartUpload",
         "s3:ListBucket",
         "kms:Decrypt",
-        "kms:Encrypt",
         "kms:GenerateDataKey",
     ],
     "operator-verify": ["s3:GetObject", "s3:ListBucket", "kms:Decrypt"],
@@ -65,10 +62,8 @@ OPERATIONS = {
     "s3:DeleteObject": {"DeleteObject"},
     "s3:ListBucket": {"ListObjectsV2", "ListObjects"},
     "kms:Decrypt": {"Decrypt"},
-    "kms:Encrypt": {"Encrypt"},
     "kms:GenerateDataKey": {"GenerateDataKey"},
     "secretsmanager:GetSecretValue": {"GetSecretValue"},
-    "secretsmanager:DescribeSecret": {"DescribeSecret"},
 }
 
 
