@@ -1,4 +1,4 @@
-"""Example tests of the CDC engine: one named test per rule of DESIGN.md "CDC semantics"."""
+"""Example tests of the CDC engine: one named test per rule of docs/design.md "CDC semantics"."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Pure (pyarrow/numpy, no AWS). :func:`diff_files` streams a CSV file; :func:`diff_tables` does the same
 on in-memory Arrow tables (tests, small inputs). Both run one core, :class:`_Differ`, batch by batch.
 
-How it works (DESIGN.md "CDC semantics" is the contract):
+How it works (docs/design.md "CDC semantics" is the contract):
 
 * The old side is the previous accepted snapshot. Its Parquet copy stores a 64-bit key hash and a
   128-bit row hash per row, so the old side costs one read of the key, date and hash columns; its
