@@ -6,7 +6,12 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install demo test test-all lint format synth layers bench bench-sizing soak deploy clean
+.PHONY: install demo test test-all lint checkov format synth layers bench bench-sizing soak deploy clean
+
+# checkov pins boto3/botocore/packaging below the project's pins: it lives in its own venv, made here.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +22,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(CHECKOV_STAMP):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	rm -f $(CHECKOV_VENV)/.installed-*
+	touch $(CHECKOV_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/snapcdc demo --out demo-output
 
@@ -24,6 +36,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy layers/core/python/snapcdc lambdas stacks app.py
+	$(MAKE) --no-print-directory checkov
+
+# checkov's CloudFormation checks on the synthesized stack, offline; any failed check fails the target.
+checkov: $(STAMP) $(CHECKOV_STAMP)
+	$(BIN)/python -m stacks.checkov_scan --checkov $(CHECKOV_VENV)/bin/checkov
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -64,4 +81,4 @@ deploy: $(STAMP) node_modules/.installed layers
 	node_modules/.bin/cdk deploy --app "$(BIN)/python app.py" -c build_layers=true
 
 clean:
-	rm -rf $(VENV) cdk.out demo-output node_modules layers/kaggle/build
+	rm -rf $(VENV) $(CHECKOV_VENV) cdk.out demo-output node_modules layers/kaggle/build

@@ -64,6 +64,9 @@ class StackSettings:
     cdc_memory_mb: int = 4096
     cdc_timeout_minutes: int = 15
     cdc_ephemeral_storage_mb: int = 8192
+    # A cap on concurrent CDC runs (one S3 event per raw CSV); 0 = unreserved. Throttled events wait
+    # in Lambda's async queue and are retried (up to the CDC function's 6 h maximum event age).
+    cdc_reserved_concurrency: int = 10
     # Both functions
     powertools_layer_arn: str = DEFAULT_POWERTOOLS_LAYER_ARN
     aws_sdk_pandas_layer_arn: str = DEFAULT_AWS_SDK_PANDAS_LAYER_ARN
@@ -126,6 +129,9 @@ class StackSettings:
             cdc_timeout_minutes=read.integer("cdc_timeout_minutes", defaults.cdc_timeout_minutes, 1, 15),
             cdc_ephemeral_storage_mb=read.integer(
                 "cdc_ephemeral_storage_mb", defaults.cdc_ephemeral_storage_mb, 512, 10240
+            ),
+            cdc_reserved_concurrency=read.integer(
+                "cdc_reserved_concurrency", defaults.cdc_reserved_concurrency, 0, 1000
             ),
             powertools_layer_arn=read.layer_arn("powertools_layer_arn", defaults.powertools_layer_arn, region),
             aws_sdk_pandas_layer_arn=read.layer_arn(

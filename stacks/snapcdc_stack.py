@@ -12,6 +12,7 @@ from stacks.constructs.cdc import CdcFunction
 from stacks.constructs.extract import ExtractFunction
 from stacks.constructs.layers import SharedLayers
 from stacks.constructs.observability import Observability
+from stacks.constructs.operators import OperatorPolicies
 from stacks.constructs.query import LakeQuery
 from stacks.constructs.storage import DataLakeStorage
 from stacks.context import StackSettings
@@ -37,6 +38,7 @@ class SnapCdcStack(Stack):
         layers = SharedLayers(self, "Layers", settings=settings)
         extract = ExtractFunction(self, "Extract", settings=settings, storage=storage, layers=layers)
         cdc = CdcFunction(self, "Cdc", settings=settings, storage=storage, layers=layers, tables=tables)
+        operators = OperatorPolicies(self, "Operators", storage=storage)
         query = LakeQuery(self, "Query", settings=settings, storage=storage, pipeline=pipeline)
         observability = Observability(
             self,
@@ -56,9 +58,12 @@ class SnapCdcStack(Stack):
         CfnOutput(self, "AthenaWorkGroup", value=query.workgroup.ref)
         CfnOutput(self, "GlueDatabase", value=query.database_name)
         CfnOutput(self, "AlarmTopicArn", value=observability.alarm_topic.topic_arn)
+        CfnOutput(self, "OperatorVerifyPolicyArn", value=operators.verify.managed_policy_arn)
+        CfnOutput(self, "OperatorReplayPolicyArn", value=operators.replay.managed_policy_arn)
 
         self.storage = storage
         self.extract = extract
         self.cdc = cdc
         self.query = query
         self.observability = observability
+        self.operators = operators

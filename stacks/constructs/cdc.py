@@ -58,6 +58,8 @@ class CdcFunction(Construct):
             timeout=Duration.minutes(settings.cdc_timeout_minutes),
             ephemeral_storage_mb=settings.cdc_ephemeral_storage_mb,
             log_retention_days=settings.log_retention_days,
+            log_key=storage.log_key,
+            reserved_concurrency=settings.cdc_reserved_concurrency,
             # Every output is a pure function of the raw snapshots, so a late run is still correct.
             max_event_age=Duration.hours(6),
         )
@@ -68,7 +70,7 @@ class CdcFunction(Construct):
         storage.grant_objects(role, ["s3:GetObject"], CDC_READS)
         storage.grant_objects(role, ["s3:PutObject", "s3:AbortMultipartUpload"], CDC_WRITES)
         storage.grant_list(role, CDC_LISTS)
-        storage.grant_key_use(role, ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"])
+        storage.grant_key_use(role, ["kms:Decrypt", "kms:GenerateDataKey"])
         role.add_to_principal_policy(glue_catalog_statement(settings.glue_database_name, tables))
         NagSuppressions.add_resource_suppressions(
             role,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Duration, SecretValue
+from aws_cdk import Aws, Duration, SecretValue
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from cdk_nag import NagSuppressions
 from constructs import Construct
@@ -78,6 +79,7 @@ class ExtractFunction(Construct):
             timeout=Duration.minutes(settings.extract_timeout_minutes),
             ephemeral_storage_mb=settings.extract_ephemeral_storage_mb,
             log_retention_days=settings.log_retention_days,
+            log_key=storage.log_key,
             max_event_age=EXTRACT_MAX_EVENT_AGE,
             # One extract at a time: a slow run overlapping the next schedule would only download
             # the same dataset twice (the core tolerates adjacent snapshots, so this is about cost).
@@ -93,8 +95,22 @@ class ExtractFunction(Construct):
         # AbortMultipartUpload and, with SSE-KMS, kms:Decrypt to complete.
         storage.grant_objects(role, ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"], ["raw/"])
         storage.grant_list(role, ["raw/"])
-        storage.grant_key_use(role, ["kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt"])
-        self.kaggle_secret.grant_read(role)
+        # SSE-KMS needs kms:GenerateDataKey to write and kms:Decrypt to read (no kms:Encrypt: S3 never
+        # calls it); tests/roles runs the extract without either and sees it fail.
+        storage.grant_key_use(role, ["kms:GenerateDataKey", "kms:Decrypt"])
+        # The secret's value and nothing else (Secret.grant_read adds DescribeSecret, which the
+        # extract never calls); its key lets this role decrypt through Secrets Manager only.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[self.kaggle_secret.secret_arn])
+        )
+        storage.data_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[role],
+                actions=["kms:Decrypt"],
+                resources=["*"],  # in a key policy, "*" is this key
+                conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}},
+            )
+        )
         NagSuppressions.add_resource_suppressions(
             role,
             [

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy, Size
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
@@ -14,6 +15,7 @@ from aws_cdk import aws_sqs as sqs
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
+from stacks.checkov import skip_checks
 from stacks.constructs.layers import ARCHITECTURE, RUNTIME
 from stacks.packaging import CODE_EXCLUDES
 
@@ -47,6 +49,7 @@ class PipelineFunction(Construct):
         timeout: Duration,
         ephemeral_storage_mb: int,
         log_retention_days: int,
+        log_key: kms.IKey,
         max_event_age: Duration,
         reserved_concurrency: int | None = None,
     ) -> None:
@@ -62,6 +65,7 @@ class PipelineFunction(Construct):
             self,
             "LogGroup",
             retention=RETENTION[log_retention_days],
+            encryption_key=log_key,
             removal_policy=RemovalPolicy.DESTROY,
         )
         self.log_group.grant_write(self.role)
@@ -83,6 +87,15 @@ class PipelineFunction(Construct):
                     " async invocations (Lambda on-failure destination), so it needs no DLQ of its own.",
                 }
             ],
+        )
+        skip_checks(
+            self.dead_letter_queue,
+            (
+                "CKV_AWS_27",
+                "Encrypted at rest with SSE-SQS (SqsManagedSseEnabled: true), which this check does not"
+                " recognise (it looks for KmsMasterKeyId only). The messages are failed invocation records"
+                " (an S3 key or a schedule time and the error), no table data.",
+            ),
         )
 
         self.function = lambda_.Function(
@@ -112,6 +125,28 @@ class PipelineFunction(Construct):
         default_policy = self.role.node.find_child("DefaultPolicy").node.default_child
         assert isinstance(default_policy, iam.CfnPolicy)
         cfn_function.add_override("DependsOn", [default_policy.logical_id])
+        skip_checks(
+            cfn_function,
+            (
+                "CKV_AWS_116",
+                "Failed asynchronous invocations go to the SQS on-failure destination of the function's"
+                " EventInvokeConfig, which carries the error and the request along with the event;"
+                " a DeadLetterConfig as well would deliver every failure twice.",
+            ),
+            (
+                "CKV_AWS_117",
+                "The function reaches only public endpoints (S3, Secrets Manager, CloudWatch, X-Ray and, for"
+                " the extract, the Kaggle API), nothing inside a VPC; a VPC would add NAT gateways or"
+                " interface endpoints and no isolation. Data access is limited by the role, the bucket"
+                " policy (TLS) and the key.",
+            ),
+            (
+                "CKV_AWS_173",
+                "The environment holds names and ARNs only (bucket, prefix, secret ARN, log settings), no"
+                " secret: the Kaggle token is read from Secrets Manager at run time. Lambda encrypts the"
+                " environment at rest with its AWS managed key.",
+            ),
+        )
 
         self.function.configure_async_invoke(
             retry_attempts=2,

@@ -8,6 +8,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.checkov import skip_checks
 from stacks.context import StackSettings
 
 ATHENA_RESULTS_PREFIX = "athena-results/"
@@ -37,6 +38,37 @@ class DataLakeStorage(Construct):
             alias=f"alias/{stack.stack_name.lower()}-data",
             removal_policy=RemovalPolicy.RETAIN,
         )
+        # The functions' log groups: their lines carry keys, counts and error messages of the data.
+        self.log_key = kms.Key(
+            self,
+            "LogKey",
+            description=f"{stack.stack_name}: encrypts the functions' CloudWatch log groups",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.log_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchLogsOfThisAccount",
+                principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
+                actions=[
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncryptFrom",
+                    "kms:ReEncryptTo",
+                    "kms:GenerateDataKey",
+                    "kms:GenerateDataKeyWithoutPlaintext",
+                    "kms:DescribeKey",
+                ],
+                resources=["*"],  # in a key policy, "*" is this key
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": (
+                            f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
+                        )
+                    }
+                },
+            )
+        )
 
         self.log_bucket = s3.Bucket(
             self,
@@ -47,10 +79,25 @@ class DataLakeStorage(Construct):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             # Log delivery is granted by bucket policy (not ACLs), so ACLs can stay disabled.
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            # Versioned: a deleted or overwritten log object stays recoverable for a week.
+            versioned=True,
             lifecycle_rules=[
-                s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(settings.access_log_retention_days))
+                s3.LifecycleRule(
+                    id="expire-access-logs",
+                    expiration=Duration.days(settings.access_log_retention_days),
+                    noncurrent_version_expiration=Duration.days(7),
+                )
             ],
             removal_policy=RemovalPolicy.RETAIN,
+        )
+        skip_checks(
+            self.log_bucket,
+            (
+                "CKV_AWS_18",
+                "This is the target bucket of the data bucket's server access logs; logging it too would"
+                " need a further log bucket, without end (S3 advises against logging a target bucket into"
+                " itself). Access to the log objects is auditable with CloudTrail data events instead.",
+            ),
         )
         self.bucket_name: str = settings.bucket_name or Fn.join(
             "-", [f"{stack.stack_name.lower()}-data", Aws.ACCOUNT_ID, Aws.REGION]

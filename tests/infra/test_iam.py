@@ -137,7 +137,7 @@ def test_data_key_use_is_only_through_s3(synth: Synth, function: str) -> None:
     # Then they are explicit actions conditioned on kms:ViaService=s3.<region>
     assert len(key_statements) == 1
     statement = key_statements[0]
-    assert set(statement.actions) == {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"}
+    assert set(statement.actions) == {"kms:Decrypt", "kms:GenerateDataKey"}
     via_service = statement.conditions["StringEquals"]["kms:ViaService"]
     assert render(via_service) == "s3.${AWS::Region}.amazonaws.com"
 
@@ -154,7 +154,7 @@ def test_only_the_extract_role_can_read_the_kaggle_secret(synth: Synth) -> None:
     extract_policies = {
         k for k, v in synth.resources("AWS::IAM::Policy").items() if {"Ref": extract_role} in v["Properties"]["Roles"]
     }
-    # Then only the extract role's policy grants on it: GetSecretValue/DescribeSecret
+    # Then only the extract role's policy grants on it: GetSecretValue (the one call it makes)
     assert readers == extract_policies
     actions = {
         a
@@ -162,7 +162,7 @@ def test_only_the_extract_role_can_read_the_kaggle_secret(synth: Synth) -> None:
         if any(secret_id in r for r in s.resources)
         for a in s.actions
     }
-    assert actions == {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
+    assert actions == {"secretsmanager:GetSecretValue"}
 
 
 def test_no_role_carries_an_aws_managed_policy(synth: Synth) -> None:

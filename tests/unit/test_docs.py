@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SKIPPED_DIRS = {".git", ".venv", "node_modules", "cdk.out", "demo-output", "build", "__pycache__", ".mypy_cache"}
+SKIPPED_DIRS = {
+    ".git",
+    ".venv",
+    ".venv-checkov",
+    "node_modules",
+    "cdk.out",
+    "demo-output",
+    "build",
+    "__pycache__",
+    ".mypy_cache",
+}
 TEXT_SUFFIXES = {".py", ".md", ".json", ".toml", ".txt", ".cfg", ".yml", ".yaml"}
 # A path outside the checkout (this machine's work folders, a sibling folder) or a design file the
 # repository does not hold.

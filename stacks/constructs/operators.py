@@ -1,0 +1,94 @@
+"""The people's side: least-privilege managed policies for running ``snapcdc verify`` and ``replay``.
+
+Attach them to the operators' roles or groups (outputs ``OperatorVerifyPolicyArn`` and
+``OperatorReplayPolicyArn``). ``verify`` only reads; ``replay`` recomputes a table's outputs from
+``raw/`` and is the only principal of the stack allowed to delete, and only under the output
+prefixes (the bucket is versioned: a deleted object stays as a noncurrent version). Neither can
+touch ``raw/`` objects beyond listing (replay reads them), the Kaggle secret or the functions.
+tests/roles runs both commands under these policies in moto.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws
+from aws_cdk import aws_iam as iam
+from cdk_nag import NagSuppressions
+from constructs import Construct
+
+from stacks.constructs.storage import DataLakeStorage
+
+# What verify reads: the ledger (run records), the change stream and the snapshots it compares,
+# and the raw/ listing (to report raw snapshots never processed).
+VERIFY_READS = ["_runs/", "full-load/", "cdc/", "snapshots/"]
+VERIFY_LISTS = ["raw/", "_runs/", "cdc/"]
+# What replay reads and rewrites: the CDC function's prefixes.
+REPLAY_READS = ["raw/", "snapshots/", "_runs/"]
+REPLAY_WRITES = ["cdc/", "full-load/", "snapshots/", "quarantine/", "_runs/"]
+REPLAY_LISTS = ["raw/", "snapshots/", "_runs/", "cdc/", "full-load/"]
+
+VERIFY_LOGICAL_ID = "OperatorVerifyPolicy"
+REPLAY_LOGICAL_ID = "OperatorReplayPolicy"
+
+
+class OperatorPolicies(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, storage: DataLakeStorage) -> None:
+        super().__init__(scope, construct_id)
+        self.verify = self._policy(
+            VERIFY_LOGICAL_ID,
+            "snapcdc verify: read the lake's outputs and run records (no write, no delete)",
+            [
+                iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.objects_arn(p) for p in VERIFY_READS]),
+                _list(storage, VERIFY_LISTS),
+                _key(storage, ["kms:Decrypt"]),
+            ],
+        )
+        writes = [storage.objects_arn(p) for p in REPLAY_WRITES]
+        self.replay = self._policy(
+            REPLAY_LOGICAL_ID,
+            "snapcdc replay: recompute a table's outputs from raw/; deletes only under the output prefixes",
+            [
+                iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.objects_arn(p) for p in REPLAY_READS]),
+                iam.PolicyStatement(actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=writes),
+                iam.PolicyStatement(actions=["s3:DeleteObject"], resources=writes),
+                _list(storage, REPLAY_LISTS),
+                _key(storage, ["kms:Decrypt", "kms:GenerateDataKey"]),
+            ],
+        )
+        prefixes = sorted({p.replace("/", "") for p in VERIFY_READS + REPLAY_READS + REPLAY_WRITES})
+        for policy in (self.verify, self.replay):
+            NagSuppressions.add_resource_suppressions(
+                policy,
+                [
+                    {
+                        "id": "AwsSolutions-IAM5",
+                        "reason": "Object-level S3 permissions scoped to the prefixes the command reads or"
+                        " rewrites; object keys under a prefix can only be named with a wildcard.",
+                        "appliesTo": [
+                            {"regex": f"/^Resource::arn:<AWS::Partition>:s3:::.+/{p}/\\*$/"} for p in prefixes
+                        ],
+                    }
+                ],
+            )
+
+    def _policy(self, logical_id: str, description: str, statements: list[iam.PolicyStatement]) -> iam.ManagedPolicy:
+        policy = iam.ManagedPolicy(self, logical_id, description=description, statements=statements)
+        cfn = policy.node.default_child
+        assert isinstance(cfn, iam.CfnManagedPolicy)
+        cfn.override_logical_id(logical_id)
+        return policy
+
+
+def _list(storage: DataLakeStorage, prefixes: list[str]) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        actions=["s3:ListBucket"],
+        resources=[storage.bucket_arn],
+        conditions={"StringLike": {"s3:prefix": storage.list_prefixes(*prefixes)}},
+    )
+
+
+def _key(storage: DataLakeStorage, actions: list[str]) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        actions=actions,
+        resources=[storage.data_key.key_arn],
+        conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+    )

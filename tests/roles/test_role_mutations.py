@@ -1,0 +1,121 @@
+"""Each action a principal holds is needed: without it the chain fails, on a denied call of that action.
+
+The actions the Lambda service uses with a function's role (logs, X-Ray, the DLQ) are not run by
+the code and not swept (iam_lab.RUNTIME_ACTIONS; tests/infra/test_iam.py scopes them). The whole
+sweep runs a chain per action (a few minutes): it is marked slow (``make test-all``); ``make test``
+runs a sample, one mutation per kind of call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .iam_lab import RUNTIME_ACTIONS, actions_of, statements, without_action
+from .lab import PRINCIPALS, open_roles_lab
+
+# principal -> the actions of its policies in the template that its code uses
+SWEEP = {
+    "extract": [
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+        "secretsmanager:GetSecretValue",
+    ],
+    "cdc": [
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "s3:ListBucket",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+    ],
+    "operator-verify": ["s3:GetObject", "s3:ListBucket", "kms:Decrypt"],
+    "operator-replay": [
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "s3:DeleteObject",
+        "s3:ListBucket",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+    ],
+}
+MUTATIONS = [(principal, action) for principal, actions in SWEEP.items() for action in actions]
+SAMPLE = [
+    ("extract", "secretsmanager:GetSecretValue"),
+    ("cdc", "s3:PutObject"),
+    ("cdc", "kms:GenerateDataKey"),
+    ("operator-verify", "s3:ListBucket"),
+    ("operator-replay", "s3:DeleteObject"),
+]
+# the operations a denial of the action shows up on (S3 checks PutObject for every multipart step)
+OPERATIONS = {
+    "s3:GetObject": {"GetObject", "HeadObject"},
+    "s3:PutObject": {"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"},
+    "s3:AbortMultipartUpload": {"AbortMultipartUpload"},
+    "s3:DeleteObject": {"DeleteObject"},
+    "s3:ListBucket": {"ListObjectsV2", "ListObjects"},
+    "kms:Decrypt": {"Decrypt"},
+    "kms:GenerateDataKey": {"GenerateDataKey"},
+    "secretsmanager:GetSecretValue": {"GetSecretValue"},
+}
+
+
+def test_the_sweep_covers_every_action_of_every_principal(template: dict[str, Any]) -> None:
+    # Given the actions in each principal's policies in the template, less the Lambda service's own
+    held = {
+        principal: {
+            action
+            for document in find(template).values()
+            for statement in statements(document)
+            if statement["Effect"] == "Allow"
+            for action in actions_of(statement)
+        }
+        - RUNTIME_ACTIONS
+        for principal, find in PRINCIPALS.items()
+    }
+    # Then the sweep removes each of them once
+    assert {p: set(a) for p, a in SWEEP.items()} == held
+    assert len(MUTATIONS) == len(set(MUTATIONS))
+
+
+def _run_without(template: dict[str, Any], tmp_path: Path, principal: str, action: str) -> Any:
+    documents = without_action(PRINCIPALS[principal](template), action)
+    with open_roles_lab(template, tmp_path, overrides={principal: documents}) as lab:
+        return lab.run_chain()
+
+
+def _assert_denied_on(result: Any, principal: str, action: str) -> None:
+    assert not result.ok, f"{principal} without {action}: the chain still passes ({result.describe()})"
+    assert result.access_denied, result.describe()
+    first = result.denied[0]
+    assert (first.principal, first.operation) in {(principal, op) for op in OPERATIONS[action]}, result.describe()
+
+
+@pytest.mark.parametrize(("principal", "action"), SAMPLE, ids=[f"{p} without {a}" for p, a in SAMPLE])
+def test_removing_an_action_fails_the_chain_on_that_action(
+    template: dict[str, Any], tmp_path: Path, principal: str, action: str
+) -> None:
+    # Given the stack's principals with one action taken out of one of them
+    # When the chain runs
+    result = _run_without(template, tmp_path, principal, action)
+    # Then it fails, and the first denied call is that principal's call of that action
+    _assert_denied_on(result, principal, action)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("principal", "action"), MUTATIONS, ids=[f"{p} without {a}" for p, a in MUTATIONS])
+def test_sweep_removing_any_action_fails_the_chain(
+    template: dict[str, Any], tmp_path: Path, principal: str, action: str
+) -> None:
+    # Given the stack's principals with one action taken out of one of them
+    result = _run_without(template, tmp_path, principal, action)
+    print(f"SWEEP {principal} without {action}: {result.describe()}")
+    # Then the chain fails on a denied call of that action
+    _assert_denied_on(result, principal, action)
