@@ -32,12 +32,11 @@ class CdcBatchError(RuntimeError):
 @cache
 def _dependencies() -> tuple[S3Store, PipelineConfig, GlueCatalog | None]:
     settings = load_settings(CdcSettings)
-    session = boto3.Session()
     layout = Layout(settings.data_prefix)
-    store = S3Store(session.client("s3", endpoint_url=settings.s3_endpoint_url), settings.bucket_name, layout)
+    store = S3Store(boto3.client("s3", endpoint_url=settings.s3_endpoint_url), settings.bucket_name, layout)
     catalog = None
     if settings.glue_database:
-        catalog = GlueCatalog(session.client("glue"), settings.glue_database, settings.bucket_name, layout)
+        catalog = GlueCatalog(boto3.client("glue"), settings.glue_database, settings.bucket_name, layout)
     return store, load_config(settings.pipeline_config), catalog
 
 

@@ -19,7 +19,8 @@ from stacks.packaging import CDC_CODE_DIR
 CDC_SERVICE = "snapcdc-cdc"
 CDC_LOGICAL_ID = "CdcFunction"
 # Prefixes (under DATA_PREFIX) the CDC function reads and writes.
-CDC_READS = ["raw/", "snapshots/", "_runs/"]
+# full-load/ and cdc/: a schema migration reads the table's earlier files (footers, then the file).
+CDC_READS = ["raw/", "snapshots/", "_runs/", "full-load/", "cdc/"]
 CDC_WRITES = ["cdc/", "full-load/", "snapshots/", "quarantine/", "_runs/"]
 CDC_LISTS = ["raw/", "snapshots/", "_runs/", "cdc/", "full-load/"]
 # What snapcdc.catalog calls: GetTable per Glue table each run, CreateTable or UpdateTable on a change.

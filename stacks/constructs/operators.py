@@ -17,12 +17,13 @@ from constructs import Construct
 
 from stacks.constructs.storage import DataLakeStorage
 
-# What verify reads: the ledger (run records), the change stream and the snapshots it compares,
-# and the raw/ listing (to report raw snapshots never processed).
+# What verify reads: the ledger (run records), the change stream and the snapshots it compares, the
+# listings of the table's files (every file must have the table's schema), and the raw/ listing (to
+# report raw snapshots never processed).
 VERIFY_READS = ["_runs/", "full-load/", "cdc/", "snapshots/"]
-VERIFY_LISTS = ["raw/", "_runs/", "cdc/"]
+VERIFY_LISTS = ["raw/", "_runs/", "cdc/", "full-load/", "snapshots/"]
 # What replay reads and rewrites: the CDC function's prefixes.
-REPLAY_READS = ["raw/", "snapshots/", "_runs/"]
+REPLAY_READS = ["raw/", "snapshots/", "_runs/", "full-load/", "cdc/"]  # full-load/, cdc/: their footers
 REPLAY_WRITES = ["cdc/", "full-load/", "snapshots/", "quarantine/", "_runs/"]
 REPLAY_LISTS = ["raw/", "snapshots/", "_runs/", "cdc/", "full-load/"]
 

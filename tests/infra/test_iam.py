@@ -86,8 +86,9 @@ def test_extract_writes_and_reads_only_raw(synth: Synth) -> None:
 def test_cdc_reads_and_writes_only_its_prefixes(synth: Synth) -> None:
     # Given the CDC role's S3 permissions
     grants = _s3_grants(synth, "CdcFunction")
-    # Then it reads raw/ snapshots/ _runs/ and writes cdc/ full-load/ snapshots/ quarantine/ _runs/
-    assert grants["s3:GetObject"] == {f"{BUCKET}/{p}/*" for p in ("raw", "snapshots", "_runs")}
+    # Then it reads raw/ snapshots/ _runs/ full-load/ cdc/ (a migration reads earlier files) and writes cdc/
+    # full-load/ snapshots/ quarantine/ _runs/
+    assert grants["s3:GetObject"] == {f"{BUCKET}/{p}/*" for p in ("raw", "snapshots", "_runs", "full-load", "cdc")}
     writes = {f"{BUCKET}/{p}/*" for p in ("cdc", "full-load", "snapshots", "quarantine", "_runs")}
     assert grants["s3:PutObject"] == writes
     assert grants["s3:AbortMultipartUpload"] == writes

@@ -317,7 +317,10 @@ def enforcing() -> Iterator[None]:
 
 @contextlib.contextmanager
 def teach_moto_resources() -> Iterator[None]:
-    """Make moto authorize Secrets Manager and KMS requests on the secret's / key's ARN, not "*"."""
+    """Make moto authorize Secrets Manager, KMS and Glue table requests on the secret's / key's / table's
+    ARN, not "*" (a Glue call is authorized on its table's ARN; AWS also checks the catalog and database
+    ARNs, which the CDC role's statement names and tests/infra/test_iam.py asserts)."""
+    from moto.glue.responses import GlueResponse
     from moto.kms.responses import KmsResponse
     from moto.secretsmanager.responses import SecretsManagerResponse
 
@@ -339,7 +342,14 @@ def teach_moto_resources() -> Iterator[None]:
         except Exception:
             return "*"
 
-    patched = [(SecretsManagerResponse, secret_arn), (KmsResponse, key_arn)]
+    def table_arn(self: Any) -> str:
+        params = json.loads(self.body or "{}")
+        database, table = params.get("DatabaseName"), params.get("Name") or (params.get("TableInput") or {}).get("Name")
+        if not (database and table):
+            return "*"
+        return f"arn:aws:glue:{self.region}:{self.current_account}:table/{database}/{table}"
+
+    patched = [(SecretsManagerResponse, secret_arn), (KmsResponse, key_arn), (GlueResponse, table_arn)]
     saved = [(cls, cls.__dict__.get("_determine_resource")) for cls, _ in patched]
     for cls, function in patched:
         cls._determine_resource = function  # type: ignore[attr-defined]

@@ -27,6 +27,7 @@ from snapcdc.store import S3Store
 from snapcdc.verify import verify
 
 from stacks.constructs.operators import REPLAY_LOGICAL_ID, VERIFY_LOGICAL_ID
+from stacks.context import StackSettings
 
 from .iam_lab import (
     ACCOUNT,
@@ -67,6 +68,9 @@ PRINCIPALS: dict[str, Callable[[dict[str, Any]], dict[str, dict[str, Any]]]] = {
 
 def _resources_of(template: dict[str, Any], type_name: str) -> list[str]:
     return [k for k, v in template["Resources"].items() if v["Type"] == type_name]
+
+
+GLUE_DATABASE = StackSettings().glue_database_name  # the database the stack creates (its default name)
 
 
 @dataclass
@@ -127,6 +131,7 @@ class RolesLab:
                 if "BucketName" in self.template["Resources"][k]["Properties"]
             ]
             self.bucket = resolver(self.template["Resources"][bucket_id]["Properties"]["BucketName"])
+            self.aws.client("glue").create_database(DatabaseInput={"Name": GLUE_DATABASE})  # the stack's
             s3 = self.aws.client("s3")
             s3.create_bucket(Bucket=self.bucket)
             s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -228,6 +233,7 @@ class RolesLab:
             "POWERTOOLS_SERVICE_NAME": "snapcdc",
             "POWERTOOLS_METRICS_NAMESPACE": "snapcdc",
             "POWERTOOLS_TRACE_DISABLED": "true",
+            "GLUE_DATABASE": GLUE_DATABASE,
         }
 
     # -- the stages ----------------------------------------------------------------------------
@@ -235,7 +241,10 @@ class RolesLab:
     def extract(self, index: int) -> None:
         if index:
             self.dataset.advance()
-        self.kaggle.publish(CONFIG.dataset, self.dataset.files())
+        files = self.dataset.files()
+        if index:  # a column added: the CDC run rewrites the earlier files and updates the Glue tables
+            files["produtos.csv"] = _with_column(files["produtos.csv"], "DescNova", "x")
+        self.kaggle.publish(CONFIG.dataset, files)
         with self.as_principal("extract"):
             result = load_handler("extract").lambda_handler(
                 scheduled_event(MOMENTS[index]), LocalLambdaContext("snapcdc-extract")
@@ -324,3 +333,9 @@ def open_roles_lab(
         lab.set_up(overrides)
         with patched_environ(lab.environment):
             yield lab
+
+
+def _with_column(csv: bytes, name: str, value: str) -> bytes:
+    """A semicolon-separated file with one more column, ``value`` in every row."""
+    header, *rows = csv.decode("utf-8").splitlines()
+    return ("\n".join([f"{header};{name}", *(f"{row};{value}" for row in rows)]) + "\n").encode("utf-8")

@@ -34,6 +34,9 @@ SWEEP = {
         "s3:ListBucket",
         "kms:Decrypt",
         "kms:GenerateDataKey",
+        "glue:GetTable",
+        "glue:CreateTable",
+        "glue:UpdateTable",
     ],
     "operator-verify": ["s3:GetObject", "s3:ListBucket", "kms:Decrypt"],
     "operator-replay": [
@@ -51,6 +54,7 @@ SAMPLE = [
     ("extract", "secretsmanager:GetSecretValue"),
     ("cdc", "s3:PutObject"),
     ("cdc", "kms:GenerateDataKey"),
+    ("cdc", "glue:UpdateTable"),
     ("operator-verify", "s3:ListBucket"),
     ("operator-replay", "s3:DeleteObject"),
 ]
@@ -64,6 +68,9 @@ OPERATIONS = {
     "kms:Decrypt": {"Decrypt"},
     "kms:GenerateDataKey": {"GenerateDataKey"},
     "secretsmanager:GetSecretValue": {"GetSecretValue"},
+    "glue:GetTable": {"GetTable"},
+    "glue:CreateTable": {"CreateTable"},
+    "glue:UpdateTable": {"UpdateTable"},
 }
 
 
