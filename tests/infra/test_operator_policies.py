@@ -48,8 +48,9 @@ def test_replay_is_the_only_principal_that_deletes_and_only_output_prefixes(synt
 def test_replay_policy_reads_raw_and_writes_only_outputs(synth: Synth) -> None:
     # Given the replay policy
     grants = _grants(synth, "OperatorReplayPolicy")
-    # Then it reads raw/ snapshots/ _runs/ and writes only the output prefixes
-    assert grants["s3:GetObject"] == {f"{BUCKET}/{p}/*" for p in ("raw", "snapshots", "_runs")}
+    # Then it reads raw/ snapshots/ _runs/ full-load/ cdc/ (footers of the files it may migrate) and writes
+    # only the output prefixes
+    assert grants["s3:GetObject"] == {f"{BUCKET}/{p}/*" for p in ("raw", "snapshots", "_runs", "full-load", "cdc")}
     assert grants["s3:PutObject"] == {f"{BUCKET}/{p}/*" for p in OUTPUTS}
     assert set(grants) == {
         "s3:GetObject",
@@ -68,7 +69,7 @@ def test_replay_policy_reads_raw_and_writes_only_outputs(synth: Synth) -> None:
 @pytest.mark.parametrize(
     ("policy", "prefixes"),
     [
-        ("OperatorVerifyPolicy", ["raw/*", "_runs/*", "cdc/*"]),
+        ("OperatorVerifyPolicy", ["raw/*", "_runs/*", "cdc/*", "full-load/*", "snapshots/*"]),
         ("OperatorReplayPolicy", ["raw/*", "snapshots/*", "_runs/*", "cdc/*", "full-load/*"]),
     ],
 )
