@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
+import os
+import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import ClassVar
 
 from snapcdc.config import TableConfig
 from snapcdc.store import S3Store
@@ -33,3 +38,44 @@ def object_versions(store: S3Store, prefix: str = "") -> dict[str, str]:
         for page in store.client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=prefix)
         for item in page.get("Contents", [])
     }
+
+
+class DiskBudget:
+    """A folder whose file system has no room left, for this process: every file opened for writing
+    under ``folder`` inside ``with`` is refused with ENOSPC (an audit hook; hooks cannot be removed,
+    so one hook, installed once, serves every budget). ``refused`` lists the paths refused."""
+
+    _budgets: ClassVar[dict[str, DiskBudget]] = {}
+    _installed: ClassVar[bool] = False
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = str(Path(folder).resolve())
+        self.refused: list[str] = []
+
+    def __enter__(self) -> DiskBudget:
+        if not DiskBudget._installed:
+            sys.addaudithook(DiskBudget._hook)
+            DiskBudget._installed = True
+        DiskBudget._budgets[self.folder] = self
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        DiskBudget._budgets.pop(self.folder, None)
+
+    @staticmethod
+    def _hook(event: str, args: tuple[object, ...]) -> None:
+        if event != "open" or not DiskBudget._budgets:
+            return
+        path, mode, flags = args
+        if not isinstance(path, str | bytes | os.PathLike):
+            return
+        writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+            isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+        )
+        if not writing:
+            return
+        target = os.path.abspath(os.fsdecode(path))
+        for folder, budget in list(DiskBudget._budgets.items()):
+            if target == folder or target.startswith(folder + os.sep):
+                budget.refused.append(target)
+                raise OSError(errno.ENOSPC, "No space left on device (test disk budget)", target)

@@ -89,7 +89,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             config=load_config(env.pipeline_config),
             source=source,
             snap=snap,
-            work_dir=work_dir,
         )
     except PermanentError as error:  # a retry of the same event cannot fix it: reported, not raised (no retry storm)
         logger.exception("extract failed; retrying this event cannot help", extra={"error_type": type(error).__name__})

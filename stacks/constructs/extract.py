@@ -91,8 +91,10 @@ class ExtractFunction(Construct):
 
         # raw/ is the only prefix extract writes, and the only one it reads: back its own objects
         # (manifests to skip an unchanged dataset, HeadObject on the previous raw CSV to compare
-        # checksums, the raw/<table>/ listing to find it). Multipart uploads need
-        # AbortMultipartUpload and, with SSE-KMS, kms:Decrypt to complete.
+        # checksums, the raw/<table>/ listing to find it, ranged GETs of the Kaggle download it
+        # streamed to raw/_archives/). Its multipart uploads (the download, large CSVs) need
+        # PutObject, AbortMultipartUpload (on any failure: no orphan parts) and, with SSE-KMS,
+        # kms:Decrypt to complete; it never lists parts or uploads, and deletes nothing.
         storage.grant_objects(role, ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"], ["raw/"])
         storage.grant_list(role, ["raw/"])
         # SSE-KMS needs kms:GenerateDataKey to write and kms:Decrypt to read (no kms:Encrypt: S3 never

@@ -12,6 +12,10 @@ from stacks.checkov import skip_checks
 from stacks.context import StackSettings
 
 ATHENA_RESULTS_PREFIX = "athena-results/"
+# The extract streams each Kaggle download here and reads its members from it; the raw CSVs hold
+# the data, so a download is kept only long enough to look at a refused one.
+RAW_ARCHIVES_PREFIX = "raw/_archives/"
+RAW_ARCHIVES_DAYS = 3
 
 
 class DataLakeStorage(Construct):
@@ -115,6 +119,12 @@ class DataLakeStorage(Construct):
                 id="athena-results",
                 prefix=ATHENA_RESULTS_PREFIX,
                 expiration=Duration.days(settings.athena_results_retention_days),
+                noncurrent_version_expiration=Duration.days(1),
+            ),
+            s3.LifecycleRule(
+                id="raw-archives",
+                prefix=f"{self.key_prefix}{RAW_ARCHIVES_PREFIX}",
+                expiration=Duration.days(RAW_ARCHIVES_DAYS),
                 noncurrent_version_expiration=Duration.days(1),
             ),
             s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(7)),

@@ -75,8 +75,13 @@ class Settled:
     objects: dict[str, str]
     tmp_files: set[str]
 
-    def assert_untouched(self) -> None:
-        assert self.lab.objects() == self.objects
+    def assert_untouched(self, archive_of: str | None = None) -> None:
+        """Nothing written; or, with ``archive_of``, only the download of that snapshot, which the
+        extract streams to raw/_archives/ before it can read the zip's directory (and may not delete)."""
+        after = self.lab.objects()
+        if archive_of is not None:
+            assert after.pop(self.lab.store.layout.archive_key(archive_of, ARCHIVE), None) is not None
+        assert after == self.objects
         assert files_under(self.lab.tmp_path) == self.tmp_files
         assert files_under(self.lab.work_dir / "extract") == set()
         self.lab.assert_verified()
@@ -136,7 +141,7 @@ def assert_only_written_for(lab: Lab, before: dict[str, str], snap: str) -> None
     """Every earlier object is still there, unchanged, and every object added since ``before`` is one
     of the keys the pipeline writes for snapshot ``snap``."""
     layout = lab.store.layout
-    expected = {layout.manifest_key(snap)}
+    expected = {layout.manifest_key(snap), layout.archive_key(snap, ARCHIVE)}
     for table in CONFIG.tables:
         expected |= {
             layout.raw_key(table.name, snap, table.file),
@@ -420,9 +425,9 @@ class TestHostileZips:
         # and nothing escaped the work dir: no file where the hostile paths point, none new in the tmp folder
         assert not (lab.tmp_path / "clientes.csv").exists()
         assert not (lab.tmp_path / "escaped").exists()
-        # and nothing was written to the bucket (no raw object, no manifest), nothing left in the work dir,
-        # the earlier data is intact and verified
-        settled.assert_untouched()
+        # and nothing was written to the bucket but the download (no raw object, no manifest), nothing left
+        # in the work dir, the earlier data is intact and verified
+        settled.assert_untouched(archive_of=SNAPS[1])
 
 
 def test_after_a_hostile_zip_the_next_good_version_is_extracted_against_the_last_complete_snapshot(lab: Lab):
@@ -430,6 +435,9 @@ def test_after_a_hostile_zip_the_next_good_version_is_extracted_against_the_last
     first_snapshot_done(lab)
     before = lab.objects()
     assert _serve_hostile_zip(lab, _climbing_out)["status"] == "failed"
+    before[lab.store.layout.archive_key(SNAPS[1], ARCHIVE)] = lab.objects()[
+        lab.store.layout.archive_key(SNAPS[1], ARCHIVE)
+    ]
 
     # When the publisher ships a good version and the schedule fires again
     keys = lab.publish_and_extract(MOMENTS[2])

@@ -73,8 +73,10 @@ def _s3_grants(synth: Synth, function: str) -> dict[str, set[str]]:
 def test_extract_writes_and_reads_only_raw(synth: Synth) -> None:
     # Given the extract role's S3 permissions
     grants = _s3_grants(synth, "ExtractFunction")
-    # Then it may put objects only under raw/, and read back only raw/ (its manifests and the
-    # previous raw CSV's checksum metadata)
+    # Then it may put objects only under raw/, and read back only raw/ (its manifests, the previous
+    # raw CSV's checksum metadata, and the Kaggle download it streamed to raw/_archives/, by ranged
+    # GETs); multipart uploads need no more than PutObject and AbortMultipartUpload (it never lists
+    # parts or uploads), and it may delete nothing
     assert grants == {
         "s3:PutObject": {f"{BUCKET}/raw/*"},
         "s3:AbortMultipartUpload": {f"{BUCKET}/raw/*"},

@@ -122,7 +122,16 @@ def test_raw_noncurrent_versions_expire_and_current_raw_objects_are_kept_by_defa
     assert rules["raw-noncurrent-versions"]["Prefix"] == "raw/"
     assert rules["raw-noncurrent-versions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
     assert "raw-retention" not in rules
-    assert not any("ExpirationInDays" in r for r in rules.values() if r.get("Prefix", "").startswith("raw/"))
+    tables = [r for r in rules.values() if r.get("Prefix", "").startswith("raw/") and r["Id"] != "raw-archives"]
+    assert not any("ExpirationInDays" in r for r in tables)
+    # but the Kaggle downloads the extract streams to raw/_archives/ expire after a few days, every version
+    assert rules["raw-archives"] == {
+        "Id": "raw-archives",
+        "Prefix": "raw/_archives/",
+        "ExpirationInDays": 3,
+        "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+        "Status": "Enabled",
+    }
 
 
 def test_raw_lifecycle_follows_context_and_data_prefix(custom_synth: Synth) -> None:
@@ -131,6 +140,7 @@ def test_raw_lifecycle_follows_context_and_data_prefix(custom_synth: Synth) -> N
     # Then both raw rules are scoped to lake/raw/ with the context's days
     assert rules["raw-noncurrent-versions"]["Prefix"] == "lake/raw/"
     assert rules["raw-noncurrent-versions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 10}
+    assert rules["raw-archives"]["Prefix"] == "lake/raw/_archives/"
     assert rules["raw-retention"] == {
         "Id": "raw-retention",
         "Prefix": "lake/raw/",

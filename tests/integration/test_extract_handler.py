@@ -19,14 +19,14 @@ import boto3
 import pytest
 from moto import mock_aws
 from snapcdc.config import load_config
-from snapcdc.kaggle import KaggleDeadlineError, KaggleError, KaggleSource, RetryPolicy
+from snapcdc.kaggle import KaggleDeadlineError, KaggleError, RetryPolicy
 from snapcdc.layout import Layout
 from snapcdc.local.demo import load_handler
 from snapcdc.local.events import LocalLambdaContext
 from snapcdc.local.fake_kaggle import FakeKaggle, build_zip
 from snapcdc.store import S3Store
 
-from tests.support import BUCKET, csv_bytes, object_versions
+from tests.support import BUCKET, DiskBudget, csv_bytes, object_versions
 
 EVENTS = Path(__file__).parents[1] / "events"
 DATASET = "teocalvo/teomewhy-loyalty-system"
@@ -89,6 +89,10 @@ class World:
 
     def raw_key(self, table: str, snap: str = SNAP) -> str:
         return self.store.layout.raw_key(table, snap, f"{table}.csv")
+
+    def archive_key(self, snap: str = SNAP) -> str:
+        """Where the extract streams the Kaggle download (the only object of a refused archive)."""
+        return self.store.layout.archive_key(snap, "teomewhy-loyalty-system.zip")
 
     def body(self, key: str) -> bytes:
         body = self.store.get_bytes(key)
@@ -278,7 +282,8 @@ def test_a_byte_identical_table_gets_no_raw_object(world):
     assert result["uploaded"] == ["clientes"]
     assert sorted(result["unchanged"]) == sorted(t for t in TABLES if t != "clientes")
     new_keys = [k for k in world.store.list_keys("lake/raw/") if f"snapshot={LATER_SNAP}/" in k]
-    assert new_keys == [world.raw_key("clientes", LATER_SNAP)]
+    assert new_keys == [world.archive_key(LATER_SNAP), world.raw_key("clientes", LATER_SNAP)]
+    new_keys = new_keys[1:]
     assert world.body(new_keys[0]) == changed
     # and the manifest points the unchanged tables at the bytes they match
     manifest = world.manifest(LATER_SNAP)
@@ -426,7 +431,7 @@ def test_a_hostile_archive_is_refused_and_nothing_is_written(world):
     assert result["status"] == "failed"
     assert result["error_type"] == "UnsafeArchiveError"
     assert "'../clientes.csv'" in result["error"]
-    assert not list(world.store.list_keys(""))
+    assert list(world.store.list_keys("")) == [world.archive_key()]  # the download itself, nothing else
     assert not any((world.work_dir / "extract").rglob("*"))
     assert not (world.work_dir / "clientes.csv").exists()
 
@@ -571,28 +576,23 @@ def test_an_invalid_kaggle_setting_is_named(world, monkeypatch, name, value, nam
     assert result["error"] == f"invalid Lambda environment: {named}"
 
 
-class DiskFullKaggle(KaggleSource):
-    """The real client, whose download lands on a full disk (/dev/full answers every write with ENOSPC)."""
-
-    def download(self, dataset: str, dest_dir: Path, version: int | None = None) -> Path:
-        zip_path = super().download(dataset, dest_dir, version)
-        with open("/dev/full", "wb") as disk:
-            disk.write(zip_path.read_bytes())
-        return zip_path
-
-
-def test_a_full_disk_is_a_clear_failure_that_is_not_retried(world, monkeypatch, capsys):
-    # Given a download that runs out of disk space
-    world.kaggle.publish(DATASET, FILES)
-    monkeypatch.setattr(world.handler, "KaggleSource", DiskFullKaggle)
+def test_an_archive_larger_than_the_functions_disk_is_extracted(world):
+    # Given a version of a few MB and a work dir (the function's /tmp) where nothing can be written
+    big = {
+        **FILES,
+        "transacoes.csv": TRANSACOES + b"".join(b"t%d;c;2025-10-10 21:40:00.000;1;x\n" % i for i in range(150_000)),
+    }
+    world.kaggle.publish(DATASET, big)
 
     # When
-    result = world.invoke()
+    with DiskBudget(world.work_dir) as disk:
+        result = world.invoke()
 
-    # Then the extract returns (no Lambda retry) a failure naming the disk, with its metric
-    assert_failed_for_good(result, capsys, "OutOfDiskSpaceError")
-    assert "no space left in the work dir" in result["error"]
-    assert "extract_ephemeral_storage_mb" in result["error"]
-    # and nothing was written, nothing left in /tmp
-    assert not list(world.store.list_keys(""))
-    assert not any((world.work_dir / "extract").rglob("*"))
+    # Then the extract succeeds through the real kaggle client, every table byte for byte
+    assert result["status"] == "extracted", result
+    for table in TABLES:
+        assert world.body(world.raw_key(table)) == big[f"{table}.csv"]
+    assert len(big["transacoes.csv"]) > 5 * 1024 * 1024
+    # and nothing was written to the disk
+    assert disk.refused == []
+    assert not [p for p in world.work_dir.rglob("*") if p.is_file()]

@@ -232,7 +232,7 @@ def _run_run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="snapcdc-run-") as work:
         credentials = KaggleCredentials(os.environ.get("KAGGLE_USERNAME", ""), os.environ.get("KAGGLE_KEY", ""))
         source = KaggleSource(credentials, Path(work))
-        report = run_extract(store=store, config=config, source=source, snap=snap, work_dir=Path(work))
+        report = run_extract(store=store, config=config, source=source, snap=snap)
         print(json.dumps(report.to_dict(), default=str))
         keys = [t.key for t in report.tables if t.key]
         batch = process_raw_keys(store, config, keys, Path(work), catalog=_catalog(args, store))

@@ -7,47 +7,45 @@ Order of work, and why:
    labelled with an older SNAP without corrupting the history, so nothing is written.
 2. Ask Kaggle for the current version (one small call). Same version as the latest manifest
    (same dataset, same tables): nothing changed, nothing written.
-3. Download that exact version, extract only the configured files with the safety limits.
-4. Per table: a file byte-identical (sha256) to the table's newest earlier raw object (what the
+3. Stream that exact version from Kaggle into S3, ``raw/_archives/snapshot=<SNAP>/<slug>.zip``
+   (multipart, aborted if the download fails). Open it in place with ranged reads (the zip's
+   directory is at its end) and check it (:class:`~snapcdc.safe_zip.SafeArchive`).
+4. First pass: every configured member is read through all the checks and hashed (SHA-256), before
+   anything is written under ``raw/<table>/``: a hostile or corrupt archive writes no table.
+5. Per table: a file byte-identical (sha256) to the table's newest earlier raw object (what the
    CDC diffs against) is not uploaded again (no raw object, so no CDC run for it); a file missing
-   from the dataset is reported and the other tables go on; the rest go to
-   ``raw/<table>/snapshot=<SNAP>/<file>``, with their sha256 and Kaggle version as metadata.
-5. The manifest LAST: its presence means the snapshot is complete. Its content is a pure
+   from the dataset is reported and the other tables go on; the rest are read a second time and
+   streamed to ``raw/<table>/snapshot=<SNAP>/<file>`` (one PutObject up to a part, multipart above),
+   with their sha256 and Kaggle version as metadata (set when the upload starts, so known first:
+   hence two passes; the second must hash to the first's digest or its upload is aborted).
+6. The manifest LAST: its presence means the snapshot is complete. Its content is a pure
    function of the Kaggle version and the previous manifest (no wall-clock time), so a rerun
    writes identical bytes. Raw objects carry the Kaggle version in their metadata: a retry after
    a crash mid-upload downloads that same version again, never a newer one under the same SNAP.
 
-Local files: each run works in its own folder ``<work_dir>/extract/<SNAP>-<random>/`` and removes
-it at the end. A run killed before that (a Lambda timeout) leaves it behind in a reused /tmp, so
-each run first removes the folders of runs that are gone: a run holds an exclusive ``flock`` on
-``<folder>.lock`` while it lives (the kernel drops it with the process), so a sibling whose lock
-can be taken is stale, and one whose lock is held belongs to a run still going (possible when
-several runs share one process and folder, as in tests and local runs). Running out of disk space
-while downloading or unzipping raises :class:`~snapcdc.errors.OutOfDiskSpaceError`.
+Nothing is written to the local disk (the function's /tmp): memory holds at most one upload part
+and one read window at a time (:mod:`snapcdc.s3_stream`), whatever the dataset's size. The archive
+stays under ``raw/_archives/`` (the extract's role may not delete; the bucket's lifecycle expires it).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import logging
-import os
-import shutil
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from botocore.exceptions import ClientError
 from pydantic import Field
 
 from snapcdc.config import PipelineConfig
-from snapcdc.errors import OutOfDiskSpaceError, PermanentError
+from snapcdc.errors import PermanentError, SnapcdcError
 from snapcdc.kaggle import DatasetVersion
+from snapcdc.kaggle.source import DownloadSink, split_dataset_ref
 from snapcdc.records import Manifest, ManifestTable, TableStatus, read_manifest, write_manifest
-from snapcdc.safe_zip import extract_members, is_disk_full
+from snapcdc.s3_stream import PART_BYTES, S3RangeReader, S3Upload
+from snapcdc.safe_zip import SafeArchive
 from snapcdc.store import S3Store
 
 logger = logging.getLogger(__name__)
@@ -57,8 +55,6 @@ _META_VERSION = "kaggle-version"
 _META_DATASET = "kaggle-dataset"
 _META_UPDATED = "kaggle-last-updated"
 _META_SHA256 = "sha256"
-RUNS_FOLDER = "extract"  # under the work dir
-_LOCK_SUFFIX = ".lock"
 
 
 class ExtractPermissionError(PermanentError, RuntimeError):
@@ -68,12 +64,17 @@ class ExtractPermissionError(PermanentError, RuntimeError):
     """
 
 
+class ExtractIntegrityError(SnapcdcError):
+    """A member read twice from the stored archive gave different bytes (the archive changed under
+    the run?). Not permanent: a retry downloads and reads it again."""
+
+
 class Source(Protocol):
     """What the extract needs from Kaggle (:class:`snapcdc.kaggle.KaggleSource`)."""
 
     def current_version(self, dataset: str) -> DatasetVersion: ...
 
-    def download(self, dataset: str, dest_dir: Path, version: int | None = None) -> Path: ...
+    def download_to(self, dataset: str, open_sink: Callable[[], DownloadSink], version: int | None = None) -> int: ...
 
 
 class TableOutcome(ManifestTable):
@@ -129,12 +130,12 @@ class ExtractReport:
         }
 
 
-def sha256_file(path: Path, chunk_bytes: int = 1024 * 1024) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class Member:
+    """A configured file as found in the archive, after the first pass: its digest and size."""
+
+    sha256: str
+    size: int
 
 
 def run_extract(
@@ -143,7 +144,7 @@ def run_extract(
     config: PipelineConfig,
     source: Source,
     snap: str,
-    work_dir: Path,
+    part_bytes: int = PART_BYTES,
 ) -> ExtractReport:
     """Extract snapshot ``snap`` of ``config.dataset`` into the store; see the module docstring."""
     layout = store.layout
@@ -185,29 +186,47 @@ def run_extract(
         report.status = "skipped_unchanged"
         return report
 
-    with run_folder(work_dir, snap) as run_dir:
-        try:
-            zip_path = source.download(config.dataset, run_dir / "download", version=version)
-        except OSError as error:
-            if not is_disk_full(error):
-                raise
-            raise OutOfDiskSpaceError(
-                f"no space left in the work dir {run_dir} while downloading Kaggle {config.dataset} version "
-                f"{version} ({error.strerror}): give the extract function more ephemeral storage "
-                "(extract_ephemeral_storage_mb)"
-            ) from error
-        files = extract_members(
-            zip_path,
-            run_dir / "files",
-            {t.file for t in config.tables},
-            max_member_bytes=config.max_member_bytes,
-            max_total_bytes=config.max_total_bytes,
-            max_compression_ratio=config.max_compression_ratio,
+    _, slug = split_dataset_ref(config.dataset)
+    archive_name = f"{slug}.zip"
+    archive_key = layout.archive_key(snap, archive_name)
+    archive_metadata = {_META_DATASET: config.dataset, _META_VERSION: str(version), _META_UPDATED: current.last_updated}
+
+    def open_sink() -> S3Upload:  # one per download attempt
+        return S3Upload(
+            store.client,
+            store.bucket,
+            archive_key,
+            content_type="application/zip",
+            metadata=archive_metadata,
+            part_bytes=part_bytes,
         )
-        zip_path.unlink(missing_ok=True)  # free /tmp before the uploads
+
+    size = source.download_to(config.dataset, open_sink, version=version)
+    reader = S3RangeReader(store.client, store.bucket, archive_key, size)
+    with SafeArchive(
+        reader,
+        archive_name,
+        {t.file for t in config.tables},
+        max_member_bytes=config.max_member_bytes,
+        max_total_bytes=config.max_total_bytes,
+        max_compression_ratio=config.max_compression_ratio,
+    ) as archive:
+        # First pass: every member through every check, before a table is written.
+        members = {file: _hash(archive, file) for file in archive.members}
         previous_tables = previous.tables if previous is not None else {}
         for table in config.tables:
-            outcome = _table(store, snap, config.dataset, current, table.name, table.file, files, previous_tables)
+            outcome = _table(
+                store,
+                snap,
+                config.dataset,
+                current,
+                table.name,
+                table.file,
+                archive,
+                members,
+                previous_tables,
+                part_bytes,
+            )
             report.tables.append(outcome)
             if outcome.status == "missing":
                 logger.error(
@@ -217,6 +236,9 @@ def run_extract(
                     config.dataset,
                     version,
                 )
+    logger.info(
+        "archive %s (%d bytes): %d ranged GETs, %d bytes read", archive_key, size, reader.requests, reader.bytes_fetched
+    )
 
     write_manifest(store, _manifest(report))
     logger.info(
@@ -230,59 +252,33 @@ def run_extract(
     return report
 
 
-@contextlib.contextmanager
-def run_folder(work_dir: Path, snap: str) -> Iterator[Path]:
-    """A new folder for this run under ``<work_dir>/extract/``, locked while the run lives and removed
-    after it; the folders of runs that died first are removed (see the module docstring)."""
-    runs = Path(work_dir) / RUNS_FOLDER
-    runs.mkdir(parents=True, exist_ok=True)
-    folder = runs / f"{snap}-{uuid.uuid4().hex[:12]}"
-    lock_path = folder.with_name(folder.name + _LOCK_SUFFIX)
-    # The lock appears already held (locked under a hidden name, then renamed), and before the
-    # folder: a folder without a lock is never a live run's, nor a lock that can be taken.
-    hidden = runs / f".{lock_path.name}"
-    with hidden.open("x") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        hidden.rename(lock_path)
-        try:
-            folder.mkdir()
-            _remove_stale_runs(runs, keep=folder.name)
-            yield folder
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-            lock_path.unlink(missing_ok=True)
+def _hash(archive: SafeArchive, file: str) -> Member:
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in archive.chunks(file):
+        digest.update(chunk)
+        size += len(chunk)
+    return Member(digest.hexdigest(), size)
 
 
-def _remove_stale_runs(runs: Path, keep: str) -> None:
-    """Remove what runs that are gone left in ``runs``: folders whose lock nobody holds, or that have none."""
-    for entry in runs.iterdir():
-        if entry.name in {keep, keep + _LOCK_SUFFIX} or entry.name.startswith("."):
-            continue  # this run's, or a lock being created
-        if entry.name.endswith(_LOCK_SUFFIX):
-            _remove_if_unlocked(entry, runs / entry.name.removesuffix(_LOCK_SUFFIX))
-        elif not entry.with_name(entry.name + _LOCK_SUFFIX).exists():
-            logger.info("removing %s, left by an earlier run", entry)
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-
-
-def _remove_if_unlocked(lock_path: Path, folder: Path) -> None:
-    try:
-        descriptor = os.open(lock_path, os.O_RDONLY)  # never creates a lock its run has just removed
-    except FileNotFoundError:
-        return  # that run has just finished
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return  # a run still going
-        logger.info("removing %s, left by a run that did not finish", folder)
-        shutil.rmtree(folder, ignore_errors=True)
-        lock_path.unlink(missing_ok=True)
-    finally:
-        os.close(descriptor)
+def _upload(
+    store: S3Store, archive: SafeArchive, file: str, key: str, member: Member, metadata: dict[str, str], part_bytes: int
+) -> None:
+    """The second pass: the member streamed to ``key``, completed only if it hashes as in the first."""
+    digest = hashlib.sha256()
+    with S3Upload(
+        store.client, store.bucket, key, content_type="text/csv", metadata=metadata, part_bytes=part_bytes
+    ) as upload:
+        for chunk in archive.chunks(file):
+            digest.update(chunk)
+            upload.write(chunk)
+        if digest.hexdigest() != member.sha256:
+            upload.abort()
+            raise ExtractIntegrityError(
+                f"{archive.archive_name}: member {file!r} read twice gave different bytes "
+                f"(sha256 {member.sha256} then {digest.hexdigest()}); nothing written to {key}"
+            )
+        upload.complete()
 
 
 def _table(
@@ -292,14 +288,15 @@ def _table(
     version: DatasetVersion,
     name: str,
     file: str,
-    files: dict[str, Path],
+    archive: SafeArchive,
+    members: dict[str, Member],
     previous_tables: dict[str, ManifestTable],
+    part_bytes: int,
 ) -> TableOutcome:
-    path = files.get(file)
-    if path is None:
+    member = members.get(file)
+    if member is None:
         return TableOutcome(name=name, file=file, status="missing")
-    sha = sha256_file(path)
-    size = path.stat().st_size
+    sha, size = member.sha256, member.size
     base = _latest_raw(store, name, file, snap, previous_tables.get(name))
     if base is not None and base[2] == sha:
         base_snap, base_key, _ = base
@@ -319,7 +316,7 @@ def _table(
         _META_UPDATED: version.last_updated,
         _META_SHA256: sha,
     }
-    store.upload_file_with_metadata(path, key, metadata, content_type="text/csv")
+    _upload(store, archive, file, key, member, metadata, part_bytes)
     return TableOutcome(
         name=name, file=file, status="uploaded", key=key, sha256=sha, bytes=size, content_snapshot=snap, content_key=key
     )

@@ -61,6 +61,10 @@ class Layout:
     def raw_key(self, table: str, snap: str, file: str) -> str:
         return self.key(f"raw/{table}/snapshot={snap}/{file}")
 
+    def archive_key(self, snap: str, archive: str) -> str:
+        """The Kaggle download of ``snap`` (``<dataset-slug>.zip``): not a table, not a ``.csv``."""
+        return self.key(f"raw/_archives/snapshot={snap}/{archive}")
+
     def manifests_prefix(self) -> str:
         return self.key("raw/_manifests/")
 

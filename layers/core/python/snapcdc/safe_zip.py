@@ -1,16 +1,19 @@
-"""Extraction of an untrusted zip (the Kaggle download) with hard limits.
+"""Reading an untrusted zip (the Kaggle download) with hard limits, to disk or as a stream.
 
 The archive is treated as hostile: member paths that are absolute or climb out (``..``),
 symlinks, encrypted members, oversized members (by the declared size AND by the bytes actually
 produced while streaming, so a lying header gains nothing), too many bytes in total, a
 compression ratio typical of zip bombs, and corrupt data (bad CRC, truncated streams) all raise
-:class:`UnsafeArchiveError` naming the member. Members are streamed to disk in chunks, never held
-in memory whole, and written flat into ``dest_dir`` under their base name, so a write can never
-land outside it. On any error, the files written by this call are removed.
+:class:`UnsafeArchiveError` naming the member. The checks live in one place, :class:`SafeArchive`,
+which reads the archive from a path or any seekable file object (the extract streams it from S3
+with :class:`snapcdc.s3_stream.S3RangeReader`) and yields each member's bytes in checked chunks,
+never whole in memory. :func:`extract_members` is the disk path on top of it: members written
+flat into ``dest_dir`` under their base name, so a write can never land outside it; on any error,
+the files written by the call are removed.
 
-Size limits mean "at most N bytes": N bytes pass, N + 1 fail. The total is also capped by the free
-space of ``dest_dir``'s file system, measured when the extraction starts (the zip itself is already
-on disk then), less :data:`DISK_HEADROOM_BYTES`: an archive that would fill the disk raises
+Size limits mean "at most N bytes": N bytes pass, N + 1 fail. On the disk path the total is also
+capped by the free space of ``dest_dir``'s file system, measured when the extraction starts, less
+:data:`DISK_HEADROOM_BYTES`: an archive that would fill the disk raises
 :class:`OutOfDiskSpaceError` before a byte is written, and so does a disk that fills up anyway
 (``ENOSPC``), e.g. because something else writes to it meanwhile.
 """
@@ -18,13 +21,14 @@ on disk then), less :data:`DISK_HEADROOM_BYTES`: an archive that would fill the 
 from __future__ import annotations
 
 import errno
+import io
 import shutil
 import stat
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple, cast
 
 from snapcdc.errors import OutOfDiskSpaceError, PermanentError
 
@@ -55,7 +59,7 @@ class _TotalLimit(NamedTuple):
 
     limit: int
     configured: int
-    dest: Path
+    dest: Path | None  # the work dir whose free space is the cap, if any
     free: int
 
     @property
@@ -92,6 +96,92 @@ def _base_name(info: zipfile.ZipInfo) -> str:
     return PurePosixPath(info.filename.replace("\\", "/")).name
 
 
+class SafeArchive:
+    """An untrusted zip opened for reading, from a path or any seekable binary file (such as
+    :class:`snapcdc.s3_stream.S3RangeReader`): the checks both the disk and the stream paths share.
+
+    Opening it checks every member's name (escapes, symlinks) and the wanted members' flags
+    (encryption), names (one per base name) and declared sizes and ratios, from the central
+    directory alone; :attr:`members` are the wanted members that passed, by base name. Their bytes
+    then come from :meth:`chunks`, checked while they are produced (actual size, total, ratio, CRC
+    and length). A member can be read more than once; the total counts each member once.
+    """
+
+    def __init__(
+        self,
+        file: str | Path | IO[bytes] | io.RawIOBase,
+        archive_name: str,
+        wanted: set[str] | None,
+        *,
+        max_member_bytes: int,
+        max_total_bytes: int,
+        max_compression_ratio: float,
+        total_limit: _TotalLimit | None = None,
+    ) -> None:
+        self.archive_name = archive_name
+        self.max_member_bytes = max_member_bytes
+        self.max_compression_ratio = max_compression_ratio
+        self.total_limit = total_limit or _TotalLimit(max_total_bytes, max_total_bytes, None, 0)
+        try:
+            self._zip = zipfile.ZipFile(cast("str | Path | IO[bytes]", file))
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as error:
+            raise UnsafeArchiveError(f"{archive_name}: not a readable zip archive: {error}") from None
+        try:
+            selected = _select(self._zip, archive_name, wanted, max_member_bytes, self.total_limit)
+            _check_ratios(selected, archive_name, max_compression_ratio)
+        except BaseException:
+            self._zip.close()
+            raise
+        self.members: dict[str, zipfile.ZipInfo] = {_base_name(info): info for info in selected}
+        self._produced: dict[str, int] = {}
+
+    def close(self) -> None:
+        self._zip.close()
+
+    def __enter__(self) -> SafeArchive:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def chunks(self, base: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+        """The bytes of member ``base``, in chunks, each checked before it is yielded.
+
+        A member that breaks a limit or is corrupt raises :class:`UnsafeArchiveError` (a bad CRC or
+        a short stream only at its end: a consumer completes nothing before the iteration ends).
+        """
+        info = self.members[base]
+        member, name = info.filename, self.archive_name
+        produced = 0
+        others = sum(count for other, count in self._produced.items() if other != base)
+        ratio_budget = max(info.compress_size, 1) * self.max_compression_ratio
+        limit = self.total_limit
+        try:
+            with self._zip.open(info) as source:
+                while chunk := source.read(chunk_bytes):
+                    produced += len(chunk)
+                    if produced > self.max_member_bytes:
+                        raise UnsafeArchiveError(
+                            f"{name}: member {member!r} expands past {self.max_member_bytes} bytes "
+                            "(max_member_bytes), more than its header declares"
+                        )
+                    if others + produced > limit.limit:
+                        raise limit.error(name, f"extraction passes {limit.limit} bytes in total at member {member!r}")
+                    if produced > RATIO_FLOOR_BYTES and produced > ratio_budget:
+                        raise UnsafeArchiveError(
+                            f"{name}: member {member!r} expands more than {self.max_compression_ratio:g}:1 "
+                            "(max_compression_ratio; a zip bomb?)"
+                        )
+                    self._produced[base] = produced
+                    yield chunk
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as error:
+            raise UnsafeArchiveError(f"{name}: member {member!r} is corrupt: {error}") from None
+        if produced != info.file_size:  # zipfile stops at the declared size; a shortfall is corruption
+            raise UnsafeArchiveError(
+                f"{name}: member {member!r} produced {produced} bytes but declares {info.file_size}"
+            )
+
+
 def extract_members(
     zip_path: Path,
     dest_dir: Path,
@@ -102,7 +192,7 @@ def extract_members(
     max_compression_ratio: float,
     disk_usage: Callable[[Path], Any] = shutil.disk_usage,
 ) -> dict[str, Path]:
-    """Extract the members whose base name is in ``wanted`` (all files if None).
+    """Extract the members whose base name is in ``wanted`` (all files if None) to disk.
 
     Returns base name -> extracted path. A wanted name absent from the archive is simply not
     in the result (the caller decides what a missing table means). ``disk_usage`` (anything with
@@ -112,43 +202,51 @@ def extract_members(
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     dest = dest.resolve()
-    archive_name = zip_path.name
     free = int(disk_usage(dest).free)
     total_limit = _TotalLimit(min(max_total_bytes, max(0, free - DISK_HEADROOM_BYTES)), max_total_bytes, dest, free)
-    try:
-        archive = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as error:
-        raise UnsafeArchiveError(f"{archive_name}: not a readable zip archive: {error}") from None
-
     written: list[Path] = []
-    try:
-        with archive:
-            selected = _select(archive, archive_name, wanted, max_member_bytes, total_limit)
-            _check_ratios(selected, archive_name, max_compression_ratio)
+    with SafeArchive(
+        zip_path,
+        zip_path.name,
+        wanted,
+        max_member_bytes=max_member_bytes,
+        max_total_bytes=max_total_bytes,
+        max_compression_ratio=max_compression_ratio,
+        total_limit=total_limit,
+    ) as archive:
+        try:
             total = 0
             result: dict[str, Path] = {}
-            for info in selected:
-                base = _base_name(info)
+            for base, info in archive.members.items():
                 target = dest / base
                 if target.parent != dest:  # base names have no separators; belt and braces
-                    raise UnsafeArchiveError(f"{archive_name}: member {info.filename!r} escapes the folder")
+                    raise UnsafeArchiveError(f"{archive.archive_name}: member {info.filename!r} escapes the folder")
                 written.append(target)
-                total = _stream(
-                    archive,
-                    info,
-                    target,
-                    archive_name,
-                    total=total,
-                    max_member_bytes=max_member_bytes,
-                    total_limit=total_limit,
-                    max_compression_ratio=max_compression_ratio,
-                )
+                total = _write(archive, base, target, total)
                 result[base] = target
             return result
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+
+
+def _write(archive: SafeArchive, base: str, target: Path, total: int) -> int:
+    """Copy one member to ``target``; returns the new total. Running out of disk is named."""
+    try:
+        with target.open("wb") as out:
+            for chunk in archive.chunks(base):
+                total += len(chunk)
+                out.write(chunk)
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        member = archive.members[base].filename
+        raise OutOfDiskSpaceError(
+            f"{archive.archive_name}: no space left in the work dir {target.parent} while writing member {member!r} "
+            f"({total} bytes extracted in total, {archive.total_limit.free} were free at the start): {_STORAGE_HINT}"
+        ) from None
+    return total
 
 
 def _select(
@@ -205,56 +303,3 @@ def _check_ratios(selected: list[zipfile.ZipInfo], archive_name: str, max_ratio:
                 f"{archive_name}: member {info.filename!r} declares a compression ratio of {ratio:.0f}:1, "
                 f"over the limit of {max_ratio:g}:1 (max_compression_ratio; a zip bomb?)"
             )
-
-
-def _stream(
-    archive: zipfile.ZipFile,
-    info: zipfile.ZipInfo,
-    target: Path,
-    archive_name: str,
-    *,
-    total: int,
-    max_member_bytes: int,
-    total_limit: _TotalLimit,
-    max_compression_ratio: float,
-) -> int:
-    """Copy one member to ``target`` in chunks, counting real bytes; returns the new total."""
-    member = info.filename
-    produced = 0
-    ratio_budget = max(info.compress_size, 1) * max_compression_ratio
-    try:
-        with archive.open(info) as source, target.open("wb") as out:
-            while chunk := source.read(CHUNK_BYTES):
-                produced += len(chunk)
-                total += len(chunk)
-                if produced > max_member_bytes:
-                    raise UnsafeArchiveError(
-                        f"{archive_name}: member {member!r} expands past {max_member_bytes} bytes "
-                        "(max_member_bytes), more than its header declares"
-                    )
-                if total > total_limit.limit:
-                    raise total_limit.error(
-                        archive_name, f"extraction passes {total_limit.limit} bytes in total at member {member!r}"
-                    )
-                if produced > RATIO_FLOOR_BYTES and produced > ratio_budget:
-                    raise UnsafeArchiveError(
-                        f"{archive_name}: member {member!r} expands more than {max_compression_ratio:g}:1 "
-                        "(max_compression_ratio; a zip bomb?)"
-                    )
-                out.write(chunk)
-    except (UnsafeArchiveError, OutOfDiskSpaceError):
-        raise
-    except OSError as error:
-        if not is_disk_full(error):
-            raise
-        raise OutOfDiskSpaceError(
-            f"{archive_name}: no space left in the work dir {target.parent} while writing member {member!r} "
-            f"({total} bytes extracted in total, {total_limit.free} were free at the start): {_STORAGE_HINT}"
-        ) from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as error:
-        raise UnsafeArchiveError(f"{archive_name}: member {member!r} is corrupt: {error}") from None
-    if produced != info.file_size:  # zipfile stops at the declared size; a shortfall is corruption
-        raise UnsafeArchiveError(
-            f"{archive_name}: member {member!r} produced {produced} bytes but declares {info.file_size}"
-        )
-    return total

@@ -9,7 +9,8 @@ short downloads (the body shorter than its ``Content-Length``). HTTP 401/403 are
 backoff sleep starts that cannot end before it, and an attempt cut off by the watchdog is a
 :class:`~snapcdc.kaggle.errors.KaggleDeadlineError` naming the deadline and the attempts made.
 Running out of disk space is the caller's disk, not Kaggle: the ``OSError`` passes through,
-neither retried nor wrapped (see :func:`snapcdc.safe_zip.is_disk_full`).
+neither retried nor wrapped (see :func:`snapcdc.safe_zip.is_disk_full`); so does any failure an
+attempt wraps in :class:`CallerError` (the S3 upload a download streams into).
 """
 
 from __future__ import annotations
@@ -48,6 +49,15 @@ class Retryable(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class CallerError(Exception):
+    """Wraps a failure of the caller's side inside an attempt (not Kaggle's): the retry policy raises
+    ``error`` itself, neither retried nor classified."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,8 @@ class RetryPolicy:
             except Exception as error:
                 if is_disk_full(error):
                     raise  # the caller's disk, not Kaggle: not retried, not wrapped
+                if isinstance(error, CallerError):
+                    raise error.error from None  # the caller's side, not Kaggle: as it is
                 classified = error if isinstance(error, Retryable) else classify(label, error, caller)
                 if guard.reached():
                     earlier = f", after an earlier failure: {last}" if last else ""

@@ -6,23 +6,34 @@ has no timeout at all. :class:`KaggleSource` calls the same low-level pieces the
 ``Content-Length``) with the client's retries off, under the :class:`~snapcdc.kaggle.guard.Guard`
 (socket timeouts, the deadline's watchdog) and the :class:`~snapcdc.kaggle.retry.RetryPolicy`.
 The client itself is built on first use (:func:`snapcdc.kaggle.client.build_api`).
+
+:meth:`KaggleSource.download_to` streams the body into a :class:`DownloadSink` (the extract's S3
+multipart upload) instead of a file: the same request, guard and retry policy, the same
+``Content-Length`` check as the client's writer (with its message, so a short body is retried the
+same way). Each attempt opens a fresh sink and aborts it when the attempt fails; a failure of the
+sink itself (S3, not Kaggle) is raised as it is, neither retried nor wrapped (see
+:class:`~snapcdc.kaggle.retry.CallerError`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from snapcdc.kaggle.client import build_api
 from snapcdc.kaggle.errors import CREDENTIALS_HINT, KaggleAuthError, KaggleError
 from snapcdc.kaggle.guard import Deadline, Guard
-from snapcdc.kaggle.retry import Caller, Retryable, RetryPolicy
+from snapcdc.kaggle.retry import Caller, CallerError, Retryable, RetryPolicy
 from snapcdc.kaggle.secret import KaggleCredentials
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_ENDPOINT = "https://api.kaggle.com"
+CHUNK_BYTES = 1024 * 1024  # as the client's own writer
 
 T = TypeVar("T")
 
@@ -46,6 +57,16 @@ class KaggleOptions:
     read_timeout: float = 120.0
     deadline: Deadline | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+class DownloadSink(Protocol):
+    """Where :meth:`KaggleSource.download_to` writes one attempt's bytes."""
+
+    def write(self, data: bytes) -> object: ...
+
+    def complete(self) -> object: ...
+
+    def abort(self) -> None: ...
 
 
 def split_dataset_ref(dataset: str) -> tuple[str, str]:
@@ -144,6 +165,68 @@ class KaggleSource:
             outfile.unlink(missing_ok=True)
             outfile.with_name(outfile.name + ".kaggle-partial").unlink(missing_ok=True)  # the client's resume marker
             raise
+
+    def download_to(self, dataset: str, open_sink: Callable[[], DownloadSink], version: int | None = None) -> int:
+        """Stream the dataset's zip (a given version, or the current one) into a new sink per attempt.
+
+        Returns the bytes written; the last sink is completed, every earlier one aborted.
+        """
+        owner, slug = split_dataset_ref(dataset)
+        label = f"DownloadDataset {dataset}" + (f" version {version}" if version else "")
+
+        def attempt() -> int:
+            from kagglesdk.datasets.types.dataset_api_service import ApiDownloadDatasetRequest
+
+            api = self._api()
+            request = ApiDownloadDatasetRequest()
+            request.owner_slug = owner
+            request.dataset_slug = slug
+            request.dataset_version_number = version
+            with api.build_kaggle_client() as kaggle:
+                response = kaggle.datasets.dataset_api_client.download_dataset(request)
+                try:
+                    return _stream_body(response, _sink(open_sink))
+                finally:
+                    response.close()
+
+        return self._run(label, attempt)
+
+
+def _sink(open_sink: Callable[[], DownloadSink]) -> DownloadSink:
+    try:
+        return open_sink()
+    except Exception as error:
+        raise CallerError(error) from error
+
+
+def _stream_body(response: Any, sink: DownloadSink) -> int:
+    """The body into ``sink``, checked against ``Content-Length`` as ``KaggleApi.download_file`` does."""
+    content_length = response.headers.get("Content-Length")
+    expected = int(content_length) if content_length else None
+    size = 0
+    try:
+        for data in response.iter_content(CHUNK_BYTES):
+            if not data:
+                break
+            size += len(data)
+            try:
+                sink.write(data)
+            except Exception as error:
+                raise CallerError(error) from error
+        if expected is not None and size != expected:
+            # The client's message: the retry policy classifies it as a short download.
+            raise ValueError(f"Downloaded file size ({size}) does not match expected size ({expected})")
+        try:
+            sink.complete()
+        except Exception as error:
+            raise CallerError(error) from error
+    except BaseException:
+        try:
+            sink.abort()
+        except Exception:  # the failure that got us here matters more; a lifecycle rule drops orphan parts
+            logger.exception("could not abort the sink of a failed download")
+        raise
+    return size
 
 
 def _iso_utc(moment: datetime | None) -> str:
