@@ -58,7 +58,7 @@ class StackSettings:
     schedule_enabled: bool = True
     extract_memory_mb: int = 1024
     extract_timeout_minutes: int = 10
-    extract_ephemeral_storage_mb: int = 4096
+    extract_ephemeral_storage_mb: int = 512  # the extract streams to S3: nothing in /tmp
     extract_reserved_concurrency: int = 1  # 0 = unreserved (accounts with a concurrency limit of 10)
     # CDC
     cdc_memory_mb: int = 4096

@@ -38,12 +38,12 @@ def test_functions_run_python_3_12_on_arm64_with_tracing(synth: Synth, logical_i
 
 
 def test_extract_function_is_sized_for_the_dataset_zip_and_capped_to_one_run(synth: Synth) -> None:
-    # Given the extract function (the Kaggle zip and its CSVs land in /tmp)
+    # Given the extract function (the Kaggle zip and its CSVs stream through memory to S3, never /tmp)
     props = _props(synth, EXTRACT)
-    # Then it has 1 GB, 10 minutes, 4 GB of /tmp, and one concurrent execution
+    # Then it has 1 GB, 10 minutes, Lambda's minimum /tmp, and one concurrent execution
     assert props["MemorySize"] == 1024
     assert props["Timeout"] == 600
-    assert props["EphemeralStorage"] == {"Size": 4096}
+    assert props["EphemeralStorage"] == {"Size": 512}
     assert props["ReservedConcurrentExecutions"] == 1
 
 

@@ -40,7 +40,7 @@ class ExtractSettings(_Settings):
     kaggle_endpoint: str | None = Field(default=None, alias="KAGGLE_ENDPOINT")
     work_dir: str = Field(default="/tmp/snapcdc", alias="WORK_DIR")
     # The Kaggle retry policy (defaults: snapcdc.kaggle's) and the seconds of the invocation kept back
-    # for unzipping and the S3 uploads: the Kaggle calls must be done by the remaining time minus this.
+    # for streaming the archive's members to raw/: the Kaggle calls must be done by the remaining time minus this.
     kaggle_max_attempts: int = Field(default=4, ge=1, le=20, alias="KAGGLE_MAX_ATTEMPTS")
     kaggle_read_timeout_seconds: float = Field(default=120.0, gt=0, le=900, alias="KAGGLE_READ_TIMEOUT_SECONDS")
     upload_margin_seconds: float = Field(default=120.0, ge=0, le=900, alias="UPLOAD_MARGIN_SECONDS")
