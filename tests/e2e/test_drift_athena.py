@@ -33,10 +33,11 @@ DRIFT = [
     (S3, ["id", "n", "nome"], [["a", 11, "Ana"], ["b", "12a", "Bia"], ["c", 30, "Caio"], ["d", 40, "Davi"]]),
     (S4, ["id", "n", "nome", "pontos_extra"], [["a", 11, "Ana", 1], ["b", "12a", "Bia", 2], ["e", 50, "Eva", 3]]),
 ]
-# The table's declared schema, as Glue types. Once the run-time Glue catalog sync lands, this is the
-# Glue table's: columns = _glue_columns(aws, DATABASE, f"{TABLE}_cdc") (one line in the test).
+DATABASE = "lake"
+# What the Glue tables must say after the drift (and what every file must hold).
 EXPECTED_COLUMNS = {"id": "string", "n": "string", "nome": "string", "pontos_extra": "bigint"}
 CDC_COLUMNS = {"_cdc_operation": "string", "_cdc_timestamp": "timestamp"}
+GLUE_TABLE_OF = {"full-load/": f"{TABLE}_full_load", "cdc/": f"{TABLE}_cdc", "snapshots/": f"{TABLE}_snapshots"}
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +81,7 @@ def _spark_schema(columns: dict[str, str]) -> object:
 
 
 def _glue_columns(glue_client, database: str, table: str) -> dict[str, str]:
-    """The Glue table's columns (name -> type): the schema source once the catalog sync lands."""
+    """The Glue table's columns (name -> type): the schema Athena applies to every file under it."""
     described = glue_client.get_table(DatabaseName=database, Name=table)["Table"]["StorageDescriptor"]
     return {column["Name"]: column["Type"] for column in described["Columns"]}
 
@@ -88,7 +89,7 @@ def _glue_columns(glue_client, database: str, table: str) -> dict[str, str]:
 def _ingest(endpoint: str, config: Path, snap: str, export: Path) -> subprocess.CompletedProcess[str]:
     snapcdc = Path(sys.executable).with_name("snapcdc")
     argv = [str(snapcdc), "ingest", "--bucket", BUCKET, "--endpoint-url", endpoint, "--config", str(config)]
-    argv += ["--table", TABLE, "--snapshot", snap, str(export)]
+    argv += ["--glue-database", DATABASE, "--table", TABLE, "--snapshot", snap, str(export)]
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -98,12 +99,13 @@ def _read_every_row(spark, path: Path, columns: dict[str, str]) -> int:
     return len(frame.collect())
 
 
-def test_drifting_snapshots_ingested_are_readable_with_the_tables_declared_schema(spark, tmp_path: Path) -> None:
-    # Given an embedded S3 and four exports of a table whose int column gets "12a", then a new column
+def test_drifting_snapshots_ingested_are_readable_with_the_glue_tables_schema(spark, tmp_path: Path) -> None:
+    # Given an embedded S3 and Glue, and four exports of a table whose int column gets "12a", then a new column
     config = tmp_path / "pipeline.json"
     config.write_text(json.dumps(CONFIG))
     with embedded_aws() as aws:
         aws.client("s3").create_bucket(Bucket=BUCKET)
+        aws.client("glue").create_database(DatabaseInput={"Name": DATABASE})
         store = S3Store(aws.client("s3"), BUCKET, Layout())
         # When each is ingested with the console script, in order
         for snap, columns, rows in DRIFT:
@@ -116,12 +118,15 @@ def test_drifting_snapshots_ingested_are_readable_with_the_tables_declared_schem
         for prefix in (f"full-load/{TABLE}/", f"cdc/{TABLE}/", f"snapshots/{TABLE}/"):
             for key in store.list_keys(prefix):
                 files[key] = store.download_file(key, tmp_path / "lake" / key)
-        columns = EXPECTED_COLUMNS  # once the catalog lands: _glue_columns(aws.client("glue"), DATABASE, ...)
-    # Then every file of the table reads with the table's schema, as Athena would read it
+        glue = {prefix: _glue_columns(aws.client("glue"), DATABASE, name) for prefix, name in GLUE_TABLE_OF.items()}
+    # Then the Glue tables say the drifted schema
+    assert glue["full-load/"] == glue["snapshots/"] == EXPECTED_COLUMNS
+    assert glue["cdc/"] == {**EXPECTED_COLUMNS, **CDC_COLUMNS}
+    # And every file of the table reads with its Glue table's schema, as Athena would read it
     assert len(files) == 1 + 3 + 4
     rows = {}
     for key, path in sorted(files.items()):
-        declared = {**columns, **CDC_COLUMNS} if key.startswith("cdc/") else columns
+        declared = next(columns for prefix, columns in glue.items() if key.startswith(prefix))
         rows[key] = _read_every_row(spark, path, declared)
     assert rows[f"snapshots/{TABLE}/snapshot={S4}/{TABLE}.parquet"] == 3
     assert rows[f"full-load/{TABLE}/{TABLE}.parquet"] == 3
