@@ -6,13 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import boto3
 import pytest
-from moto import mock_aws
 from snapcdc.cli import main
-from snapcdc.layout import Layout
 from snapcdc.records import read_run_record
-from snapcdc.store import S3Store
 
 from tests.support import BUCKET, csv_bytes, put_raw
 
@@ -26,17 +22,6 @@ CONFIG = {
     "dataset": "o/d",
     "tables": [{"name": "pontos", "file": "pontos.csv", "delimiter": ";", "primary_key": ["id"]}],
 }
-
-
-@pytest.fixture
-def store(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield S3Store(client, BUCKET, Layout("lake"))
 
 
 @pytest.fixture

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
-from moto import mock_aws
 from snapcdc.errors import SnapcdcError
-from snapcdc.layout import Layout
 from snapcdc.records import (
     Manifest,
     ManifestTable,
@@ -109,17 +106,6 @@ STORED_MANIFEST = """{
   },
   "version": 2
 }"""
-
-
-@pytest.fixture
-def store(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield S3Store(client, BUCKET, Layout("lake"))
 
 
 def _accepted(snap: str, base: str | None = None, table: str = "clientes") -> RunRecord:

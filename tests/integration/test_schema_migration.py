@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from moto import mock_aws
 from snapcdc.cdc import TableProcessor
 from snapcdc.config import TableConfig
 from snapcdc.engine.spec import HASH_METADATA
-from snapcdc.layout import Layout
 from snapcdc.migrate import MIGRATED_METADATA, footer_schema, table_files
 from snapcdc.records import read_run_record
 from snapcdc.store import S3Store
 from snapcdc.verify import verify_table
 
-from tests.support import BUCKET, csv_bytes, put_raw
+from tests.support import csv_bytes, put_raw
 
 TABLE = TableConfig(name="pontos", file="pontos.csv", delimiter=";", primary_key=("id",))
 S1, S2, S3, S4 = "20260105T090000Z", "20260105T130000Z", "20260105T170000Z", "20260105T210000Z"
@@ -29,17 +26,6 @@ V2 = [["a", 11, "Ana"], ["b", 20, "Bia"], ["c", 30, "Caio"], ["d", 40, "Davi"]]
 V3 = [["a", 11, "Ana"], ["b", "12a", "Bia"], ["c", 30, "Caio"], ["d", 40, "Davi"]]  # n no longer an int
 V4 = [["a", 11, "Ana"], ["b", "12a", "Bia"], ["d", 41, "Davi"], ["e", 50, "Eva"]]
 DRIFT = [(S1, V1), (S2, V2), (S3, V3), (S4, V4)]
-
-
-@pytest.fixture
-def store(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield S3Store(client, BUCKET, Layout("lake"))
 
 
 @dataclasses.dataclass(frozen=True)

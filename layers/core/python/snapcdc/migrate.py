@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from snapcdc.engine.parquet_output import parquet_options
-from snapcdc.engine.schema import ARROW_TYPES, conform, type_name
+from snapcdc.engine.schema import ARROW_TYPES, conform_columns, type_name
 from snapcdc.engine.sinks import SNAPSHOT_CODEC, SNAPSHOT_ROW_GROUP
 from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP, HASH_COLUMNS
 from snapcdc.errors import PermanentError
@@ -196,19 +196,10 @@ def _file_target(current: pa.Schema, target: pa.Schema, marker: str) -> pa.Schem
 
 
 def _shaped(rows: pa.Table, schema: pa.Schema, key: str) -> pa.Table:
-    columns = []
-    for f in schema:
-        if f.name not in rows.column_names:
-            columns.append(pa.chunked_array([pa.nulls(rows.num_rows, f.type)]))
-            continue
-        column = rows[f.name]
-        if column.type != f.type:
-            try:
-                column = conform(column, type_name(f.type))
-            except (ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-                raise MigrationError(f"{key}: column {f.name} cannot become {f.type}: {error}") from None
-        columns.append(column)
-    return pa.Table.from_arrays(columns, schema=schema)
+    try:
+        return conform_columns(rows, schema)
+    except ValueError as error:
+        raise MigrationError(f"{key}: {error}") from None
 
 
 def _writer_settings(kind: str, schema: pa.Schema, primary_key: Sequence[str], date_field: str | None) -> dict:

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from snapcdc.engine import hashing
 from snapcdc.engine.hash_columns import HashSignature
 from snapcdc.engine.keys import duplicate_rows
-from snapcdc.engine.schema import conform, type_name
+from snapcdc.engine.schema import conform_columns
 from snapcdc.engine.spec import HASH_COLUMNS, HASH_METADATA, KEY_HASH, ROW_HASH, InputError, TableSpec
 
 
@@ -248,16 +248,7 @@ def one_chunk(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def conform_table(table: pa.Table, schema: pa.Schema, source: str) -> pa.Table:
-    columns = []
-    for target in schema:
-        if target.name not in table.column_names:
-            columns.append(pa.chunked_array([pa.nulls(table.num_rows, target.type)]))
-            continue
-        column = table[target.name]
-        if column.type != target.type:
-            try:
-                column = conform(column, type_name(target.type))
-            except ValueError as error:
-                raise InputError(source, None, f"column {target.name}: {error}") from None
-        columns.append(column)
-    return pa.Table.from_arrays(columns, schema=schema)
+    try:
+        return conform_columns(table, schema)
+    except ValueError as error:
+        raise InputError(source, None, str(error)) from None

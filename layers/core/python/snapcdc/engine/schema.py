@@ -201,3 +201,21 @@ def conform(values: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
     if parsed.bad is not None:
         raise ValueError(f"{int(parsed.bad.sum())} stored values do not fit type {name}")
     return parsed.values
+
+
+def conform_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` in ``schema``'s column order and types: a missing column as nulls, a column of another
+    type converted (values unchanged); ValueError naming the column whose values do not fit."""
+    columns = []
+    for target in schema:
+        if target.name not in table.column_names:
+            columns.append(pa.chunked_array([pa.nulls(table.num_rows, target.type)]))
+            continue
+        column = table[target.name]
+        if column.type != target.type:
+            try:
+                column = conform(column, type_name(target.type))
+            except (ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+                raise ValueError(f"column {target.name} cannot become {target.type}: {error}") from None
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)
