@@ -132,13 +132,8 @@ class KaggleSource:
         label = f"DownloadDataset {dataset}" + (f" version {version}" if version else "")
 
         def attempt() -> Path:
-            from kagglesdk.datasets.types.dataset_api_service import ApiDownloadDatasetRequest
-
             api = self._api()
-            request = ApiDownloadDatasetRequest()
-            request.owner_slug = owner
-            request.dataset_slug = slug
-            request.dataset_version_number = version
+            request = _download_request(owner, slug, version)
             outfile.unlink(missing_ok=True)  # never resume onto a partial from a failed attempt
             with api.build_kaggle_client() as kaggle:
                 response = kaggle.datasets.dataset_api_client.download_dataset(request)
@@ -175,13 +170,8 @@ class KaggleSource:
         label = f"DownloadDataset {dataset}" + (f" version {version}" if version else "")
 
         def attempt() -> int:
-            from kagglesdk.datasets.types.dataset_api_service import ApiDownloadDatasetRequest
-
             api = self._api()
-            request = ApiDownloadDatasetRequest()
-            request.owner_slug = owner
-            request.dataset_slug = slug
-            request.dataset_version_number = version
+            request = _download_request(owner, slug, version)
             with api.build_kaggle_client() as kaggle:
                 response = kaggle.datasets.dataset_api_client.download_dataset(request)
                 try:
@@ -235,3 +225,14 @@ def _iso_utc(moment: datetime | None) -> str:
     if moment.tzinfo is None:  # kagglesdk parses "...Z" into a naive datetime
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _download_request(owner: str, slug: str, version: int | None) -> Any:
+    """The client's DownloadDataset request (kagglesdk is imported only once the environment is set)."""
+    from kagglesdk.datasets.types.dataset_api_service import ApiDownloadDatasetRequest
+
+    request = ApiDownloadDatasetRequest()
+    request.owner_slug = owner
+    request.dataset_slug = slug
+    request.dataset_version_number = version
+    return request
