@@ -360,7 +360,9 @@ class TableProcessor:
         """The catalog follows the data: the table's Glue tables say the schema just written."""
         if self.catalog is None:
             return record
-        sync = self.catalog.sync_table(self.name, outcome.schema, self.table.primary_key)
+        sync = self.catalog.sync_table(
+            self.name, outcome.schema, self.table.primary_key, self.table.outputs.enabled
+        )
         changes = [CatalogChange.model_validate(change.as_dict()) for change in sync.changes]
         if changes:
             logger.info("glue tables changed", extra={"catalog_changes": [c.model_dump() for c in changes]})
