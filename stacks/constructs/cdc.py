@@ -148,6 +148,10 @@ def glue_catalog_statement(
         resources=[
             f"{glue_arn}:catalog",
             f"{glue_arn}:database/{database}",
-            *(f"{glue_arn}:table/{database}/{name}" for table in tables for name in glue_table_names(table, (feeds or {}).get(table, ()))),
+            *(
+                f"{glue_arn}:table/{database}/{name}"
+                for table in tables
+                for name in glue_table_names(table, (feeds or {}).get(table, ()))
+            ),
         ],
     )

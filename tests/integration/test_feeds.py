@@ -75,7 +75,12 @@ def test_the_changelog_carries_pre_images_and_commit_versions(store, tmp_path):
     _run(store, tmp_path)
     rows = _read(store, store.layout.changelog_key("clientes", S2)).to_pylist()
     kinds = [(r[feeds.CHANGE_TYPE], r["idCliente"], r["qtdePontos"]) for r in rows]
-    assert kinds == [("insert", "d", 40), ("delete", "c", 30), ("update_preimage", "a", 10), ("update_postimage", "a", 11)]
+    assert kinds == [
+        ("insert", "d", 40),
+        ("delete", "c", 30),
+        ("update_preimage", "a", 10),
+        ("update_postimage", "a", 11),
+    ]
     assert {r[feeds.COMMIT_VERSION] for r in rows} == {2}
     assert {r[feeds.COMMIT_TIMESTAMP] for r in rows} == {snapshot_time(S2)}
 
@@ -98,7 +103,9 @@ def test_dms_files_put_op_first_and_the_timestamp_as_dms_writes_it(store, tmp_pa
     assert set(load["dms_timestamp"].to_pylist()) == {"2026-01-05 09:00:00.000000"}
     change = _read(store, "lake/dms/clientes/20260105-130000000.parquet")
     assert sorted(zip(change["Op"].to_pylist(), change["idCliente"].to_pylist(), strict=True)) == [
-        ("D", "c"), ("I", "d"), ("U", "a")
+        ("D", "c"),
+        ("I", "d"),
+        ("U", "a"),
     ]
 
 
@@ -135,7 +142,9 @@ def _parquet(table):
 
 def test_replay_rebuilds_every_feed_to_the_same_objects(store, tmp_path):
     processor = _run(store, tmp_path)
-    before = {k: store.get_bytes(k) for k in store.list_keys("lake/") if k.split("/")[1] in {"changelog", "scd2", "dms"}}
+    before = {
+        k: store.get_bytes(k) for k in store.list_keys("lake/") if k.split("/")[1] in {"changelog", "scd2", "dms"}
+    }
     processor.replay(S2)
     after = {k: store.get_bytes(k) for k in store.list_keys("lake/") if k.split("/")[1] in {"changelog", "scd2", "dms"}}
     assert after.keys() == before.keys()

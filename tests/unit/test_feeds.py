@@ -6,6 +6,7 @@ The feeds are built here as the CDC stage builds them (engine -> snapcdc.feeds),
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,16 +58,24 @@ def build(versions: list[dict[str, tuple[int, str | None]]], work: Path, tracked
         snapshots.append((at, data_columns(pq.read_table(outcome.snapshot_path))))
         if old is None:
             changelog.append(
-                feeds.stream_rows(outcome.full_load_path, step / "changelog.parquet",
-                                  lambda r, at=at: feeds.changelog_inserts(r, 1, at))
+                feeds.stream_rows(
+                    outcome.full_load_path,
+                    step / "changelog.parquet",
+                    lambda r, at=at: feeds.changelog_inserts(r, 1, at),
+                )
             )
-            dms.append(feeds.stream_rows(outcome.full_load_path, step / "LOAD00000001.parquet",
-                                         lambda r, at=at: feeds.dms_rows(r, "I", at)))
+            dms.append(
+                feeds.stream_rows(
+                    outcome.full_load_path, step / "LOAD00000001.parquet", lambda r, at=at: feeds.dms_rows(r, "I", at)
+                )
+            )
             current = feeds.scd2_first(outcome.full_load_path, step / "current.parquet", snap, at)
         else:
             changes = pq.read_table(outcome.changes_path)
             pre = pq.read_table(outcome.preimages_path)
-            changelog.append(feeds.write_feed(feeds.changelog_rows(changes, pre, number, at), step / "changelog.parquet"))
+            changelog.append(
+                feeds.write_feed(feeds.changelog_rows(changes, pre, number, at), step / "changelog.parquet")
+            )
             dms.append(feeds.write_feed(feeds.dms_changes(changes, at), step / f"{at:%Y%m%d-%H%M%S}000.parquet"))
             target = step / "current.parquet"
             closed = feeds.scd2_step(current, changes, outcome.schema, ("id",), tracked, snap, at, target)
@@ -96,7 +105,9 @@ def test_delta_rs_applying_the_changelog_ends_equal_to_the_newest_snapshot(tmp_p
         if not (tmp_path / "delta").exists():
             deltalake.write_deltalake(path, data_columns(rows.filter(pc.equal(rows[feeds.CHANGE_TYPE], feeds.INSERT))))
             continue
-        source = rows.select(["id", "amount", "note", feeds.CHANGE_TYPE]).rename_columns(["id", "amount", "note", "change"])
+        source = rows.select(["id", "amount", "note", feeds.CHANGE_TYPE]).rename_columns(
+            ["id", "amount", "note", "change"]
+        )
         (
             deltalake.DeltaTable(path)
             .merge(source, predicate="t.id = s.id", source_alias="s", target_alias="t")
@@ -182,15 +193,18 @@ def _invariants(snapshots, files, tracked):
     for key, versions in by_key.items():
         versions.sort(key=lambda r: r["valid_from"])
         # never overlapping, each closed after it opens, only the last may be current
-        for earlier, later in zip(versions, versions[1:], strict=False):
+        for earlier, later in itertools.pairwise(versions):
             assert earlier["valid_to"] is not None and earlier["valid_to"] <= later["valid_from"]
         assert all(v["valid_to"] is None or v["valid_from"] < v["valid_to"] for v in versions)
         assert all(v["is_current"] == (v["valid_to"] is None) for v in versions)
         # no gap while the key exists: a version ends only where the key is deleted or a new one starts
-        for earlier, later in zip(versions, versions[1:], strict=False):
+        for earlier, later in itertools.pairwise(versions):
             if earlier["valid_to"] != later["valid_from"]:
                 index = times.index(earlier["valid_to"])
-                assert all(key not in {r["id"] for r in s.to_pylist()} for _, s in snapshots[index : times.index(later["valid_from"])])
+                assert all(
+                    key not in {r["id"] for r in s.to_pylist()}
+                    for _, s in snapshots[index : times.index(later["valid_from"])]
+                )
     columns = ["id", *(tracked or ["amount", "note"])]
     for at, snapshot in snapshots:
         valid = feeds.as_of(history, at)
@@ -199,7 +213,9 @@ def _invariants(snapshots, files, tracked):
     assert table_differences(current, snapshots[-1][1], ["id"]) is None
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(states=STATES)
 def test_scd2_invariants_hold_for_any_sequence_of_snapshots(states, tmp_path_factory):
     work = tmp_path_factory.mktemp("scd2")
@@ -207,7 +223,9 @@ def test_scd2_invariants_hold_for_any_sequence_of_snapshots(states, tmp_path_fac
     _invariants(snapshots, files, None)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(states=STATES)
 def test_scd2_with_tracked_columns_versions_only_on_their_changes(states, tmp_path_factory):
     work = tmp_path_factory.mktemp("scd2t")
@@ -216,7 +234,7 @@ def test_scd2_with_tracked_columns_versions_only_on_their_changes(states, tmp_pa
     history = pa.concat_tables([pq.read_table(f).replace_schema_metadata(None) for f in files])
     for key in set(history["id"].to_pylist()):
         versions = sorted((r for r in history.to_pylist() if r["id"] == key), key=lambda r: r["valid_from"])
-        for earlier, later in zip(versions, versions[1:], strict=False):
+        for earlier, later in itertools.pairwise(versions):
             if earlier["valid_to"] == later["valid_from"]:  # no delete between them: a tracked change
                 assert earlier["note"] != later["note"]
 
@@ -224,5 +242,7 @@ def test_scd2_with_tracked_columns_versions_only_on_their_changes(states, tmp_pa
 def test_with_preimages_off_the_engine_writes_none(tmp_path):
     new = tmp_path / "n.csv"
     pacsv.write_csv(_table(V[0]), new)
-    first = diff_files(old=None, new=new, spec=replace(SPEC, with_preimages=False), observed_at=START, out_dir=tmp_path / "o")
+    first = diff_files(
+        old=None, new=new, spec=replace(SPEC, with_preimages=False), observed_at=START, out_dir=tmp_path / "o"
+    )
     assert first.preimages_path is None

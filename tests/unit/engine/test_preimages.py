@@ -42,10 +42,16 @@ def test_off_by_default_and_without_an_old_side() -> None:
 
 def test_diff_files_writes_them_beside_the_change_set(tmp_path) -> None:
     spec = replace(SPEC, with_preimages=True)
-    first = diff_files(old=None, new=_csv(tmp_path / "old.csv", OLD), spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "1")
+    first = diff_files(
+        old=None, new=_csv(tmp_path / "old.csv", OLD), spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "1"
+    )
     assert first.preimages_path is None
     outcome = diff_files(
-        old=first.snapshot_path, new=_csv(tmp_path / "new.csv", NEW), spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "2"
+        old=first.snapshot_path,
+        new=_csv(tmp_path / "new.csv", NEW),
+        spec=spec,
+        observed_at=OBSERVED,
+        out_dir=tmp_path / "2",
     )
     assert outcome.preimages_path is not None
     assert pq.read_table(outcome.preimages_path)["amount"].to_pylist() == [4, 2]

@@ -268,18 +268,20 @@ class TableProcessor:
                 assert changes is not None
                 preimages = pq.read_table(outcome.preimages_path) if outcome.preimages_path is not None else None
                 feeds.write_feed(feeds.changelog_rows(changes, preimages, version, at), path)
-            outputs["changelog"] = layout.changelog_key(self.name, snap)
-            self.store.upload_file(path, outputs["changelog"], PARQUET)
+            key = layout.changelog_key(self.name, snap)
+            self.store.upload_file(path, key, PARQUET)
+            outputs["changelog"] = key
         if enabled.dms:
             path = work / "feed-dms.parquet"
             if first is not None:
                 feeds.stream_rows(first, path, lambda rows: feeds.dms_rows(rows, "I", at))
-                outputs["dms"] = layout.dms_load_key(self.name)
+                key = layout.dms_load_key(self.name)
             else:
                 assert changes is not None
                 feeds.write_feed(feeds.dms_changes(changes, at), path)
-                outputs["dms"] = layout.dms_cdc_key(self.name, snap)
-            self.store.upload_file(path, outputs["dms"], PARQUET)
+                key = layout.dms_cdc_key(self.name, snap)
+            self.store.upload_file(path, key, PARQUET)
+            outputs["dms"] = key
         if enabled.scd2 is not None and scd2:
             self._advance_scd2(snap, base, outcome, changes, work)
         return record.model_copy(update={"outputs": outputs, "commit_version": version})
@@ -292,9 +294,7 @@ class TableProcessor:
         marker = (schema.metadata or {}).get(feeds.SCD2_METADATA)
         return marker.decode() if marker else None
 
-    def _advance_scd2(
-        self, snap: str, base: RunRecord | None, outcome: DiffOutcome, changes: Any, work: Path
-    ) -> None:
+    def _advance_scd2(self, snap: str, base: RunRecord | None, outcome: DiffOutcome, changes: Any, work: Path) -> None:
         """Rewrites the current versions file and writes the versions this snapshot closed.
 
         Idempotent: the current file's footer names the snapshot it is as of. Already ``snap``: an
@@ -310,7 +310,9 @@ class TableProcessor:
         if marker == snap:
             return
         if marker != base.snapshot:
-            current = self._rebuild_scd2_to(base.snapshot, work)
+            rebuilt = self._rebuild_scd2_to(base.snapshot, work)
+            assert rebuilt is not None  # the base is an accepted snapshot
+            current = rebuilt
         else:
             current = self.store.download_file(current_key, work / "scd2-base.parquet")
         self._scd2_step(current, changes, outcome.schema, snap, work)
@@ -320,7 +322,14 @@ class TableProcessor:
         assert scd2 is not None
         target = work / f"scd2-{snap}.parquet"
         closed = feeds.scd2_step(
-            current, changes, schema, self.table.primary_key, scd2.track_history_columns, snap, snapshot_time(snap), target
+            current,
+            changes,
+            schema,
+            self.table.primary_key,
+            scd2.track_history_columns,
+            snap,
+            snapshot_time(snap),
+            target,
         )
         if closed.num_rows:  # the closed versions first: the current file says this snapshot is done
             path = feeds.write_feed(closed, work / "scd2-closed.parquet")
@@ -337,7 +346,9 @@ class TableProcessor:
             return None
         first, *later = records
         full_load = self.store.download_file(self.store.layout.full_load_key(self.name), work / "scd2-full.parquet")
-        current = feeds.scd2_first(full_load, work / "scd2-first.parquet", first.snapshot, snapshot_time(first.snapshot))
+        current = feeds.scd2_first(
+            full_load, work / "scd2-first.parquet", first.snapshot, snapshot_time(first.snapshot)
+        )
         self.store.upload_file(current, self.store.layout.scd2_current_key(self.name), PARQUET)
         for record in later:
             local = self.store.download_file(str(record.outputs["cdc"]), work / "scd2-changes.parquet")
@@ -360,9 +371,7 @@ class TableProcessor:
         """The catalog follows the data: the table's Glue tables say the schema just written."""
         if self.catalog is None:
             return record
-        sync = self.catalog.sync_table(
-            self.name, outcome.schema, self.table.primary_key, self.table.outputs.enabled
-        )
+        sync = self.catalog.sync_table(self.name, outcome.schema, self.table.primary_key, self.table.outputs.enabled)
         changes = [CatalogChange.model_validate(change.as_dict()) for change in sync.changes]
         if changes:
             logger.info("glue tables changed", extra={"catalog_changes": [c.model_dump() for c in changes]})

@@ -175,8 +175,12 @@ def _null_safe_differ(left: pa.ChunkedArray | pa.Array, right: pa.ChunkedArray |
 def _versions(data: pa.Table, valid_from: pa.Array | pa.ChunkedArray, valid_to: datetime | None) -> pa.Table:
     count = data.num_rows
     return pa.Table.from_arrays(
-        [*data.columns, valid_from, pa.nulls(count, TIMESTAMP) if valid_to is None else _repeat(valid_to, TIMESTAMP, count),
-         _repeat(valid_to is None, pa.bool_(), count)],
+        [
+            *data.columns,
+            valid_from,
+            pa.nulls(count, TIMESTAMP) if valid_to is None else _repeat(valid_to, TIMESTAMP, count),
+            _repeat(valid_to is None, pa.bool_(), count),
+        ],
         schema=feed_schema("scd2", data.schema),
     )
 

@@ -321,7 +321,9 @@ def migrate_table(
     work = Path(tempfile.mkdtemp(prefix=f"{table}-migrate-", dir=work_dir))
     try:
         for plan in plans:
-            _rewrite(store, plan, _file_target(plan.schema, target, snap, plan.file.kind), primary_key, date_field, work)
+            _rewrite(
+                store, plan, _file_target(plan.schema, target, snap, plan.file.kind), primary_key, date_field, work
+            )
             done.append(plan.file.key)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -12,14 +12,13 @@ must give the new one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
-import re
 
 from snapcdc import feeds
 from snapcdc.config import TableConfig
@@ -120,8 +119,8 @@ def _verified(store: S3Store, table: TableConfig) -> VerifyResult:
 
 
 # -- the change feeds (docs/design.md, "Change feeds") --------------------------------------------
-def _files_match(store: S3Store, prefix: str, expected: list[str | None], extra: set[str] = frozenset()) -> str | None:
-    actual = set(store.list_keys(prefix)) - extra
+def _files_match(store: S3Store, prefix: str, expected: list[str | None]) -> str | None:
+    actual = set(store.list_keys(prefix))
     wanted = set(expected)
     if None in wanted or wanted != actual:
         return (
@@ -147,7 +146,8 @@ def _verify_changelog(store: S3Store, table: TableConfig, records: list[RunRecor
         rows = _read_parquet(store, str(record.outputs["changelog"]))
         versions = set(rows[feeds.COMMIT_VERSION].to_pylist())
         if record.commit_version != number or versions - {number}:
-            return f"{record.snapshot}: commit version {sorted(versions)} (record {record.commit_version}), expected {number}"
+            found = f"{sorted(versions)} (run record: {record.commit_version})"
+            return f"{record.snapshot}: commit version {found}, expected {number}"
         stamps = set(rows[feeds.COMMIT_TIMESTAMP].to_pylist())
         if stamps - {snapshot_time(record.snapshot)}:
             return f"{record.snapshot}: _commit_timestamp {sorted(stamps)} is not the snapshot's time"
@@ -209,9 +209,10 @@ def _verify_scd2(store: S3Store, table: TableConfig, records: list[RunRecord], e
     keys = list(table.primary_key)
     history = scd2_history(store, table.name)
     current = history.filter(pc.is_null(history[feeds.VALID_TO]))
-    if not pc.all(current[feeds.IS_CURRENT]).as_py() or pc.any(
-        history.filter(pc.is_valid(history[feeds.VALID_TO]))[feeds.IS_CURRENT]
-    ).as_py():
+    if (
+        not pc.all(current[feeds.IS_CURRENT]).as_py()
+        or pc.any(history.filter(pc.is_valid(history[feeds.VALID_TO]))[feeds.IS_CURRENT]).as_py()
+    ):
         return "is_current is not (valid_to is null)"
     closed = history.filter(pc.is_valid(history[feeds.VALID_TO]))
     if closed.num_rows and not pc.all(pc.less(closed[feeds.VALID_FROM], closed[feeds.VALID_TO])).as_py():

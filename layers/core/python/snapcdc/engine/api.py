@@ -170,8 +170,8 @@ def diff_files(
 
     Outputs: ``changes.parquet``, ``snapshot.parquet``, ``full_load.parquet`` (first snapshot only),
     ``quarantine.parquet`` (when rows were rejected), ``preimages.parquet`` (``spec.with_preimages``
-    and an old side: the old rows of the updated keys, in the order of the change set's U rows). On InputError or DeleteGuardError nothing is
-    written.
+    and an old side: the old rows of the updated keys, in the order of the change set's U rows).
+    On InputError or DeleteGuardError nothing is written.
     """
     started = time.perf_counter()
     new_label = new_name or str(new)

@@ -154,7 +154,10 @@ def feed_summary(store: Any, table: Any) -> list[str]:
         counts = {str(k["values"]): int(k["counts"]) for k in pc.value_counts(rows[feeds.CHANGE_TYPE]).to_pylist()}
         lines.append(
             f"changelog {layout.changelog_prefix(table.name)}: {len(keys)} files, commit versions 1..{len(keys)}, "
-            + ", ".join(f"{kind} {counts.get(kind, 0)}" for kind in (feeds.INSERT, feeds.DELETE, feeds.PREIMAGE, feeds.POSTIMAGE))
+            + ", ".join(
+                f"{kind} {counts.get(kind, 0)}"
+                for kind in (feeds.INSERT, feeds.DELETE, feeds.PREIMAGE, feeds.POSTIMAGE)
+            )
         )
     if table.outputs.scd2 is not None:
         history = scd2_history(store, table.name)
