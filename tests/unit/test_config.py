@@ -119,15 +119,20 @@ def _with_outputs(outputs):
 def test_no_feed_unless_a_table_asks_for_one():
     table = parse_config(_with_outputs({})).tables[0]
     assert table.outputs.enabled == []
-    assert parse_config({"dataset": "a/b", "tables": [{"name": "t", "file": "t.csv", "primary_key": ["id"]}]}).tables[
-        0
-    ].outputs.enabled == []
+    assert (
+        parse_config({"dataset": "a/b", "tables": [{"name": "t", "file": "t.csv", "primary_key": ["id"]}]})
+        .tables[0]
+        .outputs.enabled
+        == []
+    )
 
 
 def test_feeds_are_enabled_per_table():
-    outputs = parse_config(
-        _with_outputs({"changelog": True, "scd2": {"track_history_columns": ["name"]}, "dms": True})
-    ).tables[0].outputs
+    outputs = (
+        parse_config(_with_outputs({"changelog": True, "scd2": {"track_history_columns": ["name"]}, "dms": True}))
+        .tables[0]
+        .outputs
+    )
     assert outputs.enabled == ["changelog", "scd2", "dms"]
     assert outputs.scd2 is not None and outputs.scd2.track_history_columns == ("name",)
     assert parse_config(_with_outputs({"scd2": True})).tables[0].outputs.scd2.track_history_columns is None
