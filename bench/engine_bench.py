@@ -45,6 +45,8 @@ DATE = "updated_at"
 CONTENDERS = {
     "engine_csv": "snapcdc engine, old side CSV",
     "engine_parquet": "snapcdc engine, old side cached snapshot Parquet",
+    "engine_preimages": "snapcdc engine, old side cached snapshot Parquet, with the updated keys' pre-images "
+    "(TableSpec.with_preimages, for a changelog)",
     "engine_first": "snapcdc engine, first load of the new CSV (no old side): snapshot, full load and change set",
     "pandas_object": "seed algorithm (isin + merge), pandas object strings (as pandas 2)",
     "pandas_string": "seed algorithm, pandas 3 default string dtype",
@@ -59,6 +61,7 @@ CONTENDERS = {
 IMPORTS = {
     "engine_csv": [ENGINE_MODULE],
     "engine_parquet": [ENGINE_MODULE],
+    "engine_preimages": [ENGINE_MODULE],
     "engine_first": [ENGINE_MODULE],
     "pandas_object": ["pandas", "pyarrow.parquet"],
     "pandas_string": ["pandas", "pyarrow.parquet"],
@@ -133,9 +136,9 @@ def _engine() -> Any:
     return importlib.import_module(ENGINE_MODULE)
 
 
-def _run_engine(old: Path | None, new: Path, out: Path) -> dict[str, object]:
+def _run_engine(old: Path | None, new: Path, out: Path, preimages: bool = False) -> dict[str, object]:
     engine = _engine()
-    spec = engine.TableSpec(primary_key=(PK,), date_field=DATE)
+    spec = engine.TableSpec(primary_key=(PK,), date_field=DATE, with_preimages=preimages)
     outcome = engine.diff_files(old=old, new=new, spec=spec, observed_at=datetime.now(UTC), out_dir=out)
     return {**outcome.stats.as_dict()}
 
@@ -330,7 +333,7 @@ def child(contender: str, old: Path, new: Path) -> None:
         return
     with tempfile.TemporaryDirectory(dir=DATA) as work:
         out = Path(work)
-        if contender == "engine_parquet":
+        if contender in ("engine_parquet", "engine_preimages"):
             old = _cached_parquet_old(old)
         elif contender == "duckdb_production":
             old = _duckdb_parquet_old(old)
@@ -339,6 +342,8 @@ def child(contender: str, old: Path, new: Path) -> None:
         started = time.perf_counter()
         if contender in ("engine_csv", "engine_parquet"):
             result = _run_engine(old, new, out)
+        elif contender == "engine_preimages":
+            result = _run_engine(old, new, out, preimages=True)
         elif contender == "engine_first":
             result = _run_engine(None, new, out)
         elif contender.startswith("pandas"):
@@ -374,7 +379,7 @@ def measure(contender: str, old: Path, new: Path) -> dict[str, Any]:
 # Contenders whose change set must agree with the engine's row for row in number: the DuckDB ones compare
 # every column, as the engine does. The seed's algorithm (pandas) only sees updates that advanced the
 # date column, so only its inserts and deletes are held to the engine's.
-EXACT_COUNTS = ("engine_csv", "engine_parquet", "duckdb", "duckdb_tuned", "duckdb_production")
+EXACT_COUNTS = ("engine_csv", "engine_parquet", "engine_preimages", "duckdb", "duckdb_tuned", "duckdb_production")
 SEED_COUNTS = ("pandas_object", "pandas_string")
 
 
@@ -402,7 +407,7 @@ def bench(rows: int, repetitions: int, contenders: list[str]) -> tuple[list[dict
     """Median in-process and whole-process seconds and peak RSS of each contender, and the median
     whole-process time of a child that imports and runs nothing (interpreter + harness)."""
     old, new = generate(rows)
-    if "engine_parquet" in contenders:
+    if {"engine_parquet", "engine_preimages"} & set(contenders):
         _prepare_parquet_old(old)  # the cached old side is the previous run's output: not timed
     if "duckdb_production" in contenders:
         _prepare_duckdb_old(old)  # likewise DuckDB's own snapshot of the previous run

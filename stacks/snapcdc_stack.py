@@ -37,7 +37,8 @@ class SnapCdcStack(Stack):
         storage = DataLakeStorage(self, "Storage", settings=settings)
         layers = SharedLayers(self, "Layers", settings=settings)
         extract = ExtractFunction(self, "Extract", settings=settings, storage=storage, layers=layers)
-        cdc = CdcFunction(self, "Cdc", settings=settings, storage=storage, layers=layers, tables=tables)
+        feeds = {t.name: t.outputs.enabled for t in pipeline.tables}
+        cdc = CdcFunction(self, "Cdc", settings=settings, storage=storage, layers=layers, tables=tables, feeds=feeds)
         operators = OperatorPolicies(self, "Operators", storage=storage)
         query = LakeQuery(self, "Query", settings=settings, storage=storage, pipeline=pipeline)
         observability = Observability(

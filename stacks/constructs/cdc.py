@@ -20,9 +20,11 @@ CDC_SERVICE = "snapcdc-cdc"
 CDC_LOGICAL_ID = "CdcFunction"
 # Prefixes (under DATA_PREFIX) the CDC function reads and writes.
 # full-load/ and cdc/: a schema migration reads the table's earlier files (footers, then the file).
-CDC_READS = ["raw/", "snapshots/", "_runs/", "full-load/", "cdc/"]
-CDC_WRITES = ["cdc/", "full-load/", "snapshots/", "quarantine/", "_runs/"]
-CDC_LISTS = ["raw/", "snapshots/", "_runs/", "cdc/", "full-load/"]
+# changelog/, scd2/, dms/: the change feeds (scd2/: its current versions file is read and rewritten).
+FEED_PREFIXES = ["changelog/", "scd2/", "dms/"]
+CDC_READS = ["raw/", "snapshots/", "_runs/", "full-load/", "cdc/", *FEED_PREFIXES]
+CDC_WRITES = ["cdc/", "full-load/", "snapshots/", "quarantine/", "_runs/", *FEED_PREFIXES]
+CDC_LISTS = ["raw/", "snapshots/", "_runs/", "cdc/", "full-load/", *FEED_PREFIXES]
 # What snapcdc.catalog calls: GetTable per Glue table each run, CreateTable or UpdateTable on a change.
 CDC_GLUE_ACTIONS = ["glue:GetTable", "glue:CreateTable", "glue:UpdateTable"]
 
@@ -37,6 +39,7 @@ class CdcFunction(Construct):
         storage: DataLakeStorage,
         layers: SharedLayers,
         tables: list[str],
+        feeds: dict[str, list[str]] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -72,7 +75,7 @@ class CdcFunction(Construct):
         storage.grant_objects(role, ["s3:PutObject", "s3:AbortMultipartUpload"], CDC_WRITES)
         storage.grant_list(role, CDC_LISTS)
         storage.grant_key_use(role, ["kms:Decrypt", "kms:GenerateDataKey"])
-        role.add_to_principal_policy(glue_catalog_statement(settings.glue_database_name, tables))
+        role.add_to_principal_policy(glue_catalog_statement(settings.glue_database_name, tables, feeds or {}))
         NagSuppressions.add_resource_suppressions(
             role,
             [
@@ -129,11 +132,14 @@ class CdcFunction(Construct):
         cfn_bucket.node.add_dependency(permission)
 
 
-def glue_catalog_statement(database: str, tables: list[str]) -> iam.PolicyStatement:
+def glue_catalog_statement(
+    database: str, tables: list[str], feeds: dict[str, list[str]] | None = None
+) -> iam.PolicyStatement:
     """The catalog follows the data: the CDC function creates and updates its tables' Glue tables.
 
     Scoped to the account's catalog, the database and, per table of the pipeline config, exactly
-    ``<table>_cdc``, ``<table>_full_load`` and ``<table>_snapshots`` (Glue checks all three levels).
+    ``<table>_cdc``, ``<table>_full_load`` and ``<table>_snapshots`` (Glue checks all three levels),
+    and ``<table>_<feed>`` for each change feed the table enables (``feeds``: table -> feeds).
     """
     glue_arn = f"arn:{Aws.PARTITION}:glue:{Aws.REGION}:{Aws.ACCOUNT_ID}"
     return iam.PolicyStatement(
@@ -142,6 +148,10 @@ def glue_catalog_statement(database: str, tables: list[str]) -> iam.PolicyStatem
         resources=[
             f"{glue_arn}:catalog",
             f"{glue_arn}:database/{database}",
-            *(f"{glue_arn}:table/{database}/{name}" for table in tables for name in glue_table_names(table)),
+            *(
+                f"{glue_arn}:table/{database}/{name}"
+                for table in tables
+                for name in glue_table_names(table, (feeds or {}).get(table, ()))
+            ),
         ],
     )

@@ -20,12 +20,13 @@ from stacks.constructs.storage import DataLakeStorage
 # What verify reads: the ledger (run records), the change stream and the snapshots it compares, the
 # listings of the table's files (every file must have the table's schema), and the raw/ listing (to
 # report raw snapshots never processed).
-VERIFY_READS = ["_runs/", "full-load/", "cdc/", "snapshots/"]
-VERIFY_LISTS = ["raw/", "_runs/", "cdc/", "full-load/", "snapshots/"]
+FEED_PREFIXES = ["changelog/", "scd2/", "dms/"]  # the change feeds, checked by verify and rebuilt by replay
+VERIFY_READS = ["_runs/", "full-load/", "cdc/", "snapshots/", *FEED_PREFIXES]
+VERIFY_LISTS = ["raw/", "_runs/", "cdc/", "full-load/", "snapshots/", *FEED_PREFIXES]
 # What replay reads and rewrites: the CDC function's prefixes.
-REPLAY_READS = ["raw/", "snapshots/", "_runs/", "full-load/", "cdc/"]  # full-load/, cdc/: their footers
-REPLAY_WRITES = ["cdc/", "full-load/", "snapshots/", "quarantine/", "_runs/"]
-REPLAY_LISTS = ["raw/", "snapshots/", "_runs/", "cdc/", "full-load/"]
+REPLAY_READS = ["raw/", "snapshots/", "_runs/", "full-load/", "cdc/", *FEED_PREFIXES]  # full-load/, cdc/: footers
+REPLAY_WRITES = ["cdc/", "full-load/", "snapshots/", "quarantine/", "_runs/", *FEED_PREFIXES]
+REPLAY_LISTS = ["raw/", "snapshots/", "_runs/", "cdc/", "full-load/", *FEED_PREFIXES]
 
 VERIFY_LOGICAL_ID = "OperatorVerifyPolicy"
 REPLAY_LOGICAL_ID = "OperatorReplayPolicy"

@@ -88,10 +88,13 @@ def test_extract_writes_and_reads_only_raw(synth: Synth) -> None:
 def test_cdc_reads_and_writes_only_its_prefixes(synth: Synth) -> None:
     # Given the CDC role's S3 permissions
     grants = _s3_grants(synth, "CdcFunction")
-    # Then it reads raw/ snapshots/ _runs/ full-load/ cdc/ (a migration reads earlier files) and writes cdc/
-    # full-load/ snapshots/ quarantine/ _runs/
-    assert grants["s3:GetObject"] == {f"{BUCKET}/{p}/*" for p in ("raw", "snapshots", "_runs", "full-load", "cdc")}
-    writes = {f"{BUCKET}/{p}/*" for p in ("cdc", "full-load", "snapshots", "quarantine", "_runs")}
+    # Then it reads raw/ snapshots/ _runs/ full-load/ cdc/ (a migration reads earlier files) and the change
+    # feeds' prefixes (the SCD2 current file is read and rewritten; a migration reads them too), and writes
+    # cdc/ full-load/ snapshots/ quarantine/ _runs/ and the feeds' prefixes
+    feeds = ("changelog", "scd2", "dms")
+    reads = {f"{BUCKET}/{p}/*" for p in ("raw", "snapshots", "_runs", "full-load", "cdc", *feeds)}
+    assert grants["s3:GetObject"] == reads
+    writes = {f"{BUCKET}/{p}/*" for p in ("cdc", "full-load", "snapshots", "quarantine", "_runs", *feeds)}
     assert grants["s3:PutObject"] == writes
     assert grants["s3:AbortMultipartUpload"] == writes
     assert set(grants) == {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"}
@@ -101,7 +104,7 @@ def test_cdc_reads_and_writes_only_its_prefixes(synth: Synth) -> None:
     ("function", "prefixes"),
     [
         ("ExtractFunction", ["raw/*"]),
-        ("CdcFunction", ["raw/*", "snapshots/*", "_runs/*", "cdc/*", "full-load/*"]),
+        ("CdcFunction", ["raw/*", "snapshots/*", "_runs/*", "cdc/*", "full-load/*", "changelog/*", "scd2/*", "dms/*"]),
     ],
 )
 def test_list_bucket_only_with_prefix_conditions(synth: Synth, function: str, prefixes: list[str]) -> None:
@@ -190,8 +193,12 @@ def test_the_cdc_role_may_get_create_and_update_exactly_its_tables_glue_tables(s
     # Given the CDC role's Glue statements
     (statement,) = _glue_statements(synth, "CdcFunction")
     # Then one statement: what snapcdc.catalog calls, on the catalog, the database and, per table of
-    # the pipeline config, <table>_cdc, <table>_full_load and <table>_snapshots (no wildcard)
-    tables = [t.name for t in load_config().tables]
+    # the pipeline config, <table>_cdc, <table>_full_load and <table>_snapshots, and <table>_<feed> for
+    # each change feed the table enables (no wildcard)
+    config = load_config()
+    tables = [t.name for t in config.tables]
+    feeds = [f"{GLUE}:table/snapcdc/{t.name}_{feed}" for t in config.tables for feed in t.outputs.enabled]
+    assert feeds, "the packaged config enables the feeds on a table"
     assert statement.effect == "Allow"
     assert sorted(statement.actions) == ["glue:CreateTable", "glue:GetTable", "glue:UpdateTable"]
     assert sorted(render(r) for r in statement.resources) == sorted(
@@ -199,6 +206,7 @@ def test_the_cdc_role_may_get_create_and_update_exactly_its_tables_glue_tables(s
             f"{GLUE}:catalog",
             f"{GLUE}:database/snapcdc",
             *(f"{GLUE}:table/snapcdc/{t}_{kind}" for t in tables for kind in ("cdc", "full_load", "snapshots")),
+            *feeds,
         ]
     )
     assert not statement.conditions

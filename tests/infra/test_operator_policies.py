@@ -8,7 +8,8 @@ from .cfn_helpers import Statement, policy_statements, render
 from .synthesis import Synth
 
 BUCKET = "arn:${AWS::Partition}:s3:::snapcdc-data-${AWS::AccountId}-${AWS::Region}"
-OUTPUTS = ("cdc", "full-load", "snapshots", "quarantine", "_runs")
+FEEDS = ("changelog", "scd2", "dms")
+OUTPUTS = ("cdc", "full-load", "snapshots", "quarantine", "_runs", *FEEDS)
 
 
 def _statements(synth: Synth, logical_id: str) -> list[Statement]:
@@ -28,7 +29,7 @@ def test_verify_policy_only_reads(synth: Synth) -> None:
     grants = _grants(synth, "OperatorVerifyPolicy")
     # Then it reads the outputs and run records, lists, and decrypts: nothing else
     assert grants == {
-        "s3:GetObject": {f"{BUCKET}/{p}/*" for p in ("_runs", "full-load", "cdc", "snapshots")},
+        "s3:GetObject": {f"{BUCKET}/{p}/*" for p in ("_runs", "full-load", "cdc", "snapshots", *FEEDS)},
         "s3:ListBucket": {BUCKET},
         "kms:Decrypt": {"${StorageDataKeyE15BA43B.Arn}"},
     }
@@ -50,7 +51,9 @@ def test_replay_policy_reads_raw_and_writes_only_outputs(synth: Synth) -> None:
     grants = _grants(synth, "OperatorReplayPolicy")
     # Then it reads raw/ snapshots/ _runs/ full-load/ cdc/ (footers of the files it may migrate) and writes
     # only the output prefixes
-    assert grants["s3:GetObject"] == {f"{BUCKET}/{p}/*" for p in ("raw", "snapshots", "_runs", "full-load", "cdc")}
+    assert grants["s3:GetObject"] == {
+        f"{BUCKET}/{p}/*" for p in ("raw", "snapshots", "_runs", "full-load", "cdc", *FEEDS)
+    }
     assert grants["s3:PutObject"] == {f"{BUCKET}/{p}/*" for p in OUTPUTS}
     assert set(grants) == {
         "s3:GetObject",
@@ -69,8 +72,14 @@ def test_replay_policy_reads_raw_and_writes_only_outputs(synth: Synth) -> None:
 @pytest.mark.parametrize(
     ("policy", "prefixes"),
     [
-        ("OperatorVerifyPolicy", ["raw/*", "_runs/*", "cdc/*", "full-load/*", "snapshots/*"]),
-        ("OperatorReplayPolicy", ["raw/*", "snapshots/*", "_runs/*", "cdc/*", "full-load/*"]),
+        (
+            "OperatorVerifyPolicy",
+            ["raw/*", "_runs/*", "cdc/*", "full-load/*", "snapshots/*", *[f"{f}/*" for f in FEEDS]],
+        ),
+        (
+            "OperatorReplayPolicy",
+            ["raw/*", "snapshots/*", "_runs/*", "cdc/*", "full-load/*", *[f"{f}/*" for f in FEEDS]],
+        ),
     ],
 )
 def test_operator_listing_and_key_use_are_conditioned(synth: Synth, policy: str, prefixes: list[str]) -> None:

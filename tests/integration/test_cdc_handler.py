@@ -112,11 +112,13 @@ def test_cdc_handler_with_a_glue_database_keeps_the_tables_current(environment, 
     load_handler("cdc").lambda_handler(_event(), LocalLambdaContext("snapcdc-cdc"))
     # Then the table's three Glue tables exist, typed as the Parquet files, and the run record says so
     names = {t["Name"] for t in glue.get_tables(DatabaseName="snapcdc")["TableList"]}
-    assert names == {"clientes_cdc", "clientes_full_load", "clientes_snapshots"}
+    # (and one per change feed the packaged config enables on clientes)
+    feeds = {f"clientes_{feed}" for feed in ("changelog", "scd2", "dms")}
+    assert names == {"clientes_cdc", "clientes_full_load", "clientes_snapshots", *feeds}
     columns = glue.get_table(DatabaseName="snapcdc", Name="clientes_full_load")["Table"]["StorageDescriptor"]["Columns"]
     assert {c["Name"]: c["Type"] for c in columns}["qtdepontos"] == "bigint"
     record = json.loads(store.get_bytes(f"_runs/clientes/snapshot={SNAP}.json"))
-    assert [c["action"] for c in record["catalog_changes"]] == ["created"] * 3
+    assert [c["action"] for c in record["catalog_changes"]] == ["created"] * 6
 
 
 def test_cdc_handler_without_a_glue_database_does_not_touch_glue(environment, monkeypatch):

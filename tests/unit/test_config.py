@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from snapcdc.config import ConfigError, load_config, parse_config
@@ -103,3 +104,44 @@ def test_invalid_zip_limits_are_named(limits, message):
         parse_config(data, "pipeline.json")
     assert message in str(error.value)
     assert str(error.value).startswith("invalid pipeline config\npipeline.json: ")
+
+
+def _with_outputs(outputs):
+    return {"dataset": "a/b", "tables": [{"name": "t", "file": "t.csv", "primary_key": ["id"], "outputs": outputs}]}
+
+
+def test_no_feed_unless_a_table_asks_for_one():
+    table = parse_config(_with_outputs({})).tables[0]
+    assert table.outputs.enabled == []
+    assert (
+        parse_config({"dataset": "a/b", "tables": [{"name": "t", "file": "t.csv", "primary_key": ["id"]}]})
+        .tables[0]
+        .outputs.enabled
+        == []
+    )
+
+
+def test_feeds_are_enabled_per_table():
+    outputs = (
+        parse_config(_with_outputs({"changelog": True, "scd2": {"track_history_columns": ["name"]}, "dms": True}))
+        .tables[0]
+        .outputs
+    )
+    assert outputs.enabled == ["changelog", "scd2", "dms"]
+    assert outputs.scd2 is not None and outputs.scd2.track_history_columns == ("name",)
+    assert parse_config(_with_outputs({"scd2": True})).tables[0].outputs.scd2.track_history_columns is None
+
+
+@pytest.mark.parametrize(
+    ("outputs", "where"),
+    [
+        ({"changelg": True}, "tables[0].outputs.changelg"),
+        ({"scd2": {"track": ["x"]}}, "tables[0].outputs.scd2.track"),
+        ({"scd2": {"track_history_columns": []}}, "tables[0].outputs.scd2.track_history_columns"),
+        ({"dms": "maybe"}, "tables[0].outputs.dms"),
+        ({"scd2": {"track_history_columns": ["id"]}}, "track_history_columns cannot name a primary_key column"),
+    ],
+)
+def test_a_wrong_feed_setting_is_named(outputs, where):
+    with pytest.raises(ConfigError, match=re.escape(where)):
+        parse_config(_with_outputs(outputs))

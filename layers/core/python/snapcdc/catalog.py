@@ -47,9 +47,34 @@ SNAPSHOT_PARTITION = "snapshot"
 TABLE_KINDS = ("cdc", "full_load", "snapshots")
 
 
-def glue_table_names(table: str) -> list[str]:
-    """The Glue tables of ``table``: ``<table>_cdc``, ``<table>_full_load``, ``<table>_snapshots``."""
-    return [f"{table}_{kind}" for kind in TABLE_KINDS]
+FEED_KINDS = ("changelog", "scd2", "dms")
+FEED_GLUE_COLUMNS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "changelog": (
+        ("_change_type", "string", "insert, delete, update_preimage, update_postimage"),
+        ("_commit_version", "bigint", "accepted snapshots of the table up to this one"),
+        ("_commit_timestamp", "timestamp", "UTC time of the snapshot"),
+    ),
+    "scd2": (
+        ("valid_from", "timestamp", "UTC time of the snapshot that opened the version"),
+        ("valid_to", "timestamp", "UTC time of the snapshot that closed it; null: current"),
+        ("is_current", "boolean", "valid_to is null"),
+    ),
+    "dms": (
+        ("op", "string", "I insert, U update, D delete (IncludeOpForFullLoad: I in the full load)"),
+        ("dms_timestamp", "string", "UTC time of the snapshot, yyyy-MM-dd HH:mm:ss.SSSSSS"),
+    ),
+}
+FEED_DESCRIPTIONS = {
+    "changelog": "changelog rows with update pre-images, one commit version per accepted snapshot",
+    "scd2": "SCD type 2 history: versions valid_from / valid_to (null: current)",
+    "dms": "the AWS DMS S3 target layout: LOAD00000001.parquet, then a change file per snapshot",
+}
+
+
+def glue_table_names(table: str, feeds: Sequence[str] = ()) -> list[str]:
+    """The Glue tables of ``table``: ``<table>_cdc``, ``<table>_full_load``, ``<table>_snapshots``, and
+    ``<table>_<feed>`` for each change feed it enables (``changelog``, ``scd2``, ``dms``)."""
+    return [f"{table}_{kind}" for kind in (*TABLE_KINDS, *(f for f in FEED_KINDS if f in feeds))]
 
 
 class CatalogError(PermanentError, ValueError):
@@ -100,7 +125,8 @@ def data_columns(schema: pa.Schema, primary_key: Sequence[str] = ()) -> list[Col
                 f"columns {seen[name]!r} and {arrow_field.name!r} are the same Glue column {name!r} "
                 "(Glue lower-cases names): rename one in the source"
             )
-        if name in {c for c, _, _ in CDC_COLUMNS} or name == SNAPSHOT_PARTITION:
+        reserved = {c for c, _, _ in CDC_COLUMNS} | {c for cols in FEED_GLUE_COLUMNS.values() for c, _, _ in cols}
+        if name in reserved or name == SNAPSHOT_PARTITION:
             raise CatalogError(f"column {arrow_field.name!r} is a name the Glue tables use for their own column")
         seen[name] = arrow_field.name
         columns.append(Column(name, glue_type(arrow_field.type), KEY_COMMENT if arrow_field.name in keys else None))
@@ -164,10 +190,14 @@ class GlueCatalog:
     bucket: str
     layout: Layout = field(default_factory=Layout)
 
-    def sync_table(self, table: str, schema: pa.Schema, primary_key: Sequence[str] = ()) -> CatalogSync:
-        """Create or update ``table``'s three Glue tables so that they say ``schema``; a no-op when they do."""
+    def sync_table(
+        self, table: str, schema: pa.Schema, primary_key: Sequence[str] = (), feeds: Sequence[str] = ()
+    ) -> CatalogSync:
+        """Create or update ``table``'s Glue tables (its three, and one per enabled feed) so that they
+        say ``schema``; a no-op when they do."""
         columns = data_columns(schema, primary_key)
-        changes = [self._sync(desired) for desired in self.definitions(table, columns)]
+        definitions = self.definitions(table, columns) + self.feed_definitions(table, columns, feeds)
+        changes = [self._sync(desired) for desired in definitions]
         return CatalogSync(self.database, tuple(c for c in changes if c is not None))
 
     def definitions(self, table: str, columns: Sequence[Column]) -> list[dict[str, Any]]:
@@ -202,6 +232,22 @@ class GlueCatalog:
                 },
             ),
         ]
+
+    def feed_definitions(self, table: str, columns: Sequence[Column], feeds: Sequence[str]) -> list[dict[str, Any]]:
+        """``<table>_changelog``, ``<table>_scd2``, ``<table>_dms`` over their prefixes, for the enabled feeds."""
+        prefixes = {
+            "changelog": self.layout.changelog_prefix(table),
+            "scd2": self.layout.scd2_prefix(table),
+            "dms": self.layout.dms_prefix(table),
+        }
+        definitions = []
+        for kind in (k for k in FEED_KINDS if k in feeds):
+            own = [Column(name, kind_, comment) for name, kind_, comment in FEED_GLUE_COLUMNS[kind]]
+            ordered = [*own, *columns] if kind == "dms" else [*columns, *own]  # DMS puts Op first
+            definitions.append(
+                self._definition(f"{table}_{kind}", self._location(prefixes[kind]), ordered, FEED_DESCRIPTIONS[kind])
+            )
+        return definitions
 
     def _location(self, key_prefix: str) -> str:
         return f"s3://{self.bucket}/{key_prefix}"

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
+from snapcdc import feeds
 from snapcdc.catalog import GlueCatalog
 from snapcdc.config import PipelineConfig, TableConfig
 from snapcdc.engine import DeleteGuardError, DiffOutcome, InputError, TableSpec, diff_files
@@ -31,7 +34,9 @@ from snapcdc.records import (
     CatalogChange,
     RunRecord,
     SchemaMigration,
+    accepted_records,
     base_record,
+    commit_version,
     processed_snapshots,
     read_run_record,
     write_run_record,
@@ -72,8 +77,10 @@ class TableProcessor:
             records.append(record)
         return records
 
-    def process_one(self, snap: str, base: RunRecord | None) -> RunRecord:
-        """Diff one snapshot against ``base`` and write its outputs, the run record last."""
+    def process_one(self, snap: str, base: RunRecord | None, scd2: bool = True) -> RunRecord:
+        """Diff one snapshot against ``base`` and write its outputs, the run record last.
+
+        ``scd2``: advance the SCD2 history (a replay rebuilds it once at its end instead)."""
         layout = self.store.layout
         source_key = layout.raw_key(self.name, snap, self.table.file)
         started = time.perf_counter()
@@ -108,6 +115,7 @@ class TableProcessor:
                 )
             else:
                 record = self._write_outputs(snap, base, source_key, outcome, started)
+                record = self._write_feeds(record, base, outcome, work, scd2)
                 record = self._migrated(record, outcome, base)
                 record = self._sync_catalog(record, outcome)  # after the migration: Glue says what the files say
             write_run_record(self.store, record)
@@ -137,10 +145,16 @@ class TableProcessor:
         for later in [s for s in kept if to_snap is not None and s > to_snap]:
             record = read_run_record(self.store, self.name, later)
             base = base_record(self.store, self.name, later, kept)
-            if record is not None and record.base_snapshot == (base.snapshot if base else None):
-                break  # its base is unchanged, so is everything after it
+            if (
+                record is not None
+                and record.base_snapshot == (base.snapshot if base else None)
+                and (not record.accepted or record.commit_version == commit_version(self.store, self.name, later, base))
+            ):
+                break  # its base and commit version are unchanged, so is everything after it
             records.append(self._reprocess(later, kept))
         self.settle_schema()
+        if self.table.outputs.scd2 is not None:
+            self.rebuild_scd2()
         return records
 
     def _migrated(self, record: RunRecord, outcome: DiffOutcome, base: RunRecord | None) -> RunRecord:
@@ -197,7 +211,8 @@ class TableProcessor:
                 if key:
                     self.store.delete(key)
             self.store.delete(self.store.layout.run_record_key(self.name, snap))
-        return self.process_one(snap, base_record(self.store, self.name, snap, [s for s in processed if s != snap]))
+        base = base_record(self.store, self.name, snap, [s for s in processed if s != snap])
+        return self.process_one(snap, base, scd2=False)
 
     def _write_outputs(
         self, snap: str, base: RunRecord | None, source_key: str, outcome: DiffOutcome, started: float
@@ -233,11 +248,130 @@ class TableProcessor:
             seconds=time.perf_counter() - started,
         )
 
+    # -- the change feeds (docs/design.md, "Change feeds") ----------------------------------------
+    def _write_feeds(
+        self, record: RunRecord, base: RunRecord | None, outcome: DiffOutcome, work: Path, scd2: bool
+    ) -> RunRecord:
+        """The feeds the table enables, written beside ``cdc/`` before the run record; the record
+        gets their keys and its commit version."""
+        snap, layout, enabled = record.snapshot, self.store.layout, self.table.outputs
+        version = commit_version(self.store, self.name, snap, base)
+        at = snapshot_time(snap)
+        outputs = dict(record.outputs)
+        first = outcome.full_load_path if base is None else None
+        changes = pq.read_table(outcome.changes_path) if first is None and enabled.enabled else None
+        if enabled.changelog:
+            path = work / "feed-changelog.parquet"
+            if first is not None:
+                feeds.stream_rows(first, path, lambda rows: feeds.changelog_inserts(rows, version, at))
+            else:
+                assert changes is not None
+                preimages = pq.read_table(outcome.preimages_path) if outcome.preimages_path is not None else None
+                feeds.write_feed(feeds.changelog_rows(changes, preimages, version, at), path)
+            key = layout.changelog_key(self.name, snap)
+            self.store.upload_file(path, key, PARQUET)
+            outputs["changelog"] = key
+        if enabled.dms:
+            path = work / "feed-dms.parquet"
+            if first is not None:
+                feeds.stream_rows(first, path, lambda rows: feeds.dms_rows(rows, "I", at))
+                key = layout.dms_load_key(self.name)
+            else:
+                assert changes is not None
+                feeds.write_feed(feeds.dms_changes(changes, at), path)
+                key = layout.dms_cdc_key(self.name, snap)
+            self.store.upload_file(path, key, PARQUET)
+            outputs["dms"] = key
+        if enabled.scd2 is not None and scd2:
+            self._advance_scd2(snap, base, outcome, changes, work)
+        return record.model_copy(update={"outputs": outputs, "commit_version": version})
+
+    def _scd2_marker(self) -> str | None:
+        """The snapshot the current versions file is as of (None: there is none)."""
+        schema = footer_schema(self.store, self.store.layout.scd2_current_key(self.name))
+        if schema is None:
+            return None
+        marker = (schema.metadata or {}).get(feeds.SCD2_METADATA)
+        return marker.decode() if marker else None
+
+    def _advance_scd2(self, snap: str, base: RunRecord | None, outcome: DiffOutcome, changes: Any, work: Path) -> None:
+        """Rewrites the current versions file and writes the versions this snapshot closed.
+
+        Idempotent: the current file's footer names the snapshot it is as of. Already ``snap``: an
+        interrupted attempt did it. Not the base: the history is rebuilt from the ledger first."""
+        layout, at = self.store.layout, snapshot_time(snap)
+        current_key = layout.scd2_current_key(self.name)
+        if base is None:
+            assert outcome.full_load_path is not None
+            path = feeds.scd2_first(outcome.full_load_path, work / "scd2-current.parquet", snap, at)
+            self.store.upload_file(path, current_key, PARQUET)
+            return
+        marker = self._scd2_marker()
+        if marker == snap:
+            return
+        if marker != base.snapshot:
+            rebuilt = self._rebuild_scd2_to(base.snapshot, work)
+            assert rebuilt is not None  # the base is an accepted snapshot
+            current = rebuilt
+        else:
+            current = self.store.download_file(current_key, work / "scd2-base.parquet")
+        self._scd2_step(current, changes, outcome.schema, snap, work)
+
+    def _scd2_step(self, current: Path, changes: Any, schema: Any, snap: str, work: Path) -> Path:
+        scd2 = self.table.outputs.scd2
+        assert scd2 is not None
+        target = work / f"scd2-{snap}.parquet"
+        closed = feeds.scd2_step(
+            current,
+            changes,
+            schema,
+            self.table.primary_key,
+            scd2.track_history_columns,
+            snap,
+            snapshot_time(snap),
+            target,
+        )
+        if closed.num_rows:  # the closed versions first: the current file says this snapshot is done
+            path = feeds.write_feed(closed, work / "scd2-closed.parquet")
+            self.store.upload_file(path, self.store.layout.scd2_closed_key(self.name, snap), PARQUET)
+        self.store.upload_file(target, self.store.layout.scd2_current_key(self.name), PARQUET)
+        current.unlink(missing_ok=True)
+        return target
+
+    def _rebuild_scd2_to(self, upto: str | None, work: Path) -> Path | None:
+        """The SCD2 history rebuilt from ``full-load/`` and the change files of the accepted snapshots
+        up to ``upto``; returns the local current versions file (None: no accepted snapshot)."""
+        records = accepted_records(self.store, self.name, upto)
+        if not records:
+            return None
+        first, *later = records
+        full_load = self.store.download_file(self.store.layout.full_load_key(self.name), work / "scd2-full.parquet")
+        current = feeds.scd2_first(
+            full_load, work / "scd2-first.parquet", first.snapshot, snapshot_time(first.snapshot)
+        )
+        self.store.upload_file(current, self.store.layout.scd2_current_key(self.name), PARQUET)
+        for record in later:
+            local = self.store.download_file(str(record.outputs["cdc"]), work / "scd2-changes.parquet")
+            changes = pq.read_table(local)
+            current = self._scd2_step(current, changes, changes.schema, record.snapshot, work)
+        return current
+
+    def rebuild_scd2(self) -> None:
+        """The table's SCD2 history rebuilt from its ledger (the end of a replay): its files deleted,
+        then written again as the runs wrote them."""
+        for key in self.store.list_keys(self.store.layout.scd2_prefix(self.name)):
+            self.store.delete(key)
+        work = Path(tempfile.mkdtemp(prefix=f"{self.name}-scd2-", dir=self._work_root()))
+        try:
+            self._rebuild_scd2_to(None, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
     def _sync_catalog(self, record: RunRecord, outcome: DiffOutcome) -> RunRecord:
         """The catalog follows the data: the table's Glue tables say the schema just written."""
         if self.catalog is None:
             return record
-        sync = self.catalog.sync_table(self.name, outcome.schema, self.table.primary_key)
+        sync = self.catalog.sync_table(self.name, outcome.schema, self.table.primary_key, self.table.outputs.enabled)
         changes = [CatalogChange.model_validate(change.as_dict()) for change in sync.changes]
         if changes:
             logger.info("glue tables changed", extra={"catalog_changes": [c.model_dump() for c in changes]})

@@ -26,6 +26,36 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Scd2Config(_Strict):
+    """SCD type 2 history of the table (``scd2/<table>/``)."""
+
+    # None: every column is tracked (any change opens a new version). A list: only changes to these
+    # columns open a new version; a change elsewhere updates the current version in place.
+    track_history_columns: tuple[str, ...] | None = Field(default=None, min_length=1)
+
+
+class OutputsConfig(_Strict):
+    """Change feeds beyond ``cdc/`` (docs/design.md, "Change feeds"); none by default."""
+
+    changelog: bool = False  # changelog/<table>/: Spark changelog rows with update pre-images
+    scd2: Scd2Config | None = None  # scd2/<table>/: versions with valid_from / valid_to / is_current
+    dms: bool = False  # dms/<table>/: the AWS DMS S3 target layout (Op first, LOAD00000001.parquet)
+
+    @field_validator("scd2", mode="before")
+    @classmethod
+    def _scd2_flag(cls, value: object) -> object:
+        """``"scd2": true`` is every column tracked; ``false`` is off."""
+        if value is True:
+            return {}
+        if value is False:
+            return None
+        return value
+
+    @property
+    def enabled(self) -> list[str]:
+        return [name for name, on in (("changelog", self.changelog), ("scd2", self.scd2), ("dms", self.dms)) if on]
+
+
 class TableConfig(_Strict):
     name: str = Field(pattern=TABLE_NAME_PATTERN)
     file: str = Field(min_length=1, description="CSV file name inside the Kaggle dataset")
@@ -35,6 +65,7 @@ class TableConfig(_Strict):
     column_types: dict[str, ColumnType] = Field(default_factory=dict)
     max_delete_ratio: float = Field(default=0.5, ge=0.0, le=1.0)
     allow_mass_delete: bool = False
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig)
 
     @field_validator("delimiter")
     @classmethod
@@ -56,6 +87,12 @@ class TableConfig(_Strict):
             raise ValueError("primary_key lists a column twice")
         if self.date_field is not None and self.date_field in self.primary_key:
             raise ValueError("date_field cannot be part of the primary_key")
+        tracked = self.outputs.scd2.track_history_columns if self.outputs.scd2 is not None else None
+        if tracked is not None:
+            if len(set(tracked)) != len(tracked):
+                raise ValueError("outputs.scd2.track_history_columns lists a column twice")
+            if set(tracked) & set(self.primary_key):
+                raise ValueError("outputs.scd2.track_history_columns cannot name a primary_key column")
         return self
 
 

@@ -104,6 +104,38 @@ class Layout:
     def quarantine_key(self, table: str, snap: str) -> str:
         return self.key(f"quarantine/{table}/snapshot={snap}/{table}.parquet")
 
+    # the change feeds (docs/design.md, "Change feeds"), when the table enables them
+    def changelog_prefix(self, table: str) -> str:
+        return self.key(f"changelog/{table}/")
+
+    def changelog_key(self, table: str, snap: str) -> str:
+        stamp = snapshot_time(snap).strftime("%Y%m%d_%H%M%S")
+        return self.key(f"changelog/{table}/{table}_{stamp}.parquet")
+
+    def scd2_prefix(self, table: str) -> str:
+        return self.key(f"scd2/{table}/")
+
+    def scd2_current_key(self, table: str) -> str:
+        """The table's current versions (``valid_to`` null), rewritten by each accepted snapshot."""
+        return self.key(f"scd2/{table}/{table}_current.parquet")
+
+    def scd2_closed_key(self, table: str, snap: str) -> str:
+        """The versions that ``snap`` closed (``valid_to`` = SNAP), written once."""
+        stamp = snapshot_time(snap).strftime("%Y%m%d_%H%M%S")
+        return self.key(f"scd2/{table}/{table}_closed_{stamp}.parquet")
+
+    def dms_prefix(self, table: str) -> str:
+        return self.key(f"dms/{table}/")
+
+    def dms_load_key(self, table: str) -> str:
+        """The full load, as DMS names its first full-load file."""
+        return self.key(f"dms/{table}/LOAD00000001.parquet")
+
+    def dms_cdc_key(self, table: str, snap: str) -> str:
+        """A change file, named by time as DMS names them: ``yyyyMMdd-HHmmssSSS.parquet``."""
+        moment = snapshot_time(snap)
+        return self.key(f"dms/{table}/{moment.strftime('%Y%m%d-%H%M%S')}{moment.microsecond // 1000:03d}.parquet")
+
     def runs_prefix(self, table: str) -> str:
         return self.key(f"_runs/{table}/")
 

@@ -43,14 +43,24 @@ from snapcdc.engine.schema import ARROW_TYPES, conform_columns, type_name
 from snapcdc.engine.sinks import SNAPSHOT_CODEC, SNAPSHOT_ROW_GROUP
 from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP, HASH_COLUMNS
 from snapcdc.errors import PermanentError
+from snapcdc.feeds import FEED_COLUMNS
 from snapcdc.layout import snap_from_partition, snapshot_time
 from snapcdc.store import S3Store
 
 MIGRATED_METADATA = b"snapcdc.migrated"  # the snapshot whose migration last rewrote the file
 PIPELINE_COLUMNS = (CDC_OPERATION, CDC_TIMESTAMP, *HASH_COLUMNS)
+# The columns a kind of file adds to the table's (the change feeds': docs/design.md, "Change feeds").
+KIND_COLUMNS: dict[str, tuple[str, ...]] = {
+    "snapshot": HASH_COLUMNS,
+    "full_load": (),
+    "cdc": (CDC_OPERATION, CDC_TIMESTAMP),
+    **{kind: tuple(f.name for f in fields) for kind, fields in FEED_COLUMNS.items()},
+    "dms_load": tuple(f.name for f in FEED_COLUMNS["dms"]),
+}
 FOOTER_PROBE = 64 * 1024  # one ranged GET of a file's tail holds its footer (a few KiB per row group)
 PARQUET = "application/vnd.apache.parquet"
 _CDC_STAMP = re.compile(r"_(\d{8}_\d{6})\.parquet$")
+_DMS_STAMP = re.compile(r"/(\d{8}-\d{6})\d{3}\.parquet$")
 _TYPE_NAMES = {str(arrow): name for name, arrow in ARROW_TYPES.items()}  # "double" -> "float64"
 
 
@@ -61,18 +71,20 @@ class MigrationError(PermanentError):
 @dataclass(frozen=True)
 class TableFile:
     key: str
-    kind: str  # full_load, cdc, snapshot
+    kind: str  # full_load, cdc, snapshot, changelog, scd2, dms, dms_load
     snapshot: str | None  # the snapshot it belongs to (None: the full load, the first one)
 
 
-def data_schema(schema: pa.Schema) -> pa.Schema:
-    """The table's columns of a file's schema: without the pipeline's own columns and metadata."""
-    return pa.schema([f for f in schema if f.name not in PIPELINE_COLUMNS])
+def data_schema(schema: pa.Schema, kind: str | None = None) -> pa.Schema:
+    """The table's columns of a file's schema: without the pipeline's own columns and metadata
+    (those of ``kind``; None: those of the engine's files)."""
+    own = PIPELINE_COLUMNS if kind is None else KIND_COLUMNS[kind]
+    return pa.schema([f for f in schema if f.name not in own])
 
 
-def same_columns(file_schema: pa.Schema, target: pa.Schema) -> bool:
+def same_columns(file_schema: pa.Schema, target: pa.Schema, kind: str | None = None) -> bool:
     """Whether a file's data columns are exactly ``target``'s: names, order and types."""
-    data = data_schema(file_schema)
+    data = data_schema(file_schema, kind)
     return data.names == target.names and all(a.type == b.type for a, b in zip(data, target, strict=True))
 
 
@@ -128,6 +140,19 @@ def table_files(store: S3Store, table: str, upto: str | None = None) -> Iterator
         stamp = _CDC_STAMP.search(key)
         if stamp and (limit is None or stamp.group(1) <= limit):
             yield TableFile(key, "cdc", None)
+    # The change feeds: files of a snapshot by their time; the SCD2 current file and the DMS full load always.
+    for kind, prefix in (("changelog", layout.changelog_prefix(table)), ("scd2", layout.scd2_prefix(table))):
+        for key in store.list_keys(prefix):
+            stamp = _CDC_STAMP.search(key)
+            if key == layout.scd2_current_key(table) or (stamp and (limit is None or stamp.group(1) <= limit)):
+                yield TableFile(key, kind, None)
+    dms_limit = snapshot_time(upto).strftime("%Y%m%d-%H%M%S") if upto else None
+    for key in store.list_keys(layout.dms_prefix(table)):
+        stamp = _DMS_STAMP.search(key)
+        if key == layout.dms_load_key(table):
+            yield TableFile(key, "dms_load", None)
+        elif stamp and (dms_limit is None or stamp.group(1) <= dms_limit):
+            yield TableFile(key, "dms", None)
 
 
 class _Tail(io.RawIOBase):
@@ -187,12 +212,19 @@ class _Plan:
     schema: pa.Schema  # the file's schema now
 
 
-def _file_target(current: pa.Schema, target: pa.Schema, marker: str) -> pa.Schema:
-    """``target``'s columns, then the file's own pipeline columns; its metadata kept, the mark added."""
-    extra = [f for f in current if f.name in PIPELINE_COLUMNS]
+def _file_target(current: pa.Schema, target: pa.Schema, marker: str, kind: str) -> pa.Schema:
+    """``target``'s columns, with the file's own pipeline columns where they were (those before its
+    first data column, such as a DMS file's ``Op``, stay first); its metadata kept, the mark added."""
+    own = KIND_COLUMNS[kind]
+    leading = []
+    for f in current:
+        if f.name not in own:
+            break
+        leading.append(f)
+    extra = [f for f in current if f.name in own and f not in leading]
     metadata = {**(current.metadata or {}), MIGRATED_METADATA: marker.encode()}
     metadata.pop(b"ARROW:schema", None)
-    return pa.schema([*target, *extra], metadata=metadata)
+    return pa.schema([*leading, *target, *extra], metadata=metadata)
 
 
 def _shaped(rows: pa.Table, schema: pa.Schema, key: str) -> pa.Table:
@@ -207,7 +239,7 @@ def _writer_settings(kind: str, schema: pa.Schema, primary_key: Sequence[str], d
     if kind == "snapshot":
         date = [date_field] if date_field is not None and date_field in schema.names else []
         return {"codec": SNAPSHOT_CODEC, "indexed": [*primary_key, *date], "group_rows": SNAPSHOT_ROW_GROUP * 2}
-    if kind == "full_load":
+    if kind in ("full_load", "changelog", "scd2", "dms", "dms_load"):
         return {"codec": "snappy", "indexed": None, "group_rows": SNAPSHOT_ROW_GROUP * 2}
     return {"codec": "snappy", "indexed": None, "group_rows": None}  # a change set: write_parquet's
 
@@ -269,18 +301,20 @@ def migrate_table(
         current = footer_schema(store, file.key)
         if current is None:
             continue
-        if same_columns(current, target):
+        if same_columns(current, target, file.kind):
             if (current.metadata or {}).get(MIGRATED_METADATA) == snap.encode():
                 done.append(file.key)  # rewritten by an interrupted attempt of this migration
             continue
-        stray = [n for n in data_schema(current).names if n not in target.names]
+        stray = [n for n in data_schema(current, file.kind).names if n not in target.names]
         if stray:
             raise MigrationError(f"{file.key}: column(s) {', '.join(stray)} are not in the table's schema")
         plans.append(_Plan(file, current))
     work = Path(tempfile.mkdtemp(prefix=f"{table}-migrate-", dir=work_dir))
     try:
         for plan in plans:
-            _rewrite(store, plan, _file_target(plan.schema, target, snap), primary_key, date_field, work)
+            _rewrite(
+                store, plan, _file_target(plan.schema, target, snap, plan.file.kind), primary_key, date_field, work
+            )
             done.append(plan.file.key)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -293,9 +327,9 @@ def mismatched_files(store: S3Store, table: str, target: pa.Schema) -> list[tupl
     found = []
     for file in table_files(store, table):
         current = footer_schema(store, file.key)
-        if current is None or same_columns(current, target):
+        if current is None or same_columns(current, target, file.kind):
             continue
-        data = data_schema(current)
+        data = data_schema(current, file.kind)
         differs = [
             f"{f.name} is {data.field(f.name).type}, the table's is {f.type}"
             for f in target

@@ -74,6 +74,10 @@ class RunRecord(_Record):
     refused_reason: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    # Accepted snapshots of the table up to and including this one (1 for the first): the changelog's
+    # _commit_version. From the ledger, so a replay gives the same number. None: refused, or a record
+    # written before it existed (left out of the document then).
+    commit_version: int | None = Field(default=None, exclude_if=lambda value: value is None)
 
     @property
     def accepted(self) -> bool:
@@ -151,6 +155,31 @@ def base_record(store: S3Store, table: str, snap: str, processed: list[str]) -> 
         if record is not None and record.accepted:
             return record
     return None
+
+
+def commit_version(store: S3Store, table: str, snap: str, base: RunRecord | None) -> int:
+    """The commit version of an accepted ``snap`` whose base is ``base``: one more than the base's.
+
+    A base recorded before commit versions existed: the accepted snapshots up to ``snap`` are counted
+    (a GET per run record, once: the next run reads this record's number)."""
+    if base is None:
+        return 1
+    if base.commit_version is not None:
+        return base.commit_version + 1
+    earlier = [s for s in processed_snapshots(store, table) if s < snap]
+    return 1 + sum(1 for s in earlier if (r := read_run_record(store, table, s)) is not None and r.accepted)
+
+
+def accepted_records(store: S3Store, table: str, upto: str | None = None) -> list[RunRecord]:
+    """The accepted run records of ``table`` (of snapshots up to ``upto``), oldest first."""
+    found = []
+    for snap in processed_snapshots(store, table):
+        if upto is not None and snap > upto:
+            break
+        record = read_run_record(store, table, snap)
+        if record is not None and record.accepted:
+            found.append(record)
+    return found
 
 
 # -- manifests -----------------------------------------------------------------------------------

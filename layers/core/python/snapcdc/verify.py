@@ -12,6 +12,7 @@ must give the new one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,10 +20,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from snapcdc import feeds
 from snapcdc.config import TableConfig
 from snapcdc.errors import SnapcdcError
+from snapcdc.layout import snapshot_time
 from snapcdc.migrate import footer_schema, mismatched_files
-from snapcdc.records import processed_snapshots, read_run_record
+from snapcdc.records import RunRecord, processed_snapshots, read_run_record
 from snapcdc.store import S3Store
 
 
@@ -94,6 +97,12 @@ def verify_table(store: S3Store, table: TableConfig) -> VerifyResult:
     if difference is not None:
         return fail(f"replay of the change stream differs from snapshot {newest.snapshot}: {difference}", **counts)
     message = f"change stream reproduces snapshot {newest.snapshot}"
+    for name, check in (("changelog", _verify_changelog), ("scd2", _verify_scd2), ("dms", _verify_dms)):
+        if name in table.outputs.enabled:
+            problem = check(store, table, records, expected)
+            if problem is not None:
+                return fail(f"{name}: {problem}", **counts)
+            message += f"; {name} OK"
     return VerifyResult(table.name, True, message, snapshots=len(records), **counts)
 
 
@@ -107,6 +116,121 @@ def _verified(store: S3Store, table: TableConfig) -> VerifyResult:
         return verify_table(store, table)
     except (SnapcdcError, FileNotFoundError, pa.ArrowException) as error:
         return VerifyResult(table.name, False, f"cannot be verified: {type(error).__name__}: {error}")
+
+
+# -- the change feeds (docs/design.md, "Change feeds") --------------------------------------------
+def _files_match(store: S3Store, prefix: str, expected: list[str | None]) -> str | None:
+    actual = set(store.list_keys(prefix))
+    wanted = set(expected)
+    if None in wanted or wanted != actual:
+        return (
+            f"files do not match run records: missing {sorted(k for k in wanted - actual if k)}, "
+            f"unexpected {sorted(actual - {k for k in wanted if k})}"
+        )
+    return None
+
+
+def _without_keys(state: pa.Table, rows: pa.Table, keys: list[str]) -> pa.Table:
+    return state.join(rows.select(keys), keys=keys, join_type="left anti") if rows.num_rows else state
+
+
+def _verify_changelog(store: S3Store, table: TableConfig, records: list[RunRecord], expected: pa.Table) -> str | None:
+    """One file per accepted snapshot, commit versions 1..n, each pre-image equal to the row it
+    replaces; applying every file in order gives the newest snapshot."""
+    layout, keys = store.layout, list(table.primary_key)
+    problem = _files_match(store, layout.changelog_prefix(table.name), [r.outputs.get("changelog") for r in records])
+    if problem:
+        return problem
+    state = expected.schema.empty_table()
+    for number, record in enumerate(records, start=1):
+        rows = _read_parquet(store, str(record.outputs["changelog"]))
+        versions = set(rows[feeds.COMMIT_VERSION].to_pylist())
+        if record.commit_version != number or versions - {number}:
+            found = f"{sorted(versions)} (run record: {record.commit_version})"
+            return f"{record.snapshot}: commit version {found}, expected {number}"
+        stamps = set(rows[feeds.COMMIT_TIMESTAMP].to_pylist())
+        if stamps - {snapshot_time(record.snapshot)}:
+            return f"{record.snapshot}: _commit_timestamp {sorted(stamps)} is not the snapshot's time"
+        kind = rows[feeds.CHANGE_TYPE]
+
+        def of(*kinds: str, rows: pa.Table = rows, kind: pa.ChunkedArray = kind) -> pa.Table:
+            return conform(data_columns(rows.filter(pc.is_in(kind, pa.array(list(kinds))))), expected.schema)
+
+        pre = of(feeds.PREIMAGE)
+        replaced = state.join(pre.select(keys), keys=keys, join_type="inner") if pre.num_rows else pre
+        difference = table_differences(conform(replaced, expected.schema), pre, keys)
+        if difference is not None:
+            return f"{record.snapshot}: pre-images are not the rows they replace: {difference}"
+        if of(feeds.POSTIMAGE).num_rows != pre.num_rows:
+            return f"{record.snapshot}: {pre.num_rows} pre-images but {of(feeds.POSTIMAGE).num_rows} post-images"
+        state = _without_keys(state, of(feeds.DELETE, feeds.PREIMAGE), keys)
+        state = pa.concat_tables([conform(state, expected.schema), of(feeds.INSERT, feeds.POSTIMAGE)])
+    return table_differences(state, expected, keys)
+
+
+_DMS_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}$")
+
+
+def _verify_dms(store: S3Store, table: TableConfig, records: list[RunRecord], expected: pa.Table) -> str | None:
+    """``LOAD00000001.parquet`` then one change file per later snapshot; ``Op`` first, the timestamp
+    column as DMS writes it; applied in name order they give the newest snapshot."""
+    layout, keys = store.layout, list(table.primary_key)
+    problem = _files_match(store, layout.dms_prefix(table.name), [r.outputs.get("dms") for r in records])
+    if problem:
+        return problem
+    state = expected.schema.empty_table()
+    for record in records:
+        rows = _read_parquet(store, str(record.outputs["dms"]))
+        if rows.column_names[:2] != [feeds.DMS_OP, feeds.DMS_TIMESTAMP]:
+            return f"{record.outputs['dms']}: first columns {rows.column_names[:2]}, expected Op, {feeds.DMS_TIMESTAMP}"
+        stamps = set(rows[feeds.DMS_TIMESTAMP].to_pylist())
+        if stamps - {feeds.dms_timestamp(snapshot_time(record.snapshot))} or not all(
+            _DMS_TIMESTAMP.match(s) for s in stamps
+        ):
+            return f"{record.outputs['dms']}: {feeds.DMS_TIMESTAMP} {sorted(stamps)[:3]} is not the snapshot's time"
+        changes = rows.drop_columns([feeds.DMS_TIMESTAMP]).rename_columns(
+            ["_cdc_operation" if n == feeds.DMS_OP else n for n in rows.column_names if n != feeds.DMS_TIMESTAMP]
+        )
+        state = apply_changes(state, changes, keys)
+    return table_differences(state, expected, keys)
+
+
+def scd2_history(store: S3Store, table: str) -> pa.Table:
+    """Every version in ``scd2/<table>/`` (current and closed files)."""
+    parts = [_read_parquet(store, key) for key in store.list_keys(store.layout.scd2_prefix(table))]
+    if not parts:
+        raise FileNotFoundError(f"s3://{store.bucket}/{store.layout.scd2_prefix(table)} is empty")
+    return pa.concat_tables([p.replace_schema_metadata(None) for p in parts], promote_options="permissive")
+
+
+def _verify_scd2(store: S3Store, table: TableConfig, records: list[RunRecord], expected: pa.Table) -> str | None:
+    """The current versions equal the newest snapshot; the versions valid at each accepted snapshot's
+    time equal that snapshot (on the key and the tracked columns, when only some are tracked)."""
+    keys = list(table.primary_key)
+    history = scd2_history(store, table.name)
+    current = history.filter(pc.is_null(history[feeds.VALID_TO]))
+    if (
+        not pc.all(current[feeds.IS_CURRENT]).as_py()
+        or pc.any(history.filter(pc.is_valid(history[feeds.VALID_TO]))[feeds.IS_CURRENT]).as_py()
+    ):
+        return "is_current is not (valid_to is null)"
+    closed = history.filter(pc.is_valid(history[feeds.VALID_TO]))
+    if closed.num_rows and not pc.all(pc.less(closed[feeds.VALID_FROM], closed[feeds.VALID_TO])).as_py():
+        return "a version closes before it opens"
+    difference = table_differences(conform(data_columns(current), expected.schema), expected, keys)
+    if difference is not None:
+        return f"current versions differ from the newest snapshot: {difference}"
+    scd2 = table.outputs.scd2
+    tracked = list(scd2.track_history_columns) if scd2 is not None and scd2.track_history_columns else None
+    for record in records:
+        snapshot = conform(data_columns(_read_parquet(store, str(record.outputs["snapshot"]))), expected.schema)
+        valid = conform(data_columns(feeds.as_of(history, snapshot_time(record.snapshot))), expected.schema)
+        if tracked is not None:
+            snapshot, valid = snapshot.select([*keys, *tracked]), valid.select([*keys, *tracked])
+        difference = table_differences(valid, snapshot, keys)
+        if difference is not None:
+            return f"the versions valid at {record.snapshot} differ from that snapshot: {difference}"
+    return None
 
 
 # -- applying change sets back (pure) -------------------------------------------------------------

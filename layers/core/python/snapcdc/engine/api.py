@@ -46,7 +46,13 @@ def _diff_in_memory(
 ) -> DiffResult:
     diffed = run_diff(old, new, spec, observed_at, MemorySnapshot, old_name, keep_first_inserts=True)
     return DiffResult(
-        diffed.changes, diffed.sink.table, diffed.quarantine, diffed.stats, new.schema, new.schema_changes
+        diffed.changes,
+        diffed.sink.table,
+        diffed.quarantine,
+        diffed.stats,
+        new.schema,
+        new.schema_changes,
+        diffed.preimages,
     )
 
 
@@ -163,8 +169,9 @@ def diff_files(
     """Diff two local files (CSV or Parquet) and write the outputs into ``out_dir``.
 
     Outputs: ``changes.parquet``, ``snapshot.parquet``, ``full_load.parquet`` (first snapshot only),
-    ``quarantine.parquet`` (when rows were rejected). On InputError or DeleteGuardError nothing is
-    written.
+    ``quarantine.parquet`` (when rows were rejected), ``preimages.parquet`` (``spec.with_preimages``
+    and an old side: the old rows of the updated keys, in the order of the change set's U rows).
+    On InputError or DeleteGuardError nothing is written.
     """
     started = time.perf_counter()
     new_label = new_name or str(new)
@@ -207,6 +214,11 @@ def _diff_into(
                 if diffed.quarantine is not None
                 else None
             )
+            preimages_path = (
+                _write(diffed.preimages, out_dir / "preimages.parquet", written)
+                if diffed.preimages is not None
+                else None
+            )
         finally:
             diffed.sink.close()
     except BaseException:
@@ -222,4 +234,5 @@ def _diff_into(
         schema=diffed.schema,
         schema_changes=diffed.schema_changes,
         seconds=time.perf_counter() - started,
+        preimages_path=preimages_path,
     )

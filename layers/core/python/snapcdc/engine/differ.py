@@ -63,6 +63,7 @@ class Diffed(Generic[S]):
     stats: DiffStats
     schema: pa.Schema  # the new side's data schema
     schema_changes: list[dict[str, str]]
+    preimages: pa.Table | None = None  # the old rows of updated keys, in U-row order (with_preimages)
 
 
 def utc(moment: datetime) -> datetime:
@@ -103,6 +104,7 @@ class _Finished:
     changes: pa.Table
     quarantine: pa.Table | None
     stats: DiffStats
+    preimages: pa.Table | None = None
 
 
 @dataclass
@@ -196,6 +198,8 @@ class Differ(Generic[S]):
         self.disputed: list[_Disputed] = []
         self.inserts = _Picked()
         self.updates = _Picked()
+        self.preimages = spec.with_preimages and old is not None
+        self.updated_old: list[np.ndarray] = []  # with_preimages: per update, the old position of its key
 
     def __enter__(self) -> Differ[S]:
         return self
@@ -287,6 +291,8 @@ class Differ(Generic[S]):
             self.first_inserts += len(inserted)
         updates = hashed.updates
         self.updates.add(batch, updates.rows, offset, updates.without_bump, updates.date_only)
+        if self.preimages and len(updates.rows):
+            self.updated_old.append(old_pos[updates.rows])
 
         self.old_of_new.append(old_pos)
         self.accepted.append(accepted)
@@ -354,10 +360,17 @@ class Differ(Generic[S]):
         if rows_old > 0 and not self.spec.allow_mass_delete and len(deleted) / rows_old > self.spec.max_delete_ratio:
             raise DeleteGuardError(len(deleted), rows_old, self.spec.max_delete_ratio)
 
-        fetched = np.sort(np.concatenate([deleted, carried]))
+        before = np.zeros(0, dtype=np.int64)  # the old positions of the updated keys, in U-row order
+        if self.preimages and self.updated_old:
+            kept = ~np.isin(np.concatenate(self.updates.rows), newly)
+            before = np.concatenate(self.updated_old)[kept]
+        # The pre-images are read with the deleted rows: the same row groups, one pass.
+        fetched = np.unique(np.concatenate([deleted, carried, before]))
         old_rows = self.old.rows(fetched) if self.old is not None else self.schema.empty_table()
         deleted_rows = old_rows.take(np.searchsorted(fetched, deleted))
         carried_rows = old_rows.take(np.searchsorted(fetched, carried))
+        preimages = old_rows.take(np.searchsorted(fetched, before)) if self.preimages else None
+        del old_rows
         if self.old is not None and len(carried):
             old = self.old
             extra = table_with_hashes(
@@ -397,7 +410,7 @@ class Differ(Generic[S]):
             rows_snapshot=int(accepted.sum()) + len(carried),
             carried_forward=len(carried),
         )
-        return _Finished(changes, quarantine, stats)
+        return _Finished(changes, quarantine, stats, preimages)
 
 
 def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -426,4 +439,12 @@ def run_diff(
     except BaseException:
         differ.sink.abort()
         raise
-    return Diffed(differ.sink, finished.changes, finished.quarantine, finished.stats, new.schema, new.schema_changes)
+    return Diffed(
+        differ.sink,
+        finished.changes,
+        finished.quarantine,
+        finished.stats,
+        new.schema,
+        new.schema_changes,
+        finished.preimages,
+    )

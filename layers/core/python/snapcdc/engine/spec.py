@@ -64,6 +64,9 @@ class TableSpec:
     delimiter: str | None = None  # None: detect ',' or ';' from the header line
     max_delete_ratio: float = 0.5
     allow_mass_delete: bool = False
+    # Also return the old rows of updated keys (the pre-images a changelog needs), read as deleted
+    # rows are: only the old snapshot's row groups that hold them. Off: the default path's cost.
+    with_preimages: bool = False
 
     def __post_init__(self) -> None:
         if not self.primary_key:
@@ -81,6 +84,7 @@ class TableSpec:
             delimiter=table.delimiter,
             max_delete_ratio=table.max_delete_ratio,
             allow_mass_delete=table.allow_mass_delete,
+            with_preimages=table.outputs.changelog,
         )
 
 
@@ -111,6 +115,9 @@ class DiffResult:
     stats: DiffStats
     schema: pa.Schema  # data schema, no hash/cdc columns
     schema_changes: list[dict[str, str]]
+    # with_preimages: the old rows of the updated keys, in the order of the change set's U rows
+    # (data columns, the new schema); None without it or without an old side.
+    preimages: pa.Table | None = None
 
     @property
     def snapshot_data(self) -> pa.Table:
@@ -127,3 +134,4 @@ class DiffOutcome:
     schema: pa.Schema
     schema_changes: list[dict[str, str]]
     seconds: float
+    preimages_path: Path | None = None  # with_preimages: DiffResult.preimages as a Parquet file
