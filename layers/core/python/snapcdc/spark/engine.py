@@ -285,6 +285,8 @@ def _fast_side(
 def _probed(spark: Any, layout: reader.Layout) -> tuple[reader.Layout | None, list[reader.Probe]]:
     """Pieces every one of which parses as text and ends on a record boundary, joining a piece with the
     next as the engine does (None: the file cannot be read in pieces)."""
+    if layout.parquet:  # row groups: their row counts are in the footer
+        return layout, [reader.probe(layout, piece, None, False) for piece in layout.pieces]
     for _ in range(_JOIN_ROUNDS + 1):
         current, count = layout, len(layout.pieces)
 
