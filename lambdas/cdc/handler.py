@@ -21,6 +21,7 @@ from snapcdc.cdc import BatchReport, process_raw_keys
 from snapcdc.config import PipelineConfig, load_config
 from snapcdc.layout import Layout
 from snapcdc.observability import logger, metrics, publish_table_metrics, tracer
+from snapcdc.routing import SparkRoute
 from snapcdc.settings import CdcSettings, load_settings
 from snapcdc.store import S3Store
 
@@ -30,7 +31,7 @@ class CdcBatchError(RuntimeError):
 
 
 @cache
-def _dependencies() -> tuple[S3Store, PipelineConfig, GlueCatalog | None]:
+def _dependencies() -> tuple[S3Store, PipelineConfig, GlueCatalog | None, SparkRoute | None]:
     settings = load_settings(CdcSettings)
     session = boto3.Session()
     layout = Layout(settings.data_prefix)
@@ -38,7 +39,12 @@ def _dependencies() -> tuple[S3Store, PipelineConfig, GlueCatalog | None]:
     catalog = None
     if settings.glue_database:
         catalog = GlueCatalog(session.client("glue"), settings.glue_database, settings.bucket_name, layout)
-    return store, load_config(settings.pipeline_config), catalog
+    route = None
+    if settings.spark_job_name:
+        route = SparkRoute(
+            session.client("glue"), settings.spark_job_name, settings.spark_threshold_bytes, settings.glue_database
+        )
+    return store, load_config(settings.pipeline_config), catalog, route
 
 
 def _report_metrics(report: BatchReport) -> None:
@@ -59,10 +65,10 @@ def _report_metrics(report: BatchReport) -> None:
 @metrics.log_metrics
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
-    store, config, catalog = _dependencies()
+    store, config, catalog, route = _dependencies()
     keys = [unquote_plus(record.s3.get_object.key) for record in event.records]
     logger.info("cdc event", extra={"keys": keys})
-    report = process_raw_keys(store, config, keys, catalog=catalog)
+    report = process_raw_keys(store, config, keys, catalog=catalog, route=route)
     _report_metrics(report)
     logger.info("cdc done", extra=report.summary())
     if report.failures:

@@ -98,8 +98,8 @@ def _same(engine: Any, spark: Any) -> None:
             assert found.equals(expected), name
 
 
-@pytest.mark.parametrize("segment_bytes", [64, csv_input.SEGMENT_BYTES])
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.parametrize("segment_bytes", [700, csv_input.SEGMENT_BYTES])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=tables(), configured=st.booleans(), guard=st.sampled_from([0.3, 0.9]))
 def test_both_engines_write_the_same_files(
     spark: Any,
