@@ -54,8 +54,17 @@ class SparkCdcJob(Construct):
             assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
             description="snapcdc Spark CDC job: the CDC function's data access, for one table snapshot",
         )
-        script.grant_read(self.role)
-        package.grant_read(self.role)
+        # Its own code: exactly the two asset objects (no wildcard).
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadJobCode",
+                actions=["s3:GetObject"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:s3:::{asset.s3_bucket_name}/{asset.s3_object_key}"
+                    for asset in (script, package)
+                ],
+            )
+        )
         storage.grant_objects(self.role, ["s3:GetObject"], CDC_READS)
         storage.grant_objects(self.role, ["s3:PutObject", "s3:AbortMultipartUpload"], CDC_WRITES)
         storage.grant_list(self.role, CDC_LISTS)
@@ -74,7 +83,14 @@ class SparkCdcJob(Construct):
             iam.PolicyStatement(
                 sid="AllowGlueJobLogsEncryption",
                 principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
-                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                actions=[
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncryptFrom",
+                    "kms:ReEncryptTo",
+                    "kms:GenerateDataKey",
+                    "kms:DescribeKey",
+                ],
                 resources=["*"],
                 conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}},
             )

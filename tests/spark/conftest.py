@@ -6,6 +6,7 @@ A machine without Java fails here with a clear message (never a skip): ``make te
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime
@@ -22,6 +23,11 @@ from snapcdc.engine import DiffOutcome, DiffResult, TableSpec
 def spark() -> Iterator[Any]:
     from snapcdc.spark.session import local_session
 
+    # The Python workers keep the environment the session starts with: throwaway AWS credentials for
+    # the tests that read moto's S3 from Spark tasks (no real account is reachable either way).
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        os.environ.setdefault(name, value)
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     session = local_session(cores=2, app="snapcdc-tests")
     session.sparkContext.setLogLevel("ERROR")
     yield session
