@@ -38,6 +38,17 @@ _SECOND, _THIRD = 1 << 61, 1 << 62
 BATCH_ROWS = 128 * 1024
 
 
+BLOB_BYTES = 8 << 20  # rows per blob kept to about this size: Spark moves each blob as one value
+
+
+def chunks(table: pa.Table) -> Iterator[pa.Table]:
+    """``table`` in slices of about BLOB_BYTES (at least one, possibly empty)."""
+    rows = max(1, int(BLOB_BYTES * table.num_rows / max(table.nbytes, 1)))
+    yield table.slice(0, rows)
+    for start in range(rows, table.num_rows, rows):
+        yield table.slice(start, rows)
+
+
 def to_ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
@@ -52,7 +63,8 @@ def from_ipc(data: bytes) -> pa.Table:
 def _by_bucket(table: pa.Table, key_hash: np.ndarray, buckets: int) -> Iterator[tuple[int, bytes]]:
     bucket = (key_hash % np.uint64(buckets)).astype(np.int64)
     for value in np.unique(bucket):
-        yield int(value), to_ipc(table.filter(pa.array(bucket == value)))
+        for part in chunks(table.filter(pa.array(bucket == value))):
+            yield int(value), to_ipc(part)
 
 
 def new_blobs(
@@ -159,7 +171,8 @@ def diff_partition(side: Iterable[int], payload: Iterable[bytes], context: Conte
     if carried.num_rows:
         assert old_place is not None
         order = np.concatenate([order, _THIRD + _place_of(old_place, carried, context)])
-    out.append(("snapshot", to_ipc(snapshot.append_column(ORDER, pa.array(order, pa.int64())))))
+    snapshot = snapshot.append_column(ORDER, pa.array(order, pa.int64()))
+    out += [("snapshot", to_ipc(part)) for part in chunks(snapshot)]
 
     changes = diffed.changes
     operation = changes[CDC_OPERATION].to_numpy(zero_copy_only=False)
@@ -172,7 +185,8 @@ def diff_partition(side: Iterable[int], payload: Iterable[bytes], context: Conte
     if deleted.any():
         assert old_place is not None
         order[deleted] = _THIRD + _place_of(old_place, changes.filter(pa.array(deleted)), context)
-    out.append(("changes", to_ipc(changes.append_column(ORDER, pa.array(order, pa.int64())))))
+    changes = changes.append_column(ORDER, pa.array(order, pa.int64()))
+    out += [("changes", to_ipc(part)) for part in chunks(changes)]
     return out
 
 
@@ -186,8 +200,8 @@ def _place_of(index: tuple[pd.Index, np.ndarray], rows: pa.Table, context: Conte
     key_hash = hashing.key_hash(rows.select(list(context.spec.primary_key)), context.spec.primary_key)
     if lookup.is_unique:
         at = lookup.get_indexer(key_hash)
-    else:  # two keys sharing a 64-bit hash: the first place of that hash (the order only)
-        at = np.asarray([lookup.get_loc(h) if lookup.is_unique else _first(lookup, h) for h in key_hash])
+    else:  # distinct keys sharing a 64-bit hash (~n**2 * 2**-65): their rows take the first one's place
+        at = np.asarray([_first(lookup, h) for h in key_hash], dtype=np.int64)
     return places[at]
 
 

@@ -236,19 +236,31 @@ def _diff(
             sides += batch.column("side").to_pylist()
             payloads += batch.column("payload").to_pylist()
         made = diff.diff_partition(sides, payloads, context)
-        if made:
+        for at in range(0, len(made), _BLOBS_PER_BATCH):  # the JVM holds one Arrow batch at a time
+            part = made[at : at + _BLOBS_PER_BATCH]
             yield pa.RecordBatch.from_arrays(
-                [pa.array([k for k, _ in made]), pa.array([p for _, p in made], pa.binary())], names=["kind", "payload"]
+                [pa.array([k for k, _ in part]), pa.array([p for _, p in part], pa.binary())], names=["kind", "payload"]
             )
 
     results: dict[str, list[bytes]] = {}
-    for row in frame.repartition(buckets, "bucket").mapInArrow(diffed, "kind string, payload binary").collect():
+    outputs = frame.repartition(buckets, "bucket").mapInArrow(diffed, "kind string, payload binary")
+    # A partition at a time past a few hundred MB (the driver holds one partition's rows in the JVM),
+    # all at once below (one Spark job instead of one per partition).
+    rows_out = outputs.toLocalIterator(prefetchPartitions=True) if size > _COLLECT_BYTES else outputs.collect()
+    for row in rows_out:
         results.setdefault(row.kind, []).append(row.payload)
     new_frame.unpersist()
     for error in results.get("error", []):
         found_error = json.loads(error)
         raise InputError(found_error["file"], found_error["line"], found_error["problem"])
     stats = _summed([json.loads(s) for s in results.get("stats", [])])
+    old_rows = _row_count(old) if old is not None else 0
+    if stats.rows_new != int(starts[-1]) or stats.rows_old != old_rows:
+        # every row is in exactly one partition's counts: anything else is a lost partition, never a result
+        raise RuntimeError(
+            f"spark diff incomplete: partitions counted {stats.rows_new} new and {stats.rows_old} old rows,"
+            f" the inputs hold {int(starts[-1])} and {old_rows}"
+        )
     if stats.rows_old > 0 and not spec.allow_mass_delete and stats.deletes / stats.rows_old > spec.max_delete_ratio:
         raise DeleteGuardError(stats.deletes, stats.rows_old, spec.max_delete_ratio)
 
@@ -258,6 +270,13 @@ def _diff(
 
 
 _STATUS = -1  # the bucket of the rows that carry a piece's probe
+_COLLECT_BYTES = 256 << 20
+_BLOBS_PER_BATCH = 4  # blobs (of up to ~8 MB) per Arrow batch handed to the JVM
+
+
+def _row_count(source: Source) -> int:
+    with source.open() as handle:
+        return int(pq.ParquetFile(handle).metadata.num_rows)
 
 
 def _fast_side(
@@ -329,12 +348,13 @@ def _blobs(spark: Any, work: Callable[[Any], list[tuple[int, bytes]]], tasks: li
             for task in batch.column(0).to_pylist():
                 loaded = pickle.loads(task)  # noqa: S301 - our own tasks
                 made = work(loaded) if loaded is not None else []
-                if made:
+                for at in range(0, len(made), _BLOBS_PER_BATCH):
+                    part = made[at : at + _BLOBS_PER_BATCH]
                     yield pa.RecordBatch.from_arrays(
                         [
-                            pa.array([b for b, _ in made], pa.int32()),
-                            pa.array([side] * len(made), pa.int32()),
-                            pa.array([p for _, p in made], pa.binary()),
+                            pa.array([b for b, _ in part], pa.int32()),
+                            pa.array([side] * len(part), pa.int32()),
+                            pa.array([p for _, p in part], pa.binary()),
                         ],
                         names=["bucket", "side", "payload"],
                     )

@@ -13,7 +13,7 @@ class JavaMissingError(RuntimeError):
     """Local Spark needs Java 17 (as AWS Glue 5 runs)."""
 
 
-def local_session(cores: int = 2, app: str = "snapcdc") -> Any:
+def local_session(cores: int = 2, app: str = "snapcdc", memory: str = "4g") -> Any:
     """A local SparkSession (the one already running, if any)."""
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         raise JavaMissingError(
@@ -35,6 +35,7 @@ def local_session(cores: int = 2, app: str = "snapcdc") -> Any:
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.maxResultSize", "0")
+        .config("spark.driver.memory", memory)  # local mode: the one JVM, which collects the outputs
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.python.worker.reuse", "true")
         .getOrCreate()
