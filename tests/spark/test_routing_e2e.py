@@ -70,6 +70,7 @@ def test_big_tables_go_to_the_glue_job_once_in_order_and_verify(lab: Lab) -> Non
 
     # Given a second snapshot arriving while the first runs are in flight
     second_keys = lab.publish_and_extract(MOMENTS[1])
+    second = lab.raw_keys(MOMENTS[1])[0].split("snapshot=")[1].split("/")[0]
     summary = lab.deliver(second_keys)
     # Then the big tables' later snapshot is deferred (not started: the earlier run is in flight)
     assert len(_runs(lab)) == len(big)
@@ -82,3 +83,9 @@ def test_big_tables_go_to_the_glue_job_once_in_order_and_verify(lab: Lab) -> Non
         records = [k for k in lab.store.list_keys(f"_runs/{table}/") if not k.endswith(".glue.json")]
         assert len(records) == 2, table
     lab.assert_verified()
+    # And the job claimed the later snapshots it caught up: a late duplicate event starts nothing
+    for table in big:
+        assert lab.store.exists(claim_key(lab.store, table, second))
+    late = lab.deliver(second_keys)
+    assert late["deferred_to_spark"] == []
+    assert len(_runs(lab)) == len(big)

@@ -8,7 +8,8 @@ job (AWS Glue), not by the CDC function (``docs/scale.md``).
 * Catch-up order across engines: a table's snapshots are processed oldest first. While a claimed
   snapshot has no run record, the function processes nothing later of that table (the event is
   *deferred*, not failed); the job, after writing its run record, processes every later snapshot of
-  the table that is still pending, itself, in order, and looks again until none is left. A later raw
+  the table that is still pending, itself, in order, each claimed first (so no second run starts for
+  it), and looks again until none is left. A later raw
   object exists before its event is handled, and the function defers only while the record is
   missing, so the job's last look (after its record) always sees it: no snapshot is left behind.
 
@@ -34,6 +35,23 @@ CLAIM_SUFFIX = ".glue.json"
 
 def claim_key(store: S3Store, table: str, snap: str) -> str:
     return store.layout.key(f"_runs/{table}/snapshot={snap}{CLAIM_SUFFIX}")
+
+
+def claim(store: S3Store, table: str, snap: str, document: dict[str, Any]) -> bool:
+    """Creates the snapshot's claim unless it exists (S3 conditional put); whether this call created it."""
+    try:
+        store.client.put_object(
+            Bucket=store.bucket,
+            Key=claim_key(store, table, snap),
+            Body=json.dumps(document).encode(),
+            ContentType="application/json",
+            IfNoneMatch="*",
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return False
+        raise
+    return True
 
 
 def job_arguments(table: str, snap: str, bucket: str, data_prefix: str, glue_database: str | None) -> dict[str, str]:
@@ -77,19 +95,8 @@ class SparkRoute:
     def hand_over(self, store: S3Store, table: str, snap: str) -> Deferred:
         """Claims the snapshot and starts the job run (only the first caller does)."""
         arguments = job_arguments(table, snap, store.bucket, store.layout.prefix, self.glue_database)
-        claim = json.dumps({"job": self.job_name, "arguments": arguments}).encode()
-        try:
-            store.client.put_object(
-                Bucket=store.bucket,
-                Key=claim_key(store, table, snap),
-                Body=claim,
-                ContentType="application/json",
-                IfNoneMatch="*",
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return Deferred(table, snap, None)  # claimed by another invocation: started once already
-            raise
+        if not claim(store, table, snap, {"job": self.job_name, "arguments": arguments}):
+            return Deferred(table, snap, None)  # claimed by another invocation or run: started once already
         run_id = self.glue.start_job_run(JobName=self.job_name, Arguments=arguments)["JobRunId"]
         logger.info("snapshot handed to the Spark job", extra={"table": table, "snapshot": snap, "job_run": run_id})
         return Deferred(table, snap, run_id)

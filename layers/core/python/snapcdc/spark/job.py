@@ -26,6 +26,7 @@ from snapcdc.engine import DiffOutcome, TableSpec
 from snapcdc.layout import Layout, snapshot_time
 from snapcdc.observability import logger
 from snapcdc.records import RunRecord, processed_snapshots
+from snapcdc.routing import claim
 from snapcdc.store import S3Store
 
 REQUIRED = ("TABLE", "SNAPSHOT", "BUCKET_NAME")
@@ -78,7 +79,9 @@ def run(
     catalog: GlueCatalog | None = None,
     endpoint_url: str | None = None,
 ) -> list[RunRecord]:
-    """Processes ``snap`` (and the earlier pending snapshots), then every later pending snapshot."""
+    """Processes ``snap`` (and the earlier pending snapshots), then every later pending snapshot, each
+    claimed first (so the CDC function leaves it alone and never starts a run for it); stops when a later
+    snapshot is claimed by someone else (another run owns it and what follows)."""
     processor = SparkTableProcessor(store, config.table(table), catalog=catalog, spark=spark, endpoint_url=endpoint_url)
     records = processor.process(snap)
     while True:  # the table's later snapshots, deferred by the CDC function while this run was in flight
@@ -86,7 +89,10 @@ def run(
         pending = [s for s in store.raw_snapshots(table) if s not in processed]
         if not pending:
             return records
-        records += processor.process(pending[-1])
+        if not claim(store, table, pending[0], {"claimed_by": "spark job catch-up", "after": snap}):
+            logger.info("later snapshot claimed by another run", extra={"table": table, "snapshot": pending[0]})
+            return records
+        records += processor.process(pending[0])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
