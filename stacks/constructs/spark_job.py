@@ -26,8 +26,9 @@ from stacks.packaging import CODE_EXCLUDES, CORE_LAYER_DIR, SPARK_JOB_SCRIPT
 GLUE_VERSION = "5.0"
 ADDITIONAL_PYTHON_MODULES = "pyarrow==24.0.0,pandas==3.0.1,numpy==2.4.2,pydantic==2.13.4"
 JOB_STATES_THAT_ALARM = ["FAILED", "TIMEOUT", "ERROR"]
-# What the CDC function does with the job: start a run (with the snapshot's arguments) and read runs.
-STARTER_ACTIONS = ["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns"]
+# What the CDC function does with the job: start a run with the snapshot's arguments (whether a run is in
+# flight or done, it reads from the claim and the run record in the bucket, not from Glue).
+STARTER_ACTIONS = ["glue:StartJobRun"]
 
 
 class SparkCdcJob(Construct):
@@ -171,11 +172,17 @@ class SparkCdcJob(Construct):
                 {
                     "id": "AwsSolutions-IAM5",
                     "reason": "The CDC function's prefixes (reads raw/ snapshots/ _runs/, writes cdc/ full-load/"
-                    " snapshots/ quarantine/ _runs/), the job's own code assets, and the /aws-glue/* log groups"
-                    " Glue writes the run's logs to: object keys and log streams can only be named with a wildcard.",
+                    " snapshots/ quarantine/ _runs/) and the /aws-glue/* log groups Glue writes the run's logs"
+                    " to: object keys and log streams can only be named with a wildcard.",
                     "appliesTo": [
-                        {"regex": "/^Resource::.*\\*$/"},
-                        {"regex": "/^Action::(s3|kms|logs):.*\\*$/"},
+                        *(
+                            {"regex": f"/^Resource::arn:<AWS::Partition>:s3:::.+/{p.replace('/', '')}/\\*$/"}
+                            for p in sorted(set(CDC_READS + CDC_WRITES))
+                        ),
+                        {
+                            "regex": "/^Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>"
+                            ":log-group:/aws-glue/\\*(:\\*)?$/"
+                        },
                     ],
                 }
             ],
@@ -183,7 +190,7 @@ class SparkCdcJob(Construct):
         )
 
     def grant_start(self, role: iam.IRole) -> None:
-        """Start this job and read its runs (nothing else, no other job)."""
+        """Start this job (nothing else, no other job)."""
         role.add_to_principal_policy(
             iam.PolicyStatement(sid="StartSparkCdcJob", actions=STARTER_ACTIONS, resources=[self.job_arn])
         )

@@ -249,7 +249,6 @@ def _diff(
     rows_out = outputs.toLocalIterator(prefetchPartitions=True) if size > _COLLECT_BYTES else outputs.collect()
     for row in rows_out:
         results.setdefault(row.kind, []).append(row.payload)
-    new_frame.unpersist()
     for error in results.get("error", []):
         found_error = json.loads(error)
         raise InputError(found_error["file"], found_error["line"], found_error["problem"])
@@ -269,7 +268,6 @@ def _diff(
     return _write(results, quarantine, stats, typing, spec, observed_at, out_dir, first=old is None)
 
 
-_STATUS = -1  # the bucket of the rows that carry a piece's probe
 _COLLECT_BYTES = 256 << 20
 _BLOBS_PER_BATCH = 4  # blobs (of up to ~8 MB) per Arrow batch handed to the JVM
 
@@ -282,23 +280,25 @@ def _row_count(source: Source) -> int:
 def _fast_side(
     spark: Any, layout: reader.Layout, planned: pa.Schema, spec: TableSpec, buckets: int
 ) -> tuple[Any | None, list[reader.Probe]]:
-    """The new side typed by the plan, bucketed, persisted (None when a piece did not fit or parse)."""
+    """The new side typed by the plan and bucketed (None when a piece did not fit or parse). A first
+    job only parses each piece typed (as the engine's fast read) and reports; the rows are made again
+    by the diff job: a second parse costs less than caching the rows in the JVM."""
     count = len(layout.pieces)
 
-    def side(piece: reader.Piece) -> list[tuple[int, bytes]]:
-        probe, table = reader.fast_piece(layout, piece, planned, piece.index == count - 1)
-        status = [(_STATUS, pickle.dumps((piece.index, probe)))]
-        return status + (list(diff.new_blobs(table, None, piece.index, spec, buckets)) if table is not None else [])
+    def probe(piece: reader.Piece) -> reader.Probe:
+        return reader.fast_piece(layout, piece, planned, piece.index == count - 1)[0]
 
-    frame = _blobs(spark, side, layout.pieces, diff.NEW_SIDE).persist()
-    probes: list[reader.Probe] = [reader.Probe(reader.BROKEN, 0)] * count
-    for row in frame.filter(f"bucket = {_STATUS}").collect():
-        index, probe = pickle.loads(row.payload)  # noqa: S301 - our own tasks
-        probes[index] = probe
+    probes = parallel(spark, probe, layout.pieces)
     if any(p.status != reader.OK for p in probes):
-        frame.unpersist()
         return None, probes
-    return frame.filter(f"bucket != {_STATUS}"), probes
+
+    def side(piece: reader.Piece) -> list[tuple[int, bytes]]:
+        _, table = reader.fast_piece(layout, piece, planned, piece.index == count - 1)
+        if table is None:  # the file changed under the job: never diff what was not probed
+            raise RuntimeError(f"piece {piece.index} of {layout.source.location} no longer reads as probed")
+        return list(diff.new_blobs(table, None, piece.index, spec, buckets))
+
+    return _blobs(spark, side, layout.pieces, diff.NEW_SIDE), probes
 
 
 def _probed(spark: Any, layout: reader.Layout) -> tuple[reader.Layout | None, list[reader.Probe]]:
