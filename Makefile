@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install demo test test-all lint checkov format synth layers bench bench-sizing soak deploy clean
+.PHONY: install demo test test-all lint checkov format synth layers bench bench-sizing bench-spark soak deploy clean
 
 # checkov pins boto3/botocore/packaging below the project's pins: it lives in its own venv, made here.
 CHECKOV_VERSION := 3.3.30
@@ -68,6 +68,10 @@ bench: $(STAMP)
 # The engine alone on a 10M-row table (peak memory against the CDC function's size); not in docs.
 bench-sizing: $(STAMP)
 	$(BIN)/python -m bench.engine_bench --rows 10000000 --repetitions 1 --only engine_first,engine_parquet,engine_csv
+
+# Local Spark (the Glue job's code) against the Lambda engine at 1M and 5M rows (docs/scale.md).
+bench-spark: $(STAMP)
+	$(BIN)/python -m bench.spark_bench --rows 1000000 --rows 5000000
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak

@@ -26,6 +26,8 @@ DEFAULT_AWS_SDK_PANDAS_LAYER_ARN = "arn:aws:lambda:us-east-1:336392948345:layer:
 # Values CloudWatch Logs accepts as a retention period, in days.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Glue 5.0 worker types for Spark jobs (G.025X is for streaming jobs only).
+GLUE_WORKER_TYPES = ("G.1X", "G.2X", "G.4X", "G.8X")
 
 _BUCKET_NAME = re.compile(r"^(?!xn--)(?!sthree-)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()=-]+(/[A-Za-z0-9!_.*'()=-]+)*$")
@@ -67,6 +69,11 @@ class StackSettings:
     # A cap on concurrent CDC runs (one S3 event per raw CSV); 0 = unreserved. Throttled events wait
     # in Lambda's async queue and are retried (up to the CDC function's 6 h maximum event age).
     cdc_reserved_concurrency: int = 10
+    # Tables past one Lambda: the Spark (AWS Glue 5) job, and the raw size from which it takes a snapshot.
+    spark_threshold_mb: int = 0  # 0 = sized from cdc_memory_mb (see spark_threshold_bytes)
+    glue_worker_type: str = "G.1X"
+    glue_number_of_workers: int = 10
+    glue_timeout_minutes: int = 120
     # Both functions
     powertools_layer_arn: str = DEFAULT_POWERTOOLS_LAYER_ARN
     aws_sdk_pandas_layer_arn: str = DEFAULT_AWS_SDK_PANDAS_LAYER_ARN
@@ -78,6 +85,13 @@ class StackSettings:
     alarm_email: str | None = None
     staleness_hours: int = 12
     glue_database_name: str = "snapcdc"
+
+    @property
+    def spark_threshold_bytes(self) -> int:
+        """Raw CSVs larger than this go to the Spark job. Default: half the CDC function's memory in CSV
+        bytes (docs/engine.md: a 1.4 GB CSV peaks at 2.0 GB of memory; docs/scale.md)."""
+        megabytes = self.spark_threshold_mb or self.cdc_memory_mb // 2
+        return megabytes * 1024 * 1024
 
     @property
     def key_prefix(self) -> str:
@@ -133,6 +147,10 @@ class StackSettings:
             cdc_reserved_concurrency=read.integer(
                 "cdc_reserved_concurrency", defaults.cdc_reserved_concurrency, 0, 1000
             ),
+            spark_threshold_mb=read.integer("spark_threshold_mb", defaults.spark_threshold_mb, 0, 10_000_000),
+            glue_worker_type=read.choice("glue_worker_type", defaults.glue_worker_type, GLUE_WORKER_TYPES),
+            glue_number_of_workers=read.integer("glue_number_of_workers", defaults.glue_number_of_workers, 2, 299),
+            glue_timeout_minutes=read.integer("glue_timeout_minutes", defaults.glue_timeout_minutes, 1, 2880),
             powertools_layer_arn=read.layer_arn("powertools_layer_arn", defaults.powertools_layer_arn, region),
             aws_sdk_pandas_layer_arn=read.layer_arn(
                 "aws_sdk_pandas_layer_arn", defaults.aws_sdk_pandas_layer_arn, region

@@ -16,12 +16,19 @@ MIB = 1024 * 1024
 EXTRACT_CODE_DIR = REPO_ROOT / "lambdas" / "extract"
 CDC_CODE_DIR = REPO_ROOT / "lambdas" / "cdc"
 CORE_LAYER_DIR = REPO_ROOT / "layers" / "core"
+# The Glue job's entry script (the job's code is the core package, shipped to Glue as a zip).
+SPARK_JOB_SCRIPT = REPO_ROOT / "glue" / "cdc_job.py"
 # Development leftovers that must not ship (pip install -e writes the egg-info next to the package).
 CODE_EXCLUDES = ("**/__pycache__", "**/*.pyc", ".pytest_cache", ".mypy_cache")
 # The development harness (fake Kaggle, embedded moto, the demo) and what only the ``snapcdc`` console
 # script uses: neither function imports them (tests/infra/test_package_size.py imports both handlers
 # from the staged layer alone).
-CLI_ONLY_PATHS = ("python/snapcdc/local", "python/snapcdc/cli.py", "python/snapcdc/verify.py")
+CLI_ONLY_PATHS = (
+    "python/snapcdc/local",
+    "python/snapcdc/cli.py",
+    "python/snapcdc/verify.py",
+    "python/snapcdc/spark",  # the Glue job's code: the CDC function only starts the job
+)
 CORE_LAYER_EXCLUDES = (*CODE_EXCLUDES, "**/*.egg-info", "**/*.egg-info/**", *CLI_ONLY_PATHS)
 
 # The kaggle layer as built by `make layers` (layers/build_layers.py) on 2026-11: 15.9 MB

@@ -14,6 +14,7 @@ from stacks.constructs.layers import SharedLayers
 from stacks.constructs.observability import Observability
 from stacks.constructs.operators import OperatorPolicies
 from stacks.constructs.query import LakeQuery
+from stacks.constructs.spark_job import SparkCdcJob
 from stacks.constructs.storage import DataLakeStorage
 from stacks.context import StackSettings
 
@@ -40,6 +41,11 @@ class SnapCdcStack(Stack):
         feeds = {t.name: t.outputs.enabled for t in pipeline.tables}
         cdc = CdcFunction(self, "Cdc", settings=settings, storage=storage, layers=layers, tables=tables, feeds=feeds)
         operators = OperatorPolicies(self, "Operators", storage=storage)
+        # Tables past one Lambda: the CDC function hands snapshots above the threshold to the Spark job.
+        spark_job = SparkCdcJob(self, "SparkCdc", settings=settings, storage=storage, tables=tables, feeds=feeds)
+        cdc.function.add_environment("SPARK_JOB_NAME", spark_job.job_name)
+        cdc.function.add_environment("SPARK_THRESHOLD_BYTES", str(settings.spark_threshold_bytes))
+        spark_job.grant_start(cdc.handler.role)
         query = LakeQuery(self, "Query", settings=settings, storage=storage, pipeline=pipeline)
         observability = Observability(
             self,
@@ -48,6 +54,7 @@ class SnapCdcStack(Stack):
             tables=tables,
             functions={"Extract": extract.function, "Cdc": cdc.function},
             dead_letter_queues={"Extract": extract.dead_letter_queue, "Cdc": cdc.dead_letter_queue},
+            job_failures={"SparkCdc": spark_job.failures},
         )
         # cfn-lint 1.51 knows no Tags on AWS::CloudWatch::Dashboard (E3002): leave dashboards untagged.
         Tags.of(self).add("project", "snapcdc", exclude_resource_types=["AWS::CloudWatch::Dashboard"])
@@ -56,6 +63,7 @@ class SnapCdcStack(Stack):
         CfnOutput(self, "KaggleSecretArn", value=extract.kaggle_secret.secret_arn)
         CfnOutput(self, "ExtractFunctionName", value=extract.function.function_name)
         CfnOutput(self, "CdcFunctionName", value=cdc.function.function_name)
+        CfnOutput(self, "SparkCdcJobName", value=spark_job.job_name)
         CfnOutput(self, "AthenaWorkGroup", value=query.workgroup.ref)
         CfnOutput(self, "GlueDatabase", value=query.database_name)
         CfnOutput(self, "AlarmTopicArn", value=observability.alarm_topic.topic_arn)
@@ -65,6 +73,7 @@ class SnapCdcStack(Stack):
         self.storage = storage
         self.extract = extract
         self.cdc = cdc
+        self.spark_job = spark_job
         self.query = query
         self.observability = observability
         self.operators = operators

@@ -21,6 +21,7 @@ from snapcdc.cdc import BatchReport, process_raw_keys
 from snapcdc.config import PipelineConfig, load_config
 from snapcdc.layout import Layout
 from snapcdc.observability import logger, metrics, publish_table_metrics, tracer
+from snapcdc.routing import SparkRoute
 from snapcdc.settings import CdcSettings, load_settings
 from snapcdc.store import S3Store
 
@@ -30,14 +31,19 @@ class CdcBatchError(RuntimeError):
 
 
 @cache
-def _dependencies() -> tuple[S3Store, PipelineConfig, GlueCatalog | None]:
+def _dependencies() -> tuple[S3Store, PipelineConfig, GlueCatalog | None, SparkRoute | None]:
     settings = load_settings(CdcSettings)
     layout = Layout(settings.data_prefix)
     store = S3Store(boto3.client("s3", endpoint_url=settings.s3_endpoint_url), settings.bucket_name, layout)
     catalog = None
     if settings.glue_database:
         catalog = GlueCatalog(boto3.client("glue"), settings.glue_database, settings.bucket_name, layout)
-    return store, load_config(settings.pipeline_config), catalog
+    route = None
+    if settings.spark_job_name:
+        route = SparkRoute(
+            boto3.client("glue"), settings.spark_job_name, settings.spark_threshold_bytes, settings.glue_database
+        )
+    return store, load_config(settings.pipeline_config), catalog, route
 
 
 def _report_metrics(report: BatchReport) -> None:
@@ -58,10 +64,10 @@ def _report_metrics(report: BatchReport) -> None:
 @metrics.log_metrics
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
-    store, config, catalog = _dependencies()
+    store, config, catalog, route = _dependencies()
     keys = [unquote_plus(record.s3.get_object.key) for record in event.records]
     logger.info("cdc event", extra={"keys": keys})
-    report = process_raw_keys(store, config, keys, catalog=catalog)
+    report = process_raw_keys(store, config, keys, catalog=catalog, route=route)
     _report_metrics(report)
     logger.info("cdc done", extra=report.summary())
     if report.failures:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from aws_cdk import Aws, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -44,6 +45,7 @@ class Observability(Construct):
         tables: Sequence[str],
         functions: dict[str, lambda_.IFunction],
         dead_letter_queues: dict[str, sqs.IQueue],
+        job_failures: dict[str, events.IRule] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._namespace = settings.metrics_namespace
@@ -56,6 +58,19 @@ class Observability(Construct):
                 f"{name}Errors",
                 function.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
                 f"The {name} function failed (see its log group; failed async events go to its DLQ)",
+            )
+        for name, rule in (job_failures or {}).items():
+            # A Glue job run that failed, timed out or errored alarms as a failed function does.
+            self._alarm(
+                f"{name}JobFailed",
+                cloudwatch.Metric(
+                    namespace="AWS/Events",
+                    metric_name="TriggeredRules",
+                    dimensions_map={"RuleName": rule.rule_name},
+                    period=FIVE_MINUTES,
+                    statistic="Sum",
+                ),
+                f"A run of the {name} Glue job failed, timed out or errored (see its run in the Glue console)",
             )
         for name, queue in dead_letter_queues.items():
             self._alarm(

@@ -21,6 +21,9 @@ CUSTOM_CONTEXT: dict[str, Any] = {
     "extract_reserved_concurrency": "0",
     "cdc_memory_mb": "6144",
     "staleness_hours": "6",
+    "glue_worker_type": "G.2X",
+    "glue_number_of_workers": "20",
+    "spark_threshold_mb": "500",
 }
 
 

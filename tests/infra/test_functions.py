@@ -127,11 +127,14 @@ def test_extract_environment(synth: Synth) -> None:
 def test_cdc_environment_has_no_secret(synth: Synth) -> None:
     # Given the CDC function's environment
     env = _props(synth, CDC)["Environment"]["Variables"]
-    # Then it has the bucket, prefix, Glue database and Powertools settings, and nothing about Kaggle
+    # Then it has the bucket, prefix, Glue database, the Spark job and its threshold, and Powertools
+    # settings, and nothing about Kaggle
     assert set(env) == {
         "BUCKET_NAME",
         "DATA_PREFIX",
         "GLUE_DATABASE",
+        "SPARK_JOB_NAME",
+        "SPARK_THRESHOLD_BYTES",
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
         "LOG_LEVEL",
@@ -190,9 +193,14 @@ def test_dead_letter_queues_deny_requests_without_tls(synth: Synth) -> None:
     assert denied == set(synth.resources("AWS::SQS::Queue"))
 
 
+def _schedules(synth: Synth) -> list[dict[str, Any]]:
+    """The scheduled EventBridge rules (the other rule matches failed Glue job runs)."""
+    return [r for r in synth.resources("AWS::Events::Rule").values() if "ScheduleExpression" in r["Properties"]]
+
+
 def test_schedule_runs_extract_every_4_hours_with_retries_and_dlq(synth: Synth) -> None:
     # Given the EventBridge rule
-    (rule,) = synth.resources("AWS::Events::Rule").values()
+    (rule,) = _schedules(synth)
     props = rule["Properties"]
     (target,) = props["Targets"]
     # Then it fires rate(4 hours) at the extract function, retrying twice, then to the extract DLQ
@@ -211,7 +219,7 @@ def test_schedule_runs_extract_every_4_hours_with_retries_and_dlq(synth: Synth) 
 
 def test_schedule_comes_from_context(custom_synth: Synth) -> None:
     # Given schedule_expression=cron(15 */6 * * ? *)
-    (rule,) = custom_synth.resources("AWS::Events::Rule").values()
+    (rule,) = _schedules(custom_synth)
     # Then the rule uses it
     assert rule["Properties"]["ScheduleExpression"] == "cron(15 */6 * * ? *)"
 

@@ -185,7 +185,7 @@ def _glue_statements(synth: Synth, function: str) -> list[Statement]:
     return [
         s
         for s in role_statements(synth.template, function_role(synth.template, function))
-        if any(a.startswith("glue:") for a in s.actions)
+        if any(a.startswith("glue:") and "Job" not in a for a in s.actions)
     ]
 
 

@@ -41,6 +41,7 @@ from snapcdc.records import (
     read_run_record,
     write_run_record,
 )
+from snapcdc.routing import Deferred, SparkRoute
 from snapcdc.store import S3Store
 
 PARQUET = "application/vnd.apache.parquet"
@@ -52,6 +53,7 @@ class TableProcessor:
     table: TableConfig
     work_dir: Path = Path(tempfile.gettempdir()) / "snapcdc"
     catalog: GlueCatalog | None = None  # None: the Glue tables are not synced
+    route: SparkRoute | None = None  # big snapshots go to the Spark job (snapcdc.routing); None: none do
 
     @property
     def name(self) -> str:
@@ -72,10 +74,33 @@ class TableProcessor:
             )
         records = []
         for pending_snap in pending:
+            self._hand_over_if_big(pending_snap)
             record = self.process_one(pending_snap, base_record(self.store, self.name, pending_snap, processed))
             processed = sorted([*processed, pending_snap])
             records.append(record)
         return records
+
+    def _hand_over_if_big(self, snap: str) -> None:
+        """Raises :class:`~snapcdc.routing.Deferred` when the Spark job takes ``snap`` (and so the
+        table's later snapshots, which it processes after it)."""
+        if self.route is None:
+            return
+        raw_key = self.store.layout.raw_key(self.name, snap, self.table.file)
+        if self.route.takes(self.store, self.name, snap, raw_key):
+            raise self.route.hand_over(self.store, self.name, snap)
+
+    def diff(self, source_key: str, old_key: str | None, snap: str, work: Path) -> DiffOutcome:
+        """The engine's diff of the raw object against the old snapshot object, into ``work / "out"``."""
+        new_path = self.store.download_file(source_key, work / self.table.file)
+        old_path = self.store.download_file(old_key, work / "base.parquet") if old_key is not None else None
+        return diff_files(
+            old=old_path,
+            new=new_path,
+            spec=TableSpec.from_config(self.table),
+            observed_at=snapshot_time(snap),
+            out_dir=work / "out",
+            new_name=f"s3://{self.store.bucket}/{source_key}",
+        )
 
     def process_one(self, snap: str, base: RunRecord | None, scd2: bool = True) -> RunRecord:
         """Diff one snapshot against ``base`` and write its outputs, the run record last.
@@ -87,20 +112,11 @@ class TableProcessor:
         logger.append_keys(table=self.name, snapshot=snap)
         work = Path(tempfile.mkdtemp(prefix=f"{self.name}-{snap}-", dir=self._work_root()))
         try:
-            new_path = self.store.download_file(source_key, work / self.table.file)
-            old_path = None
+            old_key = None
             if base is not None:
                 old_key = base.outputs["snapshot"] or layout.snapshot_key(self.name, base.snapshot)
-                old_path = self.store.download_file(old_key, work / "base.parquet")
             try:
-                outcome = diff_files(
-                    old=old_path,
-                    new=new_path,
-                    spec=TableSpec.from_config(self.table),
-                    observed_at=snapshot_time(snap),
-                    out_dir=work / "out",
-                    new_name=f"s3://{self.store.bucket}/{source_key}",
-                )
+                outcome = self.diff(source_key, old_key, snap, work)
             except (InputError, DeleteGuardError) as refusal:
                 reason = "delete_guard" if isinstance(refusal, DeleteGuardError) else "malformed_input"
                 record = RunRecord(
@@ -388,6 +404,7 @@ class BatchReport:
 
     records: list[RunRecord] = field(default_factory=list)
     already_done: list[tuple[str, str]] = field(default_factory=list)
+    deferred: list[tuple[str, str]] = field(default_factory=list)  # (table, snapshot) the Spark job processes
     ignored_keys: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
 
@@ -397,6 +414,7 @@ class BatchReport:
                 {"table": r.table, "snapshot": r.snapshot, "status": r.status, **r.stats} for r in self.records
             ],
             "already_done": [f"{table}@{snap}" for table, snap in self.already_done],
+            "deferred_to_spark": [f"{table}@{snap}" for table, snap in self.deferred],
             "ignored_keys": self.ignored_keys,
             "failures": self.failures,
         }
@@ -408,6 +426,7 @@ def process_raw_keys(
     keys: list[str],
     work_dir: Path | None = None,
     catalog: GlueCatalog | None = None,
+    route: SparkRoute | None = None,
 ) -> BatchReport:
     """Process the table snapshots that ``keys`` (raw CSV object keys) belong to.
 
@@ -424,7 +443,7 @@ def process_raw_keys(
         wanted.setdefault(raw.table, set()).add(raw.snap)
     for table, snaps in sorted(wanted.items()):
         processor = TableProcessor(
-            store, config.table(table), **({"work_dir": work_dir} if work_dir else {}), catalog=catalog
+            store, config.table(table), **({"work_dir": work_dir} if work_dir else {}), catalog=catalog, route=route
         )
         try:
             for snap in sorted(snaps):
@@ -432,6 +451,8 @@ def process_raw_keys(
                 if not done:
                     report.already_done.append((table, snap))
                 report.records.extend(done)
+        except Deferred as deferred:  # the Spark job processes it, and the table's later snapshots
+            report.deferred.append((deferred.table, deferred.snap))
         except Exception as error:  # recorded and re-raised by the caller after the other tables
             report.failures[table] = f"{type(error).__name__}: {error}"
     return report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -13,7 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from snapcdc.errors import SnapcdcError
 
@@ -62,11 +63,31 @@ def _add_diff(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
     parser.add_argument("--observed-at", type=_observed_at, help="_cdc_timestamp (ISO-8601; default: now)")
     parser.add_argument("--snapshot-out", type=Path, help="also keep the accepted snapshot Parquet here")
     parser.add_argument("--out", type=Path, required=True, help="change set Parquet to write")
+    parser.add_argument(
+        "--engine",
+        choices=("lambda", "spark"),
+        default="lambda",
+        help="lambda: the engine in this process (default); spark: the Glue job's code on local Spark (Java 17)",
+    )
     parser.set_defaults(run=_run_diff)
 
 
+def _diff_engine(name: str) -> Any:
+    """``diff_files`` of the chosen engine (spark: the Glue job's code on a local Spark session)."""
+    from snapcdc.engine import diff_files
+
+    if name != "spark":
+        return diff_files
+    from snapcdc.spark.engine import spark_diff_files
+    from snapcdc.spark.session import local_session
+
+    spark = local_session()
+    spark.sparkContext.setLogLevel("ERROR")
+    return functools.partial(spark_diff_files, spark)
+
+
 def _run_diff(args: argparse.Namespace) -> int:
-    from snapcdc.engine import DeleteGuardError, InputError, TableSpec, diff_files
+    from snapcdc.engine import DeleteGuardError, InputError, TableSpec
 
     keys = tuple(k.strip() for k in args.pk.split(",") if k.strip())
     if not keys:
@@ -88,7 +109,7 @@ def _run_diff(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".snapcdc-") as work:
         try:
-            outcome = diff_files(
+            outcome = _diff_engine(args.engine)(
                 old=args.old,
                 new=args.new,
                 spec=spec,

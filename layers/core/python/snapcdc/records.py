@@ -145,7 +145,8 @@ def read_run_record(store: S3Store, table: str, snap: str) -> RunRecord | None:
 def processed_snapshots(store: S3Store, table: str) -> list[str]:
     """The snapshots of ``table`` that have a run record (accepted or refused), oldest first."""
     keys = store.list_keys(store.layout.runs_prefix(table))
-    return sorted(s for s in (snap_from_partition(k) for k in keys) if s)
+    # A claim of the Spark job (snapcdc.routing, ``snapshot=<SNAP>.glue.json``) is not a run record.
+    return sorted(s for s in (snap_from_partition(k) for k in keys if not k.endswith(".glue.json")) if s)
 
 
 def base_record(store: S3Store, table: str, snap: str, processed: list[str]) -> RunRecord | None:

@@ -32,6 +32,9 @@ class CdcSettings(_Settings):
     # The Glue database whose <table>_cdc/_full_load/_snapshots tables the function keeps current;
     # unset (local runs, tests): no catalog sync.
     glue_database: str | None = Field(default=None, alias="GLUE_DATABASE", min_length=1)
+    # Tables past one Lambda (snapcdc.routing): raw objects larger than the threshold go to the Spark job.
+    spark_job_name: str | None = Field(default=None, alias="SPARK_JOB_NAME", min_length=1)
+    spark_threshold_bytes: int = Field(default=2**62, ge=0, alias="SPARK_THRESHOLD_BYTES")
 
 
 class ExtractSettings(_Settings):

@@ -1,0 +1,119 @@
+"""The Spark CDC job (AWS Glue 5): the CDC stage of :mod:`snapcdc.cdc` for one table snapshot, its diff
+on Spark (:func:`snapcdc.spark.engine.spark_diff_files`); outputs, Glue tables and the run record
+(last) written by the same code as the CDC function's.
+
+Arguments (as Glue passes them, ``--NAME value``; others are ignored): ``--TABLE``, ``--SNAPSHOT``,
+``--BUCKET_NAME``, ``--DATA_PREFIX`` (``-``: none), ``--GLUE_DATABASE`` (``-``: no catalog sync),
+and for local runs ``--S3_ENDPOINT_URL``. After the snapshot, the table's later pending snapshots are
+processed too, in order, until none is left (:mod:`snapcdc.routing` says why).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from snapcdc.catalog import GlueCatalog
+from snapcdc.cdc import TableProcessor
+from snapcdc.config import PipelineConfig, load_config
+from snapcdc.engine import DiffOutcome, TableSpec
+from snapcdc.layout import Layout, snapshot_time
+from snapcdc.observability import logger
+from snapcdc.records import RunRecord, processed_snapshots
+from snapcdc.routing import claim
+from snapcdc.store import S3Store
+
+REQUIRED = ("TABLE", "SNAPSHOT", "BUCKET_NAME")
+OPTIONAL = {"DATA_PREFIX": "-", "GLUE_DATABASE": "-", "S3_ENDPOINT_URL": "-"}
+
+
+def resolved_options(argv: Sequence[str]) -> dict[str, str]:
+    """``--NAME value`` pairs (as ``awsglue.utils.getResolvedOptions`` reads them) for our names."""
+    found: dict[str, str] = {}
+    wanted = {*REQUIRED, *OPTIONAL}
+    items = list(argv)
+    for at, item in enumerate(items[:-1]):
+        if item.startswith("--") and item[2:] in wanted:
+            found[item[2:]] = items[at + 1]
+    missing = [name for name in REQUIRED if name not in found]
+    if missing:
+        raise SystemExit(f"snapcdc spark job: missing argument(s) {', '.join('--' + m for m in missing)}")
+    return {**OPTIONAL, **found}
+
+
+@dataclass(frozen=True)
+class SparkTableProcessor(TableProcessor):
+    """The CDC stage with the diff on Spark: the raw object and the old snapshot are read in place."""
+
+    spark: Any = None
+    endpoint_url: str | None = None
+
+    def diff(self, source_key: str, old_key: str | None, snap: str, work: Path) -> DiffOutcome:
+        from snapcdc.spark.engine import spark_diff_files
+
+        bucket = self.store.bucket
+        return spark_diff_files(
+            self.spark,
+            old=f"s3://{bucket}/{old_key}" if old_key is not None else None,
+            new=f"s3://{bucket}/{source_key}",
+            spec=TableSpec.from_config(self.table),
+            observed_at=snapshot_time(snap),
+            out_dir=work / "out",
+            new_name=f"s3://{bucket}/{source_key}",
+            endpoint_url=self.endpoint_url,
+        )
+
+
+def run(
+    spark: Any,
+    store: S3Store,
+    config: PipelineConfig,
+    table: str,
+    snap: str,
+    catalog: GlueCatalog | None = None,
+    endpoint_url: str | None = None,
+) -> list[RunRecord]:
+    """Processes ``snap`` (and the earlier pending snapshots), then every later pending snapshot, each
+    claimed first (so the CDC function leaves it alone and never starts a run for it); stops when a later
+    snapshot is claimed by someone else (another run owns it and what follows)."""
+    processor = SparkTableProcessor(store, config.table(table), catalog=catalog, spark=spark, endpoint_url=endpoint_url)
+    records = processor.process(snap)
+    while True:  # the table's later snapshots, deferred by the CDC function while this run was in flight
+        processed = processed_snapshots(store, table)
+        pending = [s for s in store.raw_snapshots(table) if s not in processed]
+        if not pending:
+            return records
+        if not claim(store, table, pending[0], {"claimed_by": "spark job catch-up", "after": snap}):
+            logger.info("later snapshot claimed by another run", extra={"table": table, "snapshot": pending[0]})
+            return records
+        records += processor.process(pending[0])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = resolved_options(sys.argv[1:] if argv is None else argv)
+    endpoint = None if options["S3_ENDPOINT_URL"] == "-" else options["S3_ENDPOINT_URL"]
+    layout = Layout("" if options["DATA_PREFIX"] == "-" else options["DATA_PREFIX"])
+    session = boto3.Session()
+    store = S3Store(session.client("s3", endpoint_url=endpoint), options["BUCKET_NAME"], layout)
+    catalog = None
+    if options["GLUE_DATABASE"] != "-":
+        catalog = GlueCatalog(session.client("glue"), options["GLUE_DATABASE"], options["BUCKET_NAME"], layout)
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.getOrCreate()  # Glue's session (a local one for local runs)
+    started = time.perf_counter()
+    records = run(spark, store, load_config(), options["TABLE"], options["SNAPSHOT"], catalog, endpoint)
+    logger.info(
+        "spark cdc job done",
+        extra={
+            "records": [{"table": r.table, "snapshot": r.snapshot, "status": r.status} for r in records],
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+    return 0

@@ -1,0 +1,197 @@
+"""The CDC stage for tables past one Lambda: an AWS Glue 5 (Spark) job running :mod:`snapcdc.spark.job`
+on one table snapshot, started by the CDC function when the raw object is larger than a threshold.
+
+The job's role may do what the CDC function's role may do with the data (same prefixes, same Glue
+tables), plus read its own code. A security configuration encrypts what Glue writes to S3, its
+CloudWatch logs and its (disabled) bookmarks with the data key.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3_assets as assets
+from cdk_nag import NagSuppressions
+from constructs import Construct
+
+from stacks.constructs.cdc import CDC_LISTS, CDC_READS, CDC_WRITES, glue_catalog_statement
+from stacks.constructs.storage import DataLakeStorage
+from stacks.context import StackSettings
+from stacks.packaging import CODE_EXCLUDES, CORE_LAYER_DIR, SPARK_JOB_SCRIPT
+
+# Glue 5.0 ships Spark 3.5.4 on Python 3.11; the engine needs the same Arrow, pandas and numpy as the
+# CDC function's layer (AWS SDK for pandas 3.17.0), installed by Glue from PyPI when a run starts.
+GLUE_VERSION = "5.0"
+ADDITIONAL_PYTHON_MODULES = "pyarrow==24.0.0,pandas==3.0.1,numpy==2.4.2,pydantic==2.13.4"
+JOB_STATES_THAT_ALARM = ["FAILED", "TIMEOUT", "ERROR"]
+# What the CDC function does with the job: start a run with the snapshot's arguments (whether a run is in
+# flight or done, it reads from the claim and the run record in the bucket, not from Glue).
+STARTER_ACTIONS = ["glue:StartJobRun"]
+
+
+class SparkCdcJob(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: StackSettings,
+        storage: DataLakeStorage,
+        tables: list[str],
+        feeds: dict[str, list[str]] | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.job_name = f"{stack.stack_name.lower()}-cdc-spark"
+
+        script = assets.Asset(self, "Script", path=str(SPARK_JOB_SCRIPT))
+        # The core package as a zip for --extra-py-files (the folder's content: snapcdc/ at the root).
+        package = assets.Asset(self, "CorePackage", path=str(CORE_LAYER_DIR / "python"), exclude=list(CODE_EXCLUDES))
+
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
+            description="snapcdc Spark CDC job: the CDC function's data access, for one table snapshot",
+        )
+        # Its own code: exactly the two asset objects (no wildcard).
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadJobCode",
+                actions=["s3:GetObject"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:s3:::{asset.s3_bucket_name}/{asset.s3_object_key}"
+                    for asset in (script, package)
+                ],
+            )
+        )
+        storage.grant_objects(self.role, ["s3:GetObject"], CDC_READS)
+        storage.grant_objects(self.role, ["s3:PutObject", "s3:AbortMultipartUpload"], CDC_WRITES)
+        storage.grant_list(self.role, CDC_LISTS)
+        storage.grant_key_use(self.role, ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"])
+        self.role.add_to_principal_policy(glue_catalog_statement(settings.glue_database_name, tables, feeds))
+        log_groups = f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:/aws-glue/*"
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="GlueJobLogs",
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:AssociateKmsKey"],
+                resources=[log_groups, f"{log_groups}:*"],
+            )
+        )
+        # Glue encrypts the run's CloudWatch logs with the data key (the security configuration).
+        storage.data_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowGlueJobLogsEncryption",
+                principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
+                actions=[
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncryptFrom",
+                    "kms:ReEncryptTo",
+                    "kms:GenerateDataKey",
+                    "kms:DescribeKey",
+                ],
+                resources=["*"],
+                conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}},
+            )
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="GlueJobLogsKey",
+                actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[storage.data_key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"logs.{Aws.REGION}.amazonaws.com"}},
+            )
+        )
+
+        key_arn = storage.data_key.key_arn
+        self.security_configuration = glue.CfnSecurityConfiguration(
+            self,
+            "SecurityConfiguration",
+            name=f"{stack.stack_name.lower()}-cdc-spark",
+            encryption_configuration=glue.CfnSecurityConfiguration.EncryptionConfigurationProperty(
+                s3_encryptions=[
+                    glue.CfnSecurityConfiguration.S3EncryptionProperty(
+                        s3_encryption_mode="SSE-KMS", kms_key_arn=key_arn
+                    )
+                ],
+                cloud_watch_encryption=glue.CfnSecurityConfiguration.CloudWatchEncryptionProperty(
+                    cloud_watch_encryption_mode="SSE-KMS", kms_key_arn=key_arn
+                ),
+                job_bookmarks_encryption=glue.CfnSecurityConfiguration.JobBookmarksEncryptionProperty(
+                    job_bookmarks_encryption_mode="CSE-KMS", kms_key_arn=key_arn
+                ),
+            ),
+        )
+
+        self.job = glue.CfnJob(
+            self,
+            "Job",
+            name=self.job_name,
+            description="snapcdc: one table snapshot's CDC on Spark (the CDC function's contract, for big tables)",
+            role=self.role.role_arn,
+            glue_version=GLUE_VERSION,
+            command=glue.CfnJob.JobCommandProperty(
+                name="glueetl", python_version="3", script_location=script.s3_object_url
+            ),
+            worker_type=settings.glue_worker_type,
+            number_of_workers=settings.glue_number_of_workers,
+            timeout=settings.glue_timeout_minutes,
+            max_retries=0,  # a failed run alarms; the table's next event retries it (never two at once)
+            execution_property=glue.CfnJob.ExecutionPropertyProperty(max_concurrent_runs=max(1, len(tables))),
+            security_configuration=self.security_configuration.ref,
+            default_arguments={
+                "--job-bookmark-option": "job-bookmark-disable",
+                "--extra-py-files": package.s3_object_url,
+                "--additional-python-modules": ADDITIONAL_PYTHON_MODULES,
+                "--enable-metrics": "true",
+                "--BUCKET_NAME": storage.bucket_name,
+                "--DATA_PREFIX": settings.data_prefix or "-",
+                "--GLUE_DATABASE": settings.glue_database_name,
+            },
+            tags={"project": "snapcdc"},
+        )
+        self.job_arn = f"arn:{Aws.PARTITION}:glue:{Aws.REGION}:{Aws.ACCOUNT_ID}:job/{self.job_name}"
+
+        # A failed or timed-out run: an EventBridge rule whose matches the observability alarms on.
+        self.failures = events.Rule(
+            self,
+            "RunFailed",
+            description="snapcdc Spark CDC job run failed, timed out or errored",
+            event_pattern=events.EventPattern(
+                source=["aws.glue"],
+                detail_type=["Glue Job State Change"],
+                detail={"jobName": [self.job_name], "state": JOB_STATES_THAT_ALARM},
+            ),
+        )
+
+        NagSuppressions.add_resource_suppressions(
+            self.role,
+            [
+                {
+                    "id": "AwsSolutions-IAM5",
+                    "reason": "The CDC function's prefixes (reads raw/ snapshots/ _runs/, writes cdc/ full-load/"
+                    " snapshots/ quarantine/ _runs/) and the /aws-glue/* log groups Glue writes the run's logs"
+                    " to: object keys and log streams can only be named with a wildcard.",
+                    "appliesTo": [
+                        *(
+                            {"regex": f"/^Resource::arn:<AWS::Partition>:s3:::.+/{p.replace('/', '')}/\\*$/"}
+                            for p in sorted(set(CDC_READS + CDC_WRITES))
+                        ),
+                        {
+                            "regex": "/^Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>"
+                            ":log-group:/aws-glue/\\*(:\\*)?$/"
+                        },
+                    ],
+                }
+            ],
+            apply_to_children=True,
+        )
+
+    def grant_start(self, role: iam.IRole) -> None:
+        """Start this job (nothing else, no other job)."""
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="StartSparkCdcJob", actions=STARTER_ACTIONS, resources=[self.job_arn])
+        )
