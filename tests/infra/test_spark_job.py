@@ -9,7 +9,7 @@ from typing import Any
 from .cfn_helpers import render, role_statements
 from .synthesis import Synth
 
-CDC_PREFIXES = {"raw/", "snapshots/", "_runs/", "cdc/", "full-load/", "quarantine/"}
+CDC_PREFIXES = {"raw/", "snapshots/", "_runs/", "cdc/", "full-load/", "quarantine/", "changelog/", "scd2/", "dms/"}
 
 
 def _job(synth: Synth) -> dict[str, Any]:

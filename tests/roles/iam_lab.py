@@ -317,8 +317,8 @@ def enforcing() -> Iterator[None]:
 
 @contextlib.contextmanager
 def teach_moto_resources() -> Iterator[None]:
-    """Make moto authorize Secrets Manager, KMS and Glue table requests on the secret's / key's / table's
-    ARN, not "*" (a Glue call is authorized on its table's ARN; AWS also checks the catalog and database
+    """Make moto authorize Secrets Manager, KMS and Glue table and job requests on the secret's / key's /
+    table's / job's ARN, not "*" (a Glue call is authorized on its table's ARN; AWS also checks the catalog and database
     ARNs, which the CDC role's statement names and tests/infra/test_iam.py asserts)."""
     from moto.glue.responses import GlueResponse
     from moto.kms.responses import KmsResponse
@@ -342,8 +342,10 @@ def teach_moto_resources() -> Iterator[None]:
         except Exception:
             return "*"
 
-    def table_arn(self: Any) -> str:
+    def table_arn(self: Any) -> str:  # or a job's, for the job calls
         params = json.loads(self.body or "{}")
+        if params.get("JobName"):
+            return f"arn:aws:glue:{self.region}:{self.current_account}:job/{params['JobName']}"
         database, table = params.get("DatabaseName"), params.get("Name") or (params.get("TableInput") or {}).get("Name")
         if not (database and table):
             return "*"

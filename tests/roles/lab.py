@@ -339,3 +339,24 @@ def _with_column(csv: bytes, name: str, value: str) -> bytes:
     """A semicolon-separated file with one more column, ``value`` in every row."""
     header, *rows = csv.decode("utf-8").splitlines()
     return ("\n".join([f"{header};{name}", *(f"{row};{value}" for row in rows)]) + "\n").encode("utf-8")
+
+
+def spark_job_name(template: dict[str, Any]) -> str:
+    """The name of the stack's Glue job (the CDC function may start it, and only it)."""
+    (job,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Glue::Job"]
+    return str(job["Properties"]["Name"])
+
+
+def start_spark_job(lab: RolesLab, job_name: str) -> Any:
+    """The hand-off as the CDC function makes it (a run of the Glue job), as the current principal."""
+    assert lab.current_session is not None
+    glue = lab.current_session.client("glue", endpoint_url=lab.aws.endpoint)
+    return glue.start_job_run(JobName=job_name, Arguments={"--TABLE": "clientes", "--SNAPSHOT": "20260105T090000Z"})
+
+
+def create_glue_job(lab: RolesLab, job_name: str) -> None:
+    """The job as the stack creates it (as the lab's admin)."""
+    with enforcing():
+        assert lab.admin is not None and lab.enforcement is not None
+        glue = lab.enforcement.session(lab.admin).client("glue", endpoint_url=lab.aws.endpoint)
+        glue.create_job(Name=job_name, Role="lab-glue", Command={"Name": "glueetl", "ScriptLocation": "s3://x/y.py"})

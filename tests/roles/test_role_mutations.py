@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
-from .iam_lab import RUNTIME_ACTIONS, actions_of, statements, without_action
-from .lab import PRINCIPALS, open_roles_lab
+from .iam_lab import RUNTIME_ACTIONS, actions_of, enforcing, is_denial, statements, without_action
+from .lab import PRINCIPALS, create_glue_job, open_roles_lab, spark_job_name, start_spark_job
 
 # principal -> the actions of its policies in the template that its code uses
 SWEEP = {
@@ -49,6 +50,8 @@ SWEEP = {
         "kms:GenerateDataKey",
     ],
 }
+# Actions the chain does not call (its tables are small): each has a mutation test of its own.
+OUTSIDE_THE_CHAIN = [("cdc", "glue:StartJobRun")]
 MUTATIONS = [(principal, action) for principal, actions in SWEEP.items() for action in actions]
 SAMPLE = [
     ("extract", "secretsmanager:GetSecretValue"),
@@ -87,8 +90,9 @@ def test_the_sweep_covers_every_action_of_every_principal(template: dict[str, An
         - RUNTIME_ACTIONS
         for principal, find in PRINCIPALS.items()
     }
-    # Then the sweep removes each of them once
-    assert {p: set(a) for p, a in SWEEP.items()} == held
+    # Then the sweep removes each of them once (the Glue hand-off by its own mutation test below)
+    swept = {p: set(a) | {a for q, a in OUTSIDE_THE_CHAIN if q == p} for p, a in SWEEP.items()}
+    assert swept == held
     assert len(MUTATIONS) == len(set(MUTATIONS))
 
 
@@ -126,3 +130,18 @@ def test_sweep_removing_any_action_fails_the_chain(
     print(f"SWEEP {principal} without {action}: {result.describe()}")
     # Then the chain fails on a denied call of that action
     _assert_denied_on(result, principal, action)
+
+
+def test_removing_start_job_run_denies_the_hand_off_to_the_spark_job(template: dict[str, Any], tmp_path: Path) -> None:
+    # Given the CDC role without glue:StartJobRun, and the stack's Glue job
+    documents = without_action(PRINCIPALS["cdc"](template), "glue:StartJobRun")
+    with open_roles_lab(template, tmp_path, overrides={"cdc": documents}) as lab:
+        name = spark_job_name(template)
+        create_glue_job(lab, name)
+        # When the CDC function hands a big snapshot over
+        with enforcing(), lab.as_principal("cdc") as session:
+            lab.current_session = session
+            with pytest.raises(ClientError) as denied:
+                start_spark_job(lab, name)
+    # Then the call is denied
+    assert is_denial(denied.value.response["Error"]), denied.value.response["Error"]

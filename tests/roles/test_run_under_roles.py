@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from .iam_lab import enforcing, is_denial
-from .lab import ChainResult, RolesLab, open_roles_lab
+from .lab import ChainResult, RolesLab, create_glue_job, open_roles_lab, spark_job_name, start_spark_job
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +107,22 @@ def test_what_the_design_forbids_is_denied(
     # Then it is denied and the bucket is unchanged
     assert is_denial(denied.value.response["Error"]), denied.value.response["Error"]
     assert lab.admin_objects() == before
+
+
+def test_the_cdc_role_hands_a_big_snapshot_to_the_spark_job_and_starts_no_other_job(
+    ran: tuple[RolesLab, ChainResult], template: dict[str, Any]
+) -> None:
+    # Given the lab, and the stack's Glue job and another job in it
+    lab, _ = ran
+    name = spark_job_name(template)
+    create_glue_job(lab, name)
+    create_glue_job(lab, "someone-elses-job")
+    with enforcing(), lab.as_principal("cdc") as session:
+        lab.current_session = session
+        # When the CDC function starts the stack's job (the size routing's hand-off)
+        started = start_spark_job(lab, name)
+        # Then it may; and it may not start another job
+        assert started["JobRunId"]
+        with pytest.raises(ClientError) as denied:
+            start_spark_job(lab, "someone-elses-job")
+    assert is_denial(denied.value.response["Error"]), denied.value.response["Error"]

@@ -13,16 +13,19 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from snapcdc.catalog import GlueCatalog
 from snapcdc.cdc import TableProcessor
 from snapcdc.config import PipelineConfig, load_config
-from snapcdc.engine import DiffOutcome, TableSpec
+from snapcdc.engine import CDC_OPERATION, DiffOutcome, TableSpec
+from snapcdc.engine.spec import HASH_COLUMNS
 from snapcdc.layout import Layout, snapshot_time
 from snapcdc.observability import logger
 from snapcdc.records import RunRecord, processed_snapshots
@@ -58,16 +61,37 @@ class SparkTableProcessor(TableProcessor):
         from snapcdc.spark.engine import spark_diff_files
 
         bucket = self.store.bucket
-        return spark_diff_files(
+        spec = TableSpec.from_config(self.table)
+        outcome = spark_diff_files(
             self.spark,
             old=f"s3://{bucket}/{old_key}" if old_key is not None else None,
             new=f"s3://{bucket}/{source_key}",
-            spec=TableSpec.from_config(self.table),
+            spec=spec,
             observed_at=snapshot_time(snap),
             out_dir=work / "out",
             new_name=f"s3://{bucket}/{source_key}",
             endpoint_url=self.endpoint_url,
         )
+        if spec.with_preimages and old_key is not None and outcome.preimages_path is None:
+            old_path = self.store.download_file(old_key, work / "preimage-base.parquet")
+            preimages = updated_rows_before(old_path, outcome.changes_path, spec.primary_key)
+            path = work / "out" / "preimages.parquet"
+            pq.write_table(preimages, path)
+            outcome = replace(outcome, preimages_path=path)
+        return outcome
+
+
+def updated_rows_before(old_snapshot: Path, changes: Path, primary_key: Sequence[str]) -> pa.Table:
+    """The old rows of the change set's updated keys, in the order of its U rows (the changelog's
+    pre-images), read on the driver from the old snapshot, as the job's other outputs are written."""
+    updates = pq.read_table(changes, columns=list(primary_key), filters=[(CDC_OPERATION, "=", "U")])
+    order = updates.append_column("__order", pa.array(range(updates.num_rows), pa.int64()))
+    old = pq.read_table(old_snapshot)
+    old = old.drop_columns([c for c in HASH_COLUMNS if c in old.column_names])
+    joined = order.join(old, keys=list(primary_key), join_type="inner").sort_by("__order")
+    if joined.num_rows != updates.num_rows:
+        raise ValueError(f"{updates.num_rows} updated keys, {joined.num_rows} found in the old snapshot")
+    return joined.select(old.column_names)
 
 
 def run(
