@@ -302,13 +302,18 @@ class TableProcessor:
             self._advance_scd2(snap, base, outcome, changes, work)
         return record.model_copy(update={"outputs": outputs, "commit_version": version})
 
-    def _scd2_marker(self) -> str | None:
-        """The snapshot the current versions file is as of (None: there is none)."""
-        schema = footer_schema(self.store, self.store.layout.scd2_current_key(self.name))
-        if schema is None:
-            return None
-        marker = (schema.metadata or {}).get(feeds.SCD2_METADATA)
-        return marker.decode() if marker else None
+    def _scd2_current(self, work: Path) -> tuple[Path | None, str | None]:
+        """The current versions file, downloaded, and the snapshot it is as of (its footer's mark).
+
+        One download, then the mark read from that copy: a concurrent run of the same snapshot may
+        replace the object at any time, and a mark read apart from the file could belong to another
+        version of it."""
+        key = self.store.layout.scd2_current_key(self.name)
+        if footer_schema(self.store, key) is None:
+            return None, None
+        local = self.store.download_file(key, work / "scd2-base.parquet")
+        marker = (pq.read_schema(local).metadata or {}).get(feeds.SCD2_METADATA)
+        return local, marker.decode() if marker else None
 
     def _advance_scd2(self, snap: str, base: RunRecord | None, outcome: DiffOutcome, changes: Any, work: Path) -> None:
         """Rewrites the current versions file and writes the versions this snapshot closed.
@@ -322,15 +327,13 @@ class TableProcessor:
             path = feeds.scd2_first(outcome.full_load_path, work / "scd2-current.parquet", snap, at)
             self.store.upload_file(path, current_key, PARQUET)
             return
-        marker = self._scd2_marker()
+        current, marker = self._scd2_current(work)
         if marker == snap:
             return
-        if marker != base.snapshot:
+        if current is None or marker != base.snapshot:
             rebuilt = self._rebuild_scd2_to(base.snapshot, work)
             assert rebuilt is not None  # the base is an accepted snapshot
             current = rebuilt
-        else:
-            current = self.store.download_file(current_key, work / "scd2-base.parquet")
         self._scd2_step(current, changes, outcome.schema, snap, work)
 
     def _scd2_step(self, current: Path, changes: Any, schema: Any, snap: str, work: Path) -> Path:
