@@ -165,7 +165,8 @@ def _run_pandas(old: Path, new: Path, out: Path, object_strings: bool) -> dict[s
         pd.options.future.infer_string = False  # pandas 2 behaviour: object-dtype strings
     last = pd.read_csv(old)
     actual = pd.read_csv(new)
-    # The seed's algorithm (seeds/ ARCHITECTURE.md), faithfully.
+    # The original project's algorithm (isin for inserts and deletes, a merge on the key for updates that
+    # advanced the date column), faithfully.
     inserts = actual[~actual[PK].isin(last[PK])]
     deletes = last[~last[PK].isin(actual[PK])]
     merged = actual.merge(last, on=PK, suffixes=("_new", "_old"))

@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 DEFAULT_REGION = "us-east-1"
 # Powertools for AWS Lambda (Python) v3, arm64, Python 3.12; layer version from the project's
-# install docs (docs/getting-started/install.md). Newest per region: SSM parameter
+# install docs (https://docs.powertools.aws.dev/lambda/python/latest/#lambda-layer). Newest per region: SSM parameter
 # /aws/service/powertools/python/arm64/python3.12/latest.
 DEFAULT_POWERTOOLS_LAYER_ARN = (
     "arn:aws:lambda:us-east-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-arm64:27"
