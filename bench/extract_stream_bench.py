@@ -2,7 +2,7 @@
 
 Both paths download the same version from the fake Kaggle API (127.0.0.1) with the real client and
 write the same raw objects to moto's in-process S3; the disk path is what the extract did before it
-streamed (download to a file, :func:`snapcdc.safe_zip.extract_members`, hash each file, upload it), without
+streamed (download to a file, :func:`snapcdc.extract.safe_zip.extract_members`, hash each file, upload it), without
 the bookkeeping reads and the manifest (the stream path's counts include them: 4 HEAD, 5 LIST, 1 GET,
 1 PUT for the four tables).
 
@@ -24,13 +24,13 @@ from typing import Any
 import boto3
 from moto import mock_aws
 from snapcdc.config import load_config
-from snapcdc.extract import run_extract
-from snapcdc.kaggle import KaggleCredentials, KaggleOptions, KaggleSource
-from snapcdc.layout import Layout
-from snapcdc.local.fake_kaggle import FakeKaggle, build_zip
-from snapcdc.local.sample_data import LoyaltyDataset
-from snapcdc.safe_zip import extract_members
-from snapcdc.store import S3Store
+from snapcdc.extract.kaggle import KaggleCredentials, KaggleOptions, KaggleSource
+from snapcdc.extract.safe_zip import extract_members
+from snapcdc.extract.stage import run_extract
+from snapcdc.lake.layout import Layout
+from snapcdc.lake.store import S3Store
+from snapcdc_dev.fake_kaggle import FakeKaggle, build_zip
+from snapcdc_dev.sample_data import LoyaltyDataset
 
 BUCKET = "snapcdc-bench"
 

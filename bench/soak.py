@@ -15,11 +15,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from snapcdc.config import load_config
-from snapcdc.layout import Layout, snapshot_id
-from snapcdc.local.demo import BUCKET, FIRST_RUN, load_handler, local_stack
-from snapcdc.local.events import LocalLambdaContext, s3_object_created_event, scheduled_event
-from snapcdc.local.sample_data import LoyaltyDataset
-from snapcdc.store import S3Store
+from snapcdc.lake.layout import Layout, snapshot_id
+from snapcdc.lake.store import S3Store
+from snapcdc_dev.demo import BUCKET, FIRST_RUN, load_handler, local_stack
+from snapcdc_dev.events import LocalLambdaContext, s3_object_created_event, scheduled_event
+from snapcdc_dev.sample_data import LoyaltyDataset
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         # Loaded in the Lambda-like environment: Powertools reads it (service name, log stream) at import.
         extract, cdc = load_handler("extract"), load_handler("cdc")
-        from snapcdc.verify import verify
+        from snapcdc.ops.verify import verify
 
         store = S3Store(aws.client("s3"), BUCKET, Layout())
         pending: list[str] = []

@@ -20,13 +20,12 @@ CORE_LAYER_DIR = REPO_ROOT / "layers" / "core"
 SPARK_JOB_SCRIPT = REPO_ROOT / "glue" / "cdc_job.py"
 # Development leftovers that must not ship (pip install -e writes the egg-info next to the package).
 CODE_EXCLUDES = ("**/__pycache__", "**/*.pyc", ".pytest_cache", ".mypy_cache")
-# The development harness (fake Kaggle, embedded moto, the demo) and what only the ``snapcdc`` console
-# script uses: neither function imports them (tests/infra/test_package_size.py imports both handlers
-# from the staged layer alone).
+# What only the ``snapcdc`` console script uses: neither function imports it
+# (tests/infra/test_package_size.py imports both handlers from the staged layer alone). The development
+# harness (fake Kaggle, embedded moto, the demo) is not in the package at all: it is devkit/snapcdc_dev.
 CLI_ONLY_PATHS = (
-    "python/snapcdc/local",
     "python/snapcdc/cli.py",
-    "python/snapcdc/verify.py",
+    "python/snapcdc/ops",
     "python/snapcdc/spark",  # the Glue job's code: the CDC function only starts the job
 )
 CORE_LAYER_EXCLUDES = (*CODE_EXCLUDES, "**/*.egg-info", "**/*.egg-info/**", *CLI_ONLY_PATHS)

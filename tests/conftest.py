@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from snapcdc.local.fake_kaggle import FakeKaggle
+from snapcdc_dev.fake_kaggle import FakeKaggle
 
 # --- extract side: AWS test credentials, the KAGGLE_* environment, the fake Kaggle API ---------------
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from snapcdc.config import TableConfig
-from snapcdc.store import S3Store
+from snapcdc.lake.store import S3Store
 
 BUCKET = "snapcdc-test-data"
 

@@ -1,6 +1,6 @@
 """CDC Lambda: S3 ObjectCreated events for raw CSVs in, change files out.
 
-Thin on purpose: parse the event, call :func:`snapcdc.cdc.process_raw_keys`, report.
+Thin on purpose: parse the event, call :func:`snapcdc.cdc.stage.process_raw_keys`, report.
 Deterministic refusals (delete guard, malformed file) are recorded and alarmed on, not retried;
 unexpected failures are raised after the other tables ran, so Lambda retries (done work is a no-op).
 """
@@ -16,14 +16,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from snapcdc import metric_names as names
-from snapcdc.catalog import GlueCatalog
-from snapcdc.cdc import BatchReport, process_raw_keys
+from snapcdc.cdc.catalog import GlueCatalog
+from snapcdc.cdc.routing import SparkRoute
+from snapcdc.cdc.stage import BatchReport, process_raw_keys
 from snapcdc.config import PipelineConfig, load_config
-from snapcdc.layout import Layout
+from snapcdc.lake.layout import Layout
+from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger, metrics, publish_table_metrics, tracer
-from snapcdc.routing import SparkRoute
 from snapcdc.settings import CdcSettings, load_settings
-from snapcdc.store import S3Store
 
 
 class CdcBatchError(RuntimeError):

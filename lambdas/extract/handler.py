@@ -1,4 +1,4 @@
-"""Extract Lambda: EventBridge scheduled event -> one Kaggle snapshot in ``raw/`` (logic: snapcdc.extract)."""
+"""Extract Lambda: EventBridge scheduled event -> one Kaggle snapshot in ``raw/`` (logic: snapcdc.extract.stage)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from snapcdc import metric_names as names
 from snapcdc.config import load_config
 from snapcdc.errors import PermanentError
-from snapcdc.extract import ExtractReport, run_extract
-from snapcdc.kaggle import Deadline, KaggleOptions, KaggleSource, RetryPolicy, read_credentials
-from snapcdc.layout import Layout, snapshot_id
+from snapcdc.extract.kaggle import Deadline, KaggleOptions, KaggleSource, RetryPolicy, read_credentials
+from snapcdc.extract.stage import ExtractReport, run_extract
+from snapcdc.lake.layout import Layout, snapshot_id
+from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger, metrics, publish_table_metrics, tracer
 from snapcdc.settings import ExtractSettings, load_settings
-from snapcdc.store import S3Store
 
 
 class EventError(PermanentError, ValueError):

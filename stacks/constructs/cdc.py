@@ -8,7 +8,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from cdk_nag import NagSuppressions
 from constructs import Construct
-from snapcdc.catalog import glue_table_names
+from snapcdc.cdc.catalog import glue_table_names
 
 from stacks.constructs.function import PipelineFunction
 from stacks.constructs.layers import SharedLayers
@@ -25,7 +25,7 @@ FEED_PREFIXES = ["changelog/", "scd2/", "dms/"]
 CDC_READS = ["raw/", "snapshots/", "_runs/", "full-load/", "cdc/", *FEED_PREFIXES]
 CDC_WRITES = ["cdc/", "full-load/", "snapshots/", "quarantine/", "_runs/", *FEED_PREFIXES]
 CDC_LISTS = ["raw/", "snapshots/", "_runs/", "cdc/", "full-load/", *FEED_PREFIXES]
-# What snapcdc.catalog calls: GetTable per Glue table each run, CreateTable or UpdateTable on a change.
+# What snapcdc.cdc.catalog calls: GetTable per Glue table each run, CreateTable or UpdateTable on a change.
 CDC_GLUE_ACTIONS = ["glue:GetTable", "glue:CreateTable", "glue:UpdateTable"]
 
 

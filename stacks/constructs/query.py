@@ -1,7 +1,7 @@
 """Query the lake with Athena: the Glue database and a workgroup.
 
 The database's tables (``<table>_cdc``, ``<table>_full_load``, ``<table>_snapshots``) are not in the
-template: the CDC function creates them and keeps them current at run time (``snapcdc.catalog``),
+template: the CDC function creates them and keeps them current at run time (``snapcdc.cdc.catalog``),
 typed as the Parquet files it writes, so a column the data gains reaches Glue with the data.
 """
 

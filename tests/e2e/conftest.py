@@ -1,7 +1,7 @@
 """The e2e lab: an embedded S3 (moto server on 127.0.0.1), the fake Kaggle API, and the real handlers.
 
 Shared by the fault-injection suites (test_faults.py, test_faults_hostile.py). Each scenario ends
-with ``lab.assert_verified()``: ``snapcdc.verify`` passes for every table.
+with ``lab.assert_verified()``: ``snapcdc.ops.verify`` passes for every table.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 from snapcdc.config import load_config
-from snapcdc.layout import Layout, snapshot_id
-from snapcdc.local.demo import BUCKET, FIRST_RUN, load_handler, local_stack
-from snapcdc.local.events import LocalLambdaContext, s3_object_created_event, scheduled_event
-from snapcdc.local.sample_data import LoyaltyDataset
-from snapcdc.store import S3Store
-from snapcdc.verify import verify
+from snapcdc.lake.layout import Layout, snapshot_id
+from snapcdc.lake.store import S3Store
+from snapcdc.ops.verify import verify
+from snapcdc_dev.demo import BUCKET, FIRST_RUN, load_handler, local_stack
+from snapcdc_dev.events import LocalLambdaContext, s3_object_created_event, scheduled_event
+from snapcdc_dev.sample_data import LoyaltyDataset
 
 from tests.support import object_versions
 

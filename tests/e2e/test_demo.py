@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from snapcdc.local.demo import run_demo
+from snapcdc_dev.demo import run_demo
 
 
 def test_demo_prints_progress_and_summary_and_logs_to_the_file(tmp_path, capsys):

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from snapcdc.layout import Layout
-from snapcdc.local.embedded_aws import embedded_aws
-from snapcdc.store import S3Store
+from snapcdc.lake.layout import Layout
+from snapcdc.lake.store import S3Store
+from snapcdc_dev.embedded_aws import embedded_aws
 
 from tests.support import csv_bytes
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import threading
 
 import pytest
-from snapcdc.cdc import process_raw_keys
-from snapcdc.layout import snapshot_id
-from snapcdc.local.events import LocalLambdaContext, scheduled_event
-from snapcdc.records import processed_snapshots
-from snapcdc.store import S3Store
+from snapcdc.cdc.stage import process_raw_keys
+from snapcdc.lake.layout import snapshot_id
+from snapcdc.lake.records import processed_snapshots
+from snapcdc.lake.store import S3Store
+from snapcdc_dev.events import LocalLambdaContext, scheduled_event
 
 from tests.e2e.conftest import CONFIG, MOMENTS
 

@@ -37,13 +37,13 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from snapcdc.kaggle import KaggleDeadlineError, KaggleError, RetryPolicy
-from snapcdc.layout import snapshot_id
-from snapcdc.local.demo import BUCKET
-from snapcdc.local.embedded_aws import patched_environ
-from snapcdc.local.events import LocalLambdaContext
-from snapcdc.local.fake_kaggle import BLOB_RPC, FakeKaggle, build_zip
-from snapcdc.records import RunRecord, read_run_record
+from snapcdc.extract.kaggle import KaggleDeadlineError, KaggleError, RetryPolicy
+from snapcdc.lake.layout import snapshot_id
+from snapcdc.lake.records import RunRecord, read_run_record
+from snapcdc_dev.demo import BUCKET
+from snapcdc_dev.embedded_aws import patched_environ
+from snapcdc_dev.events import LocalLambdaContext
+from snapcdc_dev.fake_kaggle import BLOB_RPC, FakeKaggle, build_zip
 
 from tests.e2e.conftest import CONFIG, MOMENTS, Lab, open_lab
 

@@ -9,12 +9,12 @@ from datetime import timedelta
 import pyarrow.parquet as pq
 import pytest
 from snapcdc.config import load_config
-from snapcdc.layout import Layout, snapshot_id
-from snapcdc.local.demo import BUCKET, FIRST_RUN, local_stack, run_pipeline_cycle
-from snapcdc.local.sample_data import LoyaltyDataset
-from snapcdc.records import read_run_record
-from snapcdc.store import S3Store
-from snapcdc.verify import verify
+from snapcdc.lake.layout import Layout, snapshot_id
+from snapcdc.lake.records import read_run_record
+from snapcdc.lake.store import S3Store
+from snapcdc.ops.verify import verify
+from snapcdc_dev.demo import BUCKET, FIRST_RUN, local_stack, run_pipeline_cycle
+from snapcdc_dev.sample_data import LoyaltyDataset
 
 CONFIG = load_config()
 

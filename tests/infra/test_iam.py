@@ -192,7 +192,7 @@ def _glue_statements(synth: Synth, function: str) -> list[Statement]:
 def test_the_cdc_role_may_get_create_and_update_exactly_its_tables_glue_tables(synth: Synth) -> None:
     # Given the CDC role's Glue statements
     (statement,) = _glue_statements(synth, "CdcFunction")
-    # Then one statement: what snapcdc.catalog calls, on the catalog, the database and, per table of
+    # Then one statement: what snapcdc.cdc.catalog calls, on the catalog, the database and, per table of
     # the pipeline config, <table>_cdc, <table>_full_load and <table>_snapshots, and <table>_<feed> for
     # each change feed the table enables (no wildcard)
     config = load_config()

@@ -10,7 +10,7 @@ def test_the_database_is_in_the_template_and_its_tables_are_not(synth: Synth) ->
     # Given the Glue catalog resources of the template
     (database,) = synth.resources("AWS::Glue::Database").values()
     # Then the database is there and no table: the CDC function creates and updates the tables at run
-    # time, typed as the Parquet it writes (snapcdc.catalog), so a column added to the data reaches Glue
+    # time, typed as the Parquet it writes (snapcdc.cdc.catalog), so a column added to the data reaches Glue
     assert database["Properties"]["DatabaseInput"]["Name"] == "snapcdc"
     assert synth.resources("AWS::Glue::Table") == {}
 

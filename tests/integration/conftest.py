@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from moto import mock_aws
-from snapcdc.layout import Layout
-from snapcdc.store import S3Store
+from snapcdc.lake.layout import Layout
+from snapcdc.lake.store import S3Store
 
 from tests.support import BUCKET
 

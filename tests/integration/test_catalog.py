@@ -9,13 +9,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
-from snapcdc.catalog import CatalogError, GlueCatalog
-from snapcdc.cdc import TableProcessor
+from snapcdc.cdc.catalog import CatalogError, GlueCatalog
+from snapcdc.cdc.stage import TableProcessor
 from snapcdc.cli import main
 from snapcdc.config import TableConfig
-from snapcdc.layout import Layout
-from snapcdc.records import read_run_record
-from snapcdc.store import S3Store
+from snapcdc.lake.layout import Layout
+from snapcdc.lake.records import read_run_record
+from snapcdc.lake.store import S3Store
 
 from tests.support import BUCKET, csv_bytes, put_raw
 

@@ -7,11 +7,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
-from snapcdc.cdc import TableProcessor, process_raw_keys
+from snapcdc.cdc.stage import TableProcessor, process_raw_keys
 from snapcdc.config import TableConfig
-from snapcdc.layout import Layout
-from snapcdc.store import S3Store
-from snapcdc.verify import verify_table
+from snapcdc.lake.layout import Layout
+from snapcdc.lake.store import S3Store
+from snapcdc.ops.verify import verify_table
 
 from tests.support import BUCKET, csv_bytes, object_versions, put_raw
 

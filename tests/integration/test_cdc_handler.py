@@ -10,11 +10,11 @@ import boto3
 import pytest
 from moto import mock_aws
 from snapcdc.config import load_config
-from snapcdc.layout import Layout
-from snapcdc.local.demo import load_handler
-from snapcdc.local.events import LocalLambdaContext
+from snapcdc.lake.layout import Layout
+from snapcdc.lake.store import S3Store
 from snapcdc.settings import CdcSettings, SettingsError, load_settings
-from snapcdc.store import S3Store
+from snapcdc_dev.demo import load_handler
+from snapcdc_dev.events import LocalLambdaContext
 
 from tests.support import BUCKET, csv_bytes, object_versions, put_raw
 

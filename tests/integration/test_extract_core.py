@@ -10,13 +10,13 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from snapcdc.config import parse_config
-from snapcdc.extract import ExtractPermissionError, run_extract
-from snapcdc.kaggle import DatasetVersion, KaggleError
-from snapcdc.kaggle.source import DownloadSink
-from snapcdc.layout import Layout
-from snapcdc.local.fake_kaggle import build_zip
-from snapcdc.safe_zip import UnsafeArchiveError
-from snapcdc.store import S3Store
+from snapcdc.extract.kaggle import DatasetVersion, KaggleError
+from snapcdc.extract.kaggle.source import DownloadSink
+from snapcdc.extract.safe_zip import UnsafeArchiveError
+from snapcdc.extract.stage import ExtractPermissionError, run_extract
+from snapcdc.lake.layout import Layout
+from snapcdc.lake.store import S3Store
+from snapcdc_dev.fake_kaggle import build_zip
 
 from tests.support import BUCKET, csv_bytes
 

@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from snapcdc.config import ConfigError
 from snapcdc.errors import OutOfDiskSpaceError, PermanentError, SnapcdcError
-from snapcdc.extract import ExtractPermissionError
-from snapcdc.kaggle import (
+from snapcdc.extract.kaggle import (
     KaggleAuthError,
     KaggleDeadlineError,
     KaggleError,
@@ -16,10 +15,11 @@ from snapcdc.kaggle import (
     KaggleSecretError,
     TimeBudgetError,
 )
-from snapcdc.local.demo import load_handler
-from snapcdc.local.events import LocalLambdaContext
-from snapcdc.safe_zip import UnsafeArchiveError
+from snapcdc.extract.safe_zip import UnsafeArchiveError
+from snapcdc.extract.stage import ExtractPermissionError
 from snapcdc.settings import SettingsError
+from snapcdc_dev.demo import load_handler
+from snapcdc_dev.events import LocalLambdaContext
 
 POWERTOOLS_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": "snapcdc-extract",

@@ -19,12 +19,12 @@ import boto3
 import pytest
 from moto import mock_aws
 from snapcdc.config import load_config
-from snapcdc.kaggle import KaggleDeadlineError, KaggleError, RetryPolicy
-from snapcdc.layout import Layout
-from snapcdc.local.demo import load_handler
-from snapcdc.local.events import LocalLambdaContext
-from snapcdc.local.fake_kaggle import FakeKaggle, build_zip
-from snapcdc.store import S3Store
+from snapcdc.extract.kaggle import KaggleDeadlineError, KaggleError, RetryPolicy
+from snapcdc.lake.layout import Layout
+from snapcdc.lake.store import S3Store
+from snapcdc_dev.demo import load_handler
+from snapcdc_dev.events import LocalLambdaContext
+from snapcdc_dev.fake_kaggle import FakeKaggle, build_zip
 
 from tests.support import BUCKET, DiskBudget, csv_bytes, object_versions
 

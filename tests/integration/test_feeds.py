@@ -8,13 +8,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
-from snapcdc import feeds
-from snapcdc.cdc import TableProcessor
+from snapcdc.cdc import feeds
+from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import TableConfig
-from snapcdc.layout import Layout, snapshot_time
-from snapcdc.records import read_run_record
-from snapcdc.store import S3Store
-from snapcdc.verify import scd2_history, verify_table
+from snapcdc.lake.layout import Layout, snapshot_time
+from snapcdc.lake.records import read_run_record
+from snapcdc.lake.store import S3Store
+from snapcdc.ops.verify import scd2_history, verify_table
 
 from tests.support import BUCKET, csv_bytes, put_raw
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from snapcdc.errors import SnapcdcError
-from snapcdc.records import (
+from snapcdc.lake.records import (
     Manifest,
     ManifestTable,
     RecordError,
@@ -18,7 +18,7 @@ from snapcdc.records import (
     write_manifest,
     write_run_record,
 )
-from snapcdc.store import S3Store
+from snapcdc.lake.store import S3Store
 
 from tests.support import BUCKET
 

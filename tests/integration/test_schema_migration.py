@@ -8,13 +8,13 @@ import dataclasses
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from snapcdc.cdc import TableProcessor
+from snapcdc.cdc.migrate import MIGRATED_METADATA, footer_schema, table_files
+from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import TableConfig
 from snapcdc.engine.spec import HASH_METADATA
-from snapcdc.migrate import MIGRATED_METADATA, footer_schema, table_files
-from snapcdc.records import read_run_record
-from snapcdc.store import S3Store
-from snapcdc.verify import verify_table
+from snapcdc.lake.records import read_run_record
+from snapcdc.lake.store import S3Store
+from snapcdc.ops.verify import verify_table
 
 from tests.support import csv_bytes, put_raw
 

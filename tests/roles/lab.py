@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from snapcdc.cdc import TableProcessor
+from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import load_config
-from snapcdc.layout import Layout, snapshot_id
-from snapcdc.local.demo import FIRST_RUN, load_handler
-from snapcdc.local.embedded_aws import EmbeddedAws, embedded_aws, patched_environ
-from snapcdc.local.events import LocalLambdaContext, s3_object_created_event, scheduled_event
-from snapcdc.local.fake_kaggle import FakeKaggle
-from snapcdc.local.sample_data import LoyaltyDataset
-from snapcdc.store import S3Store
-from snapcdc.verify import verify
+from snapcdc.lake.layout import Layout, snapshot_id
+from snapcdc.lake.store import S3Store
+from snapcdc.ops.verify import verify
+from snapcdc_dev.demo import FIRST_RUN, load_handler
+from snapcdc_dev.embedded_aws import EmbeddedAws, embedded_aws, patched_environ
+from snapcdc_dev.events import LocalLambdaContext, s3_object_created_event, scheduled_event
+from snapcdc_dev.fake_kaggle import FakeKaggle
+from snapcdc_dev.sample_data import LoyaltyDataset
 
 from stacks.constructs.operators import REPLAY_LOGICAL_ID, VERIFY_LOGICAL_ID
 from stacks.context import StackSettings

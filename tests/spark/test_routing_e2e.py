@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from snapcdc.local.demo import BUCKET
-from snapcdc.routing import claim_key, job_arguments
+from snapcdc.cdc.routing import claim_key, job_arguments
 from snapcdc.spark import job
+from snapcdc_dev.demo import BUCKET
 
 from tests.e2e.conftest import CONFIG, MOMENTS, Lab, open_lab
 

@@ -1,4 +1,4 @@
-"""snapcdc.catalog without Glue: Arrow -> Glue types, column names, column changes, table definitions."""
+"""snapcdc.cdc.catalog without Glue: Arrow -> Glue types, column names, column changes, table definitions."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 
 import pyarrow as pa
 import pytest
-from snapcdc.catalog import CatalogError, Column, GlueCatalog, column_changes, data_columns, glue_type
-from snapcdc.layout import Layout
+from snapcdc.cdc.catalog import CatalogError, Column, GlueCatalog, column_changes, data_columns, glue_type
+from snapcdc.lake.layout import Layout
 
 
 @pytest.mark.parametrize(

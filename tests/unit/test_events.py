@@ -6,7 +6,7 @@ from pathlib import Path
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, S3Event
-from snapcdc.local.events import s3_object_created_event, scheduled_event
+from snapcdc_dev.events import s3_object_created_event, scheduled_event
 
 EVENTS = Path(__file__).parents[1] / "events"
 

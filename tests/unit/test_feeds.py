@@ -2,7 +2,7 @@
 queries the SCD2 history as of each snapshot time, a reader written against the DMS S3 target's
 documented layout reads the DMS files; property tests for the SCD2 invariants.
 
-The feeds are built here as the CDC stage builds them (engine -> snapcdc.feeds), on local files."""
+The feeds are built here as the CDC stage builds them (engine -> snapcdc.cdc.feeds), on local files."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from snapcdc import feeds
+from snapcdc.cdc import feeds
 from snapcdc.engine import TableSpec, diff_files
-from snapcdc.verify import data_columns, table_differences
+from snapcdc.ops.verify import data_columns, table_differences
 
 deltalake = pytest.importorskip("deltalake")
 

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from snapcdc.layout import Layout, RawObject, snap_from_partition, snapshot_id, snapshot_time
+from snapcdc.lake.layout import Layout, RawObject, snap_from_partition, snapshot_id, snapshot_time
 
 
 def test_snapshot_id_is_the_utc_time_of_the_event():

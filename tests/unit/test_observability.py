@@ -18,14 +18,14 @@ def test_a_core_module_logger_writes_powertools_json_lines() -> None:
     caught = io.StringIO()
     previous = handler.setStream(caught)
     try:
-        # When a core module logs the way snapcdc.extract and snapcdc.kaggle.retry do
-        logging.getLogger("snapcdc.kaggle.retry").warning("attempt %d of %d failed", 1, 4)
+        # When a core module logs the way snapcdc.extract.stage and snapcdc.extract.kaggle.retry do
+        logging.getLogger("snapcdc.extract.kaggle.retry").warning("attempt %d of %d failed", 1, 4)
     finally:
         handler.setStream(previous)  # type: ignore[arg-type]
     # Then one JSON line, named after the module, and nothing passed on to the root logger's handlers
     lines = caught.getvalue().splitlines()
     assert len(lines) == 1
     line = json.loads(lines[0])
-    assert (line["level"], line["name"]) == ("WARNING", "snapcdc.kaggle.retry")
+    assert (line["level"], line["name"]) == ("WARNING", "snapcdc.extract.kaggle.retry")
     assert line["message"] == "attempt 1 of 4 failed"
     assert package.propagate is False

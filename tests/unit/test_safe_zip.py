@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import pytest
 from snapcdc.errors import OutOfDiskSpaceError
-from snapcdc.safe_zip import (
+from snapcdc.extract.safe_zip import (
     DISK_HEADROOM_BYTES,
     RATIO_FLOOR_BYTES,
     UnsafeArchiveError,

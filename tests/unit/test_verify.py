@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 
 import pyarrow as pa
-from snapcdc.verify import apply_changes, table_differences
+from snapcdc.ops.verify import apply_changes, table_differences
 
 OBSERVED = pa.scalar(datetime(2026, 1, 5, 9, tzinfo=UTC), pa.timestamp("us", tz="UTC"))
 

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from snapcdc.errors import PermanentError
-from snapcdc.kaggle import KaggleCredentials, KaggleSecretError, read_credentials
+from snapcdc.extract.kaggle import KaggleCredentials, KaggleSecretError, read_credentials
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 from moto import mock_aws
-from snapcdc.kaggle import (
+from snapcdc.extract.kaggle import (
     DatasetVersion,
     Deadline,
     KaggleAuthError,
@@ -28,9 +28,9 @@ from snapcdc.kaggle import (
     KaggleSource,
     RetryPolicy,
 )
-from snapcdc.kaggle import client as kaggle_client
-from snapcdc.kaggle.source import split_dataset_ref
-from snapcdc.local.fake_kaggle import BLOB_RPC, FakeKaggle, build_zip
+from snapcdc.extract.kaggle import client as kaggle_client
+from snapcdc.extract.kaggle.source import split_dataset_ref
+from snapcdc_dev.fake_kaggle import BLOB_RPC, FakeKaggle, build_zip
 
 from tests.support import csv_bytes
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from snapcdc.errors import PermanentError
-from snapcdc.kaggle import Deadline, TimeBudgetError
+from snapcdc.extract.kaggle import Deadline, TimeBudgetError
 
 
 class FakeClock:

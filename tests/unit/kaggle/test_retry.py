@@ -5,9 +5,9 @@ from __future__ import annotations
 import errno
 
 import pytest
-from snapcdc.kaggle import KaggleError, RetryPolicy
-from snapcdc.kaggle.guard import Guard
-from snapcdc.kaggle.retry import Caller, Retryable
+from snapcdc.extract.kaggle import KaggleError, RetryPolicy
+from snapcdc.extract.kaggle.guard import Guard
+from snapcdc.extract.kaggle.retry import Caller, Retryable
 
 CALLER = Caller("snapcdc-test", "http://127.0.0.1:1")
 

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 from snapcdc.errors import SnapcdcError
 
 if TYPE_CHECKING:
-    from snapcdc.catalog import GlueCatalog
+    from snapcdc.cdc.catalog import GlueCatalog
     from snapcdc.config import TableConfig
-    from snapcdc.records import RunRecord
-    from snapcdc.store import S3Store
+    from snapcdc.lake.records import RunRecord
+    from snapcdc.lake.store import S3Store
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -157,7 +157,7 @@ def _catalog(args: argparse.Namespace, store: S3Store) -> GlueCatalog | None:
         return None
     import boto3
 
-    from snapcdc.catalog import GlueCatalog
+    from snapcdc.cdc.catalog import GlueCatalog
 
     glue = boto3.client("glue", endpoint_url=args.endpoint_url)  # one endpoint for S3 and Glue (moto server)
     return GlueCatalog(glue, args.glue_database, store.bucket, store.layout)
@@ -167,8 +167,8 @@ def _bucket_store(args: argparse.Namespace) -> tuple[S3Store, list[TableConfig]]
     import boto3
 
     from snapcdc.config import load_config
-    from snapcdc.layout import Layout
-    from snapcdc.store import S3Store
+    from snapcdc.lake.layout import Layout
+    from snapcdc.lake.store import S3Store
 
     config = load_config(args.config)
     try:
@@ -191,7 +191,7 @@ def _add_verify(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from snapcdc.verify import verify
+    from snapcdc.ops.verify import verify
 
     store, tables = _bucket_store(args)
     results = verify(store, tables)
@@ -216,7 +216,7 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 
 def _run_replay(args: argparse.Namespace) -> int:
-    from snapcdc.cdc import TableProcessor
+    from snapcdc.cdc.stage import TableProcessor
 
     store, [table] = _bucket_store(args)
     processor = TableProcessor(store, table, catalog=_catalog(args, store))
@@ -241,11 +241,11 @@ def _add_run(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 def _run_run(args: argparse.Namespace) -> int:
     import os
 
-    from snapcdc.cdc import process_raw_keys
+    from snapcdc.cdc.stage import process_raw_keys
     from snapcdc.config import load_config
-    from snapcdc.extract import run_extract
-    from snapcdc.kaggle import KaggleCredentials, KaggleSource
-    from snapcdc.layout import snapshot_id
+    from snapcdc.extract.kaggle import KaggleCredentials, KaggleSource
+    from snapcdc.extract.stage import run_extract
+    from snapcdc.lake.layout import snapshot_id
 
     store, _ = _bucket_store(args)
     config = load_config(args.config)
@@ -263,7 +263,7 @@ def _run_run(args: argparse.Namespace) -> int:
 
 # -- ingest ----------------------------------------------------------------------------------------
 def _snapshot_arg(text: str) -> str:
-    from snapcdc.layout import snapshot_time
+    from snapcdc.lake.layout import snapshot_time
 
     try:
         snapshot_time(text)
@@ -291,8 +291,8 @@ def _add_ingest(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 
 def _run_ingest(args: argparse.Namespace) -> int:
-    from snapcdc.cdc import TableProcessor
-    from snapcdc.records import processed_snapshots, read_run_record
+    from snapcdc.cdc.stage import TableProcessor
+    from snapcdc.lake.records import processed_snapshots, read_run_record
 
     source: Path = args.file
     if not source.is_file():
@@ -354,8 +354,13 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from snapcdc.local.demo import run_demo
-
+    try:
+        from snapcdc_dev.demo import run_demo
+    except ModuleNotFoundError as missing:
+        raise CliError(
+            "the demo needs the development harness (package snapcdc-dev, devkit/ in the repository):"
+            " run `make demo`, or `pip install -e ./devkit` in this environment"
+        ) from missing
     return run_demo(args.out, snapshots=max(3, args.snapshots))
 
 

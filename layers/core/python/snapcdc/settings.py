@@ -32,7 +32,7 @@ class CdcSettings(_Settings):
     # The Glue database whose <table>_cdc/_full_load/_snapshots tables the function keeps current;
     # unset (local runs, tests): no catalog sync.
     glue_database: str | None = Field(default=None, alias="GLUE_DATABASE", min_length=1)
-    # Tables past one Lambda (snapcdc.routing): raw objects larger than the threshold go to the Spark job.
+    # Tables past one Lambda (snapcdc.cdc.routing): raw objects larger than the threshold go to the Spark job.
     spark_job_name: str | None = Field(default=None, alias="SPARK_JOB_NAME", min_length=1)
     spark_threshold_bytes: int = Field(default=2**62, ge=0, alias="SPARK_THRESHOLD_BYTES")
 
@@ -42,7 +42,7 @@ class ExtractSettings(_Settings):
     # Only the fake Kaggle API of tests and the demo sets this; unset means api.kaggle.com.
     kaggle_endpoint: str | None = Field(default=None, alias="KAGGLE_ENDPOINT")
     work_dir: str = Field(default="/tmp/snapcdc", alias="WORK_DIR")
-    # The Kaggle retry policy (defaults: snapcdc.kaggle's) and the seconds of the invocation kept back
+    # The Kaggle retry policy (defaults: snapcdc.extract.kaggle's) and the seconds of the invocation kept back
     # for streaming the archive's members to raw/: the Kaggle calls must be done by the remaining time minus this.
     kaggle_max_attempts: int = Field(default=4, ge=1, le=20, alias="KAGGLE_MAX_ATTEMPTS")
     kaggle_read_timeout_seconds: float = Field(default=120.0, gt=0, le=900, alias="KAGGLE_READ_TIMEOUT_SECONDS")

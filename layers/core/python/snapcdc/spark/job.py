@@ -1,11 +1,11 @@
-"""The Spark CDC job (AWS Glue 5): the CDC stage of :mod:`snapcdc.cdc` for one table snapshot, its diff
+"""The Spark CDC job (AWS Glue 5): the CDC stage of :mod:`snapcdc.cdc.stage` for one table snapshot, its diff
 on Spark (:func:`snapcdc.spark.engine.spark_diff_files`); outputs, Glue tables and the run record
 (last) written by the same code as the CDC function's.
 
 Arguments (as Glue passes them, ``--NAME value``; others are ignored): ``--TABLE``, ``--SNAPSHOT``,
 ``--BUCKET_NAME``, ``--DATA_PREFIX`` (``-``: none), ``--GLUE_DATABASE`` (``-``: no catalog sync),
 and for local runs ``--S3_ENDPOINT_URL``. After the snapshot, the table's later pending snapshots are
-processed too, in order, until none is left (:mod:`snapcdc.routing` says why).
+processed too, in order, until none is left (:mod:`snapcdc.cdc.routing` says why).
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from snapcdc.catalog import GlueCatalog
-from snapcdc.cdc import TableProcessor
+from snapcdc.cdc.catalog import GlueCatalog
+from snapcdc.cdc.routing import claim
+from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import PipelineConfig, load_config
 from snapcdc.engine import CDC_OPERATION, DiffOutcome, TableSpec
 from snapcdc.engine.spec import HASH_COLUMNS
-from snapcdc.layout import Layout, snapshot_time
+from snapcdc.lake.layout import Layout, snapshot_time
+from snapcdc.lake.records import RunRecord, processed_snapshots
+from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger
-from snapcdc.records import RunRecord, processed_snapshots
-from snapcdc.routing import claim
-from snapcdc.store import S3Store
 
 REQUIRED = ("TABLE", "SNAPSHOT", "BUCKET_NAME")
 OPTIONAL = {"DATA_PREFIX": "-", "GLUE_DATABASE": "-", "S3_ENDPOINT_URL": "-"}

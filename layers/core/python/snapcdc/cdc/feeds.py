@@ -1,7 +1,7 @@
 """The change feeds beyond ``cdc/``, built from what the CDC stage already holds (docs/design.md,
 "Change feeds"): a changelog with update pre-images, an SCD type 2 history and the AWS DMS S3 layout.
 
-Pure (pyarrow, local files): the CDC stage (:mod:`snapcdc.cdc`) hands in the engine's change set,
+Pure (pyarrow, local files): the CDC stage (:mod:`snapcdc.cdc.stage`) hands in the engine's change set,
 its pre-images and the snapshot time, and uploads what these functions write.
 
 - changelog: the Spark changelog contract (``_change_type`` insert / delete / update_preimage /

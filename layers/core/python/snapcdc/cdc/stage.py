@@ -1,6 +1,6 @@
 """The CDC stage, for one table: which snapshot to diff against, what to write, in what order.
 
-I/O goes through :class:`~snapcdc.store.S3Store`, the run records through :mod:`snapcdc.records`;
+I/O goes through :class:`~snapcdc.lake.store.S3Store`, the run records through :mod:`snapcdc.lake.records`;
 the diff itself is the pure engine (:mod:`snapcdc.engine`). Rules (``docs/design.md``):
 
 - the run record ``_runs/<table>/snapshot=<SNAP>.json`` is written last; its presence means done;
@@ -23,14 +23,14 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from snapcdc import feeds
-from snapcdc.catalog import GlueCatalog
+from snapcdc.cdc import feeds
+from snapcdc.cdc.catalog import GlueCatalog
+from snapcdc.cdc.migrate import column_changes, footer_schema, migrate_table, reshaping
+from snapcdc.cdc.routing import Deferred, SparkRoute
 from snapcdc.config import PipelineConfig, TableConfig
 from snapcdc.engine import DeleteGuardError, DiffOutcome, InputError, TableSpec, diff_files
-from snapcdc.layout import snapshot_time
-from snapcdc.migrate import column_changes, footer_schema, migrate_table, reshaping
-from snapcdc.observability import logger
-from snapcdc.records import (
+from snapcdc.lake.layout import snapshot_time
+from snapcdc.lake.records import (
     CatalogChange,
     RunRecord,
     SchemaMigration,
@@ -41,8 +41,8 @@ from snapcdc.records import (
     read_run_record,
     write_run_record,
 )
-from snapcdc.routing import Deferred, SparkRoute
-from snapcdc.store import S3Store
+from snapcdc.lake.store import S3Store
+from snapcdc.observability import logger
 
 PARQUET = "application/vnd.apache.parquet"
 
@@ -53,7 +53,7 @@ class TableProcessor:
     table: TableConfig
     work_dir: Path = Path(tempfile.gettempdir()) / "snapcdc"
     catalog: GlueCatalog | None = None  # None: the Glue tables are not synced
-    route: SparkRoute | None = None  # big snapshots go to the Spark job (snapcdc.routing); None: none do
+    route: SparkRoute | None = None  # big snapshots go to the Spark job (snapcdc.cdc.routing); None: none do
 
     @property
     def name(self) -> str:
@@ -81,7 +81,7 @@ class TableProcessor:
         return records
 
     def _hand_over_if_big(self, snap: str) -> None:
-        """Raises :class:`~snapcdc.routing.Deferred` when the Spark job takes ``snap`` (and so the
+        """Raises :class:`~snapcdc.cdc.routing.Deferred` when the Spark job takes ``snap`` (and so the
         table's later snapshots, which it processes after it)."""
         if self.route is None:
             return
@@ -174,7 +174,7 @@ class TableProcessor:
         return records
 
     def _migrated(self, record: RunRecord, outcome: DiffOutcome, base: RunRecord | None) -> RunRecord:
-        """Brings the table's earlier files to this snapshot's schema when it changed (:mod:`snapcdc.migrate`)."""
+        """Brings the table's earlier files to this snapshot's schema when it changed (:mod:`snapcdc.cdc.migrate`)."""
         if base is None:
             return record
         configured = list(self.table.column_types)

@@ -33,7 +33,7 @@ import pyarrow as pa
 from botocore.exceptions import ClientError
 
 from snapcdc.errors import PermanentError
-from snapcdc.layout import Layout
+from snapcdc.lake.layout import Layout
 
 CDC_COLUMNS = (
     ("_cdc_operation", "string", "I insert, U update, D delete"),

@@ -2,9 +2,9 @@
 check that the result equals the table's newest accepted snapshot, row for row.
 
 It also checks that every Parquet file of the table has the newest snapshot's schema (one physical
-schema per table, which Athena needs; :mod:`snapcdc.migrate`), and for gaps: a raw snapshot with no
+schema per table, which Athena needs; :mod:`snapcdc.cdc.migrate`), and for gaps: a raw snapshot with no
 run record, an accepted snapshot with no CDC file, or a CDC file that no run record accounts for.
-What was processed comes from the run records (:mod:`snapcdc.records`). Applying change sets back
+What was processed comes from the run records (:mod:`snapcdc.lake.records`). Applying change sets back
 is pure pyarrow (:func:`apply_changes`, :func:`table_differences`); the tests use it as their
 oracle too: applying a change set to the old snapshot (upsert ``I`` and ``U`` by key, remove ``D``)
 must give the new one.
@@ -20,13 +20,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from snapcdc import feeds
+from snapcdc.cdc import feeds
+from snapcdc.cdc.migrate import footer_schema, mismatched_files
 from snapcdc.config import TableConfig
 from snapcdc.errors import SnapcdcError
-from snapcdc.layout import snapshot_time
-from snapcdc.migrate import footer_schema, mismatched_files
-from snapcdc.records import RunRecord, processed_snapshots, read_run_record
-from snapcdc.store import S3Store
+from snapcdc.lake.layout import snapshot_time
+from snapcdc.lake.records import RunRecord, processed_snapshots, read_run_record
+from snapcdc.lake.store import S3Store
 
 
 @dataclass(frozen=True)

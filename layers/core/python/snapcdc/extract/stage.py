@@ -9,7 +9,7 @@ Order of work, and why:
    (same dataset, same tables): nothing changed, nothing written.
 3. Stream that exact version from Kaggle into S3, ``raw/_archives/snapshot=<SNAP>/<slug>.zip``
    (multipart, aborted if the download fails). Open it in place with ranged reads (the zip's
-   directory is at its end) and check it (:class:`~snapcdc.safe_zip.SafeArchive`).
+   directory is at its end) and check it (:class:`~snapcdc.extract.safe_zip.SafeArchive`).
 4. First pass: every configured member is read through all the checks and hashed (SHA-256), before
    anything is written under ``raw/<table>/``: a hostile or corrupt archive writes no table.
 5. Per table: a file byte-identical (sha256) to the table's newest earlier raw object (what the
@@ -24,7 +24,7 @@ Order of work, and why:
    a crash mid-upload downloads that same version again, never a newer one under the same SNAP.
 
 Nothing is written to the local disk (the function's /tmp): memory holds at most one upload part
-and one read window at a time (:mod:`snapcdc.s3_stream`), whatever the dataset's size. The archive
+and one read window at a time (:mod:`snapcdc.extract.s3_stream`), whatever the dataset's size. The archive
 stays under ``raw/_archives/`` (the extract's role may not delete; the bucket's lifecycle expires it).
 """
 
@@ -41,12 +41,12 @@ from pydantic import Field
 
 from snapcdc.config import PipelineConfig
 from snapcdc.errors import PermanentError, SnapcdcError
-from snapcdc.kaggle import DatasetVersion
-from snapcdc.kaggle.source import DownloadSink, split_dataset_ref
-from snapcdc.records import Manifest, ManifestTable, TableStatus, read_manifest, write_manifest
-from snapcdc.s3_stream import PART_BYTES, S3RangeReader, S3Upload
-from snapcdc.safe_zip import SafeArchive
-from snapcdc.store import S3Store
+from snapcdc.extract.kaggle import DatasetVersion
+from snapcdc.extract.kaggle.source import DownloadSink, split_dataset_ref
+from snapcdc.extract.s3_stream import PART_BYTES, S3RangeReader, S3Upload
+from snapcdc.extract.safe_zip import SafeArchive
+from snapcdc.lake.records import Manifest, ManifestTable, TableStatus, read_manifest, write_manifest
+from snapcdc.lake.store import S3Store
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class ExtractIntegrityError(SnapcdcError):
 
 
 class Source(Protocol):
-    """What the extract needs from Kaggle (:class:`snapcdc.kaggle.KaggleSource`)."""
+    """What the extract needs from Kaggle (:class:`snapcdc.extract.kaggle.KaggleSource`)."""
 
     def current_version(self, dataset: str) -> DatasetVersion: ...
 

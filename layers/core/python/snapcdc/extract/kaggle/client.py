@@ -4,8 +4,8 @@
   breaks it: the environment (``KAGGLE_CONFIG_DIR`` under the work dir in /tmp, the credentials)
   is set first and kaggle is imported inside :func:`build_api`, never at module import.
 * No credentials make ``authenticate()`` call ``exit(1)``; a ``SystemExit`` is not an
-  ``Exception``, so it is turned into :class:`~snapcdc.kaggle.errors.KaggleAuthError` here.
-* kagglesdk sends without a timeout: every session gets the :class:`~snapcdc.kaggle.guard.Guard`'s
+  ``Exception``, so it is turned into :class:`~snapcdc.extract.kaggle.errors.KaggleAuthError` here.
+* kagglesdk sends without a timeout: every session gets the :class:`~snapcdc.extract.kaggle.guard.Guard`'s
   adapter (timeouts clipped to the deadline, sockets the watchdog can cut).
 * ``endpoint`` points the client at another server (the fake Kaggle of tests and the demo) with the
   production URL scheme (``<endpoint>/v1/<Service>/<Method>``): the kagglesdk endpoint table is
@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from snapcdc.kaggle.errors import CREDENTIALS_HINT, KaggleAuthError, KaggleError
-from snapcdc.kaggle.guard import Guard
-from snapcdc.kaggle.secret import KaggleCredentials
+from snapcdc.extract.kaggle.errors import CREDENTIALS_HINT, KaggleAuthError, KaggleError
+from snapcdc.extract.kaggle.guard import Guard
+from snapcdc.extract.kaggle.secret import KaggleCredentials
 
 
 def _prepare_environment(username: str, key: str, config_dir: Path) -> None:

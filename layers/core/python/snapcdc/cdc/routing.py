@@ -27,8 +27,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger
-from snapcdc.store import S3Store
 
 CLAIM_SUFFIX = ".glue.json"
 

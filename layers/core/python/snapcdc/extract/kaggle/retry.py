@@ -1,15 +1,15 @@
 """The Kaggle retry policy: a few attempts, exponential backoff with jitter, bounded by the deadline.
 
 The client's own download loop retries 5 times with real, unbounded sleeps; snapcdc turns it off
-(see :mod:`snapcdc.kaggle.source`) and owns the policy here, as one object. Which failures are
+(see :mod:`snapcdc.extract.kaggle.source`) and owns the policy here, as one object. Which failures are
 worth retrying: HTTP 408, 425, 429 and 5xx gateway/server errors, timeouts, dropped connections and
 short downloads (the body shorter than its ``Content-Length``). HTTP 401/403 are a
-:class:`~snapcdc.kaggle.errors.KaggleAuthError`, 404 a
-:class:`~snapcdc.kaggle.errors.KaggleNotFoundError`, both final. With a deadline, no attempt or
+:class:`~snapcdc.extract.kaggle.errors.KaggleAuthError`, 404 a
+:class:`~snapcdc.extract.kaggle.errors.KaggleNotFoundError`, both final. With a deadline, no attempt or
 backoff sleep starts that cannot end before it, and an attempt cut off by the watchdog is a
-:class:`~snapcdc.kaggle.errors.KaggleDeadlineError` naming the deadline and the attempts made.
+:class:`~snapcdc.extract.kaggle.errors.KaggleDeadlineError` naming the deadline and the attempts made.
 Running out of disk space is the caller's disk, not Kaggle: the ``OSError`` passes through,
-neither retried nor wrapped (see :func:`snapcdc.safe_zip.is_disk_full`); so does any failure an
+neither retried nor wrapped (see :func:`snapcdc.extract.safe_zip.is_disk_full`); so does any failure an
 attempt wraps in :class:`CallerError` (the S3 upload a download streams into).
 """
 
@@ -25,15 +25,15 @@ from typing import TypeVar
 import requests
 import urllib3.exceptions
 
-from snapcdc.kaggle.errors import (
+from snapcdc.extract.kaggle.errors import (
     CREDENTIALS_HINT,
     KaggleAuthError,
     KaggleDeadlineError,
     KaggleError,
     KaggleNotFoundError,
 )
-from snapcdc.kaggle.guard import Guard
-from snapcdc.safe_zip import is_disk_full
+from snapcdc.extract.kaggle.guard import Guard
+from snapcdc.extract.safe_zip import is_disk_full
 
 logger = logging.getLogger(__name__)
 

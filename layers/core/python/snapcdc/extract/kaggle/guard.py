@@ -27,7 +27,7 @@ import urllib3.connection
 import urllib3.connectionpool
 from requests.adapters import HTTPAdapter
 
-from snapcdc.kaggle.errors import TimeBudgetError
+from snapcdc.extract.kaggle.errors import TimeBudgetError
 
 MARGIN_SETTING = "UPLOAD_MARGIN_SECONDS"
 

@@ -1,6 +1,6 @@
 """S3 access for the pipeline: a thin layer over a boto3 S3 client passed in by the caller.
 
-Everything here is plain object I/O under one bucket and a :class:`~snapcdc.layout.Layout`;
+Everything here is plain object I/O under one bucket and a :class:`~snapcdc.lake.layout.Layout`;
 no pipeline logic. Uploads carry a SHA-256 checksum that S3 verifies.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from snapcdc.layout import Layout, snap_from_partition
+from snapcdc.lake.layout import Layout, snap_from_partition
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 

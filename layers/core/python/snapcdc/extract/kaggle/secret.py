@@ -16,7 +16,7 @@ from typing import Any
 from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import ClientError
 
-from snapcdc.kaggle.errors import KaggleSecretError
+from snapcdc.extract.kaggle.errors import KaggleSecretError
 
 # Secrets Manager errors a retry cannot fix (anything else, e.g. throttling, is raised as is).
 _PERMANENT_CODES = frozenset({"ResourceNotFoundException", "AccessDeniedException", "DecryptionFailure"})

@@ -21,8 +21,8 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
 
 from snapcdc.errors import SnapcdcError
-from snapcdc.layout import snap_from_partition
-from snapcdc.store import S3Store
+from snapcdc.lake.layout import snap_from_partition
+from snapcdc.lake.store import S3Store
 
 RunStatus = Literal["accepted", "refused"]
 TableStatus = Literal["uploaded", "unchanged", "missing"]
@@ -40,7 +40,7 @@ class _Record(BaseModel):
 
 
 class CatalogChange(_Record):
-    """A Glue table the CDC stage created or updated after writing the snapshot (``snapcdc.catalog``)."""
+    """A Glue table the CDC stage created or updated after writing the snapshot (``snapcdc.cdc.catalog``)."""
 
     table: str  # the Glue table: <table>_cdc, <table>_full_load or <table>_snapshots
     action: Literal["created", "updated"]
@@ -48,7 +48,7 @@ class CatalogChange(_Record):
 
 
 class SchemaMigration(_Record):
-    """The earlier files of a table brought to an accepted snapshot's schema (:mod:`snapcdc.migrate`)."""
+    """The earlier files of a table brought to an accepted snapshot's schema (:mod:`snapcdc.cdc.migrate`)."""
 
     columns: list[dict[str, str]] = Field(default_factory=list)  # the schema changes that needed it
     rewritten: list[str] = Field(default_factory=list)  # keys rewritten with the table's schema
@@ -145,7 +145,7 @@ def read_run_record(store: S3Store, table: str, snap: str) -> RunRecord | None:
 def processed_snapshots(store: S3Store, table: str) -> list[str]:
     """The snapshots of ``table`` that have a run record (accepted or refused), oldest first."""
     keys = store.list_keys(store.layout.runs_prefix(table))
-    # A claim of the Spark job (snapcdc.routing, ``snapshot=<SNAP>.glue.json``) is not a run record.
+    # A claim of the Spark job (snapcdc.cdc.routing, ``snapshot=<SNAP>.glue.json``) is not a run record.
     return sorted(s for s in (snap_from_partition(k) for k in keys if not k.endswith(".glue.json")) if s)
 
 

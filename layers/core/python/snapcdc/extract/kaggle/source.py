@@ -3,16 +3,16 @@
 The client's own download loop retries 5 times with real, unbounded sleeps, and its first request
 has no timeout at all. :class:`KaggleSource` calls the same low-level pieces the client uses
 (``GetDataset``; ``DownloadDataset`` + ``KaggleApi.download_file``, which checks the size against
-``Content-Length``) with the client's retries off, under the :class:`~snapcdc.kaggle.guard.Guard`
-(socket timeouts, the deadline's watchdog) and the :class:`~snapcdc.kaggle.retry.RetryPolicy`.
-The client itself is built on first use (:func:`snapcdc.kaggle.client.build_api`).
+``Content-Length``) with the client's retries off, under the :class:`~snapcdc.extract.kaggle.guard.Guard`
+(socket timeouts, the deadline's watchdog) and the :class:`~snapcdc.extract.kaggle.retry.RetryPolicy`.
+The client itself is built on first use (:func:`snapcdc.extract.kaggle.client.build_api`).
 
 :meth:`KaggleSource.download_to` streams the body into a :class:`DownloadSink` (the extract's S3
 multipart upload) instead of a file: the same request, guard and retry policy, the same
 ``Content-Length`` check as the client's writer (with its message, so a short body is retried the
 same way). Each attempt opens a fresh sink and aborts it when the attempt fails; a failure of the
 sink itself (S3, not Kaggle) is raised as it is, neither retried nor wrapped (see
-:class:`~snapcdc.kaggle.retry.CallerError`).
+:class:`~snapcdc.extract.kaggle.retry.CallerError`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from snapcdc.kaggle.client import build_api
-from snapcdc.kaggle.errors import CREDENTIALS_HINT, KaggleAuthError, KaggleError
-from snapcdc.kaggle.guard import Deadline, Guard
-from snapcdc.kaggle.retry import Caller, CallerError, Retryable, RetryPolicy
-from snapcdc.kaggle.secret import KaggleCredentials
+from snapcdc.extract.kaggle.client import build_api
+from snapcdc.extract.kaggle.errors import CREDENTIALS_HINT, KaggleAuthError, KaggleError
+from snapcdc.extract.kaggle.guard import Deadline, Guard
+from snapcdc.extract.kaggle.retry import Caller, CallerError, Retryable, RetryPolicy
+from snapcdc.extract.kaggle.secret import KaggleCredentials
 
 logger = logging.getLogger(__name__)
 

@@ -21,18 +21,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from snapcdc.layout import Layout, snapshot_id
-from snapcdc.local.embedded_aws import EmbeddedAws, embedded_aws, patched_environ
-from snapcdc.local.events import LocalLambdaContext, s3_object_created_event, scheduled_event
-from snapcdc.local.fake_kaggle import FakeKaggle
-from snapcdc.local.sample_data import LoyaltyDataset
+from snapcdc.lake.layout import Layout, snapshot_id
+
+from snapcdc_dev.embedded_aws import EmbeddedAws, embedded_aws, patched_environ
+from snapcdc_dev.events import LocalLambdaContext, s3_object_created_event, scheduled_event
+from snapcdc_dev.fake_kaggle import FakeKaggle
+from snapcdc_dev.sample_data import LoyaltyDataset
 
 if TYPE_CHECKING:
-    from snapcdc.records import RunRecord
+    from snapcdc.lake.records import RunRecord
 
 BUCKET = "snapcdc-demo-data"
 FIRST_RUN = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-REPO_ROOT = Path(__file__).resolve().parents[5]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_handler(function: str) -> ModuleType:
@@ -139,9 +140,8 @@ def feed_summary(store: Any, table: Any) -> list[str]:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-
-    from snapcdc import feeds
-    from snapcdc.verify import scd2_history
+    from snapcdc.cdc import feeds
+    from snapcdc.ops.verify import scd2_history
 
     layout, lines = store.layout, []
 
@@ -176,9 +176,9 @@ def feed_summary(store: Any, table: Any) -> list[str]:
 def run_demo(out: Path, snapshots: int = 4, seed: int = 42) -> int:
     """Run the demo; returns a process exit code (0 when ``verify`` passes for every table)."""
     from snapcdc.config import load_config
-    from snapcdc.records import processed_snapshots, read_run_record
-    from snapcdc.store import S3Store
-    from snapcdc.verify import verify
+    from snapcdc.lake.records import processed_snapshots, read_run_record
+    from snapcdc.lake.store import S3Store
+    from snapcdc.ops.verify import verify
 
     config = load_config()
     layout = Layout()

@@ -38,14 +38,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from snapcdc.cdc.feeds import FEED_COLUMNS
 from snapcdc.engine.parquet_output import parquet_options
 from snapcdc.engine.schema import ARROW_TYPES, conform_columns, type_name
 from snapcdc.engine.sinks import SNAPSHOT_CODEC, SNAPSHOT_ROW_GROUP
 from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP, HASH_COLUMNS
 from snapcdc.errors import PermanentError
-from snapcdc.feeds import FEED_COLUMNS
-from snapcdc.layout import snap_from_partition, snapshot_time
-from snapcdc.store import S3Store
+from snapcdc.lake.layout import snap_from_partition, snapshot_time
+from snapcdc.lake.store import S3Store
 
 MIGRATED_METADATA = b"snapcdc.migrated"  # the snapshot whose migration last rewrote the file
 PIPELINE_COLUMNS = (CDC_OPERATION, CDC_TIMESTAMP, *HASH_COLUMNS)

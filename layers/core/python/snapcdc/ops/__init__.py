@@ -1,0 +1,1 @@
+"""Operator commands over a bucket: verify, replay, ingest."""
