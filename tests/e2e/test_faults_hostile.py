@@ -39,7 +39,8 @@ import pyarrow.parquet as pq
 import pytest
 from snapcdc.extract.kaggle import KaggleDeadlineError, KaggleError, RetryPolicy
 from snapcdc.lake.layout import snapshot_id
-from snapcdc.lake.records import RunRecord, read_run_record
+from snapcdc.lake.ledger import read_run_record
+from snapcdc.lake.records import RunRecord
 from snapcdc_dev.demo import BUCKET
 from snapcdc_dev.embedded_aws import patched_environ
 from snapcdc_dev.events import LocalLambdaContext

@@ -292,7 +292,8 @@ def _add_ingest(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 def _run_ingest(args: argparse.Namespace) -> int:
     from snapcdc.cdc.stage import TableProcessor
-    from snapcdc.lake.records import processed_snapshots, read_run_record
+    from snapcdc.lake.ledger import processed_snapshots, read_run_record
+    from snapcdc.lake.records import RefusalReason
 
     source: Path = args.file
     if not source.is_file():
@@ -326,13 +327,13 @@ def _run_ingest(args: argparse.Namespace) -> int:
         print(json.dumps(_record_line(caught_up)))
     record = records[-1] if records else done
     assert record is not None and record.snapshot == args.snapshot
-    if record.refused_reason == "malformed_input":
+    if record.refused_reason == RefusalReason.MALFORMED_INPUT:
         where = f"s3://{store.bucket}/{key}"
         print(f"snapcdc ingest: {str(record.error).replace(where, str(source))}", file=sys.stderr)
     print(json.dumps({**_record_line(record), "already_processed": not records}))
     if record.accepted:
         return EXIT_OK
-    return EXIT_REFUSED if record.refused_reason == "delete_guard" else EXIT_BAD_INPUT
+    return EXIT_REFUSED if record.refused_reason == RefusalReason.DELETE_GUARD else EXIT_BAD_INPUT
 
 
 def _record_line(record: RunRecord) -> dict[str, object]:

@@ -30,10 +30,7 @@ from snapcdc.cdc.routing import Deferred, SparkRoute
 from snapcdc.config import PipelineConfig, TableConfig
 from snapcdc.engine import DeleteGuardError, DiffOutcome, InputError, TableSpec, diff_files
 from snapcdc.lake.layout import snapshot_time
-from snapcdc.lake.records import (
-    CatalogChange,
-    RunRecord,
-    SchemaMigration,
+from snapcdc.lake.ledger import (
     accepted_records,
     base_record,
     commit_version,
@@ -41,6 +38,7 @@ from snapcdc.lake.records import (
     read_run_record,
     write_run_record,
 )
+from snapcdc.lake.records import CatalogChange, RefusalReason, RunRecord, SchemaMigration
 from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger
 
@@ -118,7 +116,8 @@ class TableProcessor:
             try:
                 outcome = self.diff(source_key, old_key, snap, work)
             except (InputError, DeleteGuardError) as refusal:
-                reason = "delete_guard" if isinstance(refusal, DeleteGuardError) else "malformed_input"
+                guarded = isinstance(refusal, DeleteGuardError)
+                reason = RefusalReason.DELETE_GUARD if guarded else RefusalReason.MALFORMED_INPUT
                 record = RunRecord(
                     table=self.name,
                     snapshot=snap,
