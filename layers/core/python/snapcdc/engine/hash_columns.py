@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import overload
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -14,12 +14,10 @@ from snapcdc.engine.hashing import row_hash_array
 from snapcdc.engine.schema import type_name
 from snapcdc.engine.spec import HASH_COLUMNS, HASH_METADATA, HASH_VERSION, KEY_HASH, ROW_HASH, TableSpec
 
+_Rows = TypeVar("_Rows", pa.Table, pa.Schema)
 
-@overload
-def data_only(rows: pa.Table) -> pa.Table: ...
-@overload
-def data_only(rows: pa.Schema) -> pa.Schema: ...
-def data_only(rows: pa.Table | pa.Schema) -> pa.Table | pa.Schema:
+
+def data_only(rows: _Rows) -> _Rows:
     """A table (or schema) without its hash columns, if it has any, nor their signature (the schema's
     metadata): the data as users see it."""
     if isinstance(rows, pa.Schema):
