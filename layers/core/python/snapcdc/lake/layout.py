@@ -33,7 +33,9 @@ SnapshotRef: TypeAlias = str | Snapshot
 
 SNAP_FORMAT = "%Y%m%dT%H%M%SZ"
 _SNAP_RE = re.compile(r"^\d{8}T\d{6}Z$")
-_RAW_KEY_RE = re.compile(rf"^{RAW_PREFIX}(?P<table>[a-z][a-z0-9_]*)/snapshot=(?P<snap>\d{8}T\d{6}Z)/(?P<file>[^/]+)$")
+_RAW_KEY_RE = re.compile(
+    "^" + re.escape(RAW_PREFIX) + r"(?P<table>[a-z][a-z0-9_]*)/snapshot=(?P<snap>\d{8}T\d{6}Z)/(?P<file>[^/]+)$"
+)
 
 
 def snapshot_id(moment: datetime) -> str:
