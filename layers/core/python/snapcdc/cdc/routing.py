@@ -27,9 +27,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from snapcdc.errors import ControlSignal
 from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger
-from snapcdc.errors import ControlSignal
 
 CLAIM_SUFFIX = ".glue.json"
 

@@ -82,8 +82,7 @@ class TableProcessor:
         return records
 
     def _hand_over_if_big(self, snap: str) -> None:
-        """Raises :class:`~snapcdc.cdc.routing.Deferred` when the Spark job takes ``snap`` (and so the
-        table's later snapshots, which it processes after it)."""
+        """Raises :class:`~snapcdc.cdc.routing.Deferred` when the Spark job takes ``snap`` (and what follows it)."""
         if self.route is None:
             return
         raw_key = self.store.layout.raw_key(self.name, snap, self.table.file)
@@ -164,38 +163,39 @@ class TableProcessor:
         )
 
     def _write_feeds(
-        self, record: RunRecord, snapshot: Snapshot, base: RunRecord | None, outcome: DiffOutcome, work: Path, scd2: bool
+        self, record: RunRecord, at: Snapshot, base: RunRecord | None, outcome: DiffOutcome, work: Path, scd2: bool
     ) -> RunRecord:
-        """The feeds the table enables (docs/design.md, "Change feeds"), written beside ``cdc/`` before the
-        run record, each handed its key and the snapshot's time; the record gets their keys and its commit version."""
-        snap, layout, enabled, at = snapshot.id, self.store.layout, self.table.outputs, snapshot.time
-        version = commit_version(self.store, self.name, snap, base)
+        """The feeds the table enables (docs/design.md, "Change feeds"), written beside ``cdc/`` before the run
+        record, each handed its key and time; the record gets their keys and its commit version."""
+        layout, enabled = self.store.layout, self.table.outputs
+        version = commit_version(self.store, self.name, at.id, base)
         outputs = dict(record.outputs)
         first = outcome.full_load_path if base is None else None
         changes = pq.read_table(outcome.changes_path) if first is None and enabled.enabled else None
         if enabled.changelog:
             path = work / "feed-changelog.parquet"
             if first is not None:
-                changelog.write_first(first, path, version, at)
+                changelog.write_first(first, path, version, at.time)
             else:
                 assert changes is not None
-                changelog.write_changes(changes, outcome.preimages_path, version, at, path)
-            outputs["changelog"] = layout.changelog_key(self.name, snap)
-            self.store.upload_file(path, outputs["changelog"], PARQUET)
+                changelog.write_changes(changes, outcome.preimages_path, version, at.time, path)
+            key = layout.changelog_key(self.name, at.id)
+            self.store.upload_file(path, key, PARQUET)
+            outputs["changelog"] = key
         if enabled.dms:
             path = work / "feed-dms.parquet"
             if first is not None:
-                dms.write_first(first, path, at)
-                outputs["dms"] = layout.dms_load_key(self.name)
+                key = layout.dms_load_key(self.name)
+                dms.write_first(first, path, at.time)
             else:
                 assert changes is not None
-                dms.write_changes(changes, at, path)
-                outputs["dms"] = layout.dms_cdc_key(self.name, snap)
-            self.store.upload_file(path, outputs["dms"], PARQUET)
+                key = layout.dms_cdc_key(self.name, at.id)
+                dms.write_changes(changes, at.time, path)
+            self.store.upload_file(path, key, PARQUET)
+            outputs["dms"] = key
         history = self.scd2_history()
         if history is not None and scd2:
-            base_snap = base.snapshot if base else None
-            history.advance(snapshot, base_snap, first, changes, outcome.schema, work)
+            history.advance(at, base.snapshot if base else None, first, changes, outcome.schema, work)
         return record.model_copy(update={"outputs": outputs, "commit_version": version})
 
     def scd2_history(self) -> Scd2History | None:
@@ -203,13 +203,9 @@ class TableProcessor:
         scd2 = self.table.outputs.scd2
         if scd2 is None:
             return None
-        layout = self.store.layout
-        keys = Scd2Keys(
-            current=layout.scd2_current_key(self.name),
-            prefix=layout.scd2_prefix(self.name),
-            full_load=layout.full_load_key(self.name),
-            closed=partial(layout.scd2_closed_key, self.name),
-        )
+        layout, name = self.store.layout, self.name
+        closed = partial(layout.scd2_closed_key, name)
+        keys = Scd2Keys(layout.scd2_current_key(name), layout.scd2_prefix(name), layout.full_load_key(name), closed)
         return Scd2History(self.store, self.name, keys, self.table.primary_key, scd2.track_history_columns)
 
     def _migrated(self, record: RunRecord, outcome: DiffOutcome, base: RunRecord | None) -> RunRecord:

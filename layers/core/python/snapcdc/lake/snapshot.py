@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
 from snapcdc.errors import PermanentError
 
 SNAP_FORMAT = "%Y%m%dT%H%M%SZ"

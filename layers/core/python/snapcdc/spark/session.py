@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 from typing import Any
+
 from snapcdc.errors import PermanentError
 
 

@@ -18,11 +18,11 @@ from snapcdc.cdc.feeds.changelog import (
     changelog_rows,
 )
 from snapcdc.cdc.feeds.changelog import COLUMNS as CHANGELOG_COLUMNS
-from snapcdc.cdc.feeds.dms import DMS_OP, DMS_TIMESTAMP, dms_changes, dms_rows, dms_timestamp
 from snapcdc.cdc.feeds.dms import COLUMNS as DMS_COLUMNS
+from snapcdc.cdc.feeds.dms import DMS_OP, DMS_TIMESTAMP, dms_changes, dms_rows, dms_timestamp
 from snapcdc.cdc.feeds.files import TIMESTAMP, FeedError, stream_rows, write_feed
-from snapcdc.cdc.feeds.scd2 import IS_CURRENT, SCD2_METADATA, VALID_FROM, VALID_TO, as_of, scd2_first, scd2_step
 from snapcdc.cdc.feeds.scd2 import COLUMNS as SCD2_COLUMNS
+from snapcdc.cdc.feeds.scd2 import IS_CURRENT, SCD2_METADATA, VALID_FROM, VALID_TO, as_of, scd2_first, scd2_step
 
 # The columns each feed adds to the table's data columns (leading: written before the data columns).
 FEED_COLUMNS: dict[str, tuple[pa.Field, ...]] = {

@@ -22,7 +22,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from snapcdc.cdc.feeds.files import GROUP_ROWS, PARQUET, TIMESTAMP, FeedError, data_columns, repeat, stream_rows, write_feed
+from snapcdc.cdc.feeds.files import (
+    GROUP_ROWS,
+    PARQUET,
+    TIMESTAMP,
+    FeedError,
+    data_columns,
+    repeat,
+    stream_rows,
+    write_feed,
+)
 from snapcdc.engine.old_side import conform_table
 from snapcdc.engine.parquet_output import parquet_options
 from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP
@@ -244,9 +253,7 @@ class Scd2History:
 
     def _step(self, current: Path, changes: pa.Table, schema: pa.Schema, snapshot: Snapshot, work: Path) -> Path:
         target = work / f"scd2-{snapshot.id}.parquet"
-        closed = scd2_step(
-            current, changes, schema, self.primary_key, self.tracked, snapshot.id, snapshot.time, target
-        )
+        closed = scd2_step(current, changes, schema, self.primary_key, self.tracked, snapshot.id, snapshot.time, target)
         if closed.num_rows:  # the closed versions first: the current file says this snapshot is done
             path = write_feed(closed, work / "scd2-closed.parquet")
             self.store.upload_file(path, self.keys.closed(snapshot.id), PARQUET)

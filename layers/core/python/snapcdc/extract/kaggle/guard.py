@@ -27,8 +27,8 @@ import urllib3.connection
 import urllib3.connectionpool
 from requests.adapters import HTTPAdapter
 
-from snapcdc.extract.kaggle.errors import TimeBudgetError
 from snapcdc.errors import ControlSignal
+from snapcdc.extract.kaggle.errors import TimeBudgetError
 
 MARGIN_SETTING = "UPLOAD_MARGIN_SECONDS"
 

@@ -25,6 +25,7 @@ from typing import TypeVar
 import requests
 import urllib3.exceptions
 
+from snapcdc.errors import ControlSignal
 from snapcdc.extract.kaggle.errors import (
     CREDENTIALS_HINT,
     KaggleAuthError,
@@ -34,7 +35,6 @@ from snapcdc.extract.kaggle.errors import (
 )
 from snapcdc.extract.kaggle.guard import Guard
 from snapcdc.extract.safe_zip import is_disk_full
-from snapcdc.errors import ControlSignal
 
 logger = logging.getLogger(__name__)
 
