@@ -60,6 +60,7 @@ def _report_metrics(report: BatchReport) -> None:
             logger.error("snapshot refused", extra={"run_record": record.model_dump(mode="json")})
     for table, error in report.permanent_failures.items():
         logger.error("table failed; retrying this event cannot help", extra={"table": table, "error": error})
+    metrics.add_metric(name=names.CDC_FAILED, unit=MetricUnit.Count, value=len(report.permanent_failures))
     accepted = sum(r.accepted for r in report.records)
     metrics.add_metric(name=names.SNAPSHOTS_PROCESSED, unit=MetricUnit.Count, value=accepted)
 

@@ -162,7 +162,7 @@ def _healthy_produtos(store: S3Store) -> str:
     return put_raw(store, produtos, SNAP, csv_bytes(["IdProduto", "DescNomeProduto"], [["1", "Café"]]))
 
 
-def test_cdc_handler_reports_a_permanent_failure_without_a_retry_and_other_tables_go_on(environment):
+def test_cdc_handler_reports_a_permanent_failure_without_a_retry_and_other_tables_go_on(environment, capsys):
     # Given clientes' ledger holding a run record that cannot be read (a retry reads the same bytes)
     store = environment
     clientes = put_raw(store, load_config().table("clientes"), SNAP, csv_bytes(COLUMNS, ROWS))
@@ -177,6 +177,9 @@ def test_cdc_handler_reports_a_permanent_failure_without_a_retry_and_other_table
     assert result["failures"] == {}
     assert [(p["table"], p["status"]) for p in result["processed"]] == [("produtos", "accepted")]
     assert not store.exists(f"_runs/clientes/snapshot={SNAP}.json")
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    failed = [d["CdcFailed"] for d in documents if "CdcFailed" in d]
+    assert failed in ([1.0], [[1.0]])
 
 
 def test_cdc_handler_raises_a_transient_failure_after_the_other_tables_ran(environment):
