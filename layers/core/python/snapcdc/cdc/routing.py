@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from snapcdc.errors import ControlSignal
 from snapcdc.lake import ledger
 from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger
@@ -41,7 +42,7 @@ def job_arguments(table: str, snap: str, bucket: str, data_prefix: str, glue_dat
     }
 
 
-class Deferred(Exception):  # not an error: the table's snapshot is the Spark job's
+class Deferred(ControlSignal):  # not an error: the table's snapshot is the Spark job's
     """The snapshot (or an earlier one of its table) is being processed by the Spark job."""
 
     def __init__(self, table: str, snap: str, run_id: str | None) -> None:

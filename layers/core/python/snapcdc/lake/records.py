@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from snapcdc.errors import SnapcdcError
+from snapcdc.errors import PermanentError
 
 RunStatus = Literal["accepted", "refused"]
 TableStatus = Literal["uploaded", "unchanged", "missing"]
@@ -35,7 +35,7 @@ class RefusalReason(StrEnum):
     MALFORMED_INPUT = "malformed_input"  # its file cannot be read as the table
 
 
-class RecordError(SnapcdcError):
+class RecordError(PermanentError):
     """A run record or manifest in the bucket cannot be read; the message names its key and fields."""
 
 
