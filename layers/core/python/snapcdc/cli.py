@@ -46,7 +46,7 @@ def _ratio(text: str) -> float:
     return value
 
 
-def _add_diff(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_diff(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "diff",
         help="diff two local snapshots (CSV or Parquet) with the Lambda's engine",
@@ -180,7 +180,7 @@ def _bucket_store(args: argparse.Namespace) -> tuple[S3Store, list[TableConfig]]
     return store, tables
 
 
-def _add_verify(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_verify(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "verify",
         help="check that full-load + cdc files, replayed in order, equal the newest snapshot",
@@ -201,7 +201,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.ok for r in results) else 1
 
 
-def _add_replay(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "replay",
         help="recompute cdc/, snapshots/ and run records of a table from raw/ (idempotent)",
@@ -227,7 +227,7 @@ def _run_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_run(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "run",
         help="one extract + CDC cycle against real Kaggle and a real bucket (the Lambdas' code path)",
@@ -272,7 +272,7 @@ def _snapshot_arg(text: str) -> Snapshot:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _add_ingest(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_ingest(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "ingest",
         help="put a local file as a table's snapshot and process it as the CDC function would",
@@ -328,7 +328,7 @@ def _record_line(record: RunRecord) -> dict[str, object]:
 
 
 # -- demo ----------------------------------------------------------------------------------------
-def _add_demo(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("demo", help="the whole pipeline on this machine (embedded S3, fake Kaggle)")
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="where the bucket is copied")
     parser.add_argument("--snapshots", type=int, default=4, help="scheduled runs to simulate (at least 3)")
@@ -347,14 +347,14 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 # -- entry point ---------------------------------------------------------------------------------
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_diff,
     _add_verify,
     _add_replay,
     _add_run,
     _add_ingest,
     _add_demo,
-]  # type: ignore[type-arg]
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

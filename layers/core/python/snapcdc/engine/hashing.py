@@ -156,7 +156,7 @@ def _fixed_words(column: pa.ChunkedArray) -> np.ndarray:
     """8 bytes per value, equal values giving equal words (-0.0 == 0.0, one NaN)."""
     kind = column.type
     if pa.types.is_floating(kind):
-        values = pc.fill_null(pc.cast(column, pa.float64()), 0.0).to_numpy() + 0.0
+        values: np.ndarray = pc.fill_null(pc.cast(column, pa.float64()), 0.0).to_numpy() + 0.0
         values[np.isnan(values)] = np.nan
         return values.view("<u8")
     if pa.types.is_date(kind):

@@ -194,7 +194,7 @@ class OldIndex:
         if self.num_rows == 0 or len(rows) == 0:
             return np.full(len(rows), -1, dtype=np.int64)
         if self.lookup is not None:
-            positions = self.lookup.get_indexer(key_hash[rows]).astype(np.int64, copy=False)
+            positions: np.ndarray = self.lookup.get_indexer(key_hash[rows]).astype(np.int64, copy=False)
             hit = positions >= 0
             if self.kept is not None:
                 positions[hit] = self.kept[positions[hit]]

@@ -53,7 +53,8 @@ def to_ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 def from_ipc(data: bytes) -> pa.Table:
@@ -202,7 +203,8 @@ def _place_of(index: tuple[pd.Index, np.ndarray], rows: pa.Table, context: Conte
         at = lookup.get_indexer(key_hash)
     else:  # distinct keys sharing a 64-bit hash (~n**2 * 2**-65): their rows take the first one's place
         at = np.asarray([_first(lookup, h) for h in key_hash], dtype=np.int64)
-    return places[at]
+    placed: np.ndarray = places[at]
+    return placed
 
 
 def _first(lookup: pd.Index, value: np.uint64) -> int:

@@ -33,7 +33,6 @@ import pyarrow.parquet as pq
 
 from snapcdc.engine import csv_input
 from snapcdc.engine.csv_input import (
-    CHECKED_TYPES,
     MAX_BLOCK_SIZE,
     _convert_options,
     _ends_cleanly,
@@ -41,6 +40,7 @@ from snapcdc.engine.csv_input import (
     _parse_options,
     _TypedRead,
 )
+from snapcdc.engine.fidelity import CHECKED_TYPES
 from snapcdc.engine.hash_columns import data_only
 from snapcdc.engine.new_side import _arrange, _column_order, _established, _schema_change
 from snapcdc.engine.schema import ARROW_TYPES, INFERENCE_ORDER, _sample_fits, parse, type_name
