@@ -35,6 +35,17 @@ class CdcSettings(_Settings):
     # Tables past one Lambda (snapcdc.cdc.routing): raw objects larger than the threshold go to the Spark job.
     spark_job_name: str | None = Field(default=None, alias="SPARK_JOB_NAME", min_length=1)
     spark_threshold_bytes: int = Field(default=2**62, ge=0, alias="SPARK_THRESHOLD_BYTES")
+    # A claim older than the job's timeout whose run never reported back is taken over (snapcdc.cdc.routing);
+    # unset: never.
+    spark_job_timeout_minutes: int | None = Field(default=None, ge=1, alias="SPARK_JOB_TIMEOUT_MINUTES")
+    spark_max_restarts: int = Field(default=2, ge=0, le=10, alias="SPARK_MAX_RESTARTS")
+
+
+class SparkStateSettings(_Settings):
+    """The Spark job's state-change handler (snapcdc.cdc.healing)."""
+
+    spark_job_name: str = Field(alias="SPARK_JOB_NAME", min_length=1)
+    spark_max_restarts: int = Field(default=2, ge=0, le=10, alias="SPARK_MAX_RESTARTS")
 
 
 class ExtractSettings(_Settings):

@@ -14,6 +14,7 @@ the diff itself is the pure engine (:mod:`snapcdc.engine`). Rules (``docs/design
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
@@ -42,9 +43,10 @@ from snapcdc.lake.records import (
     write_run_record,
 )
 from snapcdc.lake.store import S3Store
-from snapcdc.observability import logger
+from snapcdc.logs import append_keys, reset_keys
 
 PARQUET = "application/vnd.apache.parquet"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ class TableProcessor:
         layout = self.store.layout
         source_key = layout.raw_key(self.name, snap, self.table.file)
         started = time.perf_counter()
-        logger.append_keys(table=self.name, snapshot=snap)
+        keys = append_keys(table=self.name, snapshot=snap)
         work = Path(tempfile.mkdtemp(prefix=f"{self.name}-{snap}-", dir=self._work_root()))
         try:
             old_key = None
@@ -138,6 +140,7 @@ class TableProcessor:
             logger.info("snapshot processed", extra={"status": record.status, "stats": record.stats})
             return record
         finally:
+            reset_keys(keys)
             shutil.rmtree(work, ignore_errors=True)
 
     def replay(self, from_snap: str | None = None, to_snap: str | None = None) -> list[RunRecord]:

@@ -4,12 +4,14 @@ on Spark (:func:`snapcdc.spark.engine.spark_diff_files`); outputs, Glue tables a
 
 Arguments (as Glue passes them, ``--NAME value``; others are ignored): ``--TABLE``, ``--SNAPSHOT``,
 ``--BUCKET_NAME``, ``--DATA_PREFIX`` (``-``: none), ``--GLUE_DATABASE`` (``-``: no catalog sync),
-and for local runs ``--S3_ENDPOINT_URL``. After the snapshot, the table's later pending snapshots are
+``--JOB_RUN_ID`` (Glue adds it: the run's id, written into the claims the run takes) and for local runs
+``--S3_ENDPOINT_URL``. After the snapshot, the table's later pending snapshots are
 processed too, in order, until none is left (:mod:`snapcdc.cdc.routing` says why).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -22,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from snapcdc.cdc.catalog import GlueCatalog
-from snapcdc.cdc.routing import claim
+from snapcdc.cdc.routing import Claim, claim, job_arguments
 from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import PipelineConfig, load_config
 from snapcdc.engine import CDC_OPERATION, DiffOutcome, TableSpec
@@ -30,10 +32,11 @@ from snapcdc.engine.spec import HASH_COLUMNS
 from snapcdc.lake.layout import Layout, snapshot_time
 from snapcdc.lake.records import RunRecord, processed_snapshots
 from snapcdc.lake.store import S3Store
-from snapcdc.observability import logger
+from snapcdc.logs import write_json_lines
 
+logger = logging.getLogger(__name__)
 REQUIRED = ("TABLE", "SNAPSHOT", "BUCKET_NAME")
-OPTIONAL = {"DATA_PREFIX": "-", "GLUE_DATABASE": "-", "S3_ENDPOINT_URL": "-"}
+OPTIONAL = {"DATA_PREFIX": "-", "GLUE_DATABASE": "-", "S3_ENDPOINT_URL": "-", "JOB_RUN_ID": "-"}
 
 
 def resolved_options(argv: Sequence[str]) -> dict[str, str]:
@@ -102,6 +105,7 @@ def run(
     snap: str,
     catalog: GlueCatalog | None = None,
     endpoint_url: str | None = None,
+    job_run: str | None = None,
 ) -> list[RunRecord]:
     """Processes ``snap`` (and the earlier pending snapshots), then every later pending snapshot, each
     claimed first (so the CDC function leaves it alone and never starts a run for it); stops when a later
@@ -113,7 +117,10 @@ def run(
         pending = [s for s in store.raw_snapshots(table) if s not in processed]
         if not pending:
             return records
-        if not claim(store, table, pending[0], {"claimed_by": "spark job catch-up", "after": snap}):
+        database = catalog.database if catalog is not None else None
+        arguments = job_arguments(table, pending[0], store.bucket, store.layout.prefix, database)
+        document = Claim(arguments=arguments, job_run=job_run, reason=f"caught up by the run of {snap}")
+        if not claim(store, table, pending[0], document):
             logger.info("later snapshot claimed by another run", extra={"table": table, "snapshot": pending[0]})
             return records
         records += processor.process(pending[0])
@@ -121,6 +128,7 @@ def run(
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = resolved_options(sys.argv[1:] if argv is None else argv)
+    write_json_lines()  # Glue keeps the job's standard output in its CloudWatch log group
     endpoint = None if options["S3_ENDPOINT_URL"] == "-" else options["S3_ENDPOINT_URL"]
     layout = Layout("" if options["DATA_PREFIX"] == "-" else options["DATA_PREFIX"])
     session = boto3.Session()
@@ -132,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     spark = SparkSession.builder.getOrCreate()  # Glue's session (a local one for local runs)
     started = time.perf_counter()
-    records = run(spark, store, load_config(), options["TABLE"], options["SNAPSHOT"], catalog, endpoint)
+    job_run = None if options["JOB_RUN_ID"] == "-" else options["JOB_RUN_ID"]
+    records = run(spark, store, load_config(), options["TABLE"], options["SNAPSHOT"], catalog, endpoint, job_run)
     logger.info(
         "spark cdc job done",
         extra={
