@@ -4,7 +4,8 @@ on Spark (:func:`snapcdc.spark.engine.spark_diff_files`); outputs, Glue tables a
 
 Arguments (as Glue passes them, ``--NAME value``; others are ignored): ``--TABLE``, ``--SNAPSHOT``,
 ``--BUCKET_NAME``, ``--DATA_PREFIX`` (``-``: none), ``--GLUE_DATABASE`` (``-``: no catalog sync),
-``--JOB_RUN_ID`` (Glue adds it: the run's id, written into the claims the run takes) and for local runs
+``--SHUFFLE_PARTITIONS`` (``0``: from each raw object's size, one per ``--PARTITION_MB``; ``-``: the
+session's own setting), ``--JOB_RUN_ID`` (Glue adds it: the run's id, written into the claims the run takes) and for local runs
 ``--S3_ENDPOINT_URL``. After the snapshot, the table's later pending snapshots are
 processed too, in order, until none is left (:mod:`snapcdc.cdc.routing` says why).
 """
@@ -33,10 +34,18 @@ from snapcdc.lake.layout import Layout, snapshot_time
 from snapcdc.lake.records import RunRecord, processed_snapshots
 from snapcdc.lake.store import S3Store
 from snapcdc.logs import write_json_lines
+from snapcdc.spark.tuning import set_shuffle_partitions
 
 logger = logging.getLogger(__name__)
 REQUIRED = ("TABLE", "SNAPSHOT", "BUCKET_NAME")
-OPTIONAL = {"DATA_PREFIX": "-", "GLUE_DATABASE": "-", "S3_ENDPOINT_URL": "-", "JOB_RUN_ID": "-"}
+OPTIONAL = {
+    "DATA_PREFIX": "-",
+    "GLUE_DATABASE": "-",
+    "S3_ENDPOINT_URL": "-",
+    "JOB_RUN_ID": "-",
+    "SHUFFLE_PARTITIONS": "-",
+    "PARTITION_MB": "128",
+}
 
 
 def resolved_options(argv: Sequence[str]) -> dict[str, str]:
@@ -59,11 +68,17 @@ class SparkTableProcessor(TableProcessor):
 
     spark: Any = None
     endpoint_url: str | None = None
+    shuffle_partitions: int | None = None  # None: the session's; 0: from the raw object's size (spark.tuning)
+    partition_bytes: int = 128 * 1024 * 1024
 
     def diff(self, source_key: str, old_key: str | None, snap: str, work: Path) -> DiffOutcome:
         from snapcdc.spark.engine import spark_diff_files
 
         bucket = self.store.bucket
+        if self.shuffle_partitions is not None:
+            size = int(self.store.client.head_object(Bucket=bucket, Key=source_key)["ContentLength"])
+            partitions = set_shuffle_partitions(self.spark, size, self.shuffle_partitions, self.partition_bytes)
+            logger.info("shuffle partitions", extra={"raw_bytes": size, "shuffle_partitions": partitions})
         spec = TableSpec.from_config(self.table)
         outcome = spark_diff_files(
             self.spark,
@@ -106,11 +121,21 @@ def run(
     catalog: GlueCatalog | None = None,
     endpoint_url: str | None = None,
     job_run: str | None = None,
+    shuffle_partitions: int | None = None,
+    partition_bytes: int = 128 * 1024 * 1024,
 ) -> list[RunRecord]:
     """Processes ``snap`` (and the earlier pending snapshots), then every later pending snapshot, each
     claimed first (so the CDC function leaves it alone and never starts a run for it); stops when a later
     snapshot is claimed by someone else (another run owns it and what follows)."""
-    processor = SparkTableProcessor(store, config.table(table), catalog=catalog, spark=spark, endpoint_url=endpoint_url)
+    processor = SparkTableProcessor(
+        store,
+        config.table(table),
+        catalog=catalog,
+        spark=spark,
+        endpoint_url=endpoint_url,
+        shuffle_partitions=shuffle_partitions,
+        partition_bytes=partition_bytes,
+    )
     records = processor.process(snap)
     while True:  # the table's later snapshots, deferred by the CDC function while this run was in flight
         processed = processed_snapshots(store, table)
@@ -141,7 +166,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     spark = SparkSession.builder.getOrCreate()  # Glue's session (a local one for local runs)
     started = time.perf_counter()
     job_run = None if options["JOB_RUN_ID"] == "-" else options["JOB_RUN_ID"]
-    records = run(spark, store, load_config(), options["TABLE"], options["SNAPSHOT"], catalog, endpoint, job_run)
+    shuffle = None if options["SHUFFLE_PARTITIONS"] == "-" else int(options["SHUFFLE_PARTITIONS"])
+    records = run(
+        spark,
+        store,
+        load_config(),
+        options["TABLE"],
+        options["SNAPSHOT"],
+        catalog,
+        endpoint,
+        job_run,
+        shuffle_partitions=shuffle,
+        partition_bytes=int(options["PARTITION_MB"]) * 1024 * 1024,
+    )
     logger.info(
         "spark cdc job done",
         extra={
