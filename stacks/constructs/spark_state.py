@@ -76,7 +76,9 @@ class SparkRunHealer(Construct):
 
         claims = f"{storage.bucket_arn}/{storage.key_prefix}_runs/*{CLAIM_SUFFIX}"
         role.add_to_principal_policy(
-            iam.PolicyStatement(sid="ReadAndReplaceClaims", actions=["s3:GetObject", "s3:PutObject"], resources=[claims])
+            iam.PolicyStatement(
+                sid="ReadAndReplaceClaims", actions=["s3:GetObject", "s3:PutObject"], resources=[claims]
+            )
         )
         storage.grant_list(role, ["_runs/"])
         storage.grant_key_use(role, ["kms:Decrypt", "kms:GenerateDataKey"])

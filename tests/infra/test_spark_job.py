@@ -179,7 +179,9 @@ def test_a_table_whose_restarts_are_given_up_alarms_with_its_name(synth: Synth) 
     assert all(a["AlarmActions"] for a in alarms)
     # And the rule's raw TriggeredRules count (no table in it) alarms no more
     assert not [
-        a for a in synth.resources("AWS::CloudWatch::Alarm").values() if a["Properties"].get("MetricName") == "TriggeredRules"
+        a
+        for a in synth.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "TriggeredRules"
     ]
 
 

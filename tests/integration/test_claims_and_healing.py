@@ -50,7 +50,9 @@ def _runs(glue: Any) -> list[dict[str, Any]]:
 
 
 def _route(glue: Any, now: datetime | None = None, max_restarts: int = 2) -> SparkRoute:
-    return SparkRoute(glue, JOB, 0, stale_after=TIMEOUT, max_restarts=max_restarts, clock=lambda: now or datetime.now(UTC))
+    return SparkRoute(
+        glue, JOB, 0, stale_after=TIMEOUT, max_restarts=max_restarts, clock=lambda: now or datetime.now(UTC)
+    )
 
 
 def _handed_over(store: S3Store, glue: Any) -> str:

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-
 from snapcdc.cdc.routing import SparkRoute
 from snapcdc_dev.demo import load_handler
 from snapcdc_dev.embedded_aws import patched_environ
@@ -188,9 +187,13 @@ def test_removing_an_action_of_the_state_change_handler_fails_the_healing_on_it(
             "resources": [],
             "detail": {"jobName": name, "state": "FAILED", "jobRunId": handed.run_id},
         }
-        with enforcing(), lab.as_principal("spark-state"), patched_environ({"SPARK_JOB_NAME": name}):
-            with pytest.raises(ClientError) as failed:
-                load_handler("spark_state").lambda_handler(event, LocalLambdaContext("snapcdc-spark-state"))
+        with (
+            enforcing(),
+            lab.as_principal("spark-state"),
+            patched_environ({"SPARK_JOB_NAME": name}),
+            pytest.raises(ClientError) as failed,
+        ):
+            load_handler("spark_state").lambda_handler(event, LocalLambdaContext("snapcdc-spark-state"))
         # Then the healing fails, and the first denied call is the handler's call of that action
         assert is_denial(failed.value.response["Error"]), failed.value.response["Error"]
         first = lab.enforcement.denied[0]

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-
 from snapcdc.cdc.routing import SparkRoute, claim_key
 from snapcdc_dev.demo import load_handler
 from snapcdc_dev.embedded_aws import patched_environ

@@ -29,7 +29,6 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROVIDED_MODULES = REPO_ROOT / "glue" / "glue5-provided-modules.txt"
 ENVIRONMENTS = REPO_ROOT / ".venv-glue5"
-SPARK_PYTHON = ("pyspark", "py4j")
 
 
 class GlueEnvironmentError(AssertionError):
@@ -51,7 +50,9 @@ class GlueEnvironment:
 
     def versions(self, distributions: list[str]) -> dict[str, str]:
         """The installed version of each distribution (as the environment's own Python sees it)."""
-        script = f"import json, importlib.metadata as m; print(json.dumps({{d: m.version(d) for d in {distributions!r}}}))"
+        script = (
+            f"import json, importlib.metadata as m; print(json.dumps({{d: m.version(d) for d in {distributions!r}}}))"
+        )
         return dict(json.loads(self._python(script)))
 
     def importable(self, modules: list[str]) -> list[str]:
@@ -104,7 +105,7 @@ def _link_spark_python(venv: Path, final: Path) -> None:
     spark_python = venv / "glue-spark-python"
     spark_python.mkdir()
     for module in (pyspark, py4j):
-        (spark_python / module.__name__).symlink_to(Path(module.__file__).parent)
+        (spark_python / module.__name__).symlink_to(Path(str(module.__file__)).parent)
     pth = site_packages(venv) / "glue-spark-python.pth"
     pth.write_text(str(final / spark_python.name) + "\n", encoding="utf-8")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,7 +105,6 @@ def test_the_job_runs_end_to_end_with_only_what_glue_5_and_the_template_provide(
     arguments = {k: v for k, v in defaults.items() if k in ("--SHUFFLE_PARTITIONS", "--PARTITION_MB")}
     arguments |= {k: v for k, v in run["Arguments"].items() if k in RUN_ARGUMENTS}
     arguments |= {"--JOB_RUN_ID": run["Id"], "--S3_ENDPOINT_URL": lab.aws.endpoint}
-    started = time.perf_counter()
     done = _spark_submit(environment, script, package, defaults["--conf"], [x for kv in arguments.items() for x in kv])
 
     # Then it succeeded, and wrote the snapshot's outputs and, last, its accepted run record

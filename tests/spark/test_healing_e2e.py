@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from snapcdc.cdc.routing import read_claim
-from snapcdc.engine import TableSpec, diff_files
+from snapcdc.engine import DiffOutcome, TableSpec, diff_files
 from snapcdc.engine.spec import HASH_COLUMNS
 from snapcdc.lake.layout import snapshot_time
 from snapcdc.lake.records import read_run_record
@@ -30,7 +30,7 @@ JOB = "snapcdc-cdc-spark"
 THRESHOLD = 20_000  # bytes: the sample dataset's big tables go to the job (as in test_routing_e2e.py)
 
 
-class JobKilled(RuntimeError):  # noqa: N818 - what happened to the run, not an error of the code
+class JobKilled(RuntimeError):
     """The Glue run dies here (out of memory, a stopped run, a lost driver)."""
 
 
@@ -68,11 +68,6 @@ def _state_change(run_id: str, state: str) -> dict[str, Any]:
         "resources": [],
         "detail": {"jobName": JOB, "severity": "ERROR", "state": state, "jobRunId": run_id, "message": "killed"},
     }
-
-
-def _snapshot_rows(store: S3Store, key: str, work: Path) -> pa.Table:
-    table = pq.read_table(store.download_file(key, work / Path(key).name))
-    return table.drop_columns([c for c in HASH_COLUMNS if c in table.column_names])
 
 
 def test_a_run_killed_mid_write_is_healed_and_the_next_run_finishes(
@@ -129,18 +124,34 @@ def test_a_run_killed_mid_write_is_healed_and_the_next_run_finishes(
     assert record is not None and record.status == "accepted"
     lab.assert_verified()
     # And the table is what the Lambda engine makes of the same raw files: no row lost, none doubled
-    config = CONFIG.table(table)
-    work = tmp_path / "engine"
-    raws = [lab.store.download_file(lab.store.layout.raw_key(table, s, config.file), work / s / config.file)
-            for s in (record.base_snapshot, snap)]  # fmt: skip
-    first = diff_files(old=None, new=raws[0], spec=TableSpec.from_config(config),
-                       observed_at=snapshot_time(str(record.base_snapshot)), out_dir=work / "first")  # fmt: skip
-    expected = diff_files(old=first.snapshot_path, new=raws[1], spec=TableSpec.from_config(config),
-                          observed_at=snapshot_time(snap), out_dir=work / "second")  # fmt: skip
-    key = list(config.primary_key)
-    got = _snapshot_rows(lab.store, lab.store.layout.snapshot_key(table, snap), work).sort_by([(k, "ascending") for k in key])
-    want = pq.read_table(expected.snapshot_path)
-    want = want.drop_columns([c for c in HASH_COLUMNS if c in want.column_names]).sort_by([(k, "ascending") for k in key])
+    expected = _lambda_engine(lab.store, table, [str(record.base_snapshot), snap], tmp_path / "engine")
+    key = list(CONFIG.table(table).primary_key)
+    got = _rows(lab.store.download_file(lab.store.layout.snapshot_key(table, snap), tmp_path / "lake.parquet"), key)
+    want = _rows(expected.snapshot_path, key)
     assert got.num_rows == want.num_rows == len(set(zip(*(got.column(k).to_pylist() for k in key), strict=True)))
     assert got.equals(want.select(got.column_names))
-    assert record.stats["inserts"] == expected.stats.inserts and record.stats["deletes"] == expected.stats.deletes
+    assert (record.stats["inserts"], record.stats["deletes"]) == (expected.stats.inserts, expected.stats.deletes)
+
+
+def _lambda_engine(store: S3Store, table: str, snaps: list[str], work: Path) -> DiffOutcome:
+    """The Lambda engine's diff of ``snaps`` in order, from the raw files: the last one's outcome."""
+    config = CONFIG.table(table)
+    outcome = None
+    for snap in snaps:
+        raw = store.download_file(store.layout.raw_key(table, snap, config.file), work / snap / config.file)
+        outcome = diff_files(
+            old=outcome.snapshot_path if outcome else None,
+            new=raw,
+            spec=TableSpec.from_config(config),
+            observed_at=snapshot_time(snap),
+            out_dir=work / snap / "out",
+        )
+    assert outcome is not None
+    return outcome
+
+
+def _rows(path: Path, key: list[str]) -> pa.Table:
+    """A snapshot file's rows (without the engine's hash columns), in key order."""
+    rows = pq.read_table(path)
+    rows = rows.drop_columns([c for c in HASH_COLUMNS if c in rows.column_names])
+    return rows.sort_by([(k, "ascending") for k in key])

@@ -120,7 +120,8 @@ def read_claim(store: S3Store, table: str, snap: str) -> HeldClaim | None:
 def blocking_claim(store: S3Store, table: str, since: str) -> HeldClaim | None:
     """The table's earliest claim, at ``since`` or later, whose snapshot has no run record: the one that
     holds the table's later snapshots back while it waits."""
-    claimed, recorded = set(), set()
+    claimed: set[str] = set()
+    recorded: set[str] = set()
     for key in store.list_keys(store.layout.runs_prefix(table)):
         snap = snap_from_partition(key)
         if snap is not None and snap >= since:
@@ -223,7 +224,9 @@ class SparkRoute:
             return self._take_over_if_stale(store, table, snap, arguments)
         run_id = str(self.glue.start_job_run(JobName=self.job_name, Arguments=arguments)["JobRunId"])
         # The run's id in the claim: the state-change handler heals only the run that holds it.
-        replace_claim(store, HeldClaim(table, snap, document, etag, self.clock()), document.model_copy(update={"job_run": run_id}))
+        replace_claim(
+            store, HeldClaim(table, snap, document, etag, self.clock()), document.model_copy(update={"job_run": run_id})
+        )
         logger.info("snapshot handed to the Spark job", extra={"table": table, "snapshot": snap, "job_run": run_id})
         return Deferred(table, snap, run_id)
 

@@ -5,8 +5,8 @@ on Spark (:func:`snapcdc.spark.engine.spark_diff_files`); outputs, Glue tables a
 Arguments (as Glue passes them, ``--NAME value``; others are ignored): ``--TABLE``, ``--SNAPSHOT``,
 ``--BUCKET_NAME``, ``--DATA_PREFIX`` (``-``: none), ``--GLUE_DATABASE`` (``-``: no catalog sync),
 ``--SHUFFLE_PARTITIONS`` (``0``: from each raw object's size, one per ``--PARTITION_MB``; ``-``: the
-session's own setting), ``--JOB_RUN_ID`` (Glue adds it: the run's id, written into the claims the run takes) and for local runs
-``--S3_ENDPOINT_URL``. After the snapshot, the table's later pending snapshots are
+session's own setting), ``--JOB_RUN_ID`` (Glue adds it: the run's id, written into the claims the run
+takes) and for local runs ``--S3_ENDPOINT_URL``. After the snapshot, the table's later pending snapshots are
 processed too, in order, until none is left (:mod:`snapcdc.cdc.routing` says why).
 """
 
