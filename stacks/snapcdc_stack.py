@@ -7,6 +7,7 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 from snapcdc.config import PipelineConfig, load_config
+from snapcdc.settings import Env
 
 from stacks.constructs.cdc import CdcFunction
 from stacks.constructs.extract import ExtractFunction
@@ -44,10 +45,10 @@ class SnapCdcStack(Stack):
         operators = OperatorPolicies(self, "Operators", storage=storage)
         # Tables past one Lambda: the CDC function hands snapshots above the threshold to the Spark job.
         spark_job = SparkCdcJob(self, "SparkCdc", settings=settings, storage=storage, tables=tables, feeds=feeds)
-        cdc.function.add_environment("SPARK_JOB_NAME", spark_job.job_name)
-        cdc.function.add_environment("SPARK_THRESHOLD_BYTES", str(settings.spark_threshold_bytes))
-        cdc.function.add_environment("SPARK_JOB_TIMEOUT_MINUTES", str(settings.glue_timeout_minutes))
-        cdc.function.add_environment("SPARK_MAX_RESTARTS", str(settings.glue_max_retries))
+        cdc.function.add_environment(Env.SPARK_JOB_NAME.value, spark_job.job_name)
+        cdc.function.add_environment(Env.SPARK_THRESHOLD_BYTES.value, str(settings.spark_threshold_bytes))
+        cdc.function.add_environment(Env.SPARK_JOB_TIMEOUT_MINUTES.value, str(settings.glue_timeout_minutes))
+        cdc.function.add_environment(Env.SPARK_MAX_RESTARTS.value, str(settings.glue_max_retries))
         spark_job.grant_start(cdc.handler.role)
         # A failed run heals: its claim released and its table started again, a bounded number of times.
         healer = SparkRunHealer(self, "SparkState", settings=settings, storage=storage, layers=layers, job=spark_job)

@@ -16,6 +16,7 @@ from aws_cdk import aws_s3_assets as assets
 from cdk_nag import NagSuppressions
 from constructs import Construct
 from snapcdc.cdc.healing import FAILED_STATES
+from snapcdc.settings import JobArgument
 
 from stacks.constructs.cdc import CDC_LISTS, CDC_READS, CDC_WRITES, glue_catalog_statement
 from stacks.constructs.storage import DataLakeStorage
@@ -154,11 +155,11 @@ class SparkCdcJob(Construct):
                 "--extra-py-files": package.s3_object_url,
                 "--additional-python-modules": ADDITIONAL_PYTHON_MODULES,
                 "--enable-metrics": "true",
-                "--BUCKET_NAME": storage.bucket_name,
-                "--DATA_PREFIX": settings.data_prefix or "-",
-                "--GLUE_DATABASE": settings.glue_database_name,
-                "--SHUFFLE_PARTITIONS": str(settings.glue_shuffle_partitions),
-                "--PARTITION_MB": str(settings.glue_partition_mb),
+                JobArgument.BUCKET_NAME.flag: storage.bucket_name,
+                JobArgument.DATA_PREFIX.flag: settings.data_prefix or "-",
+                JobArgument.GLUE_DATABASE.flag: settings.glue_database_name,
+                JobArgument.SHUFFLE_PARTITIONS.flag: str(settings.glue_shuffle_partitions),
+                JobArgument.PARTITION_MB.flag: str(settings.glue_partition_mb),
                 "--conf": conf_argument(spark_conf(settings)),
             },
             tags={"project": "snapcdc"},

@@ -15,7 +15,8 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from cdk_nag import NagSuppressions
 from constructs import Construct
-from snapcdc.cdc.routing import CLAIM_SUFFIX
+from snapcdc.lake.layout import CLAIM_SUFFIX, RUNS_PREFIX
+from snapcdc.settings import Env
 
 from stacks.constructs.function import PipelineFunction
 from stacks.constructs.layers import SharedLayers
@@ -50,13 +51,13 @@ class SparkRunHealer(Construct):
             code_dir=SPARK_STATE_CODE_DIR,
             layers=[layers.core, layers.powertools],
             environment={
-                "BUCKET_NAME": storage.bucket_name,
-                "DATA_PREFIX": settings.data_prefix,
-                "SPARK_JOB_NAME": job.job_name,
-                "SPARK_MAX_RESTARTS": str(settings.glue_max_retries),
-                "POWERTOOLS_SERVICE_NAME": SPARK_STATE_SERVICE,
-                "POWERTOOLS_METRICS_NAMESPACE": settings.metrics_namespace,
-                "LOG_LEVEL": settings.log_level,
+                Env.BUCKET_NAME.value: storage.bucket_name,
+                Env.DATA_PREFIX.value: settings.data_prefix,
+                Env.SPARK_JOB_NAME.value: job.job_name,
+                Env.SPARK_MAX_RESTARTS.value: str(settings.glue_max_retries),
+                Env.POWERTOOLS_SERVICE_NAME.value: SPARK_STATE_SERVICE,
+                Env.POWERTOOLS_METRICS_NAMESPACE.value: settings.metrics_namespace,
+                Env.LOG_LEVEL.value: settings.log_level,
             },
             memory_mb=256,
             timeout=Duration.minutes(1),
@@ -74,13 +75,13 @@ class SparkRunHealer(Construct):
         self.dead_letter_queue = self.handler.dead_letter_queue
         role = self.handler.role
 
-        claims = f"{storage.bucket_arn}/{storage.key_prefix}_runs/*{CLAIM_SUFFIX}"
+        claims = f"{storage.bucket_arn}/{storage.key_prefix}{RUNS_PREFIX}*{CLAIM_SUFFIX}"
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="ReadAndReplaceClaims", actions=["s3:GetObject", "s3:PutObject"], resources=[claims]
             )
         )
-        storage.grant_list(role, ["_runs/"])
+        storage.grant_list(role, [RUNS_PREFIX])
         storage.grant_key_use(role, ["kms:Decrypt", "kms:GenerateDataKey"])
         role.add_to_principal_policy(
             iam.PolicyStatement(sid="RestartSparkCdcJob", actions=HEALER_GLUE_ACTIONS, resources=[job.job_arn])

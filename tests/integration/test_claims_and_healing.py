@@ -14,17 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 from snapcdc.cdc.healing import FAILED_STATES, Healer
-from snapcdc.cdc.routing import (
-    Claim,
-    SparkRoute,
-    blocking_claim,
-    claim,
-    claim_key,
-    job_arguments,
-    read_claim,
-    replace_claim,
-)
+from snapcdc.cdc.routing import SparkRoute, job_arguments
 from snapcdc.lake.layout import Layout
+from snapcdc.lake.ledger import Claim, blocking_claim, claim, read_claim, replace_claim
 from snapcdc.lake.store import S3Store
 
 from tests.support import BUCKET
@@ -201,4 +193,4 @@ def test_restarts_never_exceed_the_bound_whatever_the_events(events: list[tuple[
         assert held is not None
         assert len(_runs(glue)) == 1 + held.claim.attempt <= 1 + bound
         assert held.claim.given_up == (len(events) > bound)
-        assert store.exists(claim_key(store, TABLE, SNAP))
+        assert store.exists(store.layout.claim_key(TABLE, SNAP))

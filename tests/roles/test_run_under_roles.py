@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from snapcdc.cdc.routing import SparkRoute, claim_key
+from snapcdc.cdc.routing import SparkRoute
 from snapcdc_dev.demo import load_handler
 from snapcdc_dev.embedded_aws import patched_environ
 from snapcdc_dev.events import LocalLambdaContext
@@ -176,6 +176,6 @@ def test_the_state_change_handler_heals_a_failed_run_under_its_role_and_restarts
             start_spark_job(lab, "someone-elses-job")
         s3 = session.client("s3", endpoint_url=lab.aws.endpoint)
         with pytest.raises(ClientError) as delete_claim:
-            s3.delete_object(Bucket=lab.bucket, Key=claim_key(lab.store(session), "clientes", snap))
+            s3.delete_object(Bucket=lab.bucket, Key=lab.store(session).layout.claim_key("clientes", snap))
     assert is_denial(other_job.value.response["Error"]), other_job.value.response["Error"]
     assert is_denial(delete_claim.value.response["Error"]), delete_claim.value.response["Error"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from snapcdc.lake.records import read_run_record
+from snapcdc.lake.ledger import read_run_record
 from snapcdc.ops.verify import verify
 
 from tests.e2e.conftest import CONFIG, MOMENTS, Lab, open_lab

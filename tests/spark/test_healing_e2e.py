@@ -14,11 +14,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from snapcdc.cdc.routing import read_claim
 from snapcdc.engine import DiffOutcome, TableSpec, diff_files
 from snapcdc.engine.spec import HASH_COLUMNS
 from snapcdc.lake.layout import snapshot_time
-from snapcdc.lake.records import read_run_record
+from snapcdc.lake.ledger import read_claim, read_run_record
 from snapcdc.lake.store import S3Store
 from snapcdc.spark import job
 from snapcdc_dev.demo import load_handler

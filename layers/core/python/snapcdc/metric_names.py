@@ -20,6 +20,7 @@ MALFORMED_SNAPSHOTS = "MalformedSnapshots"
 
 # -- the CDC function, per invocation ----------------------------------------------------------
 SNAPSHOTS_PROCESSED = "SnapshotsProcessed"
+CDC_FAILED = "CdcFailed"  # tables that failed for good in one invocation (not retried, so not in the DLQ)
 
 # -- the Spark job's state-change handler, per table (lambdas/spark_state) ------------------------
 SPARK_RUNS_FAILED = "SparkRunsFailed"  # a run ended FAILED, TIMEOUT, STOPPED or ERROR
@@ -50,7 +51,7 @@ CDC_TABLE_METRICS = (
     DELETE_GUARD_REFUSED,
     MALFORMED_SNAPSHOTS,
 )
-CDC_INVOCATION_METRICS = (SNAPSHOTS_PROCESSED,)
+CDC_INVOCATION_METRICS = (SNAPSHOTS_PROCESSED, CDC_FAILED)
 SPARK_STATE_TABLE_METRICS = (SPARK_RUNS_FAILED, SPARK_RUNS_RESTARTED, SPARK_RESTARTS_GIVEN_UP)
 EXTRACT_TABLE_METRICS = (EXTRACTED_BYTES, SKIPPED_UNCHANGED, TABLES_MISSING)
 EXTRACT_INVOCATION_METRICS = (

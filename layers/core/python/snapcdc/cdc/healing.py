@@ -14,8 +14,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from snapcdc.cdc.routing import blocking_claim, restart
+from snapcdc.cdc.routing import restart
+from snapcdc.lake.ledger import blocking_claim
 from snapcdc.lake.store import S3Store
+from snapcdc.settings import JobArgument
 
 # The states of a run that ended without finishing its snapshot.
 FAILED_STATES = ("FAILED", "TIMEOUT", "STOPPED", "ERROR")
@@ -54,7 +56,7 @@ class Healer:
         arguments: dict[str, str] = self.glue.get_job_run(JobName=self.job_name, RunId=job_run)["JobRun"].get(
             "Arguments", {}
         )
-        table, snap = arguments.get("--TABLE"), arguments.get("--SNAPSHOT")
+        table, snap = arguments.get(JobArgument.TABLE.flag), arguments.get(JobArgument.SNAPSHOT.flag)
         if not table or not snap:
             logger.error("failed job run without --TABLE/--SNAPSHOT", extra={"job_run": job_run})
             return Healing(job_run, state, "nothing_held")

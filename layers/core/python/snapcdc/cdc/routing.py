@@ -1,8 +1,8 @@
 """Routing by size: a table snapshot whose raw object is larger than a threshold is diffed by the Spark
 job (AWS Glue), not by the CDC function (``docs/scale.md``).
 
-* Never started twice: the function first claims the snapshot with a conditional put of
-  ``_runs/<table>/snapshot=<SNAP>.glue.json`` (S3 ``If-None-Match: *``); only the caller whose put
+* Never started twice: the function first claims the snapshot with a conditional put of its claim
+  (:func:`snapcdc.lake.ledger.claim`, S3 ``If-None-Match: *``); only the caller whose put
   succeeds starts the job run, and writes the run's id into the claim.
 * Catch-up order across engines: a table's snapshots are processed oldest first. While a claimed
   snapshot has no run record, the function processes nothing later of that table (the event is
@@ -13,9 +13,10 @@ job (AWS Glue), not by the CDC function (``docs/scale.md``).
   missing, so the job's last look (after its record) always sees it: no snapshot is left behind.
 * A failed run heals (:mod:`snapcdc.cdc.healing`): its claim is replaced, in one conditional put on the
   claim's ETag (``If-Match``), by a claim one attempt further on, and the table's job run is started
-  again; past ``max_restarts`` attempts the claim is marked given up and the table waits for an operator.
-  A claim older than the job's timeout whose run never reported back is taken over the same way by the
-  CDC function. Whoever loses the conditional put starts nothing, so two takers never both start a run.
+  again (:func:`restart`); past ``max_restarts`` attempts the claim is marked given up and the table waits
+  for an operator. A claim older than the job's timeout whose run never reported back is taken over the
+  same way by the CDC function. Whoever loses the conditional put starts nothing, so two takers never
+  both start a run.
 
   Why not retries or Step Functions: Lambda retries an async event twice within minutes, while a Glue
   run takes longer (the event would end in the dead-letter queue and alarm on every big table); a
@@ -25,120 +26,41 @@ job (AWS Glue), not by the CDC function (``docs/scale.md``).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict
-
-from snapcdc.lake.layout import snap_from_partition
+from snapcdc.errors import ControlSignal
+from snapcdc.lake import ledger
+from snapcdc.lake.ledger import Claim, HeldClaim
 from snapcdc.lake.store import S3Store
+from snapcdc.settings import JobArgument
 
-CLAIM_SUFFIX = ".glue.json"
-# The names the job reads (snapcdc.spark.job); Glue adds its own (--JOB_RUN_ID, ...) to a run's arguments.
-JOB_ARGUMENT_NAMES = ("--TABLE", "--SNAPSHOT", "--BUCKET_NAME", "--DATA_PREFIX", "--GLUE_DATABASE")
-_LOST_RACE = {"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404"}
+# The arguments the job reads, of a run's (Glue adds its own, --JOB_RUN_ID and others).
+RUN_ARGUMENTS = tuple(a.flag for a in (JobArgument.TABLE, JobArgument.SNAPSHOT, JobArgument.BUCKET_NAME,
+                                       JobArgument.DATA_PREFIX, JobArgument.GLUE_DATABASE))  # fmt: skip
 logger = logging.getLogger(__name__)
-
-
-class Claim(BaseModel):
-    """The claim document: which job takes the snapshot, with which arguments, in which run, how many
-    times it was started again (``attempt``), and whether the restarts were given up."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    job: str | None = None
-    arguments: dict[str, str] = {}
-    job_run: str | None = None
-    attempt: int = 0
-    given_up: bool = False
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class HeldClaim:
-    """A claim as read from the bucket: the document, the object's ETag and when it was last written."""
-
-    table: str
-    snapshot: str
-    claim: Claim
-    etag: str
-    written_at: datetime
-
-
-def claim_key(store: S3Store, table: str, snap: str) -> str:
-    return store.layout.key(f"_runs/{table}/snapshot={snap}{CLAIM_SUFFIX}")
-
-
-def _put_claim(store: S3Store, table: str, snap: str, document: Claim, **condition: str) -> str | None:
-    """The conditional put of a claim; the new ETag, or None when the condition failed (someone else won)."""
-    try:
-        response = store.client.put_object(
-            Bucket=store.bucket,
-            Key=claim_key(store, table, snap),
-            Body=document.model_dump_json(exclude_defaults=True).encode(),
-            ContentType="application/json",
-            **condition,
-        )
-    except ClientError as error:
-        if str(error.response.get("Error", {}).get("Code")) in _LOST_RACE:
-            return None
-        raise
-    return str(response["ETag"])
-
-
-def claim(store: S3Store, table: str, snap: str, document: Claim) -> bool:
-    """Creates the snapshot's claim unless it exists (S3 conditional put); whether this call created it."""
-    return _put_claim(store, table, snap, document, IfNoneMatch="*") is not None
-
-
-def replace_claim(store: S3Store, held: HeldClaim, document: Claim) -> HeldClaim | None:
-    """Replaces ``held`` by ``document`` if the claim is still the one read (``If-Match`` its ETag); the
-    claim now held, or None when it changed meanwhile (another taker won: do nothing)."""
-    etag = _put_claim(store, held.table, held.snapshot, document, IfMatch=held.etag)
-    if etag is None:
-        return None
-    return HeldClaim(held.table, held.snapshot, document, etag, datetime.now(UTC))
-
-
-def read_claim(store: S3Store, table: str, snap: str) -> HeldClaim | None:
-    try:
-        response = store.client.get_object(Bucket=store.bucket, Key=claim_key(store, table, snap))
-    except ClientError as error:
-        if str(error.response.get("Error", {}).get("Code")) in {"NoSuchKey", "404", "NotFound"}:
-            return None
-        raise
-    document = Claim.model_validate(json.loads(response["Body"].read() or b"{}"))
-    written_at = response["LastModified"]
-    return HeldClaim(table, snap, document, str(response["ETag"]), written_at)
-
-
-def blocking_claim(store: S3Store, table: str, since: str) -> HeldClaim | None:
-    """The table's earliest claim, at ``since`` or later, whose snapshot has no run record: the one that
-    holds the table's later snapshots back while it waits."""
-    claimed: set[str] = set()
-    recorded: set[str] = set()
-    for key in store.list_keys(store.layout.runs_prefix(table)):
-        snap = snap_from_partition(key)
-        if snap is not None and snap >= since:
-            (claimed if key.endswith(CLAIM_SUFFIX) else recorded).add(snap)
-    waiting = sorted(claimed - recorded)
-    return read_claim(store, table, waiting[0]) if waiting else None
 
 
 def job_arguments(table: str, snap: str, bucket: str, data_prefix: str, glue_database: str | None) -> dict[str, str]:
     """The job run's arguments for one table snapshot (Glue passes them as ``--NAME value``)."""
     return {
-        "--TABLE": table,
-        "--SNAPSHOT": snap,
-        "--BUCKET_NAME": bucket,
-        "--DATA_PREFIX": data_prefix or "-",
-        "--GLUE_DATABASE": glue_database or "-",
+        JobArgument.TABLE.flag: table,
+        JobArgument.SNAPSHOT.flag: snap,
+        JobArgument.BUCKET_NAME.flag: bucket,
+        JobArgument.DATA_PREFIX.flag: data_prefix or "-",
+        JobArgument.GLUE_DATABASE.flag: glue_database or "-",
     }
+
+
+class Deferred(ControlSignal):  # not an error: the table's snapshot is the Spark job's
+    """The snapshot (or an earlier one of its table) is being processed by the Spark job."""
+
+    def __init__(self, table: str, snap: str, run_id: str | None) -> None:
+        self.table, self.snap, self.run_id = table, snap, run_id
+        super().__init__(f"{table}@{snap} is processed by the Spark job (run {run_id or 'already claimed'})")
 
 
 @dataclass(frozen=True)
@@ -162,30 +84,22 @@ def restart(
     table, snap, attempt = held.table, held.snapshot, held.claim.attempt
     if attempt >= max_restarts:
         given_up = held.claim.model_copy(update={"given_up": True, "reason": reason})
-        if replace_claim(store, held, given_up) is None:
+        if ledger.replace_claim(store, held, given_up) is None:
             return Restart(table, snap, attempt, lost_race=True)
         logger.error("spark job restarts given up", extra={"table": table, "snapshot": snap, "attempt": attempt})
         return Restart(table, snap, attempt, given_up=True)
-    arguments = {**{k: v for k, v in arguments.items() if k in JOB_ARGUMENT_NAMES}, "--SNAPSHOT": snap}
+    arguments = {**{k: v for k, v in arguments.items() if k in RUN_ARGUMENTS}, JobArgument.SNAPSHOT.flag: snap}
     renewed = Claim(job=job_name, arguments=arguments, attempt=attempt + 1, reason=reason)
-    now_held = replace_claim(store, held, renewed)
+    now_held = ledger.replace_claim(store, held, renewed)
     if now_held is None:
         return Restart(table, snap, attempt, lost_race=True)
     run_id = str(glue.start_job_run(JobName=job_name, Arguments=arguments)["JobRunId"])
-    replace_claim(store, now_held, renewed.model_copy(update={"job_run": run_id}))
+    ledger.replace_claim(store, now_held, renewed.model_copy(update={"job_run": run_id}))
     logger.info(
         "spark job run started again",
         extra={"table": table, "snapshot": snap, "attempt": attempt + 1, "job_run": run_id, "reason": reason},
     )
     return Restart(table, snap, attempt + 1, job_run=run_id)
-
-
-class Deferred(Exception):  # not an error: the table's snapshot is the Spark job's
-    """The snapshot (or an earlier one of its table) is being processed by the Spark job."""
-
-    def __init__(self, table: str, snap: str, run_id: str | None) -> None:
-        self.table, self.snap, self.run_id = table, snap, run_id
-        super().__init__(f"{table}@{snap} is processed by the Spark job (run {run_id or 'already claimed'})")
 
 
 def _now() -> datetime:
@@ -206,32 +120,30 @@ class SparkRoute:
     clock: Callable[[], datetime] = field(default=_now)
 
     def claimed(self, store: S3Store, table: str, snap: str) -> bool:
-        return store.exists(claim_key(store, table, snap))
+        return ledger.claimed(store, table, snap)
 
     def takes(self, store: S3Store, table: str, snap: str, raw_key: str) -> bool:
         """Whether the job processes this snapshot: it is claimed already, or its raw object is big."""
         if self.claimed(store, table, snap):
             return True
-        size = store.client.head_object(Bucket=store.bucket, Key=raw_key)["ContentLength"]
-        return int(size) > self.threshold_bytes
+        size = store.size(raw_key)
+        return size is not None and size > self.threshold_bytes
 
     def hand_over(self, store: S3Store, table: str, snap: str) -> Deferred:
         """Claims the snapshot and starts the job run (only the first caller does); a stale claim is taken over."""
         arguments = job_arguments(table, snap, store.bucket, store.layout.prefix, self.glue_database)
-        document = Claim(job=self.job_name, arguments=arguments)
-        etag = _put_claim(store, table, snap, document, IfNoneMatch="*")
-        if etag is None:
+        if not ledger.claim(store, table, snap, Claim(job=self.job_name, arguments=arguments)):
             return self._take_over_if_stale(store, table, snap, arguments)
         run_id = str(self.glue.start_job_run(JobName=self.job_name, Arguments=arguments)["JobRunId"])
         # The run's id in the claim: the state-change handler heals only the run that holds it.
-        replace_claim(
-            store, HeldClaim(table, snap, document, etag, self.clock()), document.model_copy(update={"job_run": run_id})
-        )
+        held = ledger.read_claim(store, table, snap)
+        if held is not None and held.claim.job_run is None:
+            ledger.replace_claim(store, held, held.claim.model_copy(update={"job_run": run_id}))
         logger.info("snapshot handed to the Spark job", extra={"table": table, "snapshot": snap, "job_run": run_id})
         return Deferred(table, snap, run_id)
 
     def _take_over_if_stale(self, store: S3Store, table: str, snap: str, arguments: dict[str, str]) -> Deferred:
-        held = read_claim(store, table, snap)
+        held = ledger.read_claim(store, table, snap)
         if held is None or held.claim.given_up or self.stale_after is None:
             return Deferred(table, snap, None)  # claimed by another invocation or run: started once already
         if self.clock() - held.written_at <= self.stale_after:

@@ -23,6 +23,7 @@ import pyarrow.csv as pacsv
 
 from snapcdc.engine.fidelity import CHECKED_TYPES, cast_whole
 from snapcdc.engine.spec import InputError
+from snapcdc.errors import ControlSignal
 
 UTF8_BOM = b"\xef\xbb\xbf"
 # Big blocks parse faster; a record longer than a block makes pyarrow fail, and we retry once
@@ -212,7 +213,7 @@ def read_csv_strings(path: Path, name: str, delimiter: str | None = None) -> pa.
     return table
 
 
-class TypedReadFailed(Exception):
+class TypedReadFailed(ControlSignal):
     """The fast typed read stopped (a value not of its expected type, or a malformed record):
     the caller falls back to reading strings, which widens, quarantines or names the bad line."""
 
@@ -414,16 +415,6 @@ def _read_ahead(reader: pacsv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
                 return
             ahead = thread.submit(reader.read_next_batch)
             yield batch
-
-
-def read_bytes_as_csv(data: bytes, name: str = "<memory>", delimiter: str | None = None) -> pa.Table:
-    """Same as :func:`read_csv_strings` for in-memory bytes (tests, small inputs)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "input.csv"
-        path.write_bytes(data)
-        return read_csv_strings(path, name, delimiter)
 
 
 __all__ = [

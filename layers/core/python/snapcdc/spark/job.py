@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,26 +26,29 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from snapcdc.cdc.catalog import GlueCatalog
-from snapcdc.cdc.routing import Claim, claim, job_arguments
+from snapcdc.cdc.routing import job_arguments
 from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import PipelineConfig, load_config
-from snapcdc.engine import CDC_OPERATION, DiffOutcome, TableSpec
-from snapcdc.engine.spec import HASH_COLUMNS
-from snapcdc.lake.layout import Layout, snapshot_time
-from snapcdc.lake.records import RunRecord, processed_snapshots
+from snapcdc.engine import CDC_OPERATION, DiffOutcome, TableSpec, data_only
+from snapcdc.lake.layout import Layout
+from snapcdc.lake.ledger import Claim, claim, processed_snapshots
+from snapcdc.lake.records import RunRecord
+from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
 from snapcdc.logs import write_json_lines
+from snapcdc.settings import JobArgument
 from snapcdc.spark.tuning import set_shuffle_partitions
 
 logger = logging.getLogger(__name__)
-REQUIRED = ("TABLE", "SNAPSHOT", "BUCKET_NAME")
+
+REQUIRED = (JobArgument.TABLE.value, JobArgument.SNAPSHOT.value, JobArgument.BUCKET_NAME.value)
 OPTIONAL = {
-    "DATA_PREFIX": "-",
-    "GLUE_DATABASE": "-",
-    "S3_ENDPOINT_URL": "-",
-    "JOB_RUN_ID": "-",
-    "SHUFFLE_PARTITIONS": "-",
-    "PARTITION_MB": "128",
+    JobArgument.DATA_PREFIX.value: "-",
+    JobArgument.GLUE_DATABASE.value: "-",
+    JobArgument.S3_ENDPOINT_URL.value: "-",
+    JobArgument.JOB_RUN_ID.value: "-",
+    JobArgument.SHUFFLE_PARTITIONS.value: "-",
+    JobArgument.PARTITION_MB.value: "128",
 }
 
 
@@ -63,35 +67,37 @@ def resolved_options(argv: Sequence[str]) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class SparkTableProcessor(TableProcessor):
-    """The CDC stage with the diff on Spark: the raw object and the old snapshot are read in place."""
+class SparkEngine:
+    """The CDC stage's engine on Spark (:class:`snapcdc.cdc.engines.CdcEngine`): the raw object and the old
+    snapshot are read in place."""
 
-    spark: Any = None
+    spark: Any
     endpoint_url: str | None = None
     shuffle_partitions: int | None = None  # None: the session's; 0: from the raw object's size (spark.tuning)
     partition_bytes: int = 128 * 1024 * 1024
 
-    def diff(self, source_key: str, old_key: str | None, snap: str, work: Path) -> DiffOutcome:
+    def diff(
+        self, store: S3Store, raw_key: str, old_key: str | None, spec: TableSpec, observed_at: datetime, work: Path
+    ) -> DiffOutcome:
         from snapcdc.spark.engine import spark_diff_files
 
-        bucket = self.store.bucket
+        bucket = store.bucket
         if self.shuffle_partitions is not None:
-            size = int(self.store.client.head_object(Bucket=bucket, Key=source_key)["ContentLength"])
+            size = store.size(raw_key) or 0
             partitions = set_shuffle_partitions(self.spark, size, self.shuffle_partitions, self.partition_bytes)
             logger.info("shuffle partitions", extra={"raw_bytes": size, "shuffle_partitions": partitions})
-        spec = TableSpec.from_config(self.table)
         outcome = spark_diff_files(
             self.spark,
             old=f"s3://{bucket}/{old_key}" if old_key is not None else None,
-            new=f"s3://{bucket}/{source_key}",
+            new=f"s3://{bucket}/{raw_key}",
             spec=spec,
-            observed_at=snapshot_time(snap),
+            observed_at=observed_at,
             out_dir=work / "out",
-            new_name=f"s3://{bucket}/{source_key}",
+            new_name=f"s3://{bucket}/{raw_key}",
             endpoint_url=self.endpoint_url,
         )
         if spec.with_preimages and old_key is not None and outcome.preimages_path is None:
-            old_path = self.store.download_file(old_key, work / "preimage-base.parquet")
+            old_path = store.download_file(old_key, work / "preimage-base.parquet")
             preimages = updated_rows_before(old_path, outcome.changes_path, spec.primary_key)
             path = work / "out" / "preimages.parquet"
             pq.write_table(preimages, path)
@@ -105,7 +111,7 @@ def updated_rows_before(old_snapshot: Path, changes: Path, primary_key: Sequence
     updates = pq.read_table(changes, columns=list(primary_key), filters=[(CDC_OPERATION, "=", "U")])
     order = updates.append_column("__order", pa.array(range(updates.num_rows), pa.int64()))
     old = pq.read_table(old_snapshot)
-    old = old.drop_columns([c for c in HASH_COLUMNS if c in old.column_names])
+    old = data_only(old)
     joined = order.join(old, keys=list(primary_key), join_type="inner").sort_by("__order")
     if joined.num_rows != updates.num_rows:
         raise ValueError(f"{updates.num_rows} updated keys, {joined.num_rows} found in the old snapshot")
@@ -117,7 +123,7 @@ def run(
     store: S3Store,
     config: PipelineConfig,
     table: str,
-    snap: str,
+    snapshot: Snapshot,
     catalog: GlueCatalog | None = None,
     endpoint_url: str | None = None,
     job_run: str | None = None,
@@ -127,16 +133,9 @@ def run(
     """Processes ``snap`` (and the earlier pending snapshots), then every later pending snapshot, each
     claimed first (so the CDC function leaves it alone and never starts a run for it); stops when a later
     snapshot is claimed by someone else (another run owns it and what follows)."""
-    processor = SparkTableProcessor(
-        store,
-        config.table(table),
-        catalog=catalog,
-        spark=spark,
-        endpoint_url=endpoint_url,
-        shuffle_partitions=shuffle_partitions,
-        partition_bytes=partition_bytes,
-    )
-    records = processor.process(snap)
+    engine = SparkEngine(spark, endpoint_url, shuffle_partitions, partition_bytes)
+    processor = TableProcessor(store, config.table(table), catalog=catalog, engine=engine)
+    records = processor.process(snapshot)
     while True:  # the table's later snapshots, deferred by the CDC function while this run was in flight
         processed = processed_snapshots(store, table)
         pending = [s for s in store.raw_snapshots(table) if s not in processed]
@@ -144,11 +143,11 @@ def run(
             return records
         database = catalog.database if catalog is not None else None
         arguments = job_arguments(table, pending[0], store.bucket, store.layout.prefix, database)
-        document = Claim(arguments=arguments, job_run=job_run, reason=f"caught up by the run of {snap}")
+        document = Claim(arguments=arguments, job_run=job_run, reason=f"caught up by the run of {snapshot.id}")
         if not claim(store, table, pending[0], document):
             logger.info("later snapshot claimed by another run", extra={"table": table, "snapshot": pending[0]})
             return records
-        records += processor.process(pending[0])
+        records += processor.process(Snapshot.parse(pending[0]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -165,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     spark = SparkSession.builder.getOrCreate()  # Glue's session (a local one for local runs)
     started = time.perf_counter()
+    snapshot = Snapshot.parse(options["SNAPSHOT"])
     job_run = None if options["JOB_RUN_ID"] == "-" else options["JOB_RUN_ID"]
     shuffle = None if options["SHUFFLE_PARTITIONS"] == "-" else int(options["SHUFFLE_PARTITIONS"])
     records = run(
@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         store,
         load_config(),
         options["TABLE"],
-        options["SNAPSHOT"],
+        snapshot,
         catalog,
         endpoint,
         job_run,
