@@ -15,6 +15,7 @@ MIB = 1024 * 1024
 
 EXTRACT_CODE_DIR = REPO_ROOT / "lambdas" / "extract"
 CDC_CODE_DIR = REPO_ROOT / "lambdas" / "cdc"
+SPARK_STATE_CODE_DIR = REPO_ROOT / "lambdas" / "spark_state"
 CORE_LAYER_DIR = REPO_ROOT / "layers" / "core"
 # The Glue job's entry script (the job's code is the core package, shipped to Glue as a zip).
 SPARK_JOB_SCRIPT = REPO_ROOT / "glue" / "cdc_job.py"

@@ -8,6 +8,7 @@ are raised after the other tables ran, so Lambda retries (done work is a no-op).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cache
 from typing import Any
 from urllib.parse import unquote_plus
@@ -44,8 +45,14 @@ def _dependencies() -> tuple[S3Store, PipelineConfig, GlueCatalog | None, SparkR
         catalog = GlueCatalog(boto3.client("glue"), settings.glue_database, settings.bucket_name, layout)
     route = None
     if settings.spark_job_name:
+        timeout = settings.spark_job_timeout_minutes
         route = SparkRoute(
-            boto3.client("glue"), settings.spark_job_name, settings.spark_threshold_bytes, settings.glue_database
+            boto3.client("glue"),
+            settings.spark_job_name,
+            settings.spark_threshold_bytes,
+            settings.glue_database,
+            stale_after=timedelta(minutes=timeout) if timeout else None,
+            max_restarts=settings.spark_max_restarts,
         )
     return store, load_config(settings.pipeline_config), catalog, route
 

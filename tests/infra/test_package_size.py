@@ -18,6 +18,7 @@ from stacks.packaging import (
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     MIB,
     PUBLISHED_LAYERS,
+    SPARK_STATE_CODE_DIR,
     published_layer_bytes,
 )
 
@@ -102,7 +103,9 @@ def test_core_layer_leaves_out_the_development_harness_and_the_cli(synth: Synth)
     assert (package / "cdc" / "stage.py").is_file()
 
 
-@pytest.mark.parametrize("code_dir", [EXTRACT_CODE_DIR, CDC_CODE_DIR], ids=["extract", "cdc"])
+@pytest.mark.parametrize(
+    "code_dir", [EXTRACT_CODE_DIR, CDC_CODE_DIR, SPARK_STATE_CODE_DIR], ids=["extract", "cdc", "spark_state"]
+)
 def test_each_handler_imports_with_the_staged_core_layer_alone(synth: Synth, code_dir: Path) -> None:
     # Given a fresh interpreter whose snapcdc package is the staged layer (not the source tree)
     layer = _staged_core(synth) / "python"

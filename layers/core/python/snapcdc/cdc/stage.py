@@ -14,6 +14,7 @@ the diff itself is the pure engine (:mod:`snapcdc.engine`). Rules (``docs/design
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
@@ -41,7 +42,9 @@ from snapcdc.lake.ledger import (
 from snapcdc.lake.records import CatalogChange, RefusalReason, RunRecord, SchemaMigration
 from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
-from snapcdc.observability import logger
+from snapcdc.logs import append_keys, reset_keys
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ class TableProcessor:
         layout, snap = self.store.layout, snapshot.id
         source_key = layout.raw_key(self.name, snap, self.table.file)
         started = time.perf_counter()
-        logger.append_keys(table=self.name, snapshot=snap)
+        keys = append_keys(table=self.name, snapshot=snap)
         work = Path(tempfile.mkdtemp(prefix=f"{self.name}-{snap}-", dir=self.work_root()))
         try:
             old_key = None
@@ -125,6 +128,7 @@ class TableProcessor:
             logger.info("snapshot processed", extra={"status": record.status, "stats": record.stats})
             return record
         finally:
+            reset_keys(keys)
             shutil.rmtree(work, ignore_errors=True)
 
     def _write_outputs(
