@@ -20,6 +20,7 @@ ENGINE_MODULES = [
     "csv_input",
     "differ",
     "hash_columns",
+    "hash_index",
     "hashing",
     "keys",
     "new_side",

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from snapcdc.engine import hashing
 from snapcdc.engine.hash_columns import HashSignature
+from snapcdc.engine.hash_index import HashIndex
 from snapcdc.engine.keys import duplicate_rows
 from snapcdc.engine.schema import conform_columns
 from snapcdc.engine.spec import HASH_COLUMNS, HASH_METADATA, KEY_HASH, ROW_HASH, InputError, TableSpec
@@ -29,7 +29,7 @@ class OldSnapshot:
     key_hashes: Callable[[], np.ndarray] | None  # cached key hashes, read first (None: no cached hashes)
     head: Callable[[], Head] | None  # keys, date and cached row hashes (None: no cached hashes)
     fetch: Callable[[np.ndarray | None], pa.Table]  # data rows at sorted positions (None: all rows)
-    lookup: Future[pd.Index | None] | None = None  # a hash lookup over key_hashes already being built
+    lookup: Future[HashIndex | None] | None = None  # a hash lookup over key_hashes already being built
 
     @classmethod
     def from_table(cls, table: pa.Table, spec: TableSpec) -> OldSnapshot:
@@ -195,7 +195,7 @@ class OldIndex:
         if self.num_rows == 0 or len(rows) == 0:
             return np.full(len(rows), -1, dtype=np.int64)
         if self.lookup is not None:
-            positions = self.lookup.get_indexer(key_hash[rows]).astype(np.int64, copy=False)
+            positions = self.lookup.positions(key_hash[rows])
             hit = positions >= 0
             if self.kept is not None:
                 positions[hit] = self.kept[positions[hit]]
@@ -231,11 +231,10 @@ class OldIndex:
         return conform_table(self.snapshot.fetch(positions), self.schema, self.name)
 
 
-def hash_lookup(key_hash: np.ndarray) -> pd.Index | None:
+def hash_lookup(key_hash: np.ndarray) -> HashIndex | None:
     """A hash table from key hash to old position; None when distinct keys share a 64-bit hash
     (then every batch is joined on the key values)."""
-    index = pd.Index(key_hash)
-    return index if index.is_unique else None
+    return HashIndex.build(key_hash)
 
 
 def one_chunk(column: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc
 
 from snapcdc.engine.hash_columns import batch_with_hashes
+from snapcdc.engine.hash_index import HashIndex
 from snapcdc.engine.hashing import row_hash_lanes
 from snapcdc.engine.old_side import Head, OldSnapshot, hash_lookup, one_chunk, take_from_groups
 from snapcdc.engine.parquet_output import ParquetOutput
@@ -155,7 +155,7 @@ class ScratchSnapshot:
         self.row_b_parts: list[np.ndarray] = []
         self.head_parts: list[pa.RecordBatch] = []
         self.kept: np.ndarray | None = None  # rows of the file that are part of the old side (None: all)
-        self.lookup: Future[pd.Index | None] | None = None
+        self.lookup: Future[HashIndex | None] | None = None
         # Builds the old side's hash lookup (the slow part of indexing it) while the rest is gathered.
         self.lookup_builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="old-lookup")
 
