@@ -4,7 +4,7 @@ production path) and the I/O floor.
     python -m bench.engine_bench                 # 1M and 5M rows, writes docs/benchmark.md
     python -m bench.engine_bench --rows 1000000  # one size
     python -m bench.engine_bench --quick         # 200k rows, 1 repetition, no docs update
-    python -m bench.engine_bench --only engine_csv,engine_parquet,duckdb_tuned,duckdb_production  # the targets
+    python -m bench.engine_bench --only engine_csv,engine_parquet,duckdb_tuned,duckdb_production --docs
 
 The issue's targets (whole processes, as every scheduled run is a cold start) are checked at the end:
 the engine on the production path (old side = its previous snapshot) against DuckDB doing the same job,
@@ -540,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="200k rows, one repetition")
     parser.add_argument("--only", help="comma-separated contenders")
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/benchmark.md")
+    parser.add_argument("--docs", action="store_true", help="write docs/benchmark.md even with --rows/--only")
     parser.add_argument("--child", nargs=3, metavar=("CONTENDER", "OLD", "NEW"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -558,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nTargets (engine ÷ DuckDB, whole process, median of per-repetition ratios):")
     for line, _ in checked:
         print(f"- {line}")
-    if not (args.quick or args.no_docs or args.rows or args.only):
+    if args.docs or not (args.quick or args.no_docs or args.rows or args.only):
         write_docs(sections, repetitions, [line for line, _ in checked])
     missed = [line for line, met in checked if not met]
     if missed:
