@@ -136,6 +136,13 @@ class Layout:
         moment = snapshot_time(snap)
         return self.key(f"dms/{table}/{moment.strftime('%Y%m%d-%H%M%S')}{moment.microsecond // 1000:03d}.parquet")
 
+    # the Iceberg tables (snapcdc.cdc.iceberg): metadata/ and data/ of each, owned by Iceberg
+    def iceberg_prefix(self, iceberg_table: str) -> str:
+        return self.key(f"iceberg/{iceberg_table}/")
+
+    def iceberg_data_key(self, iceberg_table: str, name: str) -> str:
+        return self.key(f"iceberg/{iceberg_table}/data/{name}")
+
     def runs_prefix(self, table: str) -> str:
         return self.key(f"_runs/{table}/")
 
