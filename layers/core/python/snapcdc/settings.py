@@ -35,6 +35,12 @@ class CdcSettings(_Settings):
     # Tables past one Lambda (snapcdc.cdc.routing): raw objects larger than the threshold go to the Spark job.
     spark_job_name: str | None = Field(default=None, alias="SPARK_JOB_NAME", min_length=1)
     spark_threshold_bytes: int = Field(default=2**62, ge=0, alias="SPARK_THRESHOLD_BYTES")
+    # The Glue database of the Iceberg tables (docs/iceberg.md); unset: GLUE_DATABASE's. Neither: none kept.
+    iceberg_database: str | None = Field(default=None, alias="ICEBERG_DATABASE", min_length=1)
+
+    @property
+    def iceberg_catalog_database(self) -> str | None:
+        return self.iceberg_database or self.glue_database
 
 
 class ExtractSettings(_Settings):

@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
@@ -44,6 +44,9 @@ from snapcdc.lake.records import (
 from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger
 
+if TYPE_CHECKING:  # pyiceberg is imported only where a table enables Iceberg
+    from snapcdc.cdc.iceberg.sync import IcebergLake
+
 PARQUET = "application/vnd.apache.parquet"
 
 
@@ -54,6 +57,7 @@ class TableProcessor:
     work_dir: Path = Path(tempfile.gettempdir()) / "snapcdc"
     catalog: GlueCatalog | None = None  # None: the Glue tables are not synced
     route: SparkRoute | None = None  # big snapshots go to the Spark job (snapcdc.cdc.routing); None: none do
+    iceberg: IcebergLake | None = None  # the Iceberg tables (docs/iceberg.md) of tables with iceberg on
 
     @property
     def name(self) -> str:
@@ -105,7 +109,8 @@ class TableProcessor:
     def process_one(self, snap: str, base: RunRecord | None, scd2: bool = True) -> RunRecord:
         """Diff one snapshot against ``base`` and write its outputs, the run record last.
 
-        ``scd2``: advance the SCD2 history (a replay rebuilds it once at its end instead)."""
+        ``scd2``: advance the SCD2 history and commit the Iceberg tables (a replay rebuilds both once
+        at its end instead)."""
         layout = self.store.layout
         source_key = layout.raw_key(self.name, snap, self.table.file)
         started = time.perf_counter()
@@ -134,6 +139,11 @@ class TableProcessor:
                 record = self._write_feeds(record, base, outcome, work, scd2)
                 record = self._migrated(record, outcome, base)
                 record = self._sync_catalog(record, outcome)  # after the migration: Glue says what the files say
+                if self.iceberg is not None and self.table.iceberg and scd2:  # snapcdc.cdc.iceberg.sync
+                    changes = outcome.full_load_path or outcome.changes_path
+                    self.iceberg.commit_snapshot(
+                        self.name, self.iceberg.rows(record, outcome.snapshot_path, changes), work
+                    )
             write_run_record(self.store, record)
             logger.info("snapshot processed", extra={"status": record.status, "stats": record.stats})
             return record
@@ -171,6 +181,8 @@ class TableProcessor:
         self.settle_schema()
         if self.table.outputs.scd2 is not None:
             self.rebuild_scd2()
+        if self.iceberg is not None and self.table.iceberg:
+            self.iceberg.rebuild(self.name, self._work_root())
         return records
 
     def _migrated(self, record: RunRecord, outcome: DiffOutcome, base: RunRecord | None) -> RunRecord:
@@ -430,6 +442,7 @@ def process_raw_keys(
     work_dir: Path | None = None,
     catalog: GlueCatalog | None = None,
     route: SparkRoute | None = None,
+    iceberg: IcebergLake | None = None,
 ) -> BatchReport:
     """Process the table snapshots that ``keys`` (raw CSV object keys) belong to.
 
@@ -446,7 +459,12 @@ def process_raw_keys(
         wanted.setdefault(raw.table, set()).add(raw.snap)
     for table, snaps in sorted(wanted.items()):
         processor = TableProcessor(
-            store, config.table(table), **({"work_dir": work_dir} if work_dir else {}), catalog=catalog, route=route
+            store,
+            config.table(table),
+            **({"work_dir": work_dir} if work_dir else {}),
+            catalog=catalog,
+            route=route,
+            iceberg=iceberg,
         )
         try:
             for snap in sorted(snaps):

@@ -20,23 +20,27 @@ commits every accepted snapshot again, in order, from ``snapshots/`` and ``cdc/`
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.schema import Schema
 
 from snapcdc.cdc.iceberg import files as datafiles
 from snapcdc.cdc.iceberg.commit import BehindError, CommitOutcome, Mode, check_order, commit_files
 from snapcdc.cdc.iceberg.maintenance import Retention
 from snapcdc.cdc.iceberg.names import changes_table, current_table
 from snapcdc.cdc.iceberg.tables import CHANGE_COLUMNS, TableShape, evolve, load, load_or_create, shape
+from snapcdc.config import PipelineConfig
 from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP, HASH_COLUMNS
 from snapcdc.lake.layout import snapshot_time
 from snapcdc.lake.records import RunRecord, accepted_records
@@ -60,14 +64,25 @@ class SnapshotRows:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    schema: Schema  # the table's schema after evolving (the data files are written in it)
+    schema_changed: bool
+
+
+@dataclass(frozen=True)
 class IcebergLake:
     catalog: Catalog  # pyiceberg's Glue catalog (snapcdc.cdc.iceberg.catalog.glue_catalog)
     store: S3Store
     database: str
-    retention: Retention = Retention()
+    retention: Retention = field(default_factory=Retention)
 
     def identifier(self, name: str) -> str:
         return f"{self.database}.{name}"
+
+    @staticmethod
+    def rows(record: RunRecord, state: Path, changes: Path) -> SnapshotRows:
+        """The rows of an accepted run: its snapshot file and its change file (the full load, first)."""
+        return SnapshotRows(record.snapshot, record.base_snapshot, state, changes, dict(record.stats))
 
     # -- one snapshot ----------------------------------------------------------------------------
     def commit_snapshot(self, table: str, rows: SnapshotRows, work: Path) -> list[CommitOutcome]:
@@ -83,25 +98,27 @@ class IcebergLake:
             logger.info("iceberg commit", extra={"iceberg": outcome.__dict__})
         return outcomes
 
-    def _prepared(self, name: str, rows: SnapshotRows, table_shape: TableShape) -> tuple[bool, object]:
+    def _prepared(self, name: str, rows: SnapshotRows, table_shape: TableShape) -> Prepared | None:
+        """The table ready for ``rows``' commit (created, its schema evolved); None: already committed."""
         existing = load(self.catalog, self.identifier(name))
         if existing is not None and check_order(existing, rows.snapshot, rows.base):
-            return True, existing
-        table = existing or load_or_create(
-            self.catalog, self.store, self.identifier(name), table_shape, self.retention
-        )
-        return False, evolve(table, table_shape)
+            return None
+        table = existing or load_or_create(self.catalog, self.store, self.identifier(name), table_shape, self.retention)
+        schema, changes = evolve(table, table_shape)
+        return Prepared(schema, bool(changes))
+
+    def _already(self, name: str, rows: SnapshotRows) -> CommitOutcome:
+        return CommitOutcome(self.identifier(name), rows.snapshot, None, already=True)
 
     def _commit_state(self, name: str, rows: SnapshotRows, work: Path) -> CommitOutcome:
         table_shape = shape(pq.read_schema(rows.state))
-        done, prepared = self._prepared(name, rows, table_shape)
-        if done:
-            return CommitOutcome(self.identifier(name), rows.snapshot, None, already=True)
-        _, schema, changes = prepared  # type: ignore[misc]
-        if rows.changed or changes:
+        prepared = self._prepared(name, rows, table_shape)
+        if prepared is None:
+            return self._already(name, rows)
+        if rows.changed or prepared.schema_changed:
             batches = datafiles.parquet_batches(rows.state, drop=HASH_COLUMNS)
-            return self._write_and_commit(name, rows, table_shape, schema, batches, "replace", work)
-        return self._write_and_commit(name, rows, table_shape, schema, [], "append", work)
+            return self._write_and_commit(name, rows, table_shape, prepared.schema, batches, "replace", work)
+        return self._write_and_commit(name, rows, table_shape, prepared.schema, [], "append", work)
 
     def _commit_changes(self, name: str, rows: SnapshotRows, work: Path) -> CommitOutcome:
         first = rows.base is None
@@ -109,28 +126,27 @@ class IcebergLake:
         if first:
             source_schema = _with_change_columns(source_schema)
         table_shape = shape(source_schema, extra=CHANGE_COLUMNS)
-        done, prepared = self._prepared(name, rows, table_shape)
-        if done:
-            return CommitOutcome(self.identifier(name), rows.snapshot, None, already=True)
-        _, schema, _ = prepared  # type: ignore[misc]
+        prepared = self._prepared(name, rows, table_shape)
+        if prepared is None:
+            return self._already(name, rows)
         batches: Iterable[pa.RecordBatch | pa.Table] = datafiles.parquet_batches(rows.changes)
         if first:
             batches = _as_inserts(batches, snapshot_time(rows.snapshot))
-        return self._write_and_commit(name, rows, table_shape, schema, batches, "append", work)
+        return self._write_and_commit(name, rows, table_shape, prepared.schema, batches, "append", work)
 
     def _write_and_commit(
         self,
         name: str,
         rows: SnapshotRows,
         table_shape: TableShape,
-        schema: object,
+        schema: Schema,
         batches: Iterable[pa.RecordBatch | pa.Table],
         mode: Mode,
         work: Path,
     ) -> CommitOutcome:
         parts: list[datafiles.PartFile] = []
         local = work / f"iceberg-{name}.parquet"
-        written = datafiles.write_rows(batches, table_shape.names, schema, local)  # type: ignore[arg-type]
+        written = datafiles.write_rows(batches, table_shape.names, schema, local)
         if written:
             key = self.store.layout.iceberg_data_key(name, datafiles.new_file_name(rows.snapshot))
             self.store.upload_file(local, key, datafiles.PARQUET)
@@ -154,8 +170,8 @@ class IcebergLake:
         for record in records:
             base = record.base_snapshot if record.base_snapshot is not None else previous
             state_key = record.outputs.get("snapshot") or layout.snapshot_key(record.table, record.snapshot)
-            changes_key = record.outputs.get("cdc") or record.outputs.get("full_load") or layout.full_load_key(
-                record.table
+            changes_key = (
+                record.outputs.get("cdc") or record.outputs.get("full_load") or layout.full_load_key(record.table)
             )
             state = self.store.download_file(state_key, work / "iceberg-state.parquet")
             changes = self.store.download_file(changes_key, work / "iceberg-changes.parquet")
@@ -165,10 +181,8 @@ class IcebergLake:
     def rebuild(self, table: str, work_dir: Path | None = None) -> list[CommitOutcome]:
         """Replay: both tables dropped from the catalog and committed again from the accepted snapshots."""
         for name in (changes_table(table), current_table(table)):
-            try:
+            with contextlib.suppress(NoSuchTableError):
                 self.catalog.drop_table(self.identifier(name))
-            except NoSuchTableError:
-                pass
         work = Path(tempfile.mkdtemp(prefix=f"{table}-iceberg-", dir=work_dir))
         outcomes: list[CommitOutcome] = []
         try:
@@ -193,3 +207,12 @@ def _as_inserts(batches: Iterable[pa.RecordBatch | pa.Table], at: datetime) -> I
         count = table.num_rows
         table = table.append_column(CDC_OPERATION, pa.repeat(pa.scalar("I", pa.string()), count))
         yield table.append_column(CDC_TIMESTAMP, pa.repeat(pa.scalar(at, pa.timestamp("us", tz="UTC")), count))
+
+
+def iceberg_lake(config: PipelineConfig, store: S3Store, glue_client: Any, database: str | None) -> IcebergLake | None:
+    """The Iceberg tables' keeper for a pipeline: None when no table enables Iceberg or no database is set."""
+    if database is None or not any(t.iceberg for t in config.tables):
+        return None
+    from snapcdc.cdc.iceberg.catalog import glue_catalog
+
+    return IcebergLake(glue_catalog(glue_client), store, database, Retention(config.iceberg.retention_days))

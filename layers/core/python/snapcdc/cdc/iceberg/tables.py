@@ -81,10 +81,10 @@ def load_or_create(
         return catalog.load_table(identifier)
 
 
-def evolve(table: Table, table_shape: TableShape) -> tuple[Table, Schema, list[SchemaChange]]:
+def evolve(table: Table, table_shape: TableShape) -> tuple[Schema, list[SchemaChange]]:
     """The table's schema brought to hold ``table_shape`` (:mod:`.schema`'s rules), in one commit."""
     changes = plan_changes(table.schema(), table_shape.wanted)
     if changes:
         with table.transaction() as tx:
             apply_changes(tx, changes, table_shape.wanted)
-    return table, table.schema(), changes
+    return table.schema(), changes
