@@ -81,9 +81,16 @@ def snapshot_of(table: Table, iceberg_snapshot_id: int) -> str | None:
 
 
 def newest_snapshot(table: Table) -> str | None:
-    """The source snapshot of the table's current Iceberg snapshot (None: no commit yet)."""
+    """The source snapshot of the table's newest snapcdc commit (None: none yet). Commits of others
+    (a compaction, an expiry) are passed over: they name no source snapshot and change no rows."""
     current = table.current_snapshot()
-    return snapshot_of(table, current.snapshot_id) if current else None
+    while current is not None:
+        snap = snapshot_of(table, current.snapshot_id)
+        if snap is not None:
+            return snap
+        parent = current.parent_snapshot_id
+        current = table.metadata.snapshot_by_id(parent) if parent is not None else None
+    return None
 
 
 def committed_snapshots(table: Table) -> dict[str, int]:
@@ -129,15 +136,17 @@ def commit_files(
     counts: Mapping[str, int],
     mode: Mode,
     on_conflict: Callable[[int], None] | None = None,
+    loaded: Table | None = None,
 ) -> CommitOutcome:
     """Commits ``files`` (already uploaded, in the table's schema) as source snapshot ``snap``.
 
     ``replace``: they become the table's whole content (the current state); ``append``: they are
     added (the change stream). No files is a commit too (an empty change set), carrying the summary.
-    ``on_conflict(attempt)`` is called before each retry (tests use it to let the other writer go)."""
+    ``on_conflict(attempt)`` is called before each retry; ``loaded``: the table as just loaded (the
+    first attempt's; each retry loads it again)."""
     keys = [f"s3://{store.bucket}/{f.key}" for f in files]
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        table = catalog.load_table(identifier)
+        table = loaded if loaded is not None and attempt == 1 else catalog.load_table(identifier)
         if check_order(table, snap, base):
             _forget_unlisted(store, table, committed_snapshots(table)[snap], files)
             return CommitOutcome(identifier, snap, None, already=True, attempts=attempt)

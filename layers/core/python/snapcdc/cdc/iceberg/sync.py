@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.schema import Schema
+from pyiceberg.table import Table
 
 from snapcdc.cdc.iceberg import files as datafiles
 from snapcdc.cdc.iceberg.commit import BehindError, CommitOutcome, Mode, check_order, commit_files
@@ -65,6 +66,7 @@ class SnapshotRows:
 
 @dataclass(frozen=True)
 class Prepared:
+    table: Table  # as loaded (and evolved): the commit's first attempt starts from it
     schema: Schema  # the table's schema after evolving (the data files are written in it)
     schema_changed: bool
 
@@ -105,7 +107,7 @@ class IcebergLake:
             return None
         table = existing or load_or_create(self.catalog, self.store, self.identifier(name), table_shape, self.retention)
         schema, changes = evolve(table, table_shape)
-        return Prepared(schema, bool(changes))
+        return Prepared(table, schema, bool(changes))
 
     def _already(self, name: str, rows: SnapshotRows) -> CommitOutcome:
         return CommitOutcome(self.identifier(name), rows.snapshot, None, already=True)
@@ -117,8 +119,8 @@ class IcebergLake:
             return self._already(name, rows)
         if rows.changed or prepared.schema_changed:
             batches = datafiles.parquet_batches(rows.state, drop=HASH_COLUMNS)
-            return self._write_and_commit(name, rows, table_shape, prepared.schema, batches, "replace", work)
-        return self._write_and_commit(name, rows, table_shape, prepared.schema, [], "append", work)
+            return self._write_and_commit(name, rows, table_shape, prepared, batches, "replace", work)
+        return self._write_and_commit(name, rows, table_shape, prepared, [], "append", work)
 
     def _commit_changes(self, name: str, rows: SnapshotRows, work: Path) -> CommitOutcome:
         first = rows.base is None
@@ -132,28 +134,36 @@ class IcebergLake:
         batches: Iterable[pa.RecordBatch | pa.Table] = datafiles.parquet_batches(rows.changes)
         if first:
             batches = _as_inserts(batches, snapshot_time(rows.snapshot))
-        return self._write_and_commit(name, rows, table_shape, prepared.schema, batches, "append", work)
+        return self._write_and_commit(name, rows, table_shape, prepared, batches, "append", work)
 
     def _write_and_commit(
         self,
         name: str,
         rows: SnapshotRows,
         table_shape: TableShape,
-        schema: Schema,
+        prepared: Prepared,
         batches: Iterable[pa.RecordBatch | pa.Table],
         mode: Mode,
         work: Path,
     ) -> CommitOutcome:
         parts: list[datafiles.PartFile] = []
         local = work / f"iceberg-{name}.parquet"
-        written = datafiles.write_rows(batches, table_shape.names, schema, local)
+        written = datafiles.write_rows(batches, table_shape.names, prepared.schema, local)
         if written:
             key = self.store.layout.iceberg_data_key(name, datafiles.new_file_name(rows.snapshot))
             self.store.upload_file(local, key, datafiles.PARQUET)
             parts.append(datafiles.PartFile(key, written, local.stat().st_size))
         local.unlink(missing_ok=True)
         return commit_files(
-            self.catalog, self.store, self.identifier(name), rows.snapshot, rows.base, parts, rows.counts, mode
+            self.catalog,
+            self.store,
+            self.identifier(name),
+            rows.snapshot,
+            rows.base,
+            parts,
+            rows.counts,
+            mode,
+            loaded=prepared.table,
         )
 
     # -- catching up, rebuilding -------------------------------------------------------------------
