@@ -39,7 +39,7 @@ from pyiceberg.table import Table
 from snapcdc.cdc.iceberg import files as datafiles
 from snapcdc.cdc.iceberg.commit import BehindError, CommitOutcome, Mode, check_order, commit_files
 from snapcdc.cdc.iceberg.maintenance import Retention
-from snapcdc.cdc.iceberg.names import changes_table, current_table
+from snapcdc.cdc.iceberg.names import CHANGES_SUFFIX, changes_table, current_table
 from snapcdc.cdc.iceberg.tables import CHANGE_COLUMNS, TableShape, evolve, load, load_or_create, shape
 from snapcdc.config import PipelineConfig
 from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP, HASH_COLUMNS
@@ -165,6 +165,23 @@ class IcebergLake:
             mode,
             loaded=prepared.table,
         )
+
+    # -- the Glue job's driver: its tasks wrote the part files ---------------------------------------
+    def prepare(self, name: str, rows_schema: pa.Schema, snap: str, base: str | None) -> Prepared | None:
+        """Before the tasks write: the Iceberg table ``name`` created or evolved for ``rows_schema``
+        (the part files' rows, pipeline column names); None: ``snap`` is already committed. The tasks
+        write with :func:`.files.arrow_schema` of ``.schema`` and :func:`.files.conform_batch`."""
+        extra = CHANGE_COLUMNS if name.endswith(CHANGES_SUFFIX) else ()
+        rows = SnapshotRows(snap, base, Path(), Path(), {})
+        return self._prepared(name, rows, shape(rows_schema, extra=extra))
+
+    def commit_parts(
+        self, name: str, snap: str, base: str | None, parts: Sequence[datafiles.PartFile], counts: dict[str, int]
+    ) -> CommitOutcome:
+        """The driver's metadata-only commit of the part files its tasks wrote (listed in the run
+        record): ``<table>`` replaced by them, ``<table>_changes`` appended; exactly once, in order."""
+        mode: Mode = "append" if name.endswith(CHANGES_SUFFIX) else "replace"
+        return commit_files(self.catalog, self.store, self.identifier(name), snap, base, parts, counts, mode)
 
     # -- catching up, rebuilding -------------------------------------------------------------------
     def catch_up(self, table: str, name: str, newest: str | None, upto: str, work: Path) -> None:
