@@ -85,4 +85,4 @@ deploy: $(STAMP) node_modules/.installed layers
 	node_modules/.bin/cdk deploy --app "$(BIN)/python app.py" -c build_layers=true
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) cdk.out demo-output node_modules layers/kaggle/build
+	rm -rf $(VENV) $(CHECKOV_VENV) cdk.out demo-output node_modules layers/kaggle/build layers/iceberg/build

@@ -11,6 +11,7 @@ from constructs import Construct
 from snapcdc.cdc.catalog import glue_table_names
 
 from stacks.constructs.function import PipelineFunction
+from stacks.constructs.iceberg import ICEBERG_PREFIX, grant_iceberg
 from stacks.constructs.layers import SharedLayers
 from stacks.constructs.storage import DataLakeStorage
 from stacks.context import StackSettings
@@ -40,6 +41,7 @@ class CdcFunction(Construct):
         layers: SharedLayers,
         tables: list[str],
         feeds: dict[str, list[str]] | None = None,
+        iceberg_tables: list[str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -49,7 +51,7 @@ class CdcFunction(Construct):
             logical_id=CDC_LOGICAL_ID,
             description="snapcdc cdc: raw CSV snapshot -> cdc/, full-load/, snapshots/, quarantine/, _runs/",
             code_dir=CDC_CODE_DIR,
-            layers=[layers.core, layers.aws_sdk_pandas, layers.powertools],
+            layers=[layers.core, layers.aws_sdk_pandas, layers.powertools, layers.iceberg],
             environment={
                 "BUCKET_NAME": storage.bucket_name,
                 "DATA_PREFIX": settings.data_prefix,
@@ -73,9 +75,10 @@ class CdcFunction(Construct):
 
         storage.grant_objects(role, ["s3:GetObject"], CDC_READS)
         storage.grant_objects(role, ["s3:PutObject", "s3:AbortMultipartUpload"], CDC_WRITES)
-        storage.grant_list(role, CDC_LISTS)
+        storage.grant_list(role, CDC_LISTS + ([ICEBERG_PREFIX] if iceberg_tables else []))
         storage.grant_key_use(role, ["kms:Decrypt", "kms:GenerateDataKey"])
         role.add_to_principal_policy(glue_catalog_statement(settings.glue_database_name, tables, feeds or {}))
+        grant_iceberg(role, storage, settings.glue_database_name, iceberg_tables or [])  # docs/iceberg.md
         NagSuppressions.add_resource_suppressions(
             role,
             [
@@ -86,7 +89,7 @@ class CdcFunction(Construct):
                     " object keys under a prefix can only be named with a wildcard.",
                     "appliesTo": [
                         {"regex": f"/^Resource::arn:<AWS::Partition>:s3:::.+/{p.replace('/', '')}/\\*$/"}
-                        for p in sorted(set(CDC_READS + CDC_WRITES))
+                        for p in sorted(set(CDC_READS + CDC_WRITES + ([ICEBERG_PREFIX] if iceberg_tables else [])))
                     ],
                 }
             ],
