@@ -6,7 +6,8 @@
   role); ListBucket with the ``iceberg/`` prefix is in the CDC role's one listing statement;
 - Glue, on the catalog, the database and exactly ``<table>`` and ``<table>_changes`` of each table
   that enables Iceberg: GetTable (load, the ledger check), CreateTable (first use), UpdateTable (each
-  commit swaps the metadata pointer, conditional on the version it read). No DeleteTable: only
+  commit swaps the metadata pointer, conditional on the version it read), GetDatabase (each commit
+  asks whether the database is an S3 Tables one; only the catalog and database). No DeleteTable: only
   ``snapcdc replay``, run by an operator, drops them.
 """
 
@@ -19,7 +20,7 @@ from snapcdc.cdc.iceberg.names import changes_table, current_table
 from stacks.constructs.storage import DataLakeStorage
 
 ICEBERG_PREFIX = "iceberg/"
-ICEBERG_GLUE_ACTIONS = ["glue:GetTable", "glue:CreateTable", "glue:UpdateTable"]
+ICEBERG_GLUE_ACTIONS = ["glue:GetTable", "glue:CreateTable", "glue:UpdateTable", "glue:GetDatabase"]
 ICEBERG_S3_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"]
 
 

@@ -233,10 +233,11 @@ def test_the_cdc_role_may_get_create_and_update_exactly_the_iceberg_tables(synth
         s for s in _glue_statements(synth, "CdcFunction") if s.body.get("Sid") == "IcebergTablesInTheGlueCatalog"
     ]
     # Then what pyiceberg's Glue catalog calls (load, create, the conditional commit), on <table> and
-    # <table>_changes of each table that enables Iceberg, no DeleteTable and no wildcard
+    # <table>_changes of each table that enables Iceberg (and GetDatabase, which each commit calls), no
+    # DeleteTable and no wildcard
     enabled = [t.name for t in load_config().tables if t.iceberg]
     assert enabled, "the packaged config enables Iceberg on a table"
-    assert sorted(statement.actions) == ["glue:CreateTable", "glue:GetTable", "glue:UpdateTable"]
+    assert sorted(statement.actions) == ["glue:CreateTable", "glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"]
     assert sorted(render(r) for r in statement.resources) == sorted(
         [
             f"{GLUE}:catalog",
