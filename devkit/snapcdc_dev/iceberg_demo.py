@@ -22,7 +22,9 @@ def time_travel(aws: Any, store: Any, config: Any, shown: int = 3) -> list[str]:
 
     lake = iceberg_lake(config, store, aws.client("glue"), DATABASE)
     lines: list[str] = []
-    for table in [t for t in config.tables if t.iceberg] if lake is not None else []:
+    if lake is None:
+        return lines
+    for table in [t for t in config.tables if t.iceberg]:
         iceberg = lake.catalog.load_table(lake.identifier(table.name))
         commits = committed_snapshots(iceberg)
         (first, first_id), (last, last_id) = next(iter(commits.items())), list(commits.items())[-1]
