@@ -9,6 +9,8 @@ from snapcdc.cdc.iceberg.commit import committed_snapshots
 from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import TableConfig
 from snapcdc.lake.records import read_run_record
+from snapcdc.lake.snapshot import Snapshot
+from snapcdc.ops.replay import replay
 from snapcdc.ops.verify import verify_table
 
 from tests.iceberg.conftest import sorted_rows
@@ -38,7 +40,7 @@ def test_the_stage_commits_each_accepted_snapshot_and_verify_checks_the_tables(l
     for snap, rows in ((S1, V1), (S2, V2), (S3, V3)):
         put_raw(lake.store, TABLE, snap, csv_bytes(COLUMNS, rows))
     # When
-    records = _processor(lake, tmp_path).process(S3)
+    records = _processor(lake, tmp_path).process(Snapshot.parse(S3))
     # Then
     assert [r.snapshot for r in records] == [S1, S2, S3]
     table = lake.catalog.load_table(lake.identifier("clientes"))
@@ -55,7 +57,7 @@ def test_verify_fails_when_a_commit_names_no_accepted_run(lake, tmp_path):
     # Given: two snapshots committed, the second's run record then lost
     for snap, rows in ((S1, V1), (S2, V2)):
         put_raw(lake.store, TABLE, snap, csv_bytes(COLUMNS, rows))
-    _processor(lake, tmp_path).process(S2)
+    _processor(lake, tmp_path).process(Snapshot.parse(S2))
     lake.store.delete(lake.store.layout.run_record_key("clientes", S2))
     lake.store.delete(lake.store.layout.raw_key("clientes", S2, TABLE.file))
     lake.store.delete(lake.store.layout.cdc_key("clientes", S2))
@@ -69,15 +71,15 @@ def test_a_table_that_turns_iceberg_on_later_is_caught_up_and_replay_rebuilds_it
     # Given: two snapshots processed without Iceberg
     for snap, rows in ((S1, V1), (S2, V2), (S3, V3)):
         put_raw(lake.store, TABLE, snap, csv_bytes(COLUMNS, rows))
-    _processor(lake, tmp_path, TABLE.model_copy(update={"iceberg": False})).process(S2)
+    _processor(lake, tmp_path, TABLE.model_copy(update={"iceberg": False})).process(Snapshot.parse(S2))
     # When: the third comes with Iceberg on
-    _processor(lake, tmp_path).process(S3)
+    _processor(lake, tmp_path).process(Snapshot.parse(S3))
     # Then: the earlier accepted snapshots were committed first, in order
     for name in ("clientes", "clientes_changes"):
         assert list(committed_snapshots(lake.catalog.load_table(lake.identifier(name)))) == [S1, S2, S3]
     assert verify_table(lake.store, TABLE, lake).ok
     # When: a replay
-    _processor(lake, tmp_path).replay()
+    replay(_processor(lake, tmp_path))
     # Then: the tables were rebuilt from the snapshots, one commit each, and still verify
     table = lake.catalog.load_table(lake.identifier("clientes"))
     assert list(committed_snapshots(table)) == [S1, S2, S3] and len(table.snapshots()) == 3
