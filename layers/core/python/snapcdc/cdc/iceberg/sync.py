@@ -43,8 +43,8 @@ from snapcdc.cdc.iceberg.names import CHANGES_SUFFIX, changes_table, current_tab
 from snapcdc.cdc.iceberg.tables import CHANGE_COLUMNS, TableShape, evolve, load, load_or_create, shape
 from snapcdc.config import PipelineConfig
 from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP, HASH_COLUMNS
-from snapcdc.lake.layout import snapshot_time
 from snapcdc.lake.records import RunRecord, accepted_records
+from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger
 
@@ -133,7 +133,7 @@ class IcebergLake:
             return self._already(name, rows)
         batches: Iterable[pa.RecordBatch | pa.Table] = datafiles.parquet_batches(rows.changes)
         if first:
-            batches = _as_inserts(batches, snapshot_time(rows.snapshot))
+            batches = _as_inserts(batches, Snapshot.parse(rows.snapshot).time)
         return self._write_and_commit(name, rows, table_shape, prepared, batches, "append", work)
 
     def _write_and_commit(
