@@ -10,7 +10,9 @@ DATABASE = "snapcdc_demo"
 def create_database(aws: Any) -> dict[str, str]:
     """The Glue database of the Iceberg tables; the environment that makes the CDC function keep them."""
     aws.client("glue").create_database(DatabaseInput={"Name": DATABASE})
-    return {"ICEBERG_DATABASE": DATABASE}
+    from snapcdc.settings import Env
+
+    return {Env.ICEBERG_DATABASE.value: DATABASE}
 
 
 def time_travel(aws: Any, store: Any, config: Any, shown: int = 3) -> list[str]:

@@ -16,10 +16,10 @@ from __future__ import annotations
 from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from snapcdc.cdc.iceberg.names import changes_table, current_table
+from snapcdc.lake.layout import ICEBERG_PREFIX
 
 from stacks.constructs.storage import DataLakeStorage
 
-ICEBERG_PREFIX = "iceberg/"
 ICEBERG_GLUE_ACTIONS = ["glue:GetTable", "glue:CreateTable", "glue:UpdateTable", "glue:GetDatabase"]
 ICEBERG_S3_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from snapcdc.cdc.iceberg.commit import committed_snapshots
 from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import TableConfig
-from snapcdc.lake.records import read_run_record
+from snapcdc.lake.ledger import read_run_record
 from snapcdc.lake.snapshot import Snapshot
 from snapcdc.ops.replay import replay
 from snapcdc.ops.verify import verify_table

@@ -43,7 +43,8 @@ from snapcdc.cdc.iceberg.names import CHANGES_SUFFIX, changes_table, current_tab
 from snapcdc.cdc.iceberg.tables import CHANGE_COLUMNS, TableShape, evolve, load, load_or_create, shape
 from snapcdc.config import PipelineConfig
 from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP, HASH_COLUMNS
-from snapcdc.lake.records import RunRecord, accepted_records
+from snapcdc.lake.ledger import accepted_records
+from snapcdc.lake.records import RunRecord
 from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger
