@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from snapcdc.cdc.iceberg.catalog import glue_catalog
 from snapcdc.cdc.iceberg.sync import IcebergLake, SnapshotRows
-from snapcdc.engine import DiffResult, TableSpec, diff_tables
+from snapcdc.engine import DiffResult, TableSpec, data_only, diff_tables
 from snapcdc.lake.layout import Layout, snapshot_id
 from snapcdc.lake.store import S3Store
 from snapcdc_dev.embedded_aws import EmbeddedAws, embedded_aws
@@ -63,11 +63,11 @@ class Source:
         state = self.work / f"state-{snap}.parquet"
         changes = self.work / f"changes-{snap}.parquet"
         pq.write_table(result.snapshot, state)
-        pq.write_table(result.changes if base else result.snapshot_data, changes)
+        pq.write_table(result.changes if base else data_only(result.snapshot), changes)
         return SnapshotRows(snap, base, state, changes, result.stats.as_dict())
 
     def rows_of(self, snap: str) -> pa.Table:
-        return dict(self.results)[snap].snapshot_data
+        return data_only(dict(self.results)[snap].snapshot)
 
 
 @pytest.fixture
