@@ -41,7 +41,17 @@ class SnapCdcStack(Stack):
         layers = SharedLayers(self, "Layers", settings=settings)
         extract = ExtractFunction(self, "Extract", settings=settings, storage=storage, layers=layers)
         feeds = {t.name: t.outputs.enabled for t in pipeline.tables}
-        cdc = CdcFunction(self, "Cdc", settings=settings, storage=storage, layers=layers, tables=tables, feeds=feeds)
+        iceberg = [t.name for t in pipeline.tables if t.iceberg]
+        cdc = CdcFunction(
+            self,
+            "Cdc",
+            settings=settings,
+            storage=storage,
+            layers=layers,
+            tables=tables,
+            feeds=feeds,
+            iceberg_tables=iceberg,
+        )
         operators = OperatorPolicies(self, "Operators", storage=storage)
         # Tables past one Lambda: the CDC function hands snapshots above the threshold to the Spark job.
         spark_job = SparkCdcJob(self, "SparkCdc", settings=settings, storage=storage, tables=tables, feeds=feeds)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from snapcdc.lake.layout import Layout, snapshot_id
 
+from snapcdc_dev import iceberg_demo
 from snapcdc_dev.embedded_aws import EmbeddedAws, embedded_aws, patched_environ
 from snapcdc_dev.events import LocalLambdaContext, s3_object_created_event, scheduled_event
 from snapcdc_dev.fake_kaggle import FakeKaggle
@@ -51,11 +52,13 @@ def load_handler(function: str) -> ModuleType:
 
 @contextlib.contextmanager
 def local_stack(
-    work_dir: Path, dataset: str, log: TextIO, data_prefix: str = ""
+    work_dir: Path, dataset: str, log: TextIO, data_prefix: str = "", iceberg: bool = False
 ) -> Iterator[tuple[EmbeddedAws, FakeKaggle]]:
-    """Embedded AWS + fake Kaggle + the environment the Lambdas get from CDK in AWS."""
+    """Embedded AWS + fake Kaggle + the environment the Lambdas get from CDK in AWS (``iceberg``: and
+    a Glue database for the Iceberg tables, docs/iceberg.md)."""
     with embedded_aws() as aws, FakeKaggle() as kaggle:
         aws.client("s3").create_bucket(Bucket=BUCKET)
+        extra = iceberg_demo.create_database(aws) if iceberg else {}
         secret = aws.client("secretsmanager").create_secret(
             Name="snapcdc/kaggle", SecretString=json.dumps({"username": kaggle.username, "key": kaggle.key})
         )
@@ -68,6 +71,7 @@ def local_stack(
             "POWERTOOLS_SERVICE_NAME": "snapcdc",
             "POWERTOOLS_METRICS_NAMESPACE": "snapcdc",
             "POWERTOOLS_TRACE_DISABLED": "true",
+            **extra,
         }
         with patched_environ(environment), contextlib.redirect_stdout(log):
             yield aws, kaggle
@@ -175,6 +179,7 @@ def feed_summary(store: Any, table: Any) -> list[str]:
 
 def run_demo(out: Path, snapshots: int = 4, seed: int = 42) -> int:
     """Run the demo; returns a process exit code (0 when ``verify`` passes for every table)."""
+    from snapcdc.cdc.iceberg.sync import iceberg_lake
     from snapcdc.config import load_config
     from snapcdc.lake.ledger import processed_snapshots, read_run_record
     from snapcdc.lake.store import S3Store
@@ -192,7 +197,7 @@ def run_demo(out: Path, snapshots: int = 4, seed: int = 42) -> int:
     with (
         tempfile.TemporaryDirectory(prefix="snapcdc-demo-") as work,
         (out / "logs" / "lambda.jsonl").open("w") as log,
-        local_stack(Path(work), config.dataset, log) as (aws, kaggle),
+        local_stack(Path(work), config.dataset, log, iceberg=True) as (aws, kaggle),
     ):
         for index in range(snapshots):
             if index:
@@ -208,8 +213,10 @@ def run_demo(out: Path, snapshots: int = 4, seed: int = 42) -> int:
             for table in config.tables
             for snap in processed_snapshots(store, table.name)
         ]
-        results = verify(store, list(config.tables))
+        lake = iceberg_lake(config, store, aws.client("glue"), iceberg_demo.DATABASE)
+        results = verify(store, list(config.tables), lake)
         feed_lines = [line for table in config.tables for line in feed_summary(store, table)]
+        feed_lines += iceberg_demo.time_travel(aws, store, config)
         copied = copy_bucket(aws, out)
     print(summary_table([r for r in runs if r is not None]))
     print()
@@ -220,7 +227,7 @@ def run_demo(out: Path, snapshots: int = 4, seed: int = 42) -> int:
         print("\n".join(feed_lines))
     print(
         f"\n{copied} objects copied to {out}/ (raw/, full-load/, cdc/, snapshots/, quarantine/, _runs/, "
-        "changelog/, scd2/, dms/); ",
+        "changelog/, scd2/, dms/, iceberg/); ",
         end="",
     )
     print(f"Lambda logs in {out}/logs/lambda.jsonl; {time.perf_counter() - started:.1f} s")

@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
+from stacks import iceberg_layer
 from stacks.kaggle_layer import build_dir, directory_size, is_built
 from stacks.packaging import (
     CDC_CODE_DIR,
     CLI_ONLY_PATHS,
     EXTRACT_CODE_DIR,
+    ICEBERG_LAYER_BOUND_BYTES,
     KAGGLE_LAYER_BOUND_BYTES,
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     MIB,
@@ -39,6 +41,9 @@ def _layer_bytes(synth: Synth, layer: Any) -> tuple[str, int]:
         # Synth uses a placeholder: count the real build if there is one, else its recorded bound.
         size = directory_size(build_dir()) if is_built() else KAGGLE_LAYER_BOUND_BYTES
         return "kaggle layer", size
+    if "iceberg" in description.lower():
+        size = directory_size(iceberg_layer.build_dir()) if iceberg_layer.is_built() else ICEBERG_LAYER_BOUND_BYTES
+        return "iceberg layer", size
     return description, _asset_bytes(synth, resource)
 
 

@@ -20,6 +20,7 @@ from snapcdc.errors import SnapcdcError
 
 if TYPE_CHECKING:
     from snapcdc.cdc.catalog import GlueCatalog
+    from snapcdc.cdc.iceberg.sync import IcebergLake
     from snapcdc.config import TableConfig
     from snapcdc.lake.records import RunRecord
     from snapcdc.lake.snapshot import Snapshot
@@ -164,6 +165,23 @@ def _catalog(args: argparse.Namespace, store: S3Store) -> GlueCatalog | None:
     return GlueCatalog(glue, args.glue_database, store.bucket, store.layout)
 
 
+def _add_iceberg_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--iceberg-database", help="the Glue database of the Iceberg tables (docs/iceberg.md)")
+
+
+def _iceberg(args: argparse.Namespace, store: S3Store) -> IcebergLake | None:
+    """The Iceberg tables of the tables that enable them, when ``--iceberg-database`` names their database."""
+    if not getattr(args, "iceberg_database", None):
+        return None
+    import boto3
+
+    from snapcdc.cdc.iceberg.sync import iceberg_lake
+    from snapcdc.config import load_config
+
+    glue = boto3.client("glue", endpoint_url=args.endpoint_url)
+    return iceberg_lake(load_config(args.config), store, glue, args.iceberg_database)
+
+
 def _bucket_store(args: argparse.Namespace) -> tuple[S3Store, list[TableConfig]]:
     import boto3
 
@@ -188,6 +206,7 @@ def _add_verify(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     )
     _add_bucket_options(parser)
     parser.add_argument("--table", help="only this table")
+    _add_iceberg_option(parser)
     parser.set_defaults(run=_run_verify)
 
 
@@ -195,7 +214,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     from snapcdc.ops.verify import verify
 
     store, tables = _bucket_store(args)
-    results = verify(store, tables)
+    results = verify(store, tables, _iceberg(args, store))
     for result in results:
         print(result.line())
     return EXIT_OK if all(r.ok for r in results) else 1
@@ -213,6 +232,7 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     parser.add_argument("--from", dest="from_snap", type=_snapshot_arg, help="first snapshot id (YYYYMMDDTHHMMSSZ)")
     parser.add_argument("--to", dest="to_snap", type=_snapshot_arg, help="last snapshot id")
     _add_catalog_option(parser)
+    _add_iceberg_option(parser)
     parser.set_defaults(run=_run_replay)
 
 
@@ -221,7 +241,8 @@ def _run_replay(args: argparse.Namespace) -> int:
     from snapcdc.ops.replay import replay
 
     store, [table] = _bucket_store(args)
-    records = replay(TableProcessor(store, table, catalog=_catalog(args, store)), args.from_snap, args.to_snap)
+    stage = TableProcessor(store, table, catalog=_catalog(args, store), iceberg=_iceberg(args, store))
+    records = replay(stage, args.from_snap, args.to_snap)
     for record in records:
         print(json.dumps({"table": record.table, "snapshot": record.snapshot, "status": record.status, **record.stats}))
     return EXIT_OK

@@ -33,6 +33,7 @@ class Env(StrEnum):
     SPARK_THRESHOLD_BYTES = "SPARK_THRESHOLD_BYTES"
     SPARK_JOB_TIMEOUT_MINUTES = "SPARK_JOB_TIMEOUT_MINUTES"
     SPARK_MAX_RESTARTS = "SPARK_MAX_RESTARTS"
+    ICEBERG_DATABASE = "ICEBERG_DATABASE"  # docs/iceberg.md
     KAGGLE_SECRET_ARN = "KAGGLE_SECRET_ARN"  # noqa: S105 (the variable's name; its value is an ARN)
     KAGGLE_ENDPOINT = "KAGGLE_ENDPOINT"
     WORK_DIR = "WORK_DIR"
@@ -86,6 +87,12 @@ class CdcSettings(_Settings):
         default=None, ge=1, validation_alias=Env.SPARK_JOB_TIMEOUT_MINUTES.value
     )
     spark_max_restarts: int = Field(default=2, ge=0, le=10, validation_alias=Env.SPARK_MAX_RESTARTS.value)
+    # The Glue database of the Iceberg tables (docs/iceberg.md); unset: GLUE_DATABASE's. Neither: none kept.
+    iceberg_database: str | None = Field(default=None, validation_alias=Env.ICEBERG_DATABASE.value, min_length=1)
+
+    @property
+    def iceberg_catalog_database(self) -> str | None:
+        return self.iceberg_database or self.glue_database
 
 
 class SparkStateSettings(_Settings):

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 
@@ -46,6 +47,9 @@ from snapcdc.logs import append_keys, reset_keys
 
 logger = logging.getLogger(__name__)
 
+if TYPE_CHECKING:  # pyiceberg is imported only where a table enables Iceberg
+    from snapcdc.cdc.iceberg.sync import IcebergLake
+
 
 @dataclass(frozen=True)
 class TableProcessor:
@@ -57,6 +61,7 @@ class TableProcessor:
     catalog: GlueCatalog | None = None  # None: the Glue tables are not synced
     route: SparkRoute | None = None  # big snapshots go to the Spark job (snapcdc.cdc.routing); None: none do
     engine: CdcEngine = field(default_factory=ArrowEngine)
+    iceberg: IcebergLake | None = None  # the Iceberg tables (docs/iceberg.md) of tables with iceberg on
 
     @property
     def name(self) -> str:
@@ -93,7 +98,8 @@ class TableProcessor:
     def process_one(self, snapshot: Snapshot, base: RunRecord | None, scd2: bool = True) -> RunRecord:
         """Diff one snapshot against ``base`` and write its outputs, the run record last.
 
-        ``scd2``: advance the SCD2 history (a replay rebuilds it once at its end instead)."""
+        ``scd2``: advance the SCD2 history and commit the Iceberg tables (a replay rebuilds both once
+        at its end instead)."""
         layout, snap = self.store.layout, snapshot.id
         source_key = layout.raw_key(self.name, snap, self.table.file)
         started = time.perf_counter()
@@ -124,6 +130,11 @@ class TableProcessor:
                 record = self._write_feeds(record, snapshot, base, outcome, work, scd2)
                 record = self._migrated(record, outcome, base)
                 record = self._sync_catalog(record, outcome)  # after the migration: Glue says what the files say
+                if self.iceberg is not None and self.table.iceberg and scd2:  # snapcdc.cdc.iceberg.sync
+                    rows = self.iceberg.rows(
+                        record, outcome.snapshot_path, outcome.full_load_path or outcome.changes_path
+                    )
+                    self.iceberg.commit_snapshot(self.name, rows, work)
             write_run_record(self.store, record)
             logger.info("snapshot processed", extra={"status": record.status, "stats": record.stats})
             return record

@@ -47,6 +47,8 @@ def replay(
     history = stage.scd2_history()
     if history is not None:
         history.rebuild(stage.work_root())
+    if stage.iceberg is not None and stage.table.iceberg:  # docs/iceberg.md, "Verify and replay"
+        stage.iceberg.rebuild(stage.name, stage.work_root())
     return records
 
 

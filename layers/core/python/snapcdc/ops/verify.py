@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +29,9 @@ from snapcdc.lake.layout import snapshot_time
 from snapcdc.lake.ledger import processed_snapshots, read_run_record
 from snapcdc.lake.records import RunRecord
 from snapcdc.lake.store import S3Store
+
+if TYPE_CHECKING:
+    from snapcdc.cdc.iceberg.sync import IcebergLake
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ def _read_parquet(store: S3Store, key: str) -> pa.Table:
     return pq.read_table(pa.BufferReader(body))
 
 
-def verify_table(store: S3Store, table: TableConfig) -> VerifyResult:
+def verify_table(store: S3Store, table: TableConfig, iceberg: IcebergLake | None = None) -> VerifyResult:
     processed = processed_snapshots(store, table.name)
     unprocessed = sorted(set(store.raw_snapshots(table.name)) - set(processed))
     records = [r for r in (read_run_record(store, table.name, s) for s in processed) if r is not None and r.accepted]
@@ -104,17 +108,24 @@ def verify_table(store: S3Store, table: TableConfig) -> VerifyResult:
             if problem is not None:
                 return fail(f"{name}: {problem}", **counts)
             message += f"; {name} OK"
+    if iceberg is not None and table.iceberg:  # docs/iceberg.md, "Verify"
+        from snapcdc.cdc.iceberg.check import check_iceberg
+
+        problem = check_iceberg(iceberg, records, expected)
+        if problem is not None:
+            return fail(f"iceberg: {problem}", **counts)
+        message += "; iceberg OK"
     return VerifyResult(table.name, True, message, snapshots=len(records), **counts)
 
 
-def verify(store: S3Store, tables: list[TableConfig]) -> list[VerifyResult]:
-    return [_verified(store, table) for table in tables]
+def verify(store: S3Store, tables: list[TableConfig], iceberg: IcebergLake | None = None) -> list[VerifyResult]:
+    return [_verified(store, table, iceberg) for table in tables]
 
 
-def _verified(store: S3Store, table: TableConfig) -> VerifyResult:
+def _verified(store: S3Store, table: TableConfig, iceberg: IcebergLake | None = None) -> VerifyResult:
     """:func:`verify_table`, a table whose files cannot be read or combined reported as failing."""
     try:
-        return verify_table(store, table)
+        return verify_table(store, table, iceberg)
     except (SnapcdcError, FileNotFoundError, pa.ArrowException) as error:
         return VerifyResult(table.name, False, f"cannot be verified: {type(error).__name__}: {error}")
 
