@@ -106,6 +106,33 @@ def verify_table(store: S3Store, table: TableConfig) -> VerifyResult:
     return VerifyResult(table.name, True, message, snapshots=len(records), **counts)
 
 
+class NothingToVerifyError(SnapcdcError):
+    """The bucket and prefix hold nothing of the tables asked about: a wrong --bucket or --prefix."""
+
+
+def check_place(store: S3Store, tables: Sequence[TableConfig]) -> None:
+    """Raise :class:`NothingToVerifyError` when no table has a raw snapshot or a run record there,
+    saying where it looked and what it found instead (the folders at that level)."""
+    layout = store.layout
+    for table in tables:
+        if store.raw_snapshots(table.name) or next(iter(store.list_keys(layout.runs_prefix(table.name))), None):
+            return
+    where = f"s3://{store.bucket}/{layout.key('')}"
+    found = store.list_folders(layout.key(""))
+    names = [f.rstrip("/").rsplit("/", 1)[-1] + "/" for f in found]
+    seen = f"found {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}" if names else "it is empty"
+    hint = ""
+    lake = {"raw/", "_runs/", "cdc/", "snapshots/"}
+    if names and not lake & set(names):
+        hint = f"; is --prefix {names[0].rstrip('/')} meant?"
+    elif names:
+        hint = f"; the tables there are not {', '.join(t.name for t in tables)}: check --config"
+    raise NothingToVerifyError(
+        f"nothing to verify at {where}: no raw/ snapshot and no run record of {', '.join(t.name for t in tables)}; "
+        f"{seen}{hint}"
+    )
+
+
 def verify(store: S3Store, tables: list[TableConfig]) -> list[VerifyResult]:
     return [_verified(store, table) for table in tables]
 
