@@ -29,6 +29,7 @@ from snapcdc.engine.spec import (
     QUARANTINE_REASON,
     DiffOutcome,
     DiffResult,
+    InputError,
     TableSpec,
 )
 
@@ -81,8 +82,12 @@ def diff_tables(
     return _diff_in_memory(old_side, new_input, spec, observed_at, old_name)
 
 
-def _read_parquet_data(path: Path) -> pa.Table:
-    table = pq.read_table(path)
+def _read_parquet_data(path: Path, name: str) -> pa.Table:
+    """The file itself: no hive partition discovery (a ``snapshot=.../`` folder adds no column)."""
+    try:
+        table = pq.ParquetFile(path).read()
+    except (pa.ArrowException, OSError) as error:
+        raise InputError(name, None, f"not a readable Parquet file: {error}") from None
     return table.drop_columns([c for c in HASH_COLUMNS if c in table.column_names]).replace_schema_metadata(None)
 
 
@@ -110,13 +115,16 @@ def _diff_file(
             pass
         table = read_csv_strings(path, labels.new, spec.delimiter)
     else:
-        table = _read_parquet_data(path)
+        table = _read_parquet_data(path, labels.new)
     return run(input_from_table(table, spec, previous, labels.new))
 
 
 def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, work: Path) -> OldSnapshot:
     if is_parquet(path):
-        stored = pq.read_schema(path)
+        try:
+            stored = pq.ParquetFile(path).schema_arrow
+        except (pa.ArrowException, OSError) as error:
+            raise InputError(name, None, f"not a readable Parquet file: {error}") from None
         if HASH_METADATA in (stored.metadata or {}) and all(c in stored.names for c in HASH_COLUMNS):
             return OldSnapshot.from_parquet(path, spec, name)
 
