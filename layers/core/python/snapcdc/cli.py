@@ -26,6 +26,8 @@ from snapcdc.cli_failure import (
     EXIT_USAGE,
     CliError,
     classify,
+    input_fix,
+    one_line,
 )
 
 if TYPE_CHECKING:
@@ -351,7 +353,9 @@ def _ingest(args: argparse.Namespace, source: Path) -> int:
     assert record is not None and record.snapshot == args.snapshot
     if record.refused_reason == "malformed_input":
         where = f"s3://{store.bucket}/{key}"
-        print(f"snapcdc ingest: {str(record.error).replace(where, str(args.file))}", file=sys.stderr)
+        fix = input_fix(str(record.error))
+        message = str(record.error).replace(where, str(args.file)) + (f"; {fix}" if fix else "")
+        print(f"snapcdc ingest: {one_line(message)}", file=sys.stderr)
     print(json.dumps({**_record_line(record), "already_processed": not records}))
     if record.accepted:
         return EXIT_OK
@@ -467,16 +471,22 @@ class _Stderr(io.TextIOBase):
         sys.stderr.flush()
 
 
+class _Discard(io.TextIOBase):
+    def write(self, text: str) -> int:
+        return len(text)
+
+
 @contextlib.contextmanager
-def _logs_to_stderr() -> Iterator[None]:
-    """While a command runs, the pipeline's JSON log lines go to stderr: stdout is the command's result."""
+def _pipeline_logs(debug: bool) -> Iterator[None]:
+    """While a command runs, the pipeline's JSON log lines go to stderr with ``--debug`` and nowhere
+    without it: stdout is the command's result, stderr its one-line failure."""
     from snapcdc.observability import logger
 
     handler = logger.registered_handler
     if not isinstance(handler, logging.StreamHandler):
         yield
         return
-    previous = handler.setStream(_Stderr())
+    previous = handler.setStream(_Stderr() if debug else _Discard())
     try:
         yield
     finally:
@@ -492,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, or a usage error already printed on one line
         return done.code if isinstance(done.code, int) else EXIT_USAGE
     try:
-        with _logs_to_stderr():
+        with _pipeline_logs(args.debug):
             code: int = args.run(args)
     except (Exception, KeyboardInterrupt) as error:
         if args.debug:
