@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from snapcdc.cdc import feeds
 from snapcdc.cdc.catalog import GlueCatalog
-from snapcdc.cdc.migrate import column_changes, footer_schema, migrate_table, reshaping
+from snapcdc.cdc.migrate import MigrationError, column_changes, footer_schema, migrate_table, reshaping
 from snapcdc.cdc.routing import Deferred, SparkRoute
 from snapcdc.config import PipelineConfig, TableConfig
 from snapcdc.engine import DeleteGuardError, DiffOutcome, InputError, TableSpec, diff_files
@@ -168,10 +168,21 @@ class TableProcessor:
             ):
                 break  # its base and commit version are unchanged, so is everything after it
             records.append(self._reprocess(later, kept))
+        if self.table.outputs.scd2 is not None:
+            self._drop_unreadable_scd2()  # rebuilt below; settling cannot read them
         self.settle_schema()
         if self.table.outputs.scd2 is not None:
             self.rebuild_scd2()
         return records
+
+    def _drop_unreadable_scd2(self) -> None:
+        """SCD2 files whose footer cannot be read (the rebuild that ends a replay rewrites them all)."""
+        for key in self.store.list_keys(self.store.layout.scd2_prefix(self.name)):
+            try:
+                footer_schema(self.store, key)
+            except MigrationError:
+                logger.warning("unreadable scd2 file replaced", extra={"key": key})
+                self.store.delete(key)
 
     def _migrated(self, record: RunRecord, outcome: DiffOutcome, base: RunRecord | None) -> RunRecord:
         """Brings the table's earlier files to this snapshot's schema when it changed (:mod:`snapcdc.cdc.migrate`)."""

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from snapcdc.cdc import feeds
-from snapcdc.cdc.migrate import footer_schema, mismatched_files
+from snapcdc.cdc.migrate import MigrationError, footer_schema, mismatched_files, table_files
 from snapcdc.config import TableConfig
 from snapcdc.errors import SnapcdcError
 from snapcdc.lake.layout import snapshot_time
@@ -46,11 +46,37 @@ class VerifyResult:
         )
 
 
+class BrokenObjectError(SnapcdcError):
+    """An object the run records account for is missing or cannot be read."""
+
+    def __init__(self, bucket: str, key: str, what: str) -> None:
+        self.key = key
+        super().__init__(f"s3://{bucket}/{key} {what}")
+
+
 def _read_parquet(store: S3Store, key: str) -> pa.Table:
     body = store.get_bytes(key)
     if body is None:
-        raise FileNotFoundError(f"s3://{store.bucket}/{key} is missing")
-    return pq.read_table(pa.BufferReader(body))
+        raise BrokenObjectError(store.bucket, key, "is missing")
+    try:
+        return pq.read_table(pa.BufferReader(body))
+    except pa.ArrowException as error:
+        raise BrokenObjectError(store.bucket, key, f"cannot be read ({error})") from None
+
+
+def repair_command(table: str, snapshot: str | None) -> str:
+    """The command that rewrites a table's files from ``snapshot`` on (every file, without one)."""
+    return f"snapcdc replay --table {table}" + (f" --from {snapshot}" if snapshot else "")
+
+
+def _written_by(store: S3Store, table: str, keys: Sequence[str]) -> str | None:
+    """The earliest snapshot whose run record lists one of ``keys`` (None: not listed)."""
+    wanted = set(keys)
+    for snap in processed_snapshots(store, table):
+        record = read_run_record(store, table, snap)
+        if record is not None and wanted & {str(v) for v in record.outputs.values() if v}:
+            return snap
+    return None
 
 
 def verify_table(store: S3Store, table: TableConfig) -> VerifyResult:
@@ -71,14 +97,20 @@ def verify_table(store: S3Store, table: TableConfig) -> VerifyResult:
     expected_cdc = {r.outputs.get("cdc") for r in later}
     actual_cdc = set(store.list_keys(store.layout.cdc_prefix(table.name)))
     if None in expected_cdc or expected_cdc != actual_cdc:
+        missing = sorted(k for k in expected_cdc - actual_cdc if k)
         return fail(
-            f"cdc files do not match run records: missing {sorted(k for k in expected_cdc - actual_cdc if k)}, "
-            f"unexpected {sorted(actual_cdc - expected_cdc)}"
+            f"cdc files do not match run records: missing {missing}, unexpected {sorted(actual_cdc - expected_cdc)}"
+            + (
+                f"; `{repair_command(table.name, _written_by(store, table.name, missing))}` rebuilds them"
+                if missing
+                else ""
+            )
         )
     newest = records[-1]
     target = footer_schema(store, str(newest.outputs["snapshot"]))
     if target is None:
         return fail(f"snapshot file of {newest.snapshot} is missing: {newest.outputs['snapshot']}")
+    _check_readable(store, table.name)
     mismatched = mismatched_files(store, table.name, target)
     if mismatched:
         shown = "; ".join(f"{key}: {what}" for key, what in mismatched[:3])
@@ -133,26 +165,41 @@ def check_place(store: S3Store, tables: Sequence[TableConfig]) -> None:
     )
 
 
+def _check_readable(store: S3Store, table: str) -> None:
+    """Every Parquet file of the table has a readable footer; else the first that does not, named."""
+    for file in table_files(store, table):
+        try:
+            footer_schema(store, file.key)
+        except MigrationError:
+            raise BrokenObjectError(store.bucket, file.key, "is not a readable Parquet file") from None
+
+
 def verify(store: S3Store, tables: list[TableConfig]) -> list[VerifyResult]:
     return [_verified(store, table) for table in tables]
 
 
 def _verified(store: S3Store, table: TableConfig) -> VerifyResult:
-    """:func:`verify_table`, a table whose files cannot be read or combined reported as failing."""
+    """:func:`verify_table`, a table whose files cannot be read or combined reported as failing (a
+    broken object named with the command that rebuilds it)."""
     try:
         return verify_table(store, table)
+    except BrokenObjectError as error:
+        snapshot = _written_by(store, table.name, [error.key])
+        return VerifyResult(table.name, False, f"{error}; `{repair_command(table.name, snapshot)}` rebuilds it")
     except (SnapcdcError, FileNotFoundError, pa.ArrowException) as error:
-        return VerifyResult(table.name, False, f"cannot be verified: {type(error).__name__}: {error}")
+        return VerifyResult(table.name, False, f"cannot be verified: {error}")
 
 
 # -- the change feeds (docs/design.md, "Change feeds") --------------------------------------------
-def _files_match(store: S3Store, prefix: str, expected: list[str | None]) -> str | None:
+def _files_match(store: S3Store, table: str, prefix: str, expected: list[str | None]) -> str | None:
     actual = set(store.list_keys(prefix))
     wanted = set(expected)
     if None in wanted or wanted != actual:
+        missing = sorted(k for k in wanted - actual if k)
+        repair = f"; `{repair_command(table, _written_by(store, table, missing))}` rebuilds them" if missing else ""
         return (
-            f"files do not match run records: missing {sorted(k for k in wanted - actual if k)}, "
-            f"unexpected {sorted(actual - {k for k in wanted if k})}"
+            f"files do not match run records: missing {missing}, "
+            f"unexpected {sorted(actual - {k for k in wanted if k})}{repair}"
         )
     return None
 
@@ -165,7 +212,9 @@ def _verify_changelog(store: S3Store, table: TableConfig, records: list[RunRecor
     """One file per accepted snapshot, commit versions 1..n, each pre-image equal to the row it
     replaces; applying every file in order gives the newest snapshot."""
     layout, keys = store.layout, list(table.primary_key)
-    problem = _files_match(store, layout.changelog_prefix(table.name), [r.outputs.get("changelog") for r in records])
+    problem = _files_match(
+        store, table.name, layout.changelog_prefix(table.name), [r.outputs.get("changelog") for r in records]
+    )
     if problem:
         return problem
     state = expected.schema.empty_table()
@@ -202,7 +251,7 @@ def _verify_dms(store: S3Store, table: TableConfig, records: list[RunRecord], ex
     """``LOAD00000001.parquet`` then one change file per later snapshot; ``Op`` first, the timestamp
     column as DMS writes it; applied in name order they give the newest snapshot."""
     layout, keys = store.layout, list(table.primary_key)
-    problem = _files_match(store, layout.dms_prefix(table.name), [r.outputs.get("dms") for r in records])
+    problem = _files_match(store, table.name, layout.dms_prefix(table.name), [r.outputs.get("dms") for r in records])
     if problem:
         return problem
     state = expected.schema.empty_table()
