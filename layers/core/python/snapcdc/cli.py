@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
-import io
 import json
-import logging
 import shutil
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from snapcdc import cli_inputs
+from snapcdc.cli_console import Parser, common_options, pipeline_logs, version
 from snapcdc.cli_failure import (
     EXIT_CHECK_FAILED,
     EXIT_ENVIRONMENT,
@@ -47,7 +45,7 @@ def _add_diff(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
         description="Writes the change set to OUT and, when rows were rejected, OUT's stem + "
         "'.quarantine.parquet' beside it. Prints one JSON line of counts. Exit 2: a wrong argument or "
         "malformed input; exit 3: refused by the delete guard (nothing written); 5: no Java for --engine spark.",
-        parents=[_common()],
+        parents=[common_options()],
     )
     parser.add_argument("--old", type=Path, help="previous snapshot; omit for a first (full) load")
     parser.add_argument("--new", type=Path, required=True, help="new snapshot")
@@ -208,7 +206,7 @@ def _add_verify(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         help="check that full-load + cdc files, replayed in order, equal the newest snapshot",
         description="One line per table; exit 1 on any difference or gap, 2 when the bucket and prefix "
         "hold no table of the config (the message says what is there).",
-        parents=[_common()],
+        parents=[common_options()],
     )
     _add_bucket_options(parser)
     parser.add_argument("--table", help="only this table")
@@ -232,7 +230,7 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         help="recompute cdc/, snapshots/ and run records of a table from raw/ (idempotent)",
         description="After a bug fix or a config change (e.g. allow_mass_delete). Later snapshots whose "
         "base changes are recomputed too.",
-        parents=[_common()],
+        parents=[common_options()],
     )
     _add_bucket_options(parser)
     parser.add_argument("--table", required=True)
@@ -262,7 +260,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         help="one extract + CDC cycle against real Kaggle and a real bucket (the Lambdas' code path)",
         description="Kaggle credentials from KAGGLE_USERNAME and KAGGLE_KEY, else from the kaggle client's "
         "own kaggle.json (KAGGLE_CONFIG_DIR, ~/.kaggle or ~/.config/kaggle).",
-        parents=[_common()],
+        parents=[common_options()],
     )
     _add_bucket_options(parser)
     parser.add_argument("--at", type=cli_inputs.observed_at, help="snapshot time (default: now)")
@@ -303,7 +301,7 @@ def _add_ingest(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         "run record last. For backfilling historical exports. The last stdout line is one JSON object with "
         "the run record's status and counts. Exit 0: accepted; 3: refused by the delete guard; 2: bad input "
         "(a malformed file: the message names the file and line).",
-        parents=[_common()],
+        parents=[common_options()],
     )
     _add_bucket_options(parser)
     _add_catalog_option(parser)
@@ -373,26 +371,16 @@ def _record_line(record: RunRecord) -> dict[str, object]:
 
 
 # -- demo ----------------------------------------------------------------------------------------
-def _snapshot_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 3 <= value <= 24:
-        raise argparse.ArgumentTypeError(f"{value} is out of range: the demo simulates 3 to 24 runs")
-    return value
-
-
 def _add_demo(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = commands.add_parser(
         "demo",
         help="the whole pipeline on this machine (embedded S3, fake Kaggle)",
         description="Writes into --out only when it is new, empty, or a folder an earlier demo made (it "
         "holds the marker file .snapcdc-demo); refuses any other folder (exit 3).",
-        parents=[_common()],
+        parents=[common_options()],
     )
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="where the bucket is copied")
-    parser.add_argument("--snapshots", type=_snapshot_count, default=4, help="scheduled runs to simulate (3 to 24)")
+    parser.add_argument("--snapshots", type=cli_inputs.demo_runs, default=4, help="scheduled runs to simulate (3 to 24)")
     parser.add_argument(
         "--serve",
         action="store_true",
@@ -428,69 +416,14 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 ]  # type: ignore[type-arg]
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argparse parser whose usage errors are one line: what was wrong, and where help is."""
-
-    def error(self, message: str) -> Any:  # argparse's signature is NoReturn
-        self.exit(EXIT_USAGE, f"{self.prog}: {message}; see `{self.prog} --help`\n")
-
-
-def _common() -> argparse.ArgumentParser:
-    """Options every subcommand takes (after its name too)."""
-    parent = _Parser(add_help=False)
-    parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    return parent
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("snapcdc")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="snapcdc", description="Snapshot change-data-capture tools")
-    parser.add_argument("--version", action="version", version=f"snapcdc {_version()}")
+    parser = Parser(prog="snapcdc", description="Snapshot change-data-capture tools")
+    parser.add_argument("--version", action="version", version=f"snapcdc {version()}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for add in _COMMANDS:
         add(commands)
     return parser
-
-
-class _Stderr(io.TextIOBase):
-    """The process's standard error at the time of each write (a test's capture may stand in for it)."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
-class _Discard(io.TextIOBase):
-    def write(self, text: str) -> int:
-        return len(text)
-
-
-@contextlib.contextmanager
-def _pipeline_logs(debug: bool) -> Iterator[None]:
-    """While a command runs, the pipeline's JSON log lines go to stderr with ``--debug`` and nowhere
-    without it: stdout is the command's result, stderr its one-line failure."""
-    from snapcdc.observability import logger
-
-    handler = logger.registered_handler
-    if not isinstance(handler, logging.StreamHandler):
-        yield
-        return
-    previous = handler.setStream(_Stderr() if debug else _Discard())
-    try:
-        yield
-    finally:
-        handler.setStream(previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -502,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, or a usage error already printed on one line
         return done.code if isinstance(done.code, int) else EXIT_USAGE
     try:
-        with _pipeline_logs(args.debug):
+        with pipeline_logs(args.debug):
             code: int = args.run(args)
     except (Exception, KeyboardInterrupt) as error:
         if args.debug:

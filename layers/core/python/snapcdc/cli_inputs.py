@@ -54,6 +54,16 @@ def snapshot(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{error} (e.g. 20260105T090000Z)") from None
 
 
+def demo_runs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 3 <= value <= 24:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: the demo simulates 3 to 24 runs")
+    return value
+
+
 def encoding(text: str) -> str:
     try:
         return codecs.lookup(text).name
