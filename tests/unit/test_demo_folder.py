@@ -62,11 +62,11 @@ def test_a_rerun_removes_only_what_the_demo_wrote(places):
     first.file("cdc/clientes/a.parquet").write_bytes(b"demo")
     first.file("logs/lambda.jsonl").write_text("{}")
     first.seal()
-    (out / "cdc" / "clientes" / "notes.md").write_text("the user's")
+    (out / "cdc" / "clientes" / "notes.txt").write_text("the user's")
     # When a new demo claims it
     _claim(out, places)
     # Then the demo's files are gone and the user's file stays
-    assert (out / "cdc" / "clientes" / "notes.md").read_text() == "the user's"
+    assert (out / "cdc" / "clientes" / "notes.txt").read_text() == "the user's"
     assert not (out / "cdc" / "clientes" / "a.parquet").exists()
     assert not (out / "logs").exists()
 
