@@ -244,11 +244,11 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 def _run_replay(args: argparse.Namespace) -> int:
     from snapcdc.cdc.stage import TableProcessor
+    from snapcdc.ops.replay import replay
 
     cli_inputs.snapshot_range(args.from_snap, args.to_snap)
     store, [table] = _bucket_store(args)
-    processor = TableProcessor(store, table, catalog=_catalog(args, store))
-    records = processor.replay(args.from_snap, args.to_snap)
+    records = replay(TableProcessor(store, table, catalog=_catalog(args, store)), args.from_snap, args.to_snap)
     for record in records:
         print(json.dumps({"table": record.table, "snapshot": record.snapshot, "status": record.status, **record.stats}))
     return EXIT_OK
@@ -271,7 +271,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 def _run_run(args: argparse.Namespace) -> int:
     import os
 
-    from snapcdc.cdc.stage import process_raw_keys
+    from snapcdc.cdc.batch import process_raw_keys
     from snapcdc.config import load_config
     from snapcdc.extract.kaggle import KaggleCredentials, KaggleSource
     from snapcdc.extract.stage import run_extract
@@ -288,7 +288,7 @@ def _run_run(args: argparse.Namespace) -> int:
         keys = [t.key for t in report.tables if t.key]
         batch = process_raw_keys(store, config, keys, Path(work), catalog=_catalog(args, store))
     print(json.dumps(batch.summary(), default=str))
-    return EXIT_OK if not batch.failures else EXIT_CHECK_FAILED
+    return EXIT_OK if not (batch.failures or batch.permanent_failures) else EXIT_CHECK_FAILED
 
 
 # -- ingest ----------------------------------------------------------------------------------------
@@ -320,41 +320,22 @@ def _run_ingest(args: argparse.Namespace) -> int:
 
 def _ingest(args: argparse.Namespace, source: Path) -> int:
     from snapcdc.cdc.stage import TableProcessor
-    from snapcdc.lake.records import processed_snapshots, read_run_record
+    from snapcdc.ops.ingest import IngestRefused, ingest
 
     store, [table] = _bucket_store(args)
-    key = store.layout.raw_key(table.name, args.snapshot, table.file)
-    done = read_run_record(store, table.name, args.snapshot)
-    if done is not None:
-        stored = store.get_bytes(key)
-        if stored is not None and stored != source.read_bytes():
-            raise CliError(
-                f"{args.file}: table {table.name} snapshot {args.snapshot} was already processed from "
-                f"different content (s3://{store.bucket}/{key})",
-                EXIT_BAD_INPUT,
-                "use `snapcdc replay` to recompute it",
-            )
-        records = []
-    else:
-        newer = [s for s in processed_snapshots(store, table.name) if s > args.snapshot]
-        if newer:
-            raise CliError(
-                f"{args.file}: table {table.name} already has the later snapshot {newer[-1]}",
-                EXIT_BAD_INPUT,
-                "backfill oldest first, or put the file under raw/ and use `snapcdc replay`",
-            )
-        store.upload_file(source, key, "text/csv")
-        records = TableProcessor(store, table, catalog=_catalog(args, store)).process(args.snapshot)
-    for caught_up in records[:-1]:
+    try:
+        done = ingest(TableProcessor(store, table, catalog=_catalog(args, store)), args.snapshot, source)
+    except IngestRefused as refused:
+        raise CliError(f"{args.file}: {refused}", EXIT_BAD_INPUT) from None
+    for caught_up in done.records[:-1]:
         print(json.dumps(_record_line(caught_up)))
-    record = records[-1] if records else done
-    assert record is not None and record.snapshot == args.snapshot
+    record = done.record
     if record.refused_reason == "malformed_input":
-        where = f"s3://{store.bucket}/{key}"
+        where = f"s3://{store.bucket}/{done.key}"
         fix = input_fix(str(record.error))
         message = str(record.error).replace(where, str(args.file)) + (f"; {fix}" if fix else "")
         print(f"snapcdc ingest: {one_line(message)}", file=sys.stderr)
-    print(json.dumps({**_record_line(record), "already_processed": not records}))
+    print(json.dumps({**_record_line(record), "already_processed": done.already_processed}))
     if record.accepted:
         return EXIT_OK
     return EXIT_REFUSED if record.refused_reason == "delete_guard" else EXIT_BAD_INPUT
@@ -380,7 +361,9 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
         parents=[common_options()],
     )
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="where the bucket is copied")
-    parser.add_argument("--snapshots", type=cli_inputs.demo_runs, default=4, help="scheduled runs to simulate (3 to 24)")
+    parser.add_argument(
+        "--snapshots", type=cli_inputs.demo_runs, default=4, help="scheduled runs to simulate (3 to 24)"
+    )
     parser.add_argument(
         "--serve",
         action="store_true",

@@ -46,10 +46,10 @@ def ratio(text: str) -> float:
     return value
 
 
-def snapshot(text: str) -> str:
+def snapshot(text: str) -> Snapshot:
     """A snapshot id, ``YYYYMMDDTHHMMSSZ`` (a real UTC time)."""
     try:
-        return Snapshot.parse(text).id
+        return Snapshot.parse(text)
     except SnapshotIdError as error:
         raise argparse.ArgumentTypeError(f"{error} (e.g. 20260105T090000Z)") from None
 
@@ -71,7 +71,7 @@ def encoding(text: str) -> str:
         raise argparse.ArgumentTypeError(f"unknown encoding {text!r} (e.g. utf-8, latin-1, cp1252)") from None
 
 
-def snapshot_range(first: str | None, last: str | None) -> None:
+def snapshot_range(first: Snapshot | None, last: Snapshot | None) -> None:
     if first is not None and last is not None and first > last:
         raise CliError(f"--from {first} is after --to {last}", EXIT_USAGE, "swap them")
 

@@ -147,7 +147,9 @@ def check_place(store: S3Store, tables: Sequence[TableConfig]) -> None:
     saying where it looked and what it found instead (the folders at that level)."""
     layout = store.layout
     for table in tables:
-        if store.raw_snapshots(table.name) or next(iter(store.list_keys(layout.runs_prefix(table.name))), None):
+        if store.raw_snapshots(table.name):
+            return
+        if next(iter(store.list_keys(layout.runs_prefix(table.name))), None) is not None:
             return
     where = f"s3://{store.bucket}/{layout.key('')}"
     found = store.list_folders(layout.key(""))
