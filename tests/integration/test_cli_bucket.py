@@ -164,3 +164,26 @@ def _table():
     from snapcdc.config import TableConfig
 
     return TableConfig(**CONFIG["tables"][0])
+
+
+def test_a_csv_quirk_is_read_and_noted_in_the_run_record(store, config, tmp_path, capsys):
+    # Given an export with a BOM, CRLF line ends and a trailing empty line (pandas, DuckDB and Spark
+    # read it without options)
+    export = tmp_path / "quirky.csv"
+    body = csv_bytes(COLUMNS, V1).decode().replace("\n", "\r\n") + "\r\n"
+    export.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    # When ingested
+    code = main(["ingest", *_bucket_args(config), "--table", "pontos", "--snapshot", S1, str(export)])
+    # Then accepted with every row, and the quirks noted in the run record
+    assert code == 0
+    assert _last_json(capsys)["rows_new"] == 3
+    record = read_run_record(store, "pontos", S1)
+    assert record is not None
+    assert record.input_notes == ["UTF-8 byte-order mark skipped", "CRLF line ends", "empty lines skipped"]
+
+
+def test_a_plain_csv_leaves_no_note(store, config, tmp_path):
+    assert _ingest(config, tmp_path, S1, V1) == 0
+    record = read_run_record(store, "pontos", S1)
+    assert record is not None and record.input_notes == []
+    assert "input_notes" not in record.model_dump(by_alias=True, exclude_none=False)

@@ -152,6 +152,7 @@ def _run_diff(args: argparse.Namespace) -> int:
     summary["out"] = str(out)
     summary["quarantine"] = str(quarantine_out) if outcome.quarantine_path is not None else None
     summary["schema_changes"] = outcome.schema_changes
+    summary["input_notes"] = outcome.input_notes
     print(json.dumps(summary))
     return EXIT_OK
 

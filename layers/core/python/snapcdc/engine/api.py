@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from snapcdc.engine.csv_input import TypedReadFailed, is_parquet, read_csv_strings
+from snapcdc.engine.csv_quirks import csv_quirks
 from snapcdc.engine.differ import Diffed, S, run_diff, utc, with_cdc
 from snapcdc.engine.new_side import NewInput, input_from_table, streamed_input
 from snapcdc.engine.old_side import OldSnapshot
@@ -243,4 +244,5 @@ def _diff_into(
         schema_changes=diffed.schema_changes,
         seconds=time.perf_counter() - started,
         preimages_path=preimages_path,
+        input_notes=csv_quirks(new),
     )

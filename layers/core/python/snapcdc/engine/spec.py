@@ -149,3 +149,5 @@ class DiffOutcome:
     schema_changes: list[dict[str, str]]
     seconds: float
     preimages_path: Path | None = None  # with_preimages: DiffResult.preimages as a Parquet file
+    # Quirks of the new CSV read as pandas, DuckDB and Spark read them (BOM, CRLF, empty lines, ...)
+    input_notes: list[str] = field(default_factory=list)
