@@ -204,7 +204,7 @@ def run_demo(
     embedded S3 running after the summary, print the environment that points the CLI and DuckDB at
     it, and stop when ``wait`` returns (default: Ctrl-C)."""
     from snapcdc.config import load_config
-    from snapcdc.lake.records import processed_snapshots, read_run_record
+    from snapcdc.lake.ledger import processed_snapshots, read_run_record
     from snapcdc.lake.store import S3Store
     from snapcdc.ops.verify import verify
 

@@ -321,6 +321,7 @@ def _run_ingest(args: argparse.Namespace) -> int:
 
 def _ingest(args: argparse.Namespace, source: Path) -> int:
     from snapcdc.cdc.stage import TableProcessor
+    from snapcdc.lake.records import RefusalReason
     from snapcdc.ops.ingest import IngestRefused, ingest
 
     store, [table] = _bucket_store(args)
@@ -331,7 +332,7 @@ def _ingest(args: argparse.Namespace, source: Path) -> int:
     for caught_up in done.records[:-1]:
         print(json.dumps(_record_line(caught_up)))
     record = done.record
-    if record.refused_reason == "malformed_input":
+    if record.refused_reason == RefusalReason.MALFORMED_INPUT:
         where = f"s3://{store.bucket}/{done.key}"
         fix = input_fix(str(record.error))
         message = str(record.error).replace(where, str(args.file)) + (f"; {fix}" if fix else "")
@@ -339,7 +340,7 @@ def _ingest(args: argparse.Namespace, source: Path) -> int:
     print(json.dumps({**_record_line(record), "already_processed": done.already_processed}))
     if record.accepted:
         return EXIT_OK
-    return EXIT_REFUSED if record.refused_reason == "delete_guard" else EXIT_BAD_INPUT
+    return EXIT_REFUSED if record.refused_reason == RefusalReason.DELETE_GUARD else EXIT_BAD_INPUT
 
 
 def _record_line(record: RunRecord) -> dict[str, object]:

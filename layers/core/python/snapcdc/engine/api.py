@@ -19,12 +19,12 @@ import pyarrow.parquet as pq
 from snapcdc.engine.csv_input import TypedReadFailed, is_parquet, read_csv_strings
 from snapcdc.engine.csv_quirks import csv_quirks
 from snapcdc.engine.differ import Diffed, S, run_diff, utc, with_cdc
+from snapcdc.engine.hash_columns import data_only, has_cached_hashes
 from snapcdc.engine.new_side import NewInput, input_from_table, streamed_input
 from snapcdc.engine.old_side import OldSnapshot
 from snapcdc.engine.parquet_output import write_parquet
 from snapcdc.engine.sinks import FileCopy, MemorySnapshot, ParquetSnapshot, ScratchSnapshot
 from snapcdc.engine.spec import (
-    HASH_COLUMNS,
     HASH_METADATA,
     NULL_KEY,
     QUARANTINE_REASON,
@@ -89,7 +89,7 @@ def _read_parquet_data(path: Path, name: str) -> pa.Table:
         table = pq.ParquetFile(path).read()
     except (pa.ArrowException, OSError) as error:
         raise InputError(name, None, f"not a readable Parquet file: {error}") from None
-    return table.drop_columns([c for c in HASH_COLUMNS if c in table.column_names]).replace_schema_metadata(None)
+    return data_only(table)
 
 
 def _diff_file(
@@ -126,7 +126,7 @@ def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, wor
             stored = pq.ParquetFile(path).schema_arrow
         except (pa.ArrowException, OSError) as error:
             raise InputError(name, None, f"not a readable Parquet file: {error}") from None
-        if HASH_METADATA in (stored.metadata or {}) and all(c in stored.names for c in HASH_COLUMNS):
+        if has_cached_hashes(stored):
             return OldSnapshot.from_parquet(path, spec, name)
 
     # Plain data (a CSV, a foreign Parquet): accepted as a first snapshot would be, its full rows into
@@ -153,10 +153,7 @@ def _first_load_copies(full_load: Path, changes: Path, inserted_at: datetime) ->
     """A first snapshot's data columns (no hashes) as the user-facing full load, and as its change set
     (every row inserted at ``inserted_at``)."""
 
-    def data(rows: pa.Table) -> pa.Table:
-        return rows.drop_columns(list(HASH_COLUMNS)).replace_schema_metadata(None)
-
-    return [FileCopy(full_load, data), FileCopy(changes, lambda rows: with_cdc(data(rows), "I", inserted_at))]
+    return [FileCopy(full_load, data_only), FileCopy(changes, lambda rows: with_cdc(data_only(rows), "I", inserted_at))]
 
 
 def _write(table: pa.Table, path: Path, written: list[Path]) -> Path:

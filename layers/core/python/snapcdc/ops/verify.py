@@ -24,8 +24,9 @@ from snapcdc.cdc import feeds
 from snapcdc.cdc.migrate import MigrationError, footer_schema, mismatched_files, table_files
 from snapcdc.config import TableConfig
 from snapcdc.errors import SnapcdcError
-from snapcdc.lake.layout import snapshot_time
-from snapcdc.lake.records import RunRecord, processed_snapshots, read_run_record
+from snapcdc.lake.layout import CDC_PREFIX, RAW_PREFIX, RUNS_PREFIX, SNAPSHOTS_PREFIX, snapshot_time
+from snapcdc.lake.ledger import processed_snapshots, read_run_record
+from snapcdc.lake.records import RunRecord
 from snapcdc.lake.store import S3Store
 
 
@@ -156,7 +157,7 @@ def check_place(store: S3Store, tables: Sequence[TableConfig]) -> None:
     names = [f.rstrip("/").rsplit("/", 1)[-1] + "/" for f in found]
     seen = f"found {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}" if names else "it is empty"
     hint = ""
-    lake = {"raw/", "_runs/", "cdc/", "snapshots/"}
+    lake = {RAW_PREFIX, RUNS_PREFIX, CDC_PREFIX, SNAPSHOTS_PREFIX}
     if names and not lake & set(names):
         hint = f"; is --prefix {names[0].rstrip('/')} meant?"
     elif names:

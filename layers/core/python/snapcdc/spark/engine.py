@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from snapcdc.engine import diff_files, hashing
+from snapcdc.engine import data_only, diff_files, has_cached_hashes, hashing
 from snapcdc.engine.api import _first_load_copies
 from snapcdc.engine.csv_input import is_parquet, read_header, sample_strings
 from snapcdc.engine.differ import utc
@@ -37,8 +37,6 @@ from snapcdc.engine.new_side import STREAM_BATCH_ROWS, _as_text_table, _check_ke
 from snapcdc.engine.parquet_output import write_parquet
 from snapcdc.engine.sinks import ParquetSnapshot
 from snapcdc.engine.spec import (
-    HASH_COLUMNS,
-    HASH_METADATA,
     KEY_HASH,
     QUARANTINE_REASON,
     ROW_HASH,
@@ -91,7 +89,7 @@ def _stored_snapshot(source: Source) -> pa.Schema | None:
             return None
         handle.seek(0)
         schema = pq.ParquetFile(handle).schema_arrow
-    if HASH_METADATA in (schema.metadata or {}) and all(c in schema.names for c in HASH_COLUMNS):
+    if has_cached_hashes(schema):
         return schema
     return None
 
@@ -170,12 +168,12 @@ def _diff(
     labels: tuple[str, str],
     work: Path,
 ) -> DiffOutcome:
-    previous = pa.schema([f for f in old_schema if f.name not in HASH_COLUMNS]) if old_schema is not None else None
+    previous = data_only(old_schema) if old_schema is not None else None
     size = new.size()
     parquet = is_parquet(new.fetch_prefix(work / "magic", 4)) or new.location.lower().endswith(".parquet")
     if parquet:
         with new.open() as handle:
-            names = [n for n in pq.ParquetFile(handle).schema_arrow.names if n not in HASH_COLUMNS]
+            names = data_only(pq.ParquetFile(handle).schema_arrow).names
         layout = reader.Layout(new, True, names, ",", reader.parquet_pieces(new))
         typing = None
     else:

@@ -23,19 +23,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from snapcdc.cdc.catalog import GlueCatalog
-from snapcdc.cdc.routing import claim
 from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import PipelineConfig, load_config
-from snapcdc.engine import CDC_OPERATION, DiffOutcome, TableSpec
-from snapcdc.engine.spec import HASH_COLUMNS
+from snapcdc.engine import CDC_OPERATION, DiffOutcome, TableSpec, data_only
 from snapcdc.lake.layout import Layout
-from snapcdc.lake.records import RunRecord, processed_snapshots
+from snapcdc.lake.ledger import claim, processed_snapshots
+from snapcdc.lake.records import RunRecord
 from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger
+from snapcdc.settings import JobArgument
 
-REQUIRED = ("TABLE", "SNAPSHOT", "BUCKET_NAME")
-OPTIONAL = {"DATA_PREFIX": "-", "GLUE_DATABASE": "-", "S3_ENDPOINT_URL": "-"}
+REQUIRED = (JobArgument.TABLE.value, JobArgument.SNAPSHOT.value, JobArgument.BUCKET_NAME.value)
+OPTIONAL = {
+    JobArgument.DATA_PREFIX.value: "-",
+    JobArgument.GLUE_DATABASE.value: "-",
+    JobArgument.S3_ENDPOINT_URL.value: "-",
+}
 
 
 def resolved_options(argv: Sequence[str]) -> dict[str, str]:
@@ -91,7 +95,7 @@ def updated_rows_before(old_snapshot: Path, changes: Path, primary_key: Sequence
     updates = pq.read_table(changes, columns=list(primary_key), filters=[(CDC_OPERATION, "=", "U")])
     order = updates.append_column("__order", pa.array(range(updates.num_rows), pa.int64()))
     old = pq.read_table(old_snapshot)
-    old = old.drop_columns([c for c in HASH_COLUMNS if c in old.column_names])
+    old = data_only(old)
     joined = order.join(old, keys=list(primary_key), join_type="inner").sort_by("__order")
     if joined.num_rows != updates.num_rows:
         raise ValueError(f"{updates.num_rows} updated keys, {joined.num_rows} found in the old snapshot")

@@ -41,9 +41,10 @@ from snapcdc.engine.csv_input import (
     _parse_options,
     _TypedRead,
 )
+from snapcdc.engine.hash_columns import data_only
 from snapcdc.engine.new_side import _arrange, _column_order, _established, _schema_change
 from snapcdc.engine.schema import ARROW_TYPES, INFERENCE_ORDER, _sample_fits, parse, type_name
-from snapcdc.engine.spec import HASH_COLUMNS, TableSpec
+from snapcdc.engine.spec import TableSpec
 from snapcdc.spark.sources import Source
 
 OK, MISFIT, BROKEN = "ok", "misfit", "broken"
@@ -157,7 +158,7 @@ def _parquet_rows(layout: Layout, piece: Piece) -> pa.Table:
             table = parquet.schema_arrow.empty_table()
         else:
             table = parquet.read_row_groups(list(range(piece.start, piece.stop)))
-    return table.drop_columns([c for c in HASH_COLUMNS if c in table.column_names]).replace_schema_metadata(None)
+    return data_only(table)
 
 
 def text_rows(layout: Layout, piece: Piece) -> pa.Table:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from snapcdc.lake.s3_reader import S3RangeReader
+
 
 @dataclass(frozen=True)
 class Source:
@@ -52,7 +54,8 @@ class Source:
         """A seekable binary file (S3: ranged reads), e.g. for a Parquet reader."""
         if not self.is_s3:
             return open(self.location, "rb")
-        return io.BufferedReader(_RangedFile(self), buffer_size=8 << 20)
+        bucket, key = self._bucket_key()
+        return io.BufferedReader(S3RangeReader(self._client(), bucket, key, self.size()), buffer_size=8 << 20)
 
     def fetch(self, path: Path) -> Path:
         """The whole object as a local file (only where the engine needs one, e.g. to name a bad line)."""
@@ -72,33 +75,3 @@ class Source:
             return path
         path.write_bytes(self.read(0, length))
         return path
-
-
-class _RangedFile(io.RawIOBase):
-    """A read-only, seekable view of an S3 object through ranged GETs."""
-
-    def __init__(self, source: Source) -> None:
-        self.source = source
-        self.length = source.size()
-        self.position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.length}[whence]
-        self.position = max(0, base + offset)
-        return self.position
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self.source.read(self.position, min(len(view), self.length - self.position))
-        view[: len(data)] = data
-        self.position += len(data)
-        return len(data)
