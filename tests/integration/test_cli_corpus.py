@@ -181,3 +181,17 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
 def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("snapcdc 0.")
+
+
+def test_run_without_kaggle_credentials_says_where_it_looked(store, tmp_path, capsys, monkeypatch):
+    # Given no KAGGLE_* variables and a home without kaggle.json
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    f = Files(tmp_path, store)
+    # When run is started (nothing is sent anywhere: it stops before Kaggle and S3)
+    code = main(bucket(f, "run"))
+    # Then exit 2, one line naming the places it looked
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and str(tmp_path / ".kaggle" / "kaggle.json") in err

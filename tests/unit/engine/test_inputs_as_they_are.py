@@ -12,7 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from snapcdc.config import TableConfig
 from snapcdc.engine import InputError, TableSpec, diff_files, diff_tables
-from snapcdc.engine.csv_input import read_bytes_as_csv
+from snapcdc.engine.hash_columns import data_only
+
+from tests.unit.engine.diff_model import csv_table as read_bytes_as_csv
 
 OBSERVED = datetime(2026, 1, 5, 9, tzinfo=UTC)
 
@@ -46,7 +48,7 @@ def test_two_key_texts_are_two_keys_whatever_they_look_like(keys: tuple[str, str
     # Then both are kept, as written, in a text key column
     assert result.quarantine is None
     assert result.schema.field("id").type == pa.string()
-    assert sorted(result.snapshot_data["id"].to_pylist()) == sorted(keys)
+    assert sorted(data_only(result.snapshot)["id"].to_pylist()) == sorted(keys)
 
 
 def test_a_configured_key_type_is_kept() -> None:
