@@ -8,6 +8,8 @@ from snapcdc.cli import main
 from snapcdc_dev.demo import BUCKET, run_demo
 from snapcdc_dev.demo_folder import MARKER
 
+from tests.support import only_printed_environment
+
 
 def test_demo_prints_progress_and_summary_and_logs_to_the_file(tmp_path, capsys):
     # Given an empty output folder
@@ -51,21 +53,16 @@ def test_demo_serve_keeps_the_bucket_up_for_verify_replay_ingest(tmp_path, capsy
         printed = capsys.readouterr().out
         exports = [line.removeprefix("export ") for line in printed.splitlines() if line.startswith("export ")]
         seen["exports"] = exports
-        for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            monkeypatch.delenv(name, raising=False)  # only what the two printed lines set
-        for line in exports:
-            for pair in line.split():
-                name, value = pair.split("=", 1)
-                monkeypatch.setenv(name, value)
-        seen["verify"] = main(["verify", "--bucket", BUCKET])
-        seen["replay"] = main(["replay", "--bucket", BUCKET, "--table", "produtos"])
-        export = tmp_path / "produtos.csv"
-        raw = sorted((tmp_path / "out" / "raw" / "produtos").glob("snapshot=*/produtos.csv"))
-        export.write_bytes(raw[-1].read_bytes())
-        seen["ingest"] = main(
-            ["ingest", "--bucket", BUCKET, "--table", "produtos", "--snapshot", "20270101T000000Z", str(export)]
-        )
-        seen["verify_after"] = main(["verify", "--bucket", BUCKET])
+        with only_printed_environment(exports):
+            seen["verify"] = main(["verify", "--bucket", BUCKET])
+            seen["replay"] = main(["replay", "--bucket", BUCKET, "--table", "produtos"])
+            export = tmp_path / "produtos.csv"
+            raw = sorted((tmp_path / "out" / "raw" / "produtos").glob("snapshot=*/produtos.csv"))
+            export.write_bytes(raw[-1].read_bytes())
+            seen["ingest"] = main(
+                ["ingest", "--bucket", BUCKET, "--table", "produtos", "--snapshot", "20270101T000000Z", str(export)]
+            )
+            seen["verify_after"] = main(["verify", "--bucket", BUCKET])
 
     # When
     code = run_demo(tmp_path / "out", snapshots=3, serve=True, wait=use_it)

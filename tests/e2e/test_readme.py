@@ -12,6 +12,8 @@ import duckdb
 from snapcdc.cli import main
 from snapcdc_dev.demo import run_demo
 
+from tests.support import only_printed_environment
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
@@ -45,14 +47,10 @@ def test_the_quick_tour_runs_as_written(tmp_path, monkeypatch, capsys):
         # the commands, in another shell: only the two printed lines of environment
         printed = capsys.readouterr().out
         exports = [line.removeprefix("export ") for line in printed.splitlines() if line.startswith("export ")]
-        for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            monkeypatch.delenv(name, raising=False)
-        for line in exports:
-            for pair in line.split():
-                monkeypatch.setenv(*pair.split("=", 1))
-        Path("demo-serve").symlink_to("demo-output")  # the tour's --out of the serving demo
-        for command in commands[1:]:
-            results[command] = main(shlex.split(command)[1:])
+        with only_printed_environment(exports):
+            Path("demo-serve").symlink_to("demo-output")  # the tour's --out of the serving demo
+            for command in commands[1:]:
+                results[command] = main(shlex.split(command)[1:])
 
     # When the serving demo of the tour runs (its first command), writing the copy the queries read
     first = shlex.split(commands[0])
