@@ -173,6 +173,7 @@ class TableProcessor:
             stats=outcome.stats.as_dict(),
             schema=[{"name": f.name, "type": str(f.type)} for f in outcome.schema],
             schema_changes=outcome.schema_changes,
+            input_notes=outcome.input_notes,
             seconds=time.perf_counter() - started,
         )
 
