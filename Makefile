@@ -64,8 +64,8 @@ synth: $(STAMP)
 	CDK_OUTDIR=cdk.out $(BIN)/python app.py
 	@echo "templates written to cdk.out/ (kaggle layer: placeholder; make deploy uses the built one)"
 
-# The extract function's kaggle layer: pip wheels for arm64/py3.12, no Docker; rebuilt only when
-# layers/kaggle/requirements.txt changes (cached in layers/kaggle/build/<hash>/).
+# The extract function's kaggle layer and the CDC function's iceberg layer: pip wheels for arm64/py3.12,
+# no Docker; rebuilt only when layers/<name>/requirements.txt changes (cached in layers/<name>/build/<hash>/).
 layers: $(STAMP)
 	$(BIN)/python layers/build_layers.py
 
@@ -75,6 +75,10 @@ bench: $(STAMP)
 # The engine alone on a 10M-row table (peak memory against the CDC function's size); not in docs.
 bench-sizing: $(STAMP)
 	$(BIN)/python -m bench.engine_bench --rows 10000000 --repetitions 1 --only engine_first,engine_parquet,engine_csv
+
+# One Iceberg run's bytes written and requests at 1M and 10M rows (docs/iceberg.md, "Cost").
+bench-iceberg: $(STAMP)
+	$(BIN)/python -m bench.iceberg_bench --rows 1000000 --rows 10000000
 
 # Local Spark (the Glue job's code) against the Lambda engine at 1M and 5M rows (docs/scale.md).
 bench-spark: $(STAMP)
@@ -92,4 +96,4 @@ deploy: $(STAMP) node_modules/.installed layers
 	node_modules/.bin/cdk deploy --app "$(BIN)/python app.py" -c build_layers=true
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) cdk.out demo-output node_modules layers/kaggle/build
+	rm -rf $(VENV) $(CHECKOV_VENV) cdk.out demo-output node_modules layers/kaggle/build layers/iceberg/build

@@ -74,6 +74,17 @@ class StackSettings:
     glue_worker_type: str = "G.1X"
     glue_number_of_workers: int = 10
     glue_timeout_minutes: int = 120
+    # A failed, timed-out or stopped run is started again this many times by the state-change handler
+    # (Glue's own MaxRetries stays 0: two retry mechanisms would run one table twice at once).
+    glue_max_retries: int = 2
+    # Spark settings of the job (docs/deploy.md, "The Spark job"): memory for the executors' Python workers
+    # (0: an eighth of the worker's memory), shuffle partitions (0: from the raw object's size, one per
+    # glue_partition_mb), the driver's result cap, adaptive query execution.
+    glue_executor_memory_overhead_mb: int = 0
+    glue_shuffle_partitions: int = 0
+    glue_partition_mb: int = 128
+    glue_driver_max_result_mb: int = 2048
+    glue_adaptive_execution: bool = True
     # Both functions
     powertools_layer_arn: str = DEFAULT_POWERTOOLS_LAYER_ARN
     aws_sdk_pandas_layer_arn: str = DEFAULT_AWS_SDK_PANDAS_LAYER_ARN
@@ -151,6 +162,18 @@ class StackSettings:
             glue_worker_type=read.choice("glue_worker_type", defaults.glue_worker_type, GLUE_WORKER_TYPES),
             glue_number_of_workers=read.integer("glue_number_of_workers", defaults.glue_number_of_workers, 2, 299),
             glue_timeout_minutes=read.integer("glue_timeout_minutes", defaults.glue_timeout_minutes, 1, 2880),
+            glue_max_retries=read.integer("glue_max_retries", defaults.glue_max_retries, 0, 10),
+            glue_executor_memory_overhead_mb=read.integer(
+                "glue_executor_memory_overhead_mb", defaults.glue_executor_memory_overhead_mb, 0, 65536
+            ),
+            glue_shuffle_partitions=read.integer(
+                "glue_shuffle_partitions", defaults.glue_shuffle_partitions, 0, 100_000
+            ),
+            glue_partition_mb=read.integer("glue_partition_mb", defaults.glue_partition_mb, 16, 4096),
+            glue_driver_max_result_mb=read.integer(
+                "glue_driver_max_result_mb", defaults.glue_driver_max_result_mb, 256, 65536
+            ),
+            glue_adaptive_execution=read.boolean("glue_adaptive_execution", defaults.glue_adaptive_execution),
             powertools_layer_arn=read.layer_arn("powertools_layer_arn", defaults.powertools_layer_arn, region),
             aws_sdk_pandas_layer_arn=read.layer_arn(
                 "aws_sdk_pandas_layer_arn", defaults.aws_sdk_pandas_layer_arn, region

@@ -16,6 +16,7 @@ from stacks.constructs.observability import Observability
 from stacks.constructs.operators import OperatorPolicies
 from stacks.constructs.query import LakeQuery
 from stacks.constructs.spark_job import SparkCdcJob
+from stacks.constructs.spark_state import SparkRunHealer
 from stacks.constructs.storage import DataLakeStorage
 from stacks.context import StackSettings
 
@@ -40,22 +41,39 @@ class SnapCdcStack(Stack):
         layers = SharedLayers(self, "Layers", settings=settings)
         extract = ExtractFunction(self, "Extract", settings=settings, storage=storage, layers=layers)
         feeds = {t.name: t.outputs.enabled for t in pipeline.tables}
-        cdc = CdcFunction(self, "Cdc", settings=settings, storage=storage, layers=layers, tables=tables, feeds=feeds)
+        iceberg = [t.name for t in pipeline.tables if t.iceberg]
+        cdc = CdcFunction(
+            self,
+            "Cdc",
+            settings=settings,
+            storage=storage,
+            layers=layers,
+            tables=tables,
+            feeds=feeds,
+            iceberg_tables=iceberg,
+        )
         operators = OperatorPolicies(self, "Operators", storage=storage)
         # Tables past one Lambda: the CDC function hands snapshots above the threshold to the Spark job.
         spark_job = SparkCdcJob(self, "SparkCdc", settings=settings, storage=storage, tables=tables, feeds=feeds)
         cdc.function.add_environment(Env.SPARK_JOB_NAME.value, spark_job.job_name)
         cdc.function.add_environment(Env.SPARK_THRESHOLD_BYTES.value, str(settings.spark_threshold_bytes))
+        cdc.function.add_environment(Env.SPARK_JOB_TIMEOUT_MINUTES.value, str(settings.glue_timeout_minutes))
+        cdc.function.add_environment(Env.SPARK_MAX_RESTARTS.value, str(settings.glue_max_retries))
         spark_job.grant_start(cdc.handler.role)
+        # A failed run heals: its claim released and its table started again, a bounded number of times.
+        healer = SparkRunHealer(self, "SparkState", settings=settings, storage=storage, layers=layers, job=spark_job)
         query = LakeQuery(self, "Query", settings=settings, storage=storage, pipeline=pipeline)
         observability = Observability(
             self,
             "Observability",
             settings=settings,
             tables=tables,
-            functions={"Extract": extract.function, "Cdc": cdc.function},
-            dead_letter_queues={"Extract": extract.dead_letter_queue, "Cdc": cdc.dead_letter_queue},
-            job_failures={"SparkCdc": spark_job.failures},
+            functions={"Extract": extract.function, "Cdc": cdc.function, "SparkState": healer.function},
+            dead_letter_queues={
+                "Extract": extract.dead_letter_queue,
+                "Cdc": cdc.dead_letter_queue,
+                "SparkState": healer.dead_letter_queue,
+            },
         )
         # cfn-lint 1.51 knows no Tags on AWS::CloudWatch::Dashboard (E3002): leave dashboards untagged.
         Tags.of(self).add("project", "snapcdc", exclude_resource_types=["AWS::CloudWatch::Dashboard"])
@@ -65,6 +83,7 @@ class SnapCdcStack(Stack):
         CfnOutput(self, "ExtractFunctionName", value=extract.function.function_name)
         CfnOutput(self, "CdcFunctionName", value=cdc.function.function_name)
         CfnOutput(self, "SparkCdcJobName", value=spark_job.job_name)
+        CfnOutput(self, "SparkStateFunctionName", value=healer.function.function_name)
         CfnOutput(self, "AthenaWorkGroup", value=query.workgroup.ref)
         CfnOutput(self, "GlueDatabase", value=query.database_name)
         CfnOutput(self, "AlarmTopicArn", value=observability.alarm_topic.topic_arn)
@@ -75,6 +94,7 @@ class SnapCdcStack(Stack):
         self.extract = extract
         self.cdc = cdc
         self.spark_job = spark_job
+        self.spark_state = healer
         self.query = query
         self.observability = observability
         self.operators = operators

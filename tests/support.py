@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -79,3 +80,22 @@ class DiskBudget:
             if target == folder or target.startswith(folder + os.sep):
                 budget.refused.append(target)
                 raise OSError(errno.ENOSPC, "No space left on device (test disk budget)", target)
+
+
+@contextlib.contextmanager
+def only_printed_environment(exports: list[str]) -> Iterator[None]:
+    """The process's AWS environment replaced by the ``NAME=value`` pairs of ``exports`` (lines a user
+    would paste), and restored exactly on exit (the embedded AWS's own variables included)."""
+    names = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+    saved = dict(os.environ)
+    try:
+        for name in names:
+            os.environ.pop(name, None)
+        for line in exports:
+            for pair in line.split():
+                name, value = pair.split("=", 1)
+                os.environ[name] = value
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import shutil
+import logging
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from snapcdc.lake.layout import Layout, snapshot_id
 
+from snapcdc_dev import iceberg_demo
+from snapcdc_dev.demo_folder import DemoFolder, DemoFolderError
 from snapcdc_dev.embedded_aws import EmbeddedAws, embedded_aws, patched_environ
 from snapcdc_dev.events import LocalLambdaContext, s3_object_created_event, scheduled_event
 from snapcdc_dev.fake_kaggle import FakeKaggle
@@ -30,6 +32,8 @@ from snapcdc_dev.sample_data import LoyaltyDataset
 
 if TYPE_CHECKING:
     from snapcdc.lake.records import RunRecord
+
+__all__ = ["DemoFolderError", "run_demo"]
 
 BUCKET = "snapcdc-demo-data"
 FIRST_RUN = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -51,11 +55,13 @@ def load_handler(function: str) -> ModuleType:
 
 @contextlib.contextmanager
 def local_stack(
-    work_dir: Path, dataset: str, log: TextIO, data_prefix: str = ""
+    work_dir: Path, dataset: str, log: TextIO, data_prefix: str = "", iceberg: bool = False
 ) -> Iterator[tuple[EmbeddedAws, FakeKaggle]]:
-    """Embedded AWS + fake Kaggle + the environment the Lambdas get from CDK in AWS."""
+    """Embedded AWS + fake Kaggle + the environment the Lambdas get from CDK in AWS (``iceberg``: and
+    a Glue database for the Iceberg tables, docs/iceberg.md)."""
     with embedded_aws() as aws, FakeKaggle() as kaggle:
         aws.client("s3").create_bucket(Bucket=BUCKET)
+        extra = iceberg_demo.create_database(aws) if iceberg else {}
         secret = aws.client("secretsmanager").create_secret(
             Name="snapcdc/kaggle", SecretString=json.dumps({"username": kaggle.username, "key": kaggle.key})
         )
@@ -68,9 +74,26 @@ def local_stack(
             "POWERTOOLS_SERVICE_NAME": "snapcdc",
             "POWERTOOLS_METRICS_NAMESPACE": "snapcdc",
             "POWERTOOLS_TRACE_DISABLED": "true",
+            **extra,
         }
-        with patched_environ(environment), contextlib.redirect_stdout(log):
+        with patched_environ(environment), contextlib.redirect_stdout(log), _logs_to(log):
             yield aws, kaggle
+
+
+@contextlib.contextmanager
+def _logs_to(log: TextIO) -> Iterator[None]:
+    """The handlers' JSON log lines into ``log`` (the console script points them at stderr)."""
+    from snapcdc.observability import logger
+
+    handler = logger.registered_handler
+    if not isinstance(handler, logging.StreamHandler):
+        yield
+        return
+    previous = handler.setStream(log)
+    try:
+        yield
+    finally:
+        handler.setStream(previous)
 
 
 def _with_bad_rows(files: dict[str, bytes]) -> dict[str, bytes]:
@@ -101,14 +124,12 @@ def run_pipeline_cycle(aws: EmbeddedAws, moment: datetime, layout: Layout) -> di
     return summary
 
 
-def copy_bucket(aws: EmbeddedAws, out: Path) -> int:
+def copy_bucket(aws: EmbeddedAws, folder: DemoFolder) -> int:
     s3 = aws.client("s3")
     count = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
         for item in page.get("Contents", []):
-            target = out / item["Key"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(BUCKET, item["Key"], str(target))
+            s3.download_file(BUCKET, item["Key"], str(folder.file(item["Key"])))
             count += 1
     return count
 
@@ -173,8 +194,20 @@ def feed_summary(store: Any, table: Any) -> list[str]:
     return lines
 
 
-def run_demo(out: Path, snapshots: int = 4, seed: int = 42) -> int:
-    """Run the demo; returns a process exit code (0 when ``verify`` passes for every table)."""
+def run_demo(
+    out: Path,
+    snapshots: int = 4,
+    seed: int = 42,
+    serve: bool = False,
+    wait: Callable[[], None] | None = None,
+) -> int:
+    """Run the demo; returns a process exit code (0 when ``verify`` passes for every table).
+
+    ``out`` must be new, empty, or made by an earlier demo (:mod:`snapcdc_dev.demo_folder`): it
+    raises :class:`DemoFolderError` before anything is written otherwise. ``serve``: keep the
+    embedded S3 running after the summary, print the environment that points the CLI and DuckDB at
+    it, and stop when ``wait`` returns (default: Ctrl-C)."""
+    from snapcdc.cdc.iceberg.sync import iceberg_lake
     from snapcdc.config import load_config
     from snapcdc.lake.ledger import processed_snapshots, read_run_record
     from snapcdc.lake.store import S3Store
@@ -183,16 +216,14 @@ def run_demo(out: Path, snapshots: int = 4, seed: int = 42) -> int:
     config = load_config()
     layout = Layout()
     started = time.perf_counter()
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "logs").mkdir(parents=True)
+    folder = DemoFolder.claim(out, cwd=Path.cwd(), home=Path.home(), checkout=REPO_ROOT)
     dataset = LoyaltyDataset(seed=seed)
     console = sys.stdout  # the handlers' JSON logs and metrics go to the log file, progress here
     print(f"snapcdc demo: {snapshots} snapshots of {config.dataset} (generated sample), embedded S3 on 127.0.0.1")
     with (
         tempfile.TemporaryDirectory(prefix="snapcdc-demo-") as work,
-        (out / "logs" / "lambda.jsonl").open("w") as log,
-        local_stack(Path(work), config.dataset, log) as (aws, kaggle),
+        folder.file("logs/lambda.jsonl").open("w") as log,
+        local_stack(Path(work), config.dataset, log, iceberg=True) as (aws, kaggle),
     ):
         for index in range(snapshots):
             if index:
@@ -208,20 +239,56 @@ def run_demo(out: Path, snapshots: int = 4, seed: int = 42) -> int:
             for table in config.tables
             for snap in processed_snapshots(store, table.name)
         ]
-        results = verify(store, list(config.tables))
+        lake = iceberg_lake(config, store, aws.client("glue"), iceberg_demo.DATABASE)
+        results = verify(store, list(config.tables), lake)
         feed_lines = [line for table in config.tables for line in feed_summary(store, table)]
-        copied = copy_bucket(aws, out)
-    print(summary_table([r for r in runs if r is not None]))
-    print()
-    for result in results:
-        print(result.line())
-    if feed_lines:
-        print()
-        print("\n".join(feed_lines))
-    print(
-        f"\n{copied} objects copied to {out}/ (raw/, full-load/, cdc/, snapshots/, quarantine/, _runs/, "
-        "changelog/, scd2/, dms/); ",
-        end="",
-    )
-    print(f"Lambda logs in {out}/logs/lambda.jsonl; {time.perf_counter() - started:.1f} s")
+        feed_lines += iceberg_demo.time_travel(aws, store, config)
+        copied = copy_bucket(aws, folder)
+        folder.seal()
+        print(summary_table([r for r in runs if r is not None]), file=console)
+        print(file=console)
+        for result in results:
+            print(result.line(), file=console)
+        if feed_lines:
+            print(file=console)
+            print("\n".join(feed_lines), file=console)
+        print(
+            f"\n{copied} objects copied to {out}/ (raw/, full-load/, cdc/, snapshots/, quarantine/, _runs/, "
+            "changelog/, scd2/, dms/, iceberg/); ",
+            end="",
+            file=console,
+        )
+        print(f"Lambda logs in {out}/logs/lambda.jsonl; {time.perf_counter() - started:.1f} s", file=console)
+        if serve:
+            print(serve_instructions(aws.endpoint), file=console, flush=True)
+            (wait or _until_interrupted)()
     return 0 if all(r.ok for r in results) else 1
+
+
+def serve_instructions(endpoint: str) -> str:
+    """What to paste into another shell to use the embedded S3: two lines of environment, then the
+    commands and DuckDB's S3 settings."""
+    host = endpoint.removeprefix("http://")
+    return "\n".join(
+        [
+            "",
+            f"The embedded S3 stays up at {endpoint} (bucket {BUCKET}) until Ctrl-C. In another shell:",
+            "",
+            f"export AWS_ENDPOINT_URL={endpoint}",
+            "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1",
+            "",
+            f"snapcdc verify --bucket {BUCKET}",
+            f"snapcdc replay --bucket {BUCKET} --table clientes",
+            f"snapcdc ingest --bucket {BUCKET} --table clientes --snapshot 20260201T000000Z clientes.csv",
+            "",
+            "DuckDB (extension httpfs): CREATE SECRET demo (TYPE s3, KEY_ID 'testing', SECRET 'testing', "
+            f"REGION 'us-east-1', ENDPOINT '{host}', URL_STYLE 'path', USE_SSL false);",
+            f"  then e.g. SELECT count(*) FROM 's3://{BUCKET}/cdc/clientes/*.parquet';",  # noqa: S608 - printed, not run
+        ]
+    )
+
+
+def _until_interrupted() -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)

@@ -8,8 +8,9 @@ are raised after the other tables ran, so Lambda retries (done work is a no-op).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 import boto3
@@ -29,13 +30,16 @@ from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger, metrics, publish_table_metrics, tracer
 from snapcdc.settings import CdcSettings, load_settings
 
+if TYPE_CHECKING:
+    from snapcdc.cdc.iceberg.sync import IcebergLake
+
 
 class CdcBatchError(SnapcdcError, RuntimeError):
     """Some tables failed unexpectedly; raised so that Lambda retries the event."""
 
 
 @cache
-def _dependencies() -> tuple[S3Store, PipelineConfig, GlueCatalog | None, SparkRoute | None]:
+def _dependencies() -> tuple[S3Store, PipelineConfig, GlueCatalog | None, SparkRoute | None, IcebergLake | None]:
     settings = load_settings(CdcSettings)
     layout = Layout(settings.data_prefix)
     store = S3Store(boto3.client("s3", endpoint_url=settings.s3_endpoint_url), settings.bucket_name, layout)
@@ -44,10 +48,22 @@ def _dependencies() -> tuple[S3Store, PipelineConfig, GlueCatalog | None, SparkR
         catalog = GlueCatalog(boto3.client("glue"), settings.glue_database, settings.bucket_name, layout)
     route = None
     if settings.spark_job_name:
+        timeout = settings.spark_job_timeout_minutes
         route = SparkRoute(
-            boto3.client("glue"), settings.spark_job_name, settings.spark_threshold_bytes, settings.glue_database
+            boto3.client("glue"),
+            settings.spark_job_name,
+            settings.spark_threshold_bytes,
+            settings.glue_database,
+            stale_after=timedelta(minutes=timeout) if timeout else None,
+            max_restarts=settings.spark_max_restarts,
         )
-    return store, load_config(settings.pipeline_config), catalog, route
+    config = load_config(settings.pipeline_config)
+    iceberg = None
+    if settings.iceberg_catalog_database and any(t.iceberg for t in config.tables):  # docs/iceberg.md
+        from snapcdc.cdc.iceberg.sync import iceberg_lake
+
+        iceberg = iceberg_lake(config, store, boto3.client("glue"), settings.iceberg_catalog_database)
+    return store, config, catalog, route, iceberg
 
 
 def _report_metrics(report: BatchReport) -> None:
@@ -71,10 +87,10 @@ def _report_metrics(report: BatchReport) -> None:
 @metrics.log_metrics
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
-    store, config, catalog, route = _dependencies()
+    store, config, catalog, route, iceberg = _dependencies()
     keys = [unquote_plus(record.s3.get_object.key) for record in event.records]
     logger.info("cdc event", extra={"keys": keys})
-    report = process_raw_keys(store, config, keys, catalog=catalog, route=route, engine=ArrowEngine())
+    report = process_raw_keys(store, config, keys, catalog=catalog, route=route, engine=ArrowEngine(), iceberg=iceberg)
     _report_metrics(report)
     logger.info("cdc done", extra=report.summary())
     if report.failures:

@@ -13,6 +13,7 @@ from snapcdc.lake.layout import (
     CDC_PREFIX,
     FEED_PREFIXES,
     FULL_LOAD_PREFIX,
+    ICEBERG_PREFIX,
     QUARANTINE_PREFIX,
     RAW_PREFIX,
     RUNS_PREFIX,
@@ -21,6 +22,7 @@ from snapcdc.lake.layout import (
 from snapcdc.settings import Env
 
 from stacks.constructs.function import PipelineFunction
+from stacks.constructs.iceberg import grant_iceberg
 from stacks.constructs.layers import SharedLayers
 from stacks.constructs.storage import DataLakeStorage
 from stacks.context import StackSettings
@@ -49,6 +51,7 @@ class CdcFunction(Construct):
         layers: SharedLayers,
         tables: list[str],
         feeds: dict[str, list[str]] | None = None,
+        iceberg_tables: list[str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
 
@@ -58,7 +61,7 @@ class CdcFunction(Construct):
             logical_id=CDC_LOGICAL_ID,
             description="snapcdc cdc: raw CSV snapshot -> cdc/, full-load/, snapshots/, quarantine/, _runs/",
             code_dir=CDC_CODE_DIR,
-            layers=[layers.core, layers.aws_sdk_pandas, layers.powertools],
+            layers=[layers.core, layers.aws_sdk_pandas, layers.powertools, layers.iceberg],
             environment={
                 Env.BUCKET_NAME.value: storage.bucket_name,
                 Env.DATA_PREFIX.value: settings.data_prefix,
@@ -82,9 +85,10 @@ class CdcFunction(Construct):
 
         storage.grant_objects(role, ["s3:GetObject"], CDC_READS)
         storage.grant_objects(role, ["s3:PutObject", "s3:AbortMultipartUpload"], CDC_WRITES)
-        storage.grant_list(role, CDC_LISTS)
+        storage.grant_list(role, CDC_LISTS + ([ICEBERG_PREFIX] if iceberg_tables else []))
         storage.grant_key_use(role, ["kms:Decrypt", "kms:GenerateDataKey"])
         role.add_to_principal_policy(glue_catalog_statement(settings.glue_database_name, tables, feeds or {}))
+        grant_iceberg(role, storage, settings.glue_database_name, iceberg_tables or [])  # docs/iceberg.md
         NagSuppressions.add_resource_suppressions(
             role,
             [
@@ -95,7 +99,7 @@ class CdcFunction(Construct):
                     " object keys under a prefix can only be named with a wildcard.",
                     "appliesTo": [
                         {"regex": f"/^Resource::arn:<AWS::Partition>:s3:::.+/{p.replace('/', '')}/\\*$/"}
-                        for p in sorted(set(CDC_READS + CDC_WRITES))
+                        for p in sorted(set(CDC_READS + CDC_WRITES + ([ICEBERG_PREFIX] if iceberg_tables else [])))
                     ],
                 }
             ],

@@ -6,6 +6,7 @@ from aws_cdk import Annotations
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from stacks import iceberg_layer
 from stacks.context import StackSettings
 from stacks.kaggle_layer import PLACEHOLDER_DESCRIPTION, PLACEHOLDER_DIR, build_dir, is_built
 from stacks.packaging import CORE_LAYER_DIR, CORE_LAYER_EXCLUDES
@@ -53,6 +54,23 @@ class SharedLayers(Construct):
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
             description=description,
+        )
+
+        # pyiceberg for the CDC function's Iceberg tables (docs/iceberg.md), built like the kaggle layer.
+        iceberg_dir = iceberg_layer.build_dir() if settings.build_layers else iceberg_layer.PLACEHOLDER_DIR
+        if settings.build_layers and not iceberg_layer.is_built(iceberg_dir):
+            raise KaggleLayerNotBuiltError(f"the iceberg layer is not built at {iceberg_dir}; run `make layers` first")
+        self.iceberg = lambda_.LayerVersion(
+            self,
+            "IcebergLayer",
+            code=lambda_.Code.from_asset(str(iceberg_dir), exclude=[".complete"]),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description=(
+                f"pyiceberg and its dependencies ({iceberg_dir.name})"
+                if settings.build_layers
+                else iceberg_layer.PLACEHOLDER_DESCRIPTION
+            ),
         )
 
         self.powertools = lambda_.LayerVersion.from_layer_version_arn(

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from aws_cdk import Aws, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
-from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -23,6 +22,7 @@ from snapcdc import metric_names as names
 
 from stacks.constructs.cdc import CDC_SERVICE
 from stacks.constructs.extract import EXTRACT_SERVICE
+from stacks.constructs.spark_state import SPARK_STATE_SERVICE
 from stacks.context import StackSettings
 
 # Per-invocation metrics (dimension service only) that say the lake is current: CDC accepted a
@@ -45,7 +45,6 @@ class Observability(Construct):
         tables: Sequence[str],
         functions: dict[str, lambda_.IFunction],
         dead_letter_queues: dict[str, sqs.IQueue],
-        job_failures: dict[str, events.IRule] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._namespace = settings.metrics_namespace
@@ -58,19 +57,6 @@ class Observability(Construct):
                 f"{name}Errors",
                 function.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
                 f"The {name} function failed (see its log group; failed async events go to its DLQ)",
-            )
-        for name, rule in (job_failures or {}).items():
-            # A Glue job run that failed, timed out or errored alarms as a failed function does.
-            self._alarm(
-                f"{name}JobFailed",
-                cloudwatch.Metric(
-                    namespace="AWS/Events",
-                    metric_name="TriggeredRules",
-                    dimensions_map={"RuleName": rule.rule_name},
-                    period=FIVE_MINUTES,
-                    statistic="Sum",
-                ),
-                f"A run of the {name} Glue job failed, timed out or errored (see its run in the Glue console)",
             )
         for name, queue in dead_letter_queues.items():
             self._alarm(
@@ -115,6 +101,14 @@ class Observability(Construct):
                 f"{title}Quarantined",
                 self.cdc_metric(names.QUARANTINED, table),
                 f"Rows of {table} with a null or duplicated key went to quarantine/",
+            )
+            # A Spark job run of the table failed, timed out or was stopped, and was started again
+            # glue_max_retries times: the table waits for an operator (docs/operations.md).
+            self._alarm(
+                f"{title}SparkRestartsGivenUp",
+                self._metric(names.SPARK_RESTARTS_GIVEN_UP, SPARK_STATE_SERVICE, table, FIVE_MINUTES),
+                f"The Spark job failed on {table} and was started again as often as allowed: the table's"
+                " later snapshots wait until an operator fixes and replays it (docs/operations.md)",
             )
             self._alarm(
                 f"{title}MalformedSnapshot",

@@ -15,6 +15,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as assets
 from cdk_nag import NagSuppressions
 from constructs import Construct
+from snapcdc.cdc.healing import FAILED_STATES
 from snapcdc.settings import JobArgument
 
 from stacks.constructs.cdc import CDC_LISTS, CDC_READS, CDC_WRITES, glue_catalog_statement
@@ -22,11 +23,15 @@ from stacks.constructs.storage import DataLakeStorage
 from stacks.context import StackSettings
 from stacks.packaging import CODE_EXCLUDES, CORE_LAYER_DIR, SPARK_JOB_SCRIPT
 
-# Glue 5.0 ships Spark 3.5.4 on Python 3.11; the engine needs the same Arrow, pandas and numpy as the
-# CDC function's layer (AWS SDK for pandas 3.17.0), installed by Glue from PyPI when a run starts.
+# Glue 5.0 ships Spark 3.5.4 on Python 3.11 and the modules of glue/glue5-provided-modules.txt; the engine
+# needs the same Arrow, pandas and numpy as the CDC function's layer (AWS SDK for pandas 3.17.0) and
+# pydantic, and the claims need S3 conditional writes (If-None-Match, If-Match: boto3 1.35 on, where Glue
+# has 1.34.131). Glue installs these from PyPI when a run starts (tests/spark/test_glue_environment.py runs
+# the job with exactly these over Glue's list).
 GLUE_VERSION = "5.0"
-ADDITIONAL_PYTHON_MODULES = "pyarrow==24.0.0,pandas==3.0.1,numpy==2.4.2,pydantic==2.13.4"
-JOB_STATES_THAT_ALARM = ["FAILED", "TIMEOUT", "ERROR"]
+ADDITIONAL_PYTHON_MODULES = "pyarrow==24.0.0,pandas==3.0.1,numpy==2.4.2,pydantic==2.13.4,boto3==1.44.8"
+# Memory of one worker by type (Glue's worker types: G.1X 4 vCPU 16 GB, and so on, doubling).
+WORKER_MEMORY_MB = {"G.1X": 16384, "G.2X": 32768, "G.4X": 65536, "G.8X": 131072}
 # What the CDC function does with the job: start a run with the snapshot's arguments (whether a run is in
 # flight or done, it reads from the claim and the run record in the bucket, not from Glue).
 STARTER_ACTIONS = ["glue:StartJobRun"]
@@ -140,7 +145,9 @@ class SparkCdcJob(Construct):
             worker_type=settings.glue_worker_type,
             number_of_workers=settings.glue_number_of_workers,
             timeout=settings.glue_timeout_minutes,
-            max_retries=0,  # a failed run alarms; the table's next event retries it (never two at once)
+            # Glue never retries: the state-change handler starts a failed table again (claim first, so
+            # never two runs of a table at once), glue_max_retries times (docs/deploy.md).
+            max_retries=0,
             execution_property=glue.CfnJob.ExecutionPropertyProperty(max_concurrent_runs=max(1, len(tables))),
             security_configuration=self.security_configuration.ref,
             default_arguments={
@@ -151,20 +158,24 @@ class SparkCdcJob(Construct):
                 JobArgument.BUCKET_NAME.flag: storage.bucket_name,
                 JobArgument.DATA_PREFIX.flag: settings.data_prefix or "-",
                 JobArgument.GLUE_DATABASE.flag: settings.glue_database_name,
+                JobArgument.SHUFFLE_PARTITIONS.flag: str(settings.glue_shuffle_partitions),
+                JobArgument.PARTITION_MB.flag: str(settings.glue_partition_mb),
+                "--conf": conf_argument(spark_conf(settings)),
             },
             tags={"project": "snapcdc"},
         )
         self.job_arn = f"arn:{Aws.PARTITION}:glue:{Aws.REGION}:{Aws.ACCOUNT_ID}:job/{self.job_name}"
 
-        # A failed or timed-out run: an EventBridge rule whose matches the observability alarms on.
+        self.timeout_minutes = settings.glue_timeout_minutes
+        # A run that ended without finishing: the state-change handler (SparkRunHealer) heals its table.
         self.failures = events.Rule(
             self,
             "RunFailed",
-            description="snapcdc Spark CDC job run failed, timed out or errored",
+            description="snapcdc Spark CDC job run failed, timed out, was stopped or errored",
             event_pattern=events.EventPattern(
                 source=["aws.glue"],
                 detail_type=["Glue Job State Change"],
-                detail={"jobName": [self.job_name], "state": JOB_STATES_THAT_ALARM},
+                detail={"jobName": [self.job_name], "state": list(FAILED_STATES)},
             ),
         )
 
@@ -196,3 +207,22 @@ class SparkCdcJob(Construct):
         role.add_to_principal_policy(
             iam.PolicyStatement(sid="StartSparkCdcJob", actions=STARTER_ACTIONS, resources=[self.job_arn])
         )
+
+
+def spark_conf(settings: StackSettings) -> dict[str, str]:
+    """The Spark settings this workload needs (docs/deploy.md says why each, and its context key)."""
+    overhead = settings.glue_executor_memory_overhead_mb or WORKER_MEMORY_MB[settings.glue_worker_type] // 8
+    adaptive = str(settings.glue_adaptive_execution).lower()
+    return {
+        # The executors' Python workers (the engine's Arrow diff per partition) live outside the JVM heap.
+        "spark.executor.memoryOverhead": f"{overhead}m",
+        "spark.driver.maxResultSize": f"{settings.glue_driver_max_result_mb}m",
+        "spark.sql.adaptive.enabled": adaptive,
+        "spark.sql.adaptive.coalescePartitions.enabled": adaptive,
+        "spark.sql.adaptive.skewJoin.enabled": adaptive,
+    }
+
+
+def conf_argument(conf: dict[str, str]) -> str:
+    """Glue's one ``--conf`` argument carrying several settings: ``a=1 --conf b=2`` (Glue passes it on)."""
+    return " --conf ".join(f"{name}={value}" for name, value in conf.items())

@@ -24,6 +24,13 @@ CUSTOM_CONTEXT: dict[str, Any] = {
     "glue_worker_type": "G.2X",
     "glue_number_of_workers": "20",
     "spark_threshold_mb": "500",
+    "glue_timeout_minutes": "240",
+    "glue_max_retries": "3",
+    "glue_executor_memory_overhead_mb": "3072",
+    "glue_shuffle_partitions": "400",
+    "glue_partition_mb": "256",
+    "glue_driver_max_result_mb": "1024",
+    "glue_adaptive_execution": "false",
 }
 
 

@@ -15,8 +15,9 @@ EXPECTED_SKIPS = {
     ("CKV_AWS_18", "AWS::S3::Bucket.StorageAccessLogBucket76E80A12"),
     ("CKV_AWS_27", "AWS::SQS::Queue.ExtractHandlerDeadLetterQueueB1DBADCB"),
     ("CKV_AWS_27", "AWS::SQS::Queue.CdcHandlerDeadLetterQueue2EF6422E"),
+    ("CKV_AWS_27", "AWS::SQS::Queue.SparkStateHandlerDeadLetterQueue55EB6815"),
     *((check, f"AWS::Lambda::Function.{fn}") for check in ("CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173")
-      for fn in ("ExtractFunction", "CdcFunction")),
+      for fn in ("ExtractFunction", "CdcFunction", "SparkStateFunction")),
 }  # fmt: skip
 
 
@@ -60,8 +61,9 @@ def test_log_groups_are_encrypted_with_the_log_key_that_only_logs_of_this_accoun
     # Given the functions' log groups and the stack's keys (CKV_AWS_158 fixed, not skipped)
     groups = synth.resources("AWS::Logs::LogGroup")
     key_ids = {g["Properties"]["KmsKeyId"]["Fn::GetAtt"][0] for g in groups.values()}
-    # Then both use one key, whose policy lets CloudWatch Logs use it for log groups of this account
-    assert len(groups) == 2
+    # Then all three (extract, CDC, the Spark job's state handler) use one key, whose policy lets CloudWatch
+    # Logs use it for log groups of this account
+    assert len(groups) == 3
     assert len(key_ids) == 1
     (key_id,) = key_ids
     statements = synth.resource(key_id)["Properties"]["KeyPolicy"]["Statement"]

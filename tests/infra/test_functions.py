@@ -127,7 +127,7 @@ def test_extract_environment(synth: Synth) -> None:
 def test_cdc_environment_has_no_secret(synth: Synth) -> None:
     # Given the CDC function's environment
     env = _props(synth, CDC)["Environment"]["Variables"]
-    # Then it has the bucket, prefix, Glue database, the Spark job and its threshold, and Powertools
+    # Then it has the bucket, prefix, Glue database, the Spark job (threshold, timeout, restarts), and Powertools
     # settings, and nothing about Kaggle
     assert set(env) == {
         "BUCKET_NAME",
@@ -135,6 +135,8 @@ def test_cdc_environment_has_no_secret(synth: Synth) -> None:
         "GLUE_DATABASE",
         "SPARK_JOB_NAME",
         "SPARK_THRESHOLD_BYTES",
+        "SPARK_JOB_TIMEOUT_MINUTES",
+        "SPARK_MAX_RESTARTS",
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
         "LOG_LEVEL",

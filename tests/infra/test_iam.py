@@ -93,18 +93,31 @@ def test_cdc_reads_and_writes_only_its_prefixes(synth: Synth) -> None:
     # cdc/ full-load/ snapshots/ quarantine/ _runs/ and the feeds' prefixes
     feeds = ("changelog", "scd2", "dms")
     reads = {f"{BUCKET}/{p}/*" for p in ("raw", "snapshots", "_runs", "full-load", "cdc", *feeds)}
-    assert grants["s3:GetObject"] == reads
+    # and the Iceberg tables' prefix iceberg/ (the packaged config enables them on a table): read,
+    # written, and deleted only there (an attempt's unlisted data files, docs/iceberg.md)
+    iceberg = f"{BUCKET}/iceberg/*"
+    assert grants["s3:GetObject"] == {*reads, iceberg}
     writes = {f"{BUCKET}/{p}/*" for p in ("cdc", "full-load", "snapshots", "quarantine", "_runs", *feeds)}
-    assert grants["s3:PutObject"] == writes
-    assert grants["s3:AbortMultipartUpload"] == writes
-    assert set(grants) == {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"}
+    assert grants["s3:PutObject"] == {*writes, iceberg}
+    assert grants["s3:AbortMultipartUpload"] == {*writes, iceberg}
+    assert grants["s3:DeleteObject"] == {iceberg}
+    assert set(grants) == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "s3:DeleteObject",
+        "s3:ListBucket",
+    }
 
 
 @pytest.mark.parametrize(
     ("function", "prefixes"),
     [
         ("ExtractFunction", ["raw/*"]),
-        ("CdcFunction", ["raw/*", "snapshots/*", "_runs/*", "cdc/*", "full-load/*", "changelog/*", "scd2/*", "dms/*"]),
+        (
+            "CdcFunction",
+            ["raw/*", "snapshots/*", "_runs/*", "cdc/*", "full-load/*", "changelog/*", "scd2/*", "dms/*", "iceberg/*"],
+        ),
     ],
 )
 def test_list_bucket_only_with_prefix_conditions(synth: Synth, function: str, prefixes: list[str]) -> None:
@@ -190,8 +203,10 @@ def _glue_statements(synth: Synth, function: str) -> list[Statement]:
 
 
 def test_the_cdc_role_may_get_create_and_update_exactly_its_tables_glue_tables(synth: Synth) -> None:
-    # Given the CDC role's Glue statements
-    (statement,) = _glue_statements(synth, "CdcFunction")
+    # Given the CDC role's Glue statement for the Hive tables (the Iceberg tables' has its own, below)
+    (statement,) = [
+        s for s in _glue_statements(synth, "CdcFunction") if s.body.get("Sid") != "IcebergTablesInTheGlueCatalog"
+    ]
     # Then one statement: what snapcdc.cdc.catalog calls, on the catalog, the database and, per table of
     # the pipeline config, <table>_cdc, <table>_full_load and <table>_snapshots, and <table>_<feed> for
     # each change feed the table enables (no wildcard)
@@ -210,6 +225,26 @@ def test_the_cdc_role_may_get_create_and_update_exactly_its_tables_glue_tables(s
         ]
     )
     assert not statement.conditions
+
+
+def test_the_cdc_role_may_get_create_and_update_exactly_the_iceberg_tables(synth: Synth) -> None:
+    # Given the CDC role's statement for the Iceberg tables
+    (statement,) = [
+        s for s in _glue_statements(synth, "CdcFunction") if s.body.get("Sid") == "IcebergTablesInTheGlueCatalog"
+    ]
+    # Then what pyiceberg's Glue catalog calls (load, create, the conditional commit), on <table> and
+    # <table>_changes of each table that enables Iceberg (and GetDatabase, which each commit calls), no
+    # DeleteTable and no wildcard
+    enabled = [t.name for t in load_config().tables if t.iceberg]
+    assert enabled, "the packaged config enables Iceberg on a table"
+    assert sorted(statement.actions) == ["glue:CreateTable", "glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"]
+    assert sorted(render(r) for r in statement.resources) == sorted(
+        [
+            f"{GLUE}:catalog",
+            f"{GLUE}:database/snapcdc",
+            *(f"{GLUE}:table/snapcdc/{t}{suffix}" for t in enabled for suffix in ("", "_changes")),
+        ]
+    )
 
 
 def test_the_extract_role_has_no_glue_permission(synth: Synth) -> None:

@@ -194,6 +194,7 @@ def test_every_alarm_and_widget_reads_a_metric_the_handlers_emit(synth: Synth) -
         *metric_names.CDC_INVOCATION_METRICS,
         *metric_names.EXTRACT_TABLE_METRICS,
         *metric_names.EXTRACT_INVOCATION_METRICS,
+        *metric_names.SPARK_STATE_TABLE_METRICS,
     }
     # When collecting every custom metric the alarms and the dashboard read
     read = _custom_metric_names(synth)

@@ -9,15 +9,18 @@ from typing import Any
 
 import pytest
 
+from stacks import iceberg_layer
 from stacks.kaggle_layer import build_dir, directory_size, is_built
 from stacks.packaging import (
     CDC_CODE_DIR,
     CLI_ONLY_PATHS,
     EXTRACT_CODE_DIR,
+    ICEBERG_LAYER_BOUND_BYTES,
     KAGGLE_LAYER_BOUND_BYTES,
     LAMBDA_UNZIPPED_LIMIT_BYTES,
     MIB,
     PUBLISHED_LAYERS,
+    SPARK_STATE_CODE_DIR,
     published_layer_bytes,
 )
 
@@ -38,6 +41,9 @@ def _layer_bytes(synth: Synth, layer: Any) -> tuple[str, int]:
         # Synth uses a placeholder: count the real build if there is one, else its recorded bound.
         size = directory_size(build_dir()) if is_built() else KAGGLE_LAYER_BOUND_BYTES
         return "kaggle layer", size
+    if "iceberg" in description.lower():
+        size = directory_size(iceberg_layer.build_dir()) if iceberg_layer.is_built() else ICEBERG_LAYER_BOUND_BYTES
+        return "iceberg layer", size
     return description, _asset_bytes(synth, resource)
 
 
@@ -102,7 +108,9 @@ def test_core_layer_leaves_out_the_development_harness_and_the_cli(synth: Synth)
     assert (package / "cdc" / "stage.py").is_file()
 
 
-@pytest.mark.parametrize("code_dir", [EXTRACT_CODE_DIR, CDC_CODE_DIR], ids=["extract", "cdc"])
+@pytest.mark.parametrize(
+    "code_dir", [EXTRACT_CODE_DIR, CDC_CODE_DIR, SPARK_STATE_CODE_DIR], ids=["extract", "cdc", "spark_state"]
+)
 def test_each_handler_imports_with_the_staged_core_layer_alone(synth: Synth, code_dir: Path) -> None:
     # Given a fresh interpreter whose snapcdc package is the staged layer (not the source tree)
     layer = _staged_core(synth) / "python"

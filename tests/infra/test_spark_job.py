@@ -71,7 +71,7 @@ def test_the_threshold_is_sized_from_the_function_memory_or_set_in_context(synth
     def threshold(s: Synth) -> int:
         (function,) = [
             f for f in s.resources("AWS::Lambda::Function").values()
-            if "SPARK_JOB_NAME" in f["Properties"].get("Environment", {}).get("Variables", {})
+            if "SPARK_THRESHOLD_BYTES" in f["Properties"].get("Environment", {}).get("Variables", {})
         ]  # fmt: skip
         return int(function["Properties"]["Environment"]["Variables"]["SPARK_THRESHOLD_BYTES"])
 
@@ -79,20 +79,128 @@ def test_the_threshold_is_sized_from_the_function_memory_or_set_in_context(synth
     assert threshold(custom_synth) == 500 * 1024 * 1024
 
 
-def test_a_failed_timed_out_or_errored_run_alarms(synth: Synth) -> None:
-    (rule_id, rule) = next(
-        (k, r) for k, r in synth.resources("AWS::Events::Rule").items() if "EventPattern" in r["Properties"]
-    )
+def _conf(job: dict[str, Any]) -> dict[str, str]:
+    """The job's ``--conf`` argument (``a=1 --conf b=2``) as Spark settings."""
+    pairs = [item.strip() for item in job["DefaultArguments"]["--conf"].split("--conf")]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def test_the_spark_settings_have_defaults_sized_for_the_workload(synth: Synth) -> None:
+    # Given the job as cdk.json's defaults make it
+    job = _job(synth)
+    # Then the executors' Python workers get an eighth of a G.1X worker's 16 GB, adaptive execution is on,
+    # the driver's result cap is 2 GB, and shuffle partitions follow each raw object's size (128 MB each)
+    assert _conf(job) == {
+        "spark.executor.memoryOverhead": "2048m",
+        "spark.driver.maxResultSize": "2048m",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.adaptive.coalescePartitions.enabled": "true",
+        "spark.sql.adaptive.skewJoin.enabled": "true",
+    }
+    assert job["DefaultArguments"]["--SHUFFLE_PARTITIONS"] == "0"
+    assert job["DefaultArguments"]["--PARTITION_MB"] == "128"
+    assert (job["Timeout"], job["MaxRetries"]) == (120, 0)
+
+
+def test_the_spark_settings_follow_context(custom_synth: Synth) -> None:
+    # Given glue_* context keys set (G.2X, overhead 3 GB, 400 partitions, 256 MB, 1 GB results, no AQE)
+    job = _job(custom_synth)
+    conf = _conf(job)
+    # Then each reaches the job's arguments
+    assert conf["spark.executor.memoryOverhead"] == "3072m"
+    assert conf["spark.driver.maxResultSize"] == "1024m"
+    assert {conf[k] for k in conf if k.startswith("spark.sql.adaptive")} == {"false"}
+    assert job["DefaultArguments"]["--SHUFFLE_PARTITIONS"] == "400"
+    assert job["DefaultArguments"]["--PARTITION_MB"] == "256"
+    # and the timeout, which also ages a claim out (the CDC function's SPARK_JOB_TIMEOUT_MINUTES)
+    assert job["Timeout"] == 240
+    assert job["MaxRetries"] == 0  # the state-change handler retries (glue_max_retries), never Glue
+
+
+def test_the_memory_overhead_defaults_to_an_eighth_of_the_worker_type(synth: Synth, custom_synth: Synth) -> None:
+    # Given G.2X workers (32 GB) and an explicit overhead in custom_synth: the explicit value wins
+    assert _conf(_job(custom_synth))["spark.executor.memoryOverhead"] == "3072m"
+    # And without it the overhead follows the worker type
+    from stacks.constructs.spark_job import spark_conf
+    from stacks.context import StackSettings
+
+    assert spark_conf(StackSettings(glue_worker_type="G.4X"))["spark.executor.memoryOverhead"] == "8192m"
+
+
+def _state_function(synth: Synth) -> dict[str, Any]:
+    return dict(synth.resource("SparkStateFunction")["Properties"])
+
+
+def test_a_failed_timed_out_stopped_or_errored_run_goes_to_the_state_function(synth: Synth) -> None:
+    # Given the rule on the job's state changes
+    (rule,) = [r for r in synth.resources("AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
     pattern = rule["Properties"]["EventPattern"]
+    # Then it matches this job's runs that ended without finishing, STOPPED included
     assert pattern["source"] == ["aws.glue"]
-    assert pattern["detail"]["state"] == ["FAILED", "TIMEOUT", "ERROR"]
+    assert pattern["detail-type"] == ["Glue Job State Change"]
+    assert sorted(pattern["detail"]["state"]) == ["ERROR", "FAILED", "STOPPED", "TIMEOUT"]
     assert pattern["detail"]["jobName"] == [_job(synth)["Name"]]
+    # And its one target is the state-change function, retried twice
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["SparkStateFunction", "Arn"]}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
+    environment = _state_function(synth)["Environment"]["Variables"]
+    assert environment["SPARK_JOB_NAME"] == _job(synth)["Name"]
+    assert environment["SPARK_MAX_RESTARTS"] == "2"
+
+
+def test_the_restart_bound_and_the_takeover_age_follow_context(custom_synth: Synth) -> None:
+    # Given glue_max_retries=3 and glue_timeout_minutes=240
+    state = _state_function(custom_synth)["Environment"]["Variables"]
+    (cdc,) = [
+        f["Properties"]["Environment"]["Variables"]
+        for f in custom_synth.resources("AWS::Lambda::Function").values()
+        if "SPARK_THRESHOLD_BYTES" in f["Properties"].get("Environment", {}).get("Variables", {})
+    ]
+    # Then the state-change function restarts a table 3 times, and so may the CDC function's takeover,
+    # which takes a claim over once it is older than the job's timeout
+    assert state["SPARK_MAX_RESTARTS"] == cdc["SPARK_MAX_RESTARTS"] == "3"
+    assert cdc["SPARK_JOB_TIMEOUT_MINUTES"] == "240"
+
+
+def test_a_table_whose_restarts_are_given_up_alarms_with_its_name(synth: Synth) -> None:
+    # Given the alarms on the state-change function's per-table metric
     alarms = [
         a["Properties"]
         for a in synth.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "SparkRestartsGivenUp"
+    ]
+    # Then there is one per table, each naming its table, and each notifies the alarm topic
+    from snapcdc.config import load_config
+
+    tables = {d["Value"] for a in alarms for d in a["Dimensions"] if d["Name"] == "table"}
+    assert tables == set(load_config().table_names)
+    assert all({"Name": "service", "Value": "snapcdc-spark-state"} in a["Dimensions"] for a in alarms)
+    assert all(a["AlarmActions"] for a in alarms)
+    # And the rule's raw TriggeredRules count (no table in it) alarms no more
+    assert not [
+        a
+        for a in synth.resources("AWS::CloudWatch::Alarm").values()
         if a["Properties"].get("MetricName") == "TriggeredRules"
     ]
-    (alarm,) = alarms
-    assert alarm["Namespace"] == "AWS/Events"
-    assert alarm["Dimensions"] == [{"Name": "RuleName", "Value": {"Ref": rule_id}}]
-    assert alarm["AlarmActions"]
+
+
+def test_the_state_function_may_only_read_and_replace_claims_and_restart_this_job(synth: Synth) -> None:
+    from .cfn_helpers import role_statements
+
+    role = _state_function(synth)["Role"]["Fn::GetAtt"][0]
+    statements = role_statements(synth.template, role)
+    actions = sorted({a for s in statements for a in s.actions})
+    # Then it reads and rewrites the claims and nothing else of the bucket, lists _runs/, uses the data key
+    # through S3, and gets and starts runs of this one job; it deletes nothing
+    assert [a for a in actions if a.startswith(("s3:", "glue:"))] == [
+        "glue:GetJobRun",
+        "glue:StartJobRun",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:PutObject",
+    ]
+    objects = {r for s in statements if "s3:PutObject" in s.actions for r in s.resources}
+    assert {r.split("/", 1)[1] for r in objects} == {"_runs/*.glue.json"}
+    glue = {r for s in statements if "glue:StartJobRun" in s.actions for r in s.resources}
+    assert [r.rsplit(":", 1)[1] for r in glue] == [f"job/{_job(synth)['Name']}"]

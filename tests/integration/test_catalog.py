@@ -221,7 +221,12 @@ def test_a_refused_snapshot_leaves_the_catalog_alone(store, glue, tmp_path):
 
 def test_columns_colliding_when_lower_cased_are_an_error_naming_both(store, glue, tmp_path):
     # Given a snapshot with two columns that Glue would store under one name
-    _put(store, S1, ["idCliente", "qtdePontos", "QtdePontos"], [["a", 1, 2], ["b", 3, 4]])
+    _put(
+        store,
+        S1,
+        ["idCliente", "qtdePontos", "QtdePontos", "DtAtualizacao"],  # the config's date_field must be there
+        [["a", 1, 2, "2026-01-01 00:00:00"], ["b", 3, 4, "2026-01-01 00:00:00"]],
+    )
     # When / Then the sync fails naming both, before the run record (so the snapshot is not done)
     with pytest.raises(CatalogError, match=r"'qtdePontos' and 'QtdePontos'.*'qtdepontos'"):
         _processor(store, glue, tmp_path).process(Snapshot.parse(S1))

@@ -347,6 +347,8 @@ def teach_moto_resources() -> Iterator[None]:
         if params.get("JobName"):
             return f"arn:aws:glue:{self.region}:{self.current_account}:job/{params['JobName']}"
         database, table = params.get("DatabaseName"), params.get("Name") or (params.get("TableInput") or {}).get("Name")
+        if table and not database and "TableInput" not in params:  # GetDatabase (pyiceberg's commit asks)
+            return f"arn:aws:glue:{self.region}:{self.current_account}:database/{table}"
         if not (database and table):
             return "*"
         return f"arn:aws:glue:{self.region}:{self.current_account}:table/{database}/{table}"

@@ -62,6 +62,7 @@ def _managed_policy(template: dict[str, Any], logical_id: str) -> dict[str, dict
 PRINCIPALS: dict[str, Callable[[dict[str, Any]], dict[str, dict[str, Any]]]] = {
     "extract": lambda t: role_policy_documents(t, _function_role(t, "ExtractFunction")),
     "cdc": lambda t: role_policy_documents(t, _function_role(t, "CdcFunction")),
+    "spark-state": lambda t: role_policy_documents(t, _function_role(t, "SparkStateFunction")),
     "operator-verify": lambda t: _managed_policy(t, VERIFY_LOGICAL_ID),
     "operator-replay": lambda t: _managed_policy(t, REPLAY_LOGICAL_ID),
 }

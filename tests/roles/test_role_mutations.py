@@ -13,6 +13,10 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from snapcdc.cdc.routing import SparkRoute
+from snapcdc_dev.demo import load_handler
+from snapcdc_dev.embedded_aws import patched_environ
+from snapcdc_dev.events import LocalLambdaContext
 
 from .iam_lab import RUNTIME_ACTIONS, actions_of, enforcing, is_denial, statements, without_action
 from .lab import PRINCIPALS, create_glue_job, open_roles_lab, spark_job_name, start_spark_job
@@ -38,6 +42,7 @@ SWEEP = {
         "glue:GetTable",
         "glue:CreateTable",
         "glue:UpdateTable",
+        "glue:GetDatabase",  # each Iceberg commit asks (docs/iceberg.md)
     ],
     "operator-verify": ["s3:GetObject", "s3:ListBucket", "kms:Decrypt"],
     "operator-replay": [
@@ -50,8 +55,23 @@ SWEEP = {
         "kms:GenerateDataKey",
     ],
 }
-# Actions the chain does not call (its tables are small): each has a mutation test of its own.
-OUTSIDE_THE_CHAIN = [("cdc", "glue:StartJobRun")]
+# Actions the chain does not call (its tables are small, no run fails): each has a mutation test of its own.
+HEALER_ACTIONS = [
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:ListBucket",
+    "kms:Decrypt",
+    "kms:GenerateDataKey",
+    "glue:GetJobRun",
+    "glue:StartJobRun",
+]
+# s3:DeleteObject: the CDC role deletes only the data files of an Iceberg commit that lost the race to
+# another writer (tests/iceberg/test_commit.py), which the chain never meets.
+OUTSIDE_THE_CHAIN = [
+    ("cdc", "glue:StartJobRun"),
+    ("cdc", "s3:DeleteObject"),
+    *(("spark-state", a) for a in HEALER_ACTIONS),
+]
 MUTATIONS = [(principal, action) for principal, actions in SWEEP.items() for action in actions]
 SAMPLE = [
     ("extract", "secretsmanager:GetSecretValue"),
@@ -74,6 +94,8 @@ OPERATIONS = {
     "glue:GetTable": {"GetTable"},
     "glue:CreateTable": {"CreateTable"},
     "glue:UpdateTable": {"UpdateTable"},
+    "glue:GetJobRun": {"GetJobRun"},
+    "glue:StartJobRun": {"StartJobRun"},
 }
 
 
@@ -91,7 +113,7 @@ def test_the_sweep_covers_every_action_of_every_principal(template: dict[str, An
         for principal, find in PRINCIPALS.items()
     }
     # Then the sweep removes each of them once (the Glue hand-off by its own mutation test below)
-    swept = {p: set(a) | {a for q, a in OUTSIDE_THE_CHAIN if q == p} for p, a in SWEEP.items()}
+    swept = {p: set(SWEEP.get(p, ())) | {a for q, a in OUTSIDE_THE_CHAIN if q == p} for p in PRINCIPALS}
     assert swept == held
     assert len(MUTATIONS) == len(set(MUTATIONS))
 
@@ -145,3 +167,41 @@ def test_removing_start_job_run_denies_the_hand_off_to_the_spark_job(template: d
                 start_spark_job(lab, name)
     # Then the call is denied
     assert is_denial(denied.value.response["Error"]), denied.value.response["Error"]
+
+
+@pytest.mark.parametrize("action", HEALER_ACTIONS, ids=[f"spark-state without {a}" for a in HEALER_ACTIONS])
+def test_removing_an_action_of_the_state_change_handler_fails_the_healing_on_it(
+    template: dict[str, Any], tmp_path: Path, action: str
+) -> None:
+    # Given the state-change handler's role without one action, and a snapshot handed to the stack's job
+    documents = without_action(PRINCIPALS["spark-state"](template), action)
+    with open_roles_lab(template, tmp_path, overrides={"spark-state": documents}) as lab:
+        name = spark_job_name(template)
+        create_glue_job(lab, name)
+        with enforcing(), lab.as_principal("cdc") as session:
+            route = SparkRoute(session.client("glue", endpoint_url=lab.aws.endpoint), name, 0)
+            handed = route.hand_over(lab.store(session), "clientes", "20260301T090000Z")
+        assert handed.run_id is not None and lab.enforcement is not None
+        # When Glue reports the run FAILED to the handler
+        event = {
+            "version": "0",
+            "id": "mutation",
+            "detail-type": "Glue Job State Change",
+            "source": "aws.glue",
+            "account": "123456789012",
+            "time": "2026-03-01T10:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": {"jobName": name, "state": "FAILED", "jobRunId": handed.run_id},
+        }
+        with (
+            enforcing(),
+            lab.as_principal("spark-state"),
+            patched_environ({"SPARK_JOB_NAME": name}),
+            pytest.raises(ClientError) as failed,
+        ):
+            load_handler("spark_state").lambda_handler(event, LocalLambdaContext("snapcdc-spark-state"))
+        # Then the healing fails, and the first denied call is the handler's call of that action
+        assert is_denial(failed.value.response["Error"]), failed.value.response["Error"]
+        first = lab.enforcement.denied[0]
+        assert (first.principal, first.operation) in {("spark-state", op) for op in OPERATIONS[action]}, first

@@ -10,6 +10,10 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from snapcdc.cdc.routing import SparkRoute
+from snapcdc_dev.demo import load_handler
+from snapcdc_dev.embedded_aws import patched_environ
+from snapcdc_dev.events import LocalLambdaContext
 
 from .iam_lab import enforcing, is_denial
 from .lab import ChainResult, RolesLab, create_glue_job, open_roles_lab, spark_job_name, start_spark_job
@@ -78,6 +82,11 @@ FORBIDDEN = [
     ("cdc", "deletes a run record", _delete_first("_runs/")),
     ("cdc", "deletes a raw CSV", _delete_first("raw/")),
     ("cdc", "lists the bucket root (s3:prefix, evaluated by the lab)", _list("")),
+    ("spark-state", "writes a run record", _put("_runs/clientes/snapshot=20260101T000000Z.json")),
+    ("spark-state", "deletes under _runs/", _delete_first("_runs/")),
+    ("spark-state", "writes outside _runs/", _put("cdc/clientes/forged.parquet")),
+    ("spark-state", "reads a raw CSV", _get_first("raw/")),
+    ("spark-state", "lists outside _runs/ (s3:prefix, evaluated by the lab)", _list("raw/")),
     ("operator-verify", "writes a run record", _put("_runs/clientes/snapshot=20260101T000000Z.json")),
     ("operator-verify", "deletes a change file", _delete_first("cdc/")),
     ("operator-verify", "reads the Kaggle secret", _read_secret),
@@ -126,3 +135,47 @@ def test_the_cdc_role_hands_a_big_snapshot_to_the_spark_job_and_starts_no_other_
         with pytest.raises(ClientError) as denied:
             start_spark_job(lab, "someone-elses-job")
     assert is_denial(denied.value.response["Error"]), denied.value.response["Error"]
+
+
+def test_the_state_change_handler_heals_a_failed_run_under_its_role_and_restarts_no_other_job(
+    ran: tuple[RolesLab, ChainResult], template: dict[str, Any]
+) -> None:
+    # Given the stack's Glue job, another job, and a snapshot the CDC function handed to the stack's job
+    lab, _ = ran
+    name = spark_job_name(template)
+    create_glue_job(lab, name)
+    create_glue_job(lab, "someone-elses-job")
+    snap = "20260301T090000Z"
+    with enforcing(), lab.as_principal("cdc") as session:
+        store = lab.store(session)
+        route = SparkRoute(session.client("glue", endpoint_url=lab.aws.endpoint), name, 0)
+        handed = route.hand_over(store, "clientes", snap)
+    assert handed.run_id is not None
+    # When Glue reports the run FAILED and the state-change handler runs as its role
+    event = {
+        "version": "0",
+        "id": "roles-lab",
+        "detail-type": "Glue Job State Change",
+        "source": "aws.glue",
+        "account": "123456789012",
+        "time": "2026-03-01T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {"jobName": name, "state": "FAILED", "jobRunId": handed.run_id},
+    }
+    assert lab.enforcement is not None
+    denied_before = len(lab.enforcement.denied)
+    with enforcing(), lab.as_principal("spark-state") as session, patched_environ({"SPARK_JOB_NAME": name}):
+        lab.current_session = session
+        healed = load_handler("spark_state").lambda_handler(event, LocalLambdaContext("snapcdc-spark-state"))
+        # Then it read the run, replaced the claim and started the table again, with no call denied
+        assert (healed["action"], healed["table"], healed["snapshot"]) == ("restarted", "clientes", snap)
+        assert lab.enforcement.denied[denied_before:] == []
+        # And it may not start another job, nor delete the claim it rewrote
+        with pytest.raises(ClientError) as other_job:
+            start_spark_job(lab, "someone-elses-job")
+        s3 = session.client("s3", endpoint_url=lab.aws.endpoint)
+        with pytest.raises(ClientError) as delete_claim:
+            s3.delete_object(Bucket=lab.bucket, Key=lab.store(session).layout.claim_key("clientes", snap))
+    assert is_denial(other_job.value.response["Error"]), other_job.value.response["Error"]
+    assert is_denial(delete_claim.value.response["Error"]), delete_claim.value.response["Error"]

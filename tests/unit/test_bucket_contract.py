@@ -12,7 +12,7 @@ PACKAGE = ROOT / "layers" / "core" / "python" / "snapcdc"
 LAYOUT = PACKAGE / "lake" / "layout.py"
 SCANNED = [PACKAGE, ROOT / "stacks", ROOT / "lambdas", ROOT / "app.py"]
 
-PREFIXES = ["raw", "cdc", "full-load", "snapshots", "quarantine", "changelog", "scd2", "dms", "_runs"]
+PREFIXES = ["raw", "cdc", "full-load", "snapshots", "quarantine", "changelog", "scd2", "dms", "_runs", "iceberg"]
 # A prefix at the start of a key or of a word ("raw/", f"{prefix}raw/"), not a folder of another path ("lambdas/cdc/").
 CONTRACT = re.compile(
     r"(?<![\w/.-])(?:" + "|".join(re.escape(p) for p in PREFIXES) + r")/|_manifests|_archives|\.glue\.json"

@@ -3,65 +3,62 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
-import io
 import json
-import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from snapcdc.errors import SnapcdcError
+from snapcdc import cli_inputs
+from snapcdc.cli_console import Parser, common_options, pipeline_logs, version
+from snapcdc.cli_failure import (
+    EXIT_CHECK_FAILED,
+    EXIT_ENVIRONMENT,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    CliError,
+    classify,
+    input_fix,
+    one_line,
+)
 
 if TYPE_CHECKING:
     from snapcdc.cdc.catalog import GlueCatalog
+    from snapcdc.cdc.iceberg.sync import IcebergLake
     from snapcdc.config import TableConfig
     from snapcdc.lake.records import RunRecord
-    from snapcdc.lake.snapshot import Snapshot
     from snapcdc.lake.store import S3Store
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
-EXIT_REFUSED = 3
+EXIT_BAD_INPUT = EXIT_USAGE  # ingest's documented "2: bad input"
 
 
 # -- diff ---------------------------------------------------------------------------------------
-def _observed_at(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _ratio(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must be between 0 and 1")
-    return value
-
-
 def _add_diff(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "diff",
         help="diff two local snapshots (CSV or Parquet) with the Lambda's engine",
         description="Writes the change set to OUT and, when rows were rejected, OUT's stem + "
-        "'.quarantine.parquet' beside it. Prints one JSON line of counts. Exit 2: malformed input; "
-        "exit 3: refused by the delete guard (nothing written).",
+        "'.quarantine.parquet' beside it. Prints one JSON line of counts. Exit 2: a wrong argument or "
+        "malformed input; exit 3: refused by the delete guard (nothing written); 5: no Java for --engine spark.",
+        parents=[common_options()],
     )
     parser.add_argument("--old", type=Path, help="previous snapshot; omit for a first (full) load")
     parser.add_argument("--new", type=Path, required=True, help="new snapshot")
     parser.add_argument("--pk", required=True, help="primary key column(s), comma separated")
     parser.add_argument("--date-field", help="column whose advance is checked on updates")
-    parser.add_argument("--delimiter", help="CSV delimiter (default: detect ',' or ';')")
-    parser.add_argument("--max-delete-ratio", type=_ratio, default=0.5, help="refuse above this share (0.5)")
+    parser.add_argument(
+        "--delimiter", type=cli_inputs.delimiter, help="CSV delimiter: one character, or '\\t' (default: ',' or ';')"
+    )
+    _add_encoding_option(parser)
+    parser.add_argument("--max-delete-ratio", type=cli_inputs.ratio, default=0.5, help="refuse above this share (0.5)")
     parser.add_argument("--allow-mass-delete", action="store_true", help="accept any share of deletes")
-    parser.add_argument("--observed-at", type=_observed_at, help="_cdc_timestamp (ISO-8601; default: now)")
+    parser.add_argument("--observed-at", type=cli_inputs.observed_at, help="_cdc_timestamp (ISO-8601; default: now)")
     parser.add_argument("--snapshot-out", type=Path, help="also keep the accepted snapshot Parquet here")
     parser.add_argument("--out", type=Path, required=True, help="change set Parquet to write")
     parser.add_argument(
@@ -73,6 +70,15 @@ def _add_diff(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     parser.set_defaults(run=_run_diff)
 
 
+def _add_encoding_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--encoding",
+        type=cli_inputs.encoding,
+        default="utf-8",
+        help="the CSV's text encoding (default utf-8; e.g. latin-1, cp1252): read as UTF-8 from a converted copy",
+    )
+
+
 def _diff_engine(name: str) -> Any:
     """``diff_files`` of the chosen engine (spark: the Glue job's code on a local Spark session)."""
     from snapcdc.engine import diff_files
@@ -80,20 +86,30 @@ def _diff_engine(name: str) -> Any:
     if name != "spark":
         return diff_files
     from snapcdc.spark.engine import spark_diff_files
-    from snapcdc.spark.session import local_session
+    from snapcdc.spark.session import JavaMissingError, local_session
 
-    spark = local_session()
+    try:
+        spark = local_session()
+    except JavaMissingError:
+        raise
+    except Exception as error:  # pyspark's own errors when Java is there but does not start
+        raise CliError(
+            f"local Spark did not start ({type(error).__name__}: {error})",
+            EXIT_ENVIRONMENT,
+            "check Java 17 (java -version, JAVA_HOME), or use --engine lambda",
+        ) from error
     spark.sparkContext.setLogLevel("ERROR")
     return functools.partial(spark_diff_files, spark)
 
 
 def _run_diff(args: argparse.Namespace) -> int:
-    from snapcdc.engine import DeleteGuardError, InputError, TableSpec
+    from snapcdc.engine import DeleteGuardError, TableSpec
 
     keys = tuple(k.strip() for k in args.pk.split(",") if k.strip())
     if not keys:
-        print("snapcdc diff: --pk names no column", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise CliError("--pk names no column", EXIT_USAGE, "give the key column(s), comma separated")
+    if args.date_field is not None and args.date_field in keys:
+        raise CliError(f"--date-field {args.date_field} is also a --pk column", EXIT_USAGE, "name another column")
     spec = TableSpec(
         primary_key=keys,
         date_field=args.date_field,
@@ -101,28 +117,31 @@ def _run_diff(args: argparse.Namespace) -> int:
         max_delete_ratio=args.max_delete_ratio,
         allow_mass_delete=args.allow_mass_delete,
     )
-    for path in (args.old, args.new):
-        if path is not None and not path.is_file():
-            print(f"snapcdc diff: {path}: no such file", file=sys.stderr)
-            return EXIT_BAD_INPUT
+    old = cli_inputs.input_file(args.old, "--old") if args.old is not None else None
+    new = cli_inputs.input_file(args.new, "--new")
     out: Path = args.out
+    if out.is_dir():
+        raise CliError(f"--out {out}: is a folder", EXIT_USAGE, "name the Parquet file to write")
     quarantine_out = out.with_name(out.stem + ".quarantine.parquet")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".snapcdc-") as work:
         try:
             outcome = _diff_engine(args.engine)(
-                old=args.old,
-                new=args.new,
+                old=cli_inputs.utf8_copy(old, args.encoding, Path(work)) if old is not None else None,
+                new=cli_inputs.utf8_copy(new, args.encoding, Path(work)),
                 spec=spec,
                 observed_at=args.observed_at or datetime.now(UTC),
                 out_dir=Path(work),
+                new_name=str(new),
+                old_name=str(old) if old is not None else None,
             )
-        except InputError as error:
-            print(f"snapcdc diff: {error}", file=sys.stderr)
-            return EXIT_BAD_INPUT
         except DeleteGuardError as error:
-            print(f"snapcdc diff: {error}", file=sys.stderr)
-            return EXIT_REFUSED
+            raise CliError(
+                f"refusing the new snapshot: {error.deletes} deletes of {error.rows_old} rows "
+                f"(ratio {error.ratio:.3f} > --max-delete-ratio {error.max_ratio:.3f}); nothing written",
+                EXIT_REFUSED,
+                "if the deletes are real, rerun with --allow-mass-delete or a higher --max-delete-ratio",
+            ) from None
         shutil.move(outcome.changes_path, out)
         quarantine_out.unlink(missing_ok=True)
         if outcome.quarantine_path is not None:
@@ -134,6 +153,7 @@ def _run_diff(args: argparse.Namespace) -> int:
     summary["out"] = str(out)
     summary["quarantine"] = str(quarantine_out) if outcome.quarantine_path is not None else None
     summary["schema_changes"] = outcome.schema_changes
+    summary["input_notes"] = outcome.input_notes
     print(json.dumps(summary))
     return EXIT_OK
 
@@ -143,7 +163,7 @@ def _add_bucket_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bucket", required=True, help="the data bucket")
     parser.add_argument("--prefix", default="", help="DATA_PREFIX the stack was deployed with")
     parser.add_argument("--config", type=Path, help="pipeline config (default: the packaged one)")
-    parser.add_argument("--endpoint-url", help="S3 endpoint (e.g. an embedded moto server)")
+    parser.add_argument("--endpoint-url", help="S3 endpoint (e.g. the one `snapcdc demo --serve` prints)")
 
 
 def _add_catalog_option(parser: argparse.ArgumentParser) -> None:
@@ -164,6 +184,23 @@ def _catalog(args: argparse.Namespace, store: S3Store) -> GlueCatalog | None:
     return GlueCatalog(glue, args.glue_database, store.bucket, store.layout)
 
 
+def _add_iceberg_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--iceberg-database", help="the Glue database of the Iceberg tables (docs/iceberg.md)")
+
+
+def _iceberg(args: argparse.Namespace, store: S3Store) -> IcebergLake | None:
+    """The Iceberg tables of the tables that enable them, when ``--iceberg-database`` names their database."""
+    if not getattr(args, "iceberg_database", None):
+        return None
+    import boto3
+
+    from snapcdc.cdc.iceberg.sync import iceberg_lake
+    from snapcdc.config import load_config
+
+    glue = boto3.client("glue", endpoint_url=args.endpoint_url)
+    return iceberg_lake(load_config(args.config), store, glue, args.iceberg_database)
+
+
 def _bucket_store(args: argparse.Namespace) -> tuple[S3Store, list[TableConfig]]:
     import boto3
 
@@ -174,8 +211,10 @@ def _bucket_store(args: argparse.Namespace) -> tuple[S3Store, list[TableConfig]]
     config = load_config(args.config)
     try:
         tables = [config.table(args.table)] if getattr(args, "table", None) else list(config.tables)
-    except KeyError as error:
-        raise CliError(str(error.args[0])) from None
+    except KeyError:
+        raise CliError(
+            f"--table {args.table}: not a table of the pipeline config", EXIT_USAGE, f"use one of {config.table_names}"
+        ) from None
     store = S3Store(boto3.client("s3", endpoint_url=args.endpoint_url), args.bucket, Layout(args.prefix))
     return store, tables
 
@@ -184,21 +223,25 @@ def _add_verify(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser = commands.add_parser(
         "verify",
         help="check that full-load + cdc files, replayed in order, equal the newest snapshot",
-        description="One line per table; exit 1 on any difference or gap.",
+        description="One line per table; exit 1 on any difference or gap, 2 when the bucket and prefix "
+        "hold no table of the config (the message says what is there).",
+        parents=[common_options()],
     )
     _add_bucket_options(parser)
     parser.add_argument("--table", help="only this table")
+    _add_iceberg_option(parser)
     parser.set_defaults(run=_run_verify)
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from snapcdc.ops.verify import verify
+    from snapcdc.ops.verify import check_place, verify
 
     store, tables = _bucket_store(args)
-    results = verify(store, tables)
+    check_place(store, tables)
+    results = verify(store, tables, _iceberg(args, store))
     for result in results:
         print(result.line())
-    return EXIT_OK if all(r.ok for r in results) else 1
+    return EXIT_OK if all(r.ok for r in results) else EXIT_CHECK_FAILED
 
 
 def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -207,12 +250,16 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="recompute cdc/, snapshots/ and run records of a table from raw/ (idempotent)",
         description="After a bug fix or a config change (e.g. allow_mass_delete). Later snapshots whose "
         "base changes are recomputed too.",
+        parents=[common_options()],
     )
     _add_bucket_options(parser)
     parser.add_argument("--table", required=True)
-    parser.add_argument("--from", dest="from_snap", type=_snapshot_arg, help="first snapshot id (YYYYMMDDTHHMMSSZ)")
-    parser.add_argument("--to", dest="to_snap", type=_snapshot_arg, help="last snapshot id")
+    parser.add_argument(
+        "--from", dest="from_snap", type=cli_inputs.snapshot, help="first snapshot id (YYYYMMDDTHHMMSSZ)"
+    )
+    parser.add_argument("--to", dest="to_snap", type=cli_inputs.snapshot, help="last snapshot id")
     _add_catalog_option(parser)
+    _add_iceberg_option(parser)
     parser.set_defaults(run=_run_replay)
 
 
@@ -220,8 +267,10 @@ def _run_replay(args: argparse.Namespace) -> int:
     from snapcdc.cdc.stage import TableProcessor
     from snapcdc.ops.replay import replay
 
+    cli_inputs.snapshot_range(args.from_snap, args.to_snap)
     store, [table] = _bucket_store(args)
-    records = replay(TableProcessor(store, table, catalog=_catalog(args, store)), args.from_snap, args.to_snap)
+    stage = TableProcessor(store, table, catalog=_catalog(args, store), iceberg=_iceberg(args, store))
+    records = replay(stage, args.from_snap, args.to_snap)
     for record in records:
         print(json.dumps({"table": record.table, "snapshot": record.snapshot, "status": record.status, **record.stats}))
     return EXIT_OK
@@ -231,10 +280,12 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = commands.add_parser(
         "run",
         help="one extract + CDC cycle against real Kaggle and a real bucket (the Lambdas' code path)",
-        description="Kaggle credentials from KAGGLE_USERNAME and KAGGLE_KEY.",
+        description="Kaggle credentials from KAGGLE_USERNAME and KAGGLE_KEY, else from the kaggle client's "
+        "own kaggle.json (KAGGLE_CONFIG_DIR, ~/.kaggle or ~/.config/kaggle).",
+        parents=[common_options()],
     )
     _add_bucket_options(parser)
-    parser.add_argument("--at", type=_observed_at, help="snapshot time (default: now)")
+    parser.add_argument("--at", type=cli_inputs.observed_at, help="snapshot time (default: now)")
     _add_catalog_option(parser)
     parser.set_defaults(run=_run_run)
 
@@ -248,30 +299,21 @@ def _run_run(args: argparse.Namespace) -> int:
     from snapcdc.extract.stage import run_extract
     from snapcdc.lake.layout import snapshot_id
 
+    username, key, _ = cli_inputs.kaggle_credentials(os.environ, Path.home())
     store, _ = _bucket_store(args)
     config = load_config(args.config)
     snap = snapshot_id(args.at or datetime.now(UTC))
     with tempfile.TemporaryDirectory(prefix="snapcdc-run-") as work:
-        credentials = KaggleCredentials(os.environ.get("KAGGLE_USERNAME", ""), os.environ.get("KAGGLE_KEY", ""))
-        source = KaggleSource(credentials, Path(work))
+        source = KaggleSource(KaggleCredentials(username, key), Path(work))
         report = run_extract(store=store, config=config, source=source, snap=snap)
         print(json.dumps(report.to_dict(), default=str))
         keys = [t.key for t in report.tables if t.key]
         batch = process_raw_keys(store, config, keys, Path(work), catalog=_catalog(args, store))
     print(json.dumps(batch.summary(), default=str))
-    return EXIT_OK if not (batch.failures or batch.permanent_failures) else 1
+    return EXIT_OK if not (batch.failures or batch.permanent_failures) else EXIT_CHECK_FAILED
 
 
 # -- ingest ----------------------------------------------------------------------------------------
-def _snapshot_arg(text: str) -> Snapshot:
-    from snapcdc.lake.snapshot import Snapshot, SnapshotIdError
-
-    try:
-        return Snapshot.parse(text)
-    except SnapshotIdError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def _add_ingest(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "ingest",
@@ -281,36 +323,41 @@ def _add_ingest(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "run record last. For backfilling historical exports. The last stdout line is one JSON object with "
         "the run record's status and counts. Exit 0: accepted; 3: refused by the delete guard; 2: bad input "
         "(a malformed file: the message names the file and line).",
+        parents=[common_options()],
     )
     _add_bucket_options(parser)
     _add_catalog_option(parser)
     parser.add_argument("--table", required=True, help="the table (as named in the pipeline config)")
-    parser.add_argument("--snapshot", required=True, type=_snapshot_arg, help="snapshot id, YYYYMMDDTHHMMSSZ")
+    parser.add_argument("--snapshot", required=True, type=cli_inputs.snapshot, help="snapshot id, YYYYMMDDTHHMMSSZ")
+    _add_encoding_option(parser)
     parser.add_argument("file", type=Path, metavar="FILE", help="the table's CSV as exported")
     parser.set_defaults(run=_run_ingest)
 
 
 def _run_ingest(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="snapcdc-ingest-") as work:
+        source = cli_inputs.utf8_copy(cli_inputs.input_file(args.file, "FILE"), args.encoding, Path(work))
+        return _ingest(args, source)
+
+
+def _ingest(args: argparse.Namespace, source: Path) -> int:
     from snapcdc.cdc.stage import TableProcessor
     from snapcdc.lake.records import RefusalReason
     from snapcdc.ops.ingest import IngestRefused, ingest
 
-    source: Path = args.file
-    if not source.is_file():
-        print(f"snapcdc ingest: {source}: no such file", file=sys.stderr)
-        return EXIT_BAD_INPUT
     store, [table] = _bucket_store(args)
     try:
         done = ingest(TableProcessor(store, table, catalog=_catalog(args, store)), args.snapshot, source)
     except IngestRefused as refused:
-        print(f"snapcdc ingest: {source}: {refused}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise CliError(f"{args.file}: {refused}", EXIT_BAD_INPUT) from None
     for caught_up in done.records[:-1]:
         print(json.dumps(_record_line(caught_up)))
     record = done.record
     if record.refused_reason == RefusalReason.MALFORMED_INPUT:
         where = f"s3://{store.bucket}/{done.key}"
-        print(f"snapcdc ingest: {str(record.error).replace(where, str(source))}", file=sys.stderr)
+        fix = input_fix(str(record.error))
+        message = str(record.error).replace(where, str(args.file)) + (f"; {fix}" if fix else "")
+        print(f"snapcdc ingest: {one_line(message)}", file=sys.stderr)
     print(json.dumps({**_record_line(record), "already_processed": done.already_processed}))
     if record.accepted:
         return EXIT_OK
@@ -329,21 +376,39 @@ def _record_line(record: RunRecord) -> dict[str, object]:
 
 # -- demo ----------------------------------------------------------------------------------------
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser("demo", help="the whole pipeline on this machine (embedded S3, fake Kaggle)")
+    parser = commands.add_parser(
+        "demo",
+        help="the whole pipeline on this machine (embedded S3, fake Kaggle)",
+        description="Writes into --out only when it is new, empty, or a folder an earlier demo made (it "
+        "holds the marker file .snapcdc-demo); refuses any other folder (exit 3).",
+        parents=[common_options()],
+    )
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="where the bucket is copied")
-    parser.add_argument("--snapshots", type=int, default=4, help="scheduled runs to simulate (at least 3)")
+    parser.add_argument(
+        "--snapshots", type=cli_inputs.demo_runs, default=4, help="scheduled runs to simulate (3 to 24)"
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the embedded S3 running after the demo (until Ctrl-C) and print the environment "
+        "that points verify, replay, ingest and DuckDB at it",
+    )
     parser.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     try:
-        from snapcdc_dev.demo import run_demo
+        from snapcdc_dev.demo import DemoFolderError, run_demo
     except ModuleNotFoundError as missing:
         raise CliError(
-            "the demo needs the development harness (package snapcdc-dev, devkit/ in the repository):"
-            " run `make demo`, or `pip install -e ./devkit` in this environment"
+            "the demo needs the development harness (package snapcdc-dev, devkit/ in the repository)",
+            EXIT_ENVIRONMENT,
+            "run `make demo`, or `pip install -e ./devkit` in this environment",
         ) from missing
-    return run_demo(args.out, snapshots=max(3, args.snapshots))
+    try:
+        return run_demo(args.out, snapshots=args.snapshots, serve=args.serve)
+    except DemoFolderError as error:
+        raise CliError(str(error), EXIT_REFUSED, error.fix) from None
 
 
 # -- entry point ---------------------------------------------------------------------------------
@@ -358,55 +423,32 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="snapcdc", description="Snapshot change-data-capture tools")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="snapcdc", description="Snapshot change-data-capture tools")
+    parser.add_argument("--version", action="version", version=f"snapcdc {version()}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for add in _COMMANDS:
         add(commands)
     return parser
 
 
-class _Stderr(io.TextIOBase):
-    """The process's standard error at the time of each write (a test's capture may stand in for it)."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
-@contextlib.contextmanager
-def _logs_to_stderr() -> Iterator[None]:
-    """While a command runs, the pipeline's JSON log lines go to stderr: stdout is the command's result."""
-    from snapcdc.observability import logger
-
-    handler = logger.registered_handler
-    if not isinstance(handler, logging.StreamHandler):
-        yield
-        return
-    previous = handler.setStream(_Stderr())
-    try:
-        yield
-    finally:
-        handler.setStream(previous)
-
-
-class CliError(SnapcdcError):
-    """A wrong argument found after parsing (e.g. a table the config does not name)."""
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs a command. An expected failure (snapcdc's own errors, AWS errors, a missing file) is one
-    line on stderr, ``snapcdc <command>: <error class>: <message>``, and exit 1; not a traceback."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    args = build_parser().parse_args(argv)
+    """Runs a command and returns its exit code. A failure is one line on stderr,
+    ``snapcdc <command>: <what, where>; <what to do>``, with an exit code by class
+    (:mod:`snapcdc.cli_failure`); ``--debug`` prints the traceback before it."""
     try:
-        with _logs_to_stderr():
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a usage error already printed on one line
+        return done.code if isinstance(done.code, int) else EXIT_USAGE
+    try:
+        with pipeline_logs(args.debug):
             code: int = args.run(args)
-    except (SnapcdcError, BotoCoreError, ClientError, FileNotFoundError) as error:
-        print(f"snapcdc {args.command}: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
+    except (Exception, KeyboardInterrupt) as error:
+        if args.debug:
+            traceback.print_exc()
+        failure = classify(error, debug_hint=not args.debug)
+        print(f"snapcdc {args.command}: {failure.line}", file=sys.stderr)
+        return failure.code
     return code
 
 

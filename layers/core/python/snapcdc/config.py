@@ -56,6 +56,13 @@ class OutputsConfig(_Strict):
         return [name for name, on in (("changelog", self.changelog), ("scd2", self.scd2), ("dms", self.dms)) if on]
 
 
+class IcebergConfig(_Strict):
+    """The pipeline-wide Iceberg defaults (docs/iceberg.md); a table's ``iceberg`` overrides ``enabled``."""
+
+    enabled: bool = False  # <table> and <table>_changes in the Glue catalog, kept by the CDC stage
+    retention_days: int = Field(default=3650, ge=1)  # every source snapshot stays queryable this long
+
+
 class TableConfig(_Strict):
     name: str = Field(pattern=TABLE_NAME_PATTERN)
     file: str = Field(min_length=1, description="CSV file name inside the Kaggle dataset")
@@ -66,6 +73,7 @@ class TableConfig(_Strict):
     max_delete_ratio: float = Field(default=0.5, ge=0.0, le=1.0)
     allow_mass_delete: bool = False
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+    iceberg: bool | None = None  # None: the pipeline's iceberg.enabled
 
     @field_validator("delimiter")
     @classmethod
@@ -104,6 +112,22 @@ class PipelineConfig(_Strict):
     max_member_bytes: int = Field(default=2 * 1024**3, gt=0)
     max_total_bytes: int = Field(default=4 * 1024**3, gt=0)
     max_compression_ratio: float = Field(default=200.0, gt=1.0)
+    iceberg: IcebergConfig = Field(default_factory=IcebergConfig)
+
+    @field_validator("iceberg", mode="before")
+    @classmethod
+    def _iceberg_flag(cls, value: object) -> object:
+        """``"iceberg": true`` turns it on for every table (default settings); ``false`` off."""
+        return {"enabled": value} if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _iceberg_default(self) -> PipelineConfig:
+        """A table that does not say ``iceberg`` takes the pipeline's default."""
+        tables = tuple(
+            t if t.iceberg is not None else t.model_copy(update={"iceberg": self.iceberg.enabled}) for t in self.tables
+        )
+        object.__setattr__(self, "tables", tables)
+        return self
 
     @model_validator(mode="after")
     def _unique_tables(self) -> PipelineConfig:

@@ -22,6 +22,11 @@ MALFORMED_SNAPSHOTS = "MalformedSnapshots"
 SNAPSHOTS_PROCESSED = "SnapshotsProcessed"
 CDC_FAILED = "CdcFailed"  # tables that failed for good in one invocation (not retried, so not in the DLQ)
 
+# -- the Spark job's state-change handler, per table (lambdas/spark_state) ------------------------
+SPARK_RUNS_FAILED = "SparkRunsFailed"  # a run ended FAILED, TIMEOUT, STOPPED or ERROR
+SPARK_RUNS_RESTARTED = "SparkRunsRestarted"  # ... and the table's run was started again
+SPARK_RESTARTS_GIVEN_UP = "SparkRestartsGivenUp"  # ... past the bound: the table waits for an operator
+
 # -- the extract function (per invocation, and per table where a table is named) ---------------
 EXTRACTED_BYTES = "ExtractedBytes"
 TABLES_UPLOADED = "TablesUploaded"
@@ -47,6 +52,7 @@ CDC_TABLE_METRICS = (
     MALFORMED_SNAPSHOTS,
 )
 CDC_INVOCATION_METRICS = (SNAPSHOTS_PROCESSED, CDC_FAILED)
+SPARK_STATE_TABLE_METRICS = (SPARK_RUNS_FAILED, SPARK_RUNS_RESTARTED, SPARK_RESTARTS_GIVEN_UP)
 EXTRACT_TABLE_METRICS = (EXTRACTED_BYTES, SKIPPED_UNCHANGED, TABLES_MISSING)
 EXTRACT_INVOCATION_METRICS = (
     EXTRACTED_BYTES,

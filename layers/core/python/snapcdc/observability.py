@@ -1,4 +1,7 @@
-"""One place for logging, tracing and metrics (AWS Lambda Powertools).
+"""One place for logging, tracing and metrics in the functions (AWS Lambda Powertools): Lambda only.
+
+The Glue job never imports this module (Glue provides no Powertools): the core logs with stdlib loggers
+(:mod:`snapcdc.logs`), which the functions route through the Powertools handler set up here.
 
 Logs are structured JSON, the core's stdlib loggers (``snapcdc.*``) included; handlers add the
 Lambda context and each table/snapshot is appended to every line while it is processed. Metrics
@@ -19,6 +22,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from snapcdc.logs import KeysFilter
 from snapcdc.metric_names import DURATION_SECONDS
 
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "snapcdc")
@@ -41,6 +45,8 @@ logger = Logger(name="%(name)s", stream=cast("IO[str]", _Stdout()))
 # through the same JSON handler, instead of the runtime's plain-text lines.
 logging.getLogger("snapcdc")
 copy_config_to_registered_loggers(source_logger=logger, include={"snapcdc"})
+# The table and snapshot the core appends (snapcdc.logs.append_keys) go on every line of the handler.
+logger.registered_handler.addFilter(KeysFilter())
 tracer = Tracer()
 metrics = Metrics(namespace=NAMESPACE)
 

@@ -31,6 +31,9 @@ class Env(StrEnum):
     GLUE_DATABASE = "GLUE_DATABASE"
     SPARK_JOB_NAME = "SPARK_JOB_NAME"
     SPARK_THRESHOLD_BYTES = "SPARK_THRESHOLD_BYTES"
+    SPARK_JOB_TIMEOUT_MINUTES = "SPARK_JOB_TIMEOUT_MINUTES"
+    SPARK_MAX_RESTARTS = "SPARK_MAX_RESTARTS"
+    ICEBERG_DATABASE = "ICEBERG_DATABASE"  # docs/iceberg.md
     KAGGLE_SECRET_ARN = "KAGGLE_SECRET_ARN"  # noqa: S105 (the variable's name; its value is an ARN)
     KAGGLE_ENDPOINT = "KAGGLE_ENDPOINT"
     WORK_DIR = "WORK_DIR"
@@ -51,6 +54,9 @@ class JobArgument(StrEnum):
     DATA_PREFIX = "DATA_PREFIX"
     GLUE_DATABASE = "GLUE_DATABASE"
     S3_ENDPOINT_URL = "S3_ENDPOINT_URL"
+    JOB_RUN_ID = "JOB_RUN_ID"  # Glue adds it to every run: written into the claims the run takes
+    SHUFFLE_PARTITIONS = "SHUFFLE_PARTITIONS"  # 0: from each raw object's size (snapcdc.spark.tuning)
+    PARTITION_MB = "PARTITION_MB"
 
     @property
     def flag(self) -> str:
@@ -75,6 +81,25 @@ class CdcSettings(_Settings):
     # Tables past one Lambda (snapcdc.cdc.routing): raw objects larger than the threshold go to the Spark job.
     spark_job_name: str | None = Field(default=None, validation_alias=Env.SPARK_JOB_NAME.value, min_length=1)
     spark_threshold_bytes: int = Field(default=2**62, ge=0, validation_alias=Env.SPARK_THRESHOLD_BYTES.value)
+    # A claim older than the job's timeout whose run never reported back is taken over (snapcdc.cdc.routing);
+    # unset: never.
+    spark_job_timeout_minutes: int | None = Field(
+        default=None, ge=1, validation_alias=Env.SPARK_JOB_TIMEOUT_MINUTES.value
+    )
+    spark_max_restarts: int = Field(default=2, ge=0, le=10, validation_alias=Env.SPARK_MAX_RESTARTS.value)
+    # The Glue database of the Iceberg tables (docs/iceberg.md); unset: GLUE_DATABASE's. Neither: none kept.
+    iceberg_database: str | None = Field(default=None, validation_alias=Env.ICEBERG_DATABASE.value, min_length=1)
+
+    @property
+    def iceberg_catalog_database(self) -> str | None:
+        return self.iceberg_database or self.glue_database
+
+
+class SparkStateSettings(_Settings):
+    """The Spark job's state-change handler (snapcdc.cdc.healing)."""
+
+    spark_job_name: str = Field(validation_alias=Env.SPARK_JOB_NAME.value, min_length=1)
+    spark_max_restarts: int = Field(default=2, ge=0, le=10, validation_alias=Env.SPARK_MAX_RESTARTS.value)
 
 
 class ExtractSettings(_Settings):

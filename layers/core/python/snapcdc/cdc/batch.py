@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from snapcdc.cdc.catalog import GlueCatalog
 from snapcdc.cdc.engines import ArrowEngine, CdcEngine
@@ -22,6 +22,9 @@ from snapcdc.errors import PermanentError
 from snapcdc.lake.records import RunRecord
 from snapcdc.lake.snapshot import Snapshot, SnapshotIdError
 from snapcdc.lake.store import S3Store
+
+if TYPE_CHECKING:  # pyiceberg is imported only where a table enables Iceberg
+    from snapcdc.cdc.iceberg.sync import IcebergLake
 
 
 @dataclass
@@ -56,6 +59,7 @@ def process_raw_keys(
     catalog: GlueCatalog | None = None,
     route: SparkRoute | None = None,
     engine: CdcEngine | None = None,
+    iceberg: IcebergLake | None = None,
 ) -> BatchReport:
     """Process the table snapshots that ``keys`` (raw CSV object keys) belong to, each table's in order.
 
@@ -81,6 +85,7 @@ def process_raw_keys(
             catalog=catalog,
             route=route,
             engine=engine or ArrowEngine(),
+            iceberg=iceberg,
         )
         try:
             for snapshot in sorted(snapshots):

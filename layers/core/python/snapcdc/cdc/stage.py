@@ -14,12 +14,14 @@ the diff itself is the pure engine (:mod:`snapcdc.engine`). Rules (``docs/design
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 
@@ -41,7 +43,12 @@ from snapcdc.lake.ledger import (
 from snapcdc.lake.records import CatalogChange, RefusalReason, RunRecord, SchemaMigration
 from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
-from snapcdc.observability import logger
+from snapcdc.logs import append_keys, reset_keys
+
+logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # pyiceberg is imported only where a table enables Iceberg
+    from snapcdc.cdc.iceberg.sync import IcebergLake
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class TableProcessor:
     catalog: GlueCatalog | None = None  # None: the Glue tables are not synced
     route: SparkRoute | None = None  # big snapshots go to the Spark job (snapcdc.cdc.routing); None: none do
     engine: CdcEngine = field(default_factory=ArrowEngine)
+    iceberg: IcebergLake | None = None  # the Iceberg tables (docs/iceberg.md) of tables with iceberg on
 
     @property
     def name(self) -> str:
@@ -90,11 +98,12 @@ class TableProcessor:
     def process_one(self, snapshot: Snapshot, base: RunRecord | None, scd2: bool = True) -> RunRecord:
         """Diff one snapshot against ``base`` and write its outputs, the run record last.
 
-        ``scd2``: advance the SCD2 history (a replay rebuilds it once at its end instead)."""
+        ``scd2``: advance the SCD2 history and commit the Iceberg tables (a replay rebuilds both once
+        at its end instead)."""
         layout, snap = self.store.layout, snapshot.id
         source_key = layout.raw_key(self.name, snap, self.table.file)
         started = time.perf_counter()
-        logger.append_keys(table=self.name, snapshot=snap)
+        keys = append_keys(table=self.name, snapshot=snap)
         work = Path(tempfile.mkdtemp(prefix=f"{self.name}-{snap}-", dir=self.work_root()))
         try:
             old_key = None
@@ -121,10 +130,16 @@ class TableProcessor:
                 record = self._write_feeds(record, snapshot, base, outcome, work, scd2)
                 record = self._migrated(record, outcome, base)
                 record = self._sync_catalog(record, outcome)  # after the migration: Glue says what the files say
+                if self.iceberg is not None and self.table.iceberg and scd2:  # snapcdc.cdc.iceberg.sync
+                    rows = self.iceberg.rows(
+                        record, outcome.snapshot_path, outcome.full_load_path or outcome.changes_path
+                    )
+                    self.iceberg.commit_snapshot(self.name, rows, work)
             write_run_record(self.store, record)
             logger.info("snapshot processed", extra={"status": record.status, "stats": record.stats})
             return record
         finally:
+            reset_keys(keys)
             shutil.rmtree(work, ignore_errors=True)
 
     def _write_outputs(
@@ -158,6 +173,7 @@ class TableProcessor:
             stats=outcome.stats.as_dict(),
             schema=[{"name": f.name, "type": str(f.type)} for f in outcome.schema],
             schema_changes=outcome.schema_changes,
+            input_notes=outcome.input_notes,
             seconds=time.perf_counter() - started,
         )
 

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from snapcdc.engine.csv_input import TypedReadFailed, is_parquet, read_csv_strings
+from snapcdc.engine.csv_quirks import csv_quirks
 from snapcdc.engine.differ import Diffed, S, run_diff, utc, with_cdc
 from snapcdc.engine.hash_columns import data_only, has_cached_hashes
 from snapcdc.engine.new_side import NewInput, input_from_table, streamed_input
@@ -29,6 +30,7 @@ from snapcdc.engine.spec import (
     QUARANTINE_REASON,
     DiffOutcome,
     DiffResult,
+    InputError,
     TableSpec,
 )
 
@@ -81,8 +83,13 @@ def diff_tables(
     return _diff_in_memory(old_side, new_input, spec, observed_at, old_name)
 
 
-def _read_parquet_data(path: Path) -> pa.Table:
-    return data_only(pq.read_table(path))
+def _read_parquet_data(path: Path, name: str) -> pa.Table:
+    """The file itself: no hive partition discovery (a ``snapshot=.../`` folder adds no column)."""
+    try:
+        table = pq.ParquetFile(path).read()
+    except (pa.ArrowException, OSError) as error:
+        raise InputError(name, None, f"not a readable Parquet file: {error}") from None
+    return data_only(table)
 
 
 def _diff_file(
@@ -109,13 +116,16 @@ def _diff_file(
             pass
         table = read_csv_strings(path, labels.new, spec.delimiter)
     else:
-        table = _read_parquet_data(path)
+        table = _read_parquet_data(path, labels.new)
     return run(input_from_table(table, spec, previous, labels.new))
 
 
 def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, work: Path) -> OldSnapshot:
     if is_parquet(path):
-        stored = pq.read_schema(path)
+        try:
+            stored = pq.ParquetFile(path).schema_arrow
+        except (pa.ArrowException, OSError) as error:
+            raise InputError(name, None, f"not a readable Parquet file: {error}") from None
         if has_cached_hashes(stored):
             return OldSnapshot.from_parquet(path, spec, name)
 
@@ -231,4 +241,5 @@ def _diff_into(
         schema_changes=diffed.schema_changes,
         seconds=time.perf_counter() - started,
         preimages_path=preimages_path,
+        input_notes=csv_quirks(new),
     )

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from snapcdc.engine import hashing
+from snapcdc.engine import arrow_numpy, hashing
 from snapcdc.engine.hash_columns import hash_signature, snapshot_schema, table_with_hashes
 from snapcdc.engine.keys import duplicate_rows, mask_of, null_key_mask
 from snapcdc.engine.new_side import NewBatch, NewInput
@@ -72,8 +72,15 @@ def utc(moment: datetime) -> datetime:
 
 def with_cdc(table: pa.Table, operation: str, observed_at: datetime) -> pa.Table:
     count = table.num_rows
-    table = table.append_column(CDC_OPERATION, pa.repeat(pa.scalar(operation, pa.string()), count))
-    return table.append_column(CDC_TIMESTAMP, pa.repeat(pa.scalar(observed_at, pa.timestamp("us", tz="UTC")), count))
+    table = table.append_column(CDC_OPERATION, pa.repeat(arrow_numpy.scalar(operation, pa.string()), count))
+    micros = arrow_numpy.arrow(np.array([_micros(observed_at)], dtype=np.int64)).cast(pa.timestamp("us", tz="UTC"))
+    return table.append_column(CDC_TIMESTAMP, pa.repeat(micros[0], count))
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since the epoch of an aware ``moment``."""
+    since = utc(moment) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,7 @@ class _Picked:
         self, batch: pa.RecordBatch, positions: np.ndarray, offset: int, without_bump: np.ndarray, date_only: np.ndarray
     ) -> None:
         if len(positions):
-            self.batches.append(batch.take(pa.array(positions)))
+            self.batches.append(batch.take(arrow_numpy.positions(positions)))
             self.rows.append(positions + offset)
             self.without_bump.append(without_bump)
             self.date_only.append(date_only)
@@ -133,7 +140,7 @@ class _Picked:
         keep = ~np.isin(np.concatenate(self.rows), dropped)
         without_bump, date_only = np.concatenate(self.without_bump)[keep], np.concatenate(self.date_only)[keep]
         if not keep.all():
-            table = table.filter(pa.array(keep))
+            table = table.filter(arrow_numpy.arrow(keep))
         return _PickedRows(table, int(without_bump.sum()), int(date_only.sum()))
 
 
@@ -299,14 +306,14 @@ class Differ(Generic[S]):
         unmatched = np.flatnonzero(~null_key & (old_pos < 0))
         if len(unmatched) and self.find_duplicates:
             # take() copies: a string column read from CSV may share its buffer with the whole block.
-            self.unmatched_keys.append(keys.take(pa.array(unmatched)))
+            self.unmatched_keys.append(keys.take(arrow_numpy.positions(unmatched)))
             self.unmatched_hash.append(key_a[unmatched])
             self.unmatched_rows.append(unmatched + offset)
         if hashed.reason is not None and disputed.any():
             bad = np.flatnonzero(disputed)
             self.disputed.append(_Disputed(bad + offset, hashed.reason[bad]))
             batch, key_a, row_a, row_b = (
-                batch.filter(pa.array(accepted)),
+                batch.filter(arrow_numpy.arrow(accepted)),
                 key_a[accepted],
                 row_a[accepted],
                 row_b[accepted],
@@ -327,14 +334,11 @@ class Differ(Generic[S]):
         changed = ~same_rest
         advanced = np.zeros(len(matched), dtype=bool)
         if self.date is not None:
-            new_date = batch.column(self.date).take(matched)
-            old_date = old.keys[self.date].take(old_pos)
-            distinct = pc.or_(
-                pc.fill_null(pc.not_equal(new_date, old_date), False),
-                pc.xor(pc.is_null(new_date), pc.is_null(old_date)),
-            )
-            advanced = mask_of(pc.fill_null(pc.greater(new_date, old_date), False))
-            changed |= mask_of(distinct)
+            new_date = batch.column(self.date).take(arrow_numpy.positions(matched))
+            old_date = old.keys[self.date].take(arrow_numpy.positions(old_pos))
+            changed |= mask_of(pc.not_equal(new_date, old_date))  # null compared: not distinct here
+            changed |= mask_of(pc.xor(pc.is_null(new_date), pc.is_null(old_date)))
+            advanced = mask_of(pc.greater(new_date, old_date))
         without_bump = (~advanced)[changed] if self.date is not None else np.zeros(int(changed.sum()), dtype=bool)
         return _Updates(matched[changed], without_bump, (same_rest & advanced)[changed])
 
@@ -343,7 +347,7 @@ class Differ(Generic[S]):
         accepted = _joined(self.accepted, bool)
         old_of_new = _joined(self.old_of_new, np.int64)
         rows_old = self.old.num_rows - len(self.old.excluded) if self.old is not None else 0
-        repeated = np.unique(_joined(self.repeated, np.int64))  # old keys met twice: proven duplicates
+        repeated = _distinct(_joined(self.repeated, np.int64))  # old keys met twice: proven duplicates
         shared = np.flatnonzero(np.isin(old_of_new, repeated)) if len(repeated) else repeated
         key_schema = pa.schema([self.schema.field(k) for k in self.spec.primary_key])
         unmatched_keys = pa.Table.from_batches(self.unmatched_keys, schema=key_schema)
@@ -355,7 +359,7 @@ class Differ(Generic[S]):
         accepted[newly] = False
         self.disputed.append(_Disputed(newly, np.full(len(newly), DUPLICATE_KEY, dtype=object)))
 
-        carried = np.unique(old_of_new[~accepted & (old_of_new >= 0)])
+        carried = _distinct(old_of_new[~accepted & (old_of_new >= 0)])
         deleted = np.flatnonzero(~self.seen)
         if rows_old > 0 and not self.spec.allow_mass_delete and len(deleted) / rows_old > self.spec.max_delete_ratio:
             raise DeleteGuardError(len(deleted), rows_old, self.spec.max_delete_ratio)
@@ -365,11 +369,11 @@ class Differ(Generic[S]):
             kept = ~np.isin(np.concatenate(self.updates.rows), newly)
             before = np.concatenate(self.updated_old)[kept]
         # The pre-images are read with the deleted rows: the same row groups, one pass.
-        fetched = np.unique(np.concatenate([deleted, carried, before]))
-        old_rows = self.old.rows(fetched) if self.old is not None else self.schema.empty_table()
-        deleted_rows = old_rows.take(np.searchsorted(fetched, deleted))
-        carried_rows = old_rows.take(np.searchsorted(fetched, carried))
-        preimages = old_rows.take(np.searchsorted(fetched, before)) if self.preimages else None
+        fetched = _distinct(np.concatenate([deleted, carried, before]))
+        old_rows = self.old.rows(fetched) if self.old is not None else arrow_numpy.empty_table(self.schema)
+        deleted_rows = old_rows.take(arrow_numpy.positions(np.searchsorted(fetched, deleted)))
+        carried_rows = old_rows.take(arrow_numpy.positions(np.searchsorted(fetched, carried)))
+        preimages = old_rows.take(arrow_numpy.positions(np.searchsorted(fetched, before))) if self.preimages else None
         del old_rows
         if self.old is not None and len(carried):
             old = self.old
@@ -377,7 +381,7 @@ class Differ(Generic[S]):
                 carried_rows, old.key_hash[carried], old.row_a[carried], old.row_b[carried], self.sink.schema
             )
         else:
-            extra = self.sink.schema.empty_table()
+            extra = arrow_numpy.empty_table(self.sink.schema)
         self.sink.finish(drop, extra)
 
         inserts = self.inserts.table(self.schema, newly).table
@@ -415,6 +419,16 @@ class Differ(Generic[S]):
 
 def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, sorted (``np.unique`` without its import of numpy.ma on first use, ~30 ms)."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    first = np.ones(len(ordered), dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    return ordered[first]
 
 
 def run_diff(

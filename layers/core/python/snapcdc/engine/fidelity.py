@@ -26,6 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from snapcdc.engine import arrow_numpy
+
 CHECKED_TYPES = (pa.int64(), pa.float64())
 _ZERO, _NINE, _MINUS, _PLUS = ord("0"), ord("9"), ord("-"), ord("+")
 # A decimal of at most 15 significant digits is recovered exactly from the nearest double; a text of
@@ -65,19 +67,19 @@ def float_losses(text: pa.Array, typed: pa.Array) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     offsets, data = _offsets_and_bytes(text)
     lengths = np.diff(offsets)
-    values = typed.fill_null(0.0).to_numpy()
+    values = arrow_numpy.numbers(typed)
     valid = _valid(typed)
     lost: np.ndarray = valid & (_padded(offsets, data, lengths, zero_alone=False) | ~np.isfinite(values))
     zero = valid & ~lost & (values == 0)
     if zero.any():  # 1e-400 parses to 0: a zero must be written as one
         rows = np.flatnonzero(zero)
-        written_zero = pc.match_substring_regex(text.take(pa.array(rows)), _ZERO_TEXT).to_numpy(zero_copy_only=False)
-        lost[rows[~np.asarray(written_zero, dtype=bool)]] = True
+        written_zero = arrow_numpy.mask(pc.match_substring_regex(text.take(arrow_numpy.positions(rows)), _ZERO_TEXT))
+        lost[rows[~written_zero]] = True
     doubtful = valid & ~lost & (values != 0) & ((lengths > _SURE_FLOAT_CHARS) | (np.abs(values) < _SMALLEST_NORMAL))
     if doubtful.any():  # long texts: most are the double's shortest decimal, the rest are settled exactly
         rows = np.flatnonzero(doubtful)
-        shortest = pc.cast(typed.take(pa.array(rows)), pa.string())
-        same = np.asarray(pc.equal(shortest, text.take(pa.array(rows))).to_numpy(zero_copy_only=False), dtype=bool)
+        shortest = pc.cast(typed.take(arrow_numpy.positions(rows)), pa.string())
+        same = arrow_numpy.mask(pc.equal(shortest, text.take(arrow_numpy.positions(rows))))
         for row in rows[~same]:
             lost[row] = not _same_number(text[int(row)].as_py(), float(values[row]))
     return lost
@@ -93,7 +95,7 @@ def _same_number(written: str, stored: float) -> bool:
 def _valid(values: pa.Array) -> np.ndarray:
     if values.null_count == 0:
         return np.ones(len(values), dtype=bool)
-    return np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    return arrow_numpy.mask(values.is_valid())
 
 
 def _is_digit(data: np.ndarray) -> np.ndarray:

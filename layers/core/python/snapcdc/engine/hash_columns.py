@@ -10,6 +10,7 @@ from typing import TypeVar
 import numpy as np
 import pyarrow as pa
 
+from snapcdc.engine.arrow_numpy import arrow
 from snapcdc.engine.hashing import row_hash_array
 from snapcdc.engine.schema import type_name
 from snapcdc.engine.spec import HASH_COLUMNS, HASH_METADATA, HASH_VERSION, KEY_HASH, ROW_HASH, TableSpec
@@ -55,7 +56,7 @@ def snapshot_schema(schema: pa.Schema, signature: str) -> pa.Schema:
 
 
 def _hash_arrays(key_a: np.ndarray, row_a: np.ndarray, row_b: np.ndarray) -> list[pa.Array]:
-    return [pa.array(key_a, type=pa.uint64()), row_hash_array(row_a, row_b)]
+    return [arrow(np.asarray(key_a, dtype=np.uint64)), row_hash_array(row_a, row_b)]
 
 
 def batch_with_hashes(

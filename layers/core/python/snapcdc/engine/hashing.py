@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from snapcdc.engine import arrow_numpy
+
 _U64 = np.uint64
 _SEED_A, _SEED_B = _U64(0x243F6A8885A308D3), _U64(0x13198A2E03707344)
 _NULL_A, _NULL_B = _U64(0xA4093822299F31D0), _U64(0x082EFA98EC4E6C89)
@@ -147,7 +149,7 @@ def _text_lanes(array: pa.Array, both: bool) -> tuple[np.ndarray, np.ndarray | N
         encoded = array.dictionary_encode()
         if len(encoded.dictionary):
             lane_a, lane_b = _string_lanes(encoded.dictionary, both)
-            codes = encoded.indices.fill_null(0).to_numpy()  # a null's lanes are set by the caller
+            codes = arrow_numpy.numbers(encoded.indices)  # a null's lanes are set by the caller
             return lane_a[codes], (lane_b[codes] if lane_b is not None else None)
     return _string_lanes(array, both)
 
@@ -156,21 +158,21 @@ def _fixed_words(column: pa.ChunkedArray) -> np.ndarray:
     """8 bytes per value, equal values giving equal words (-0.0 == 0.0, one NaN)."""
     kind = column.type
     if pa.types.is_floating(kind):
-        values: np.ndarray = pc.fill_null(pc.cast(column, pa.float64()), 0.0).to_numpy() + 0.0
+        values = arrow_numpy.numbers(pc.cast(column, pa.float64())) + 0.0
         values[np.isnan(values)] = np.nan
         return values.view("<u8")
     if pa.types.is_date(kind):
         column = pc.cast(column, pa.int32())
     elif pa.types.is_timestamp(kind):
         column = pc.cast(column, pa.timestamp(kind.unit))  # drop a time zone before the int view
-    ints = pc.fill_null(pc.cast(column, pa.int64()), 0).to_numpy()
+    ints = arrow_numpy.numbers(pc.cast(column, pa.int64()))
     return np.ascontiguousarray(ints).view("<u8")
 
 
 def _validity(column: pa.ChunkedArray) -> np.ndarray | None:
     if column.null_count == 0:
         return None
-    return np.asarray(pc.is_valid(column).to_numpy(zero_copy_only=False), dtype=bool)
+    return arrow_numpy.mask(pc.is_valid(column))
 
 
 def _column_lanes(column: pa.ChunkedArray | pa.Array, both: bool) -> tuple[np.ndarray, np.ndarray | None]:

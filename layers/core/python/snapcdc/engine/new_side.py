@@ -12,9 +12,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from snapcdc.engine.columns import check_named_columns
 from snapcdc.engine.csv_input import read_csv_strings, read_header, sample_strings, typed_batches
 from snapcdc.engine.schema import ARROW_TYPES, infer, parse, type_name, widen
-from snapcdc.engine.spec import InputError, TableSpec
+from snapcdc.engine.spec import TableSpec
 
 SLOW_PATH_BATCH = 128 * 1024  # rows per batch when a whole table is already in memory
 STREAM_BATCH_ROWS = 96 * 1024  # rows per batch diffed when streaming a CSV
@@ -58,10 +59,9 @@ def _schema_change(
     return None
 
 
-def _check_keys(names: list[str], spec: TableSpec, source: str) -> None:
-    missing = [k for k in spec.primary_key if k not in names]
-    if missing:
-        raise InputError(source, 1, f"primary key column(s) {', '.join(missing)} missing from header")
+def _check_keys(names: list[str], spec: TableSpec, source: str, delimiter: str = "") -> None:
+    """Every column the spec names is in the header (:mod:`snapcdc.engine.columns`)."""
+    check_named_columns(names, spec, source, delimiter)
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def _planned_schema(
     block. If a later value does not convert, the exact path (:func:`_type_new`) takes over."""
     schema_fields, changes = [], []
     for name in _column_order(names, previous):
-        configured, established, in_file = spec.column_types.get(name), _established(name, previous), name in names
+        configured, established, in_file = spec.configured_type(name), _established(name, previous), name in names
         chosen = configured or established or (infer(sample()[name]) if in_file else "string")
         change = _schema_change(name, chosen, configured, established, in_file, previous is not None)
         changes += [change] if change else []
@@ -100,7 +100,7 @@ def _type_new(raw: pa.Table, spec: TableSpec, previous: pa.Schema | None) -> _Ty
     changes: list[dict[str, str]] = []
     for name in _column_order(raw.column_names, previous):
         configured, established, in_file = (
-            spec.column_types.get(name),
+            spec.configured_type(name),
             _established(name, previous),
             name in raw.column_names,
         )
@@ -172,7 +172,7 @@ def _grouped(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
 def streamed_input(path: Path, source: str, spec: TableSpec, previous: pa.Schema | None) -> NewInput:
     """The fast path; its batches raise TypedReadFailed when the file needs the exact path."""
     names, sep = read_header(path, source, spec.delimiter)
-    _check_keys(names, spec, source)
+    _check_keys(names, spec, source, sep)
     sampled: list[pa.Table] = []
 
     def sample() -> pa.Table:

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from snapcdc.engine import hashing
+from snapcdc.engine import arrow_numpy, hashing
 from snapcdc.engine.hash_columns import HashSignature, data_only, has_cached_hashes
+from snapcdc.engine.hash_index import HashIndex
 from snapcdc.engine.keys import duplicate_rows
 from snapcdc.engine.schema import conform_columns
 from snapcdc.engine.spec import HASH_COLUMNS, HASH_METADATA, KEY_HASH, ROW_HASH, InputError, TableSpec
@@ -29,7 +29,7 @@ class OldSnapshot:
     key_hashes: Callable[[], np.ndarray] | None  # cached key hashes, read first (None: no cached hashes)
     head: Callable[[], Head] | None  # keys, date and cached row hashes (None: no cached hashes)
     fetch: Callable[[np.ndarray | None], pa.Table]  # data rows at sorted positions (None: all rows)
-    lookup: Future[pd.Index | None] | None = None  # a hash lookup over key_hashes already being built
+    lookup: Future[HashIndex | None] | None = None  # a hash lookup over key_hashes already being built
 
     @classmethod
     def from_table(cls, table: pa.Table, spec: TableSpec) -> OldSnapshot:
@@ -40,7 +40,7 @@ class OldSnapshot:
         wanted = [*spec.primary_key, *([spec.date_field] if spec.date_field in data.column_names else [])]
 
         def fetch(positions: np.ndarray | None) -> pa.Table:
-            return data if positions is None else data.take(positions)
+            return data if positions is None else data.take(arrow_numpy.positions(positions))
 
         def head() -> Head:
             return Head(data.select(wanted), *hashing.row_hash_lanes(table[ROW_HASH]))
@@ -48,7 +48,7 @@ class OldSnapshot:
         return cls(
             schema=data.schema,
             signature=metadata[HASH_METADATA].decode() if cached else None,
-            key_hashes=(lambda: table[KEY_HASH].to_numpy()) if cached else None,
+            key_hashes=(lambda: arrow_numpy.numbers(table[KEY_HASH])) if cached else None,
             head=head if cached else None,
             fetch=fetch,
         )
@@ -95,13 +95,13 @@ def take_from_groups(
     each group, then the row count), reading only the groups that hold some, ``at_once`` per read."""
     cuts = np.searchsorted(positions, group_starts)
     groups = [g for g in range(len(group_starts) - 1) if cuts[g + 1] > cuts[g]]
-    pieces = [schema.empty_table()]
+    pieces = [arrow_numpy.empty_table(schema)]
     for first in range(0, len(groups), at_once):
         chosen, offset, within = groups[first : first + at_once], 0, []
         for group in chosen:
             within.append(positions[cuts[group] : cuts[group + 1]] - group_starts[group] + offset)
             offset += group_starts[group + 1] - group_starts[group]
-        pieces.append(read(chosen).take(np.concatenate(within)).replace_schema_metadata(None))
+        pieces.append(read(chosen).take(arrow_numpy.positions(np.concatenate(within))).replace_schema_metadata(None))
     return pa.concat_tables(pieces)
 
 
@@ -116,7 +116,7 @@ def _read_key_hashes(parquet: pq.ParquetFile) -> np.ndarray:
     """The cached key hashes, a row group at a time into one array (no second copy while joining)."""
     key_hash, at = np.empty(parquet.metadata.num_rows, np.uint64), 0
     for group in range(parquet.num_row_groups):
-        part = parquet.read_row_group(group, columns=[KEY_HASH])[KEY_HASH].to_numpy()
+        part = arrow_numpy.numbers(parquet.read_row_group(group, columns=[KEY_HASH])[KEY_HASH])
         key_hash[at : at + len(part)] = part
         at += len(part)
     return key_hash
@@ -135,7 +135,7 @@ def _read_head(parquet: pq.ParquetFile, wanted: list[str]) -> Head:
         pieces.append(part.select(wanted))
         at += count
     if not pieces:
-        return Head(pa.schema([parquet.schema_arrow.field(n) for n in wanted]).empty_table(), row_a, row_b)
+        return Head(arrow_numpy.empty_table(pa.schema([parquet.schema_arrow.field(n) for n in wanted])), row_a, row_b)
     keys = pa.concat_tables(pieces)
     del pieces
     head = Head(pa.table({name: one_chunk(keys[name]) for name in wanted}), row_a, row_b)
@@ -194,7 +194,7 @@ class OldIndex:
         if self.num_rows == 0 or len(rows) == 0:
             return np.full(len(rows), -1, dtype=np.int64)
         if self.lookup is not None:
-            positions: np.ndarray = self.lookup.get_indexer(key_hash[rows]).astype(np.int64, copy=False)
+            positions = self.lookup.positions(key_hash[rows])
             hit = positions >= 0
             if self.kept is not None:
                 positions[hit] = self.kept[positions[hit]]
@@ -205,9 +205,9 @@ class OldIndex:
     def _same_keys(self, keys: pa.RecordBatch, rows: np.ndarray, positions: np.ndarray) -> bool:
         every_row = len(rows) == keys.num_rows  # the usual case: no take on the new side
         for name in self.key_names:
-            new = keys.column(name) if every_row else keys.column(name).take(rows)
-            same = pc.equal(new, self.keys[name].take(positions))
-            if not pc.all(pc.fill_null(same, False)).as_py():
+            new = keys.column(name) if every_row else keys.column(name).take(arrow_numpy.positions(rows))
+            same = arrow_numpy.mask(pc.equal(new, self.keys[name].take(arrow_numpy.positions(positions))))
+            if not same.all():
                 return False
         return True
 
@@ -226,15 +226,14 @@ class OldIndex:
     def rows(self, positions: np.ndarray) -> pa.Table:
         """Full old rows at sorted ``positions``, conformed to the new schema."""
         if len(positions) == 0:
-            return self.schema.empty_table()
+            return arrow_numpy.empty_table(self.schema)
         return conform_table(self.snapshot.fetch(positions), self.schema, self.name)
 
 
-def hash_lookup(key_hash: np.ndarray) -> pd.Index | None:
+def hash_lookup(key_hash: np.ndarray) -> HashIndex | None:
     """A hash table from key hash to old position; None when distinct keys share a 64-bit hash
     (then every batch is joined on the key values)."""
-    index = pd.Index(key_hash)
-    return index if index.is_unique else None
+    return HashIndex.build(key_hash)
 
 
 def one_chunk(column: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from snapcdc.engine.arrow_numpy import empty_table
 from snapcdc.engine.spec import HASH_COLUMNS
 
 
@@ -95,7 +96,7 @@ class ParquetOutput:
         self.codec = codec
         self.shape = shape
         self.indexed = indexed
-        self.empty = snapshot.empty_table()  # what an empty snapshot writes: still a file
+        self.empty = empty_table(snapshot)  # what an empty snapshot writes: still a file
         self.writer: pq.ParquetWriter | None = None
         self.options: WriterOptions | None = None
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from snapcdc.engine import arrow_numpy
 from snapcdc.engine.fidelity import float_losses, int_losses
 
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -78,7 +79,7 @@ def _to_text(values: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _mask(values: pa.ChunkedArray) -> np.ndarray:
-    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=bool)
+    return arrow_numpy.mask(values)
 
 
 def _python_parse(text: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
@@ -115,13 +116,13 @@ def _dropping(typed: pa.ChunkedArray, lost: np.ndarray | None, bad: np.ndarray |
     """``typed`` with the ``lost`` rows nulled and added to ``bad``."""
     if lost is None:
         return ParsedColumn(typed, bad)
-    kept = pc.if_else(pa.array(lost), pa.scalar(None, typed.type), typed)
+    kept = pc.if_else(arrow_numpy.arrow(lost), pa.nulls(1, typed.type)[0], typed)
     return ParsedColumn(_as_chunked(kept), lost if bad is None else (bad | lost))
 
 
 def _from_integers(column: pa.ChunkedArray) -> ParsedColumn:
     """Integers as doubles; those beyond 2**53, which a double would round, flagged."""
-    values = np.concatenate([c.fill_null(0).to_numpy() for c in column.chunks]) if column.num_chunks else np.zeros(0)
+    values = arrow_numpy.numbers(column)
     lost = (values > _EXACT_DOUBLE) | (values < -_EXACT_DOUBLE)
     typed = _as_chunked(pc.cast(column, pa.float64(), safe=False))
     return _dropping(typed, lost if lost.any() else None, None)
@@ -150,11 +151,12 @@ def parse(values: pa.Array | pa.ChunkedArray, name: str) -> ParsedColumn:
             pass
         else:
             return _dropping(typed, losses(text, typed, name), None)
-    fits = pc.fill_null(pc.match_substring_regex(text, _PATTERNS[name]), True)
-    clean = text if pc.all(fits).as_py() else pc.if_else(fits, text, pa.scalar(None, pa.string()))
+    fits = pc.or_kleene(pc.match_substring_regex(text, _PATTERNS[name]), pc.is_null(text))  # null: nothing to fit
+    clean = text if pc.all(fits).as_py() else pc.if_else(fits, text, pa.nulls(1, pa.string())[0])
     if name == "bool":
-        typed = pc.equal(pc.utf8_lower(clean), "true")
-        typed = pc.if_else(pc.equal(clean, "1"), True, typed)
+        typed = pc.equal(pc.utf8_lower(clean), arrow_numpy.scalar("true", pa.string()))
+        one = pc.equal(clean, arrow_numpy.scalar("1", pa.string()))
+        typed = pc.if_else(one, arrow_numpy.scalar(True, pa.bool_()), typed)
     else:
         try:
             typed = pc.cast(clean, target)

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc
 
+from snapcdc.engine import arrow_numpy
 from snapcdc.engine.hash_columns import batch_with_hashes, data_only
+from snapcdc.engine.hash_index import HashIndex
 from snapcdc.engine.hashing import row_hash_lanes
 from snapcdc.engine.old_side import Head, OldSnapshot, hash_lookup, one_chunk, take_from_groups
 from snapcdc.engine.parquet_output import ParquetOutput
@@ -62,7 +63,7 @@ class MemorySnapshot:
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
         self.batches: list[pa.RecordBatch] = []
-        self.table = schema.empty_table()
+        self.table = arrow_numpy.empty_table(schema)
 
     def write(self, batch: pa.RecordBatch, key_a: np.ndarray, row_a: np.ndarray, row_b: np.ndarray) -> None:
         self.batches.append(batch_with_hashes(batch, key_a, row_a, row_b, self.schema))
@@ -72,7 +73,7 @@ class MemorySnapshot:
         if len(drop):
             keep = np.ones(table.num_rows, dtype=bool)
             keep[drop] = False
-            table = table.filter(pa.array(keep))
+            table = table.filter(arrow_numpy.arrow(keep))
         self.table = pa.concat_tables([table, extra.cast(self.schema)])
 
     def abort(self) -> None:
@@ -155,7 +156,7 @@ class ScratchSnapshot:
         self.row_b_parts: list[np.ndarray] = []
         self.head_parts: list[pa.RecordBatch] = []
         self.kept: np.ndarray | None = None  # rows of the file that are part of the old side (None: all)
-        self.lookup: Future[pd.Index | None] | None = None
+        self.lookup: Future[HashIndex | None] | None = None
         # Builds the old side's hash lookup (the slow part of indexing it) while the rest is gathered.
         self.lookup_builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="old-lookup")
 
@@ -169,7 +170,7 @@ class ScratchSnapshot:
 
     def finish(self, drop: np.ndarray, extra: pa.Table) -> None:
         for batch in extra.cast(self.schema).to_batches():
-            self.write(batch, batch.column(KEY_HASH).to_numpy(), *row_hash_lanes(batch.column(ROW_HASH)))
+            self.write(batch, arrow_numpy.numbers(batch.column(KEY_HASH)), *row_hash_lanes(batch.column(ROW_HASH)))
         self.writer.close()
         self.key_hash = _joined(self.key_hash_parts, np.uint64)
         if len(drop):  # duplicates found at the end: their rows stay in the file, unread
@@ -178,13 +179,13 @@ class ScratchSnapshot:
         self.lookup = self.lookup_builder.submit(hash_lookup, self.key_hash)
         self.lookup_builder.shutdown(wait=False)  # its one task runs on; the old side waits for it
         self.row_a, self.row_b = _joined(self.row_a_parts, np.uint64), _joined(self.row_b_parts, np.uint64)
-        heads = pa.Table.from_batches(self.head_parts, self.data_schema.empty_table().select(self.wanted).schema)
+        heads = pa.Table.from_batches(self.head_parts, pa.schema([self.data_schema.field(n) for n in self.wanted]))
         self.key_hash_parts, self.row_a_parts, self.row_b_parts, self.head_parts = [], [], [], []
         self.keys = pa.table({name: one_chunk(heads[name]) for name in self.wanted})
         del heads
         if self.kept is not None:
             self.row_a, self.row_b = np.delete(self.row_a, drop), np.delete(self.row_b, drop)
-            self.keys = self.keys.take(self.kept)
+            self.keys = self.keys.take(arrow_numpy.positions(self.kept))
 
     def abort(self) -> None:
         self.lookup_builder.shutdown(wait=False, cancel_futures=True)
@@ -231,6 +232,6 @@ class ScratchSnapshot:
                 stored = take_from_groups(
                     rows, starts, self.stored, lambda groups: pa.Table.from_batches([reader.get_batch(groups[0])]), 1
                 )
-        head = self.keys if positions is None else self.keys.take(positions)
+        head = self.keys if positions is None else self.keys.take(arrow_numpy.positions(positions))
         columns = [head[name] if name in self.wanted else stored[name] for name in self.data_schema.names]
         return pa.Table.from_arrays(columns, schema=self.data_schema)

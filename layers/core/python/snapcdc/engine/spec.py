@@ -67,6 +67,8 @@ class TableSpec:
     # Also return the old rows of updated keys (the pre-images a changelog needs), read as deleted
     # rows are: only the old snapshot's row groups that hold them. Off: the default path's cost.
     with_preimages: bool = False
+    # Other columns the table's config names (the SCD2 tracked columns): checked against the header.
+    history_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.primary_key:
@@ -74,6 +76,15 @@ class TableSpec:
         unknown = {t for t in self.column_types.values() if t not in ARROW_TYPES}
         if unknown:
             raise ValueError(f"unknown column types {sorted(unknown)}; use {sorted(ARROW_TYPES)}")
+
+    def configured_type(self, name: str) -> str | None:
+        """The type column ``name`` gets whatever its values look like: the configured one, else text
+        for a primary key column (two keys are the same only when their text is: ``1.0`` and ``1.00``
+        are two keys); None: typed from its values and history."""
+        configured = self.column_types.get(name)
+        if configured is None and name in self.primary_key:
+            return "string"
+        return configured
 
     @classmethod
     def from_config(cls, table: TableConfig) -> TableSpec:
@@ -85,6 +96,9 @@ class TableSpec:
             max_delete_ratio=table.max_delete_ratio,
             allow_mass_delete=table.allow_mass_delete,
             with_preimages=table.outputs.changelog,
+            history_columns=tuple(table.outputs.scd2.track_history_columns or ())
+            if table.outputs.scd2 is not None
+            else (),
         )
 
 
@@ -131,3 +145,5 @@ class DiffOutcome:
     schema_changes: list[dict[str, str]]
     seconds: float
     preimages_path: Path | None = None  # with_preimages: DiffResult.preimages as a Parquet file
+    # Quirks of the new CSV read as pandas, DuckDB and Spark read them (BOM, CRLF, empty lines, ...)
+    input_notes: list[str] = field(default_factory=list)

@@ -26,6 +26,7 @@ CHANGELOG_PREFIX = "changelog/"  # the change feeds (docs/design.md, "Change fee
 SCD2_PREFIX = "scd2/"
 DMS_PREFIX = "dms/"
 RUNS_PREFIX = "_runs/"  # the run records, and the Spark job's claims
+ICEBERG_PREFIX = "iceberg/"  # the Iceberg tables (docs/iceberg.md): metadata/ and data/ of each, Iceberg's own
 FEED_PREFIXES = (CHANGELOG_PREFIX, SCD2_PREFIX, DMS_PREFIX)
 CLAIM_SUFFIX = ".glue.json"  # ``_runs/<table>/snapshot=<SNAP>.glue.json``: a snapshot claimed by the Spark job
 
@@ -165,6 +166,13 @@ class Layout:
         return self.key(
             f"{DMS_PREFIX}{table}/{moment.strftime('%Y%m%d-%H%M%S')}{moment.microsecond // 1000:03d}.parquet"
         )
+
+    # the Iceberg tables (snapcdc.cdc.iceberg)
+    def iceberg_prefix(self, iceberg_table: str) -> str:
+        return self.key(f"{ICEBERG_PREFIX}{iceberg_table}/")
+
+    def iceberg_data_key(self, iceberg_table: str, name: str) -> str:
+        return self.key(f"{ICEBERG_PREFIX}{iceberg_table}/data/{name}")
 
     def runs_prefix(self, table: str) -> str:
         return self.key(f"{RUNS_PREFIX}{table}/")

@@ -4,8 +4,10 @@
   written last by the CDC stage: its presence means that table snapshot is done;
 - the extract's manifest ``raw/_manifests/snapshot=<SNAP>.json`` (:class:`~snapcdc.lake.records.Manifest`),
   written last by the extract: its presence means the snapshot's raw objects are complete;
-- the Spark job's claim ``_runs/<table>/snapshot=<SNAP>.glue.json``, created with a conditional put so
-  that one caller only hands a snapshot to the job (:mod:`snapcdc.cdc.routing`); a claim is not a run record.
+- the Spark job's claim ``_runs/<table>/snapshot=<SNAP>.glue.json`` (:class:`Claim`), created with a
+  conditional put so that one caller only hands a snapshot to the job (:mod:`snapcdc.cdc.routing`), and
+  replaced only by a conditional put on its ETag (a restart, :mod:`snapcdc.cdc.healing`); a claim is not a
+  run record.
 
 The reads (:func:`processed_snapshots`, :func:`base_record`, :func:`commit_version`,
 :func:`accepted_records`) are what the CDC stage, ``verify`` and ``replay`` know of a table's history.
@@ -15,9 +17,11 @@ A document that is not a readable record raises :class:`~snapcdc.lake.records.Re
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from snapcdc.lake.layout import SnapshotRef, snap_from_partition
 from snapcdc.lake.records import Manifest, RecordError, RunRecord
@@ -95,14 +99,71 @@ def accepted_records(store: S3Store, table: str, upto: str | None = None) -> lis
 
 
 # -- the Spark job's claims ----------------------------------------------------------------------
-def claim(store: S3Store, table: str, snap: SnapshotRef, document: dict[str, Any]) -> bool:
+class Claim(BaseModel):
+    """A claim's document: the job taking the snapshot, with which arguments, in which run, how many times
+    the table was started again (``attempt``), and whether the restarts were given up (snapcdc.cdc.healing)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    job: str | None = None
+    arguments: dict[str, str] = {}
+    job_run: str | None = None
+    attempt: int = 0
+    given_up: bool = False
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class HeldClaim:
+    """A claim as read from the bucket: its document, the object's ETag and when it was written."""
+
+    table: str
+    snapshot: str
+    claim: Claim
+    etag: str
+    written_at: datetime
+
+
+def claim(store: S3Store, table: str, snap: SnapshotRef, document: Claim | dict[str, Any]) -> bool:
     """Creates the snapshot's claim unless it exists (S3 conditional put); whether this call created it."""
-    return store.put_if_absent(store.layout.claim_key(table, snap), json.dumps(document).encode(), _JSON)
+    body = Claim.model_validate(document).model_dump_json(exclude_defaults=True).encode()
+    return store.put_if_absent(store.layout.claim_key(table, snap), body, _JSON)
 
 
 def claimed(store: S3Store, table: str, snap: SnapshotRef) -> bool:
     """Whether the snapshot is claimed by the Spark job (its run may still be going, or have failed)."""
     return store.exists(store.layout.claim_key(table, snap))
+
+
+def read_claim(store: S3Store, table: str, snap: str) -> HeldClaim | None:
+    found = store.get_versioned(store.layout.claim_key(table, snap))
+    if found is None:
+        return None
+    document = Claim.model_validate(json.loads(found.body or b"{}"))
+    return HeldClaim(table, snap, document, found.etag, found.last_modified)
+
+
+def replace_claim(store: S3Store, held: HeldClaim, document: Claim) -> HeldClaim | None:
+    """Replaces ``held`` by ``document`` if the claim is still the one read (``If-Match`` its ETag): release
+    and claim again in one step. The claim now held, or None when it changed meanwhile (another taker won)."""
+    body = document.model_dump_json(exclude_defaults=True).encode()
+    etag = store.put_if_match(store.layout.claim_key(held.table, held.snapshot), body, held.etag, _JSON)
+    if etag is None:
+        return None
+    return HeldClaim(held.table, held.snapshot, document, etag, datetime.now(UTC))
+
+
+def blocking_claim(store: S3Store, table: str, since: str) -> HeldClaim | None:
+    """The table's earliest claim, at ``since`` or later, whose snapshot has no run record: the one that
+    holds the table's later snapshots back while it waits."""
+    claimed_snaps: set[str] = set()
+    recorded: set[str] = set()
+    for key in store.list_keys(store.layout.runs_prefix(table)):
+        snap = snap_from_partition(key)
+        if snap is not None and snap >= since:
+            (claimed_snaps if store.layout.is_claim(key) else recorded).add(snap)
+    waiting = sorted(claimed_snaps - recorded)
+    return read_claim(store, table, waiting[0]) if waiting else None
 
 
 # -- manifests -----------------------------------------------------------------------------------

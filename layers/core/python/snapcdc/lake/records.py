@@ -83,6 +83,9 @@ class RunRecord(_Record):
     # _commit_version. From the ledger, so a replay gives the same number. None: refused, or a record
     # written before it existed (left out of the document then).
     commit_version: int | None = Field(default=None, exclude_if=lambda value: value is None)
+    # Quirks of the raw CSV read without options as pandas, DuckDB and Spark read them (a BOM, CRLF line
+    # ends, empty lines); left out of the document when there are none.
+    input_notes: list[str] = Field(default_factory=list, exclude_if=lambda notes: not notes)
 
     @property
     def accepted(self) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,13 @@ _PRECONDITION = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 def _is_not_found(error: ClientError) -> bool:
     return str(error.response.get("Error", {}).get("Code")) in _NOT_FOUND
+
+
+@dataclass(frozen=True)
+class VersionedObject:
+    body: bytes
+    etag: str
+    last_modified: datetime
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,29 @@ class S3Store:
                 return False
             raise
         return True
+
+    def put_if_match(self, key: str, body: bytes, etag: str, content_type: str = "application/json") -> str | None:
+        """Replaces the object if it is still the version ``etag`` names (S3 conditional put, ``If-Match``);
+        the new ETag, or None when the object changed or went meanwhile (another writer won)."""
+        try:
+            response = self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfMatch=etag
+            )
+        except ClientError as error:
+            if str(error.response.get("Error", {}).get("Code")) in _PRECONDITION or _is_not_found(error):
+                return None
+            raise
+        return str(response["ETag"])
+
+    def get_versioned(self, key: str) -> VersionedObject | None:
+        """The object's bytes with its ETag and last-modified time (for a later :meth:`put_if_match`)."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if _is_not_found(error):
+                return None
+            raise
+        return VersionedObject(response["Body"].read(), str(response["ETag"]), response["LastModified"])
 
     def upload_file(self, path: Path, key: str, content_type: str = "application/octet-stream") -> None:
         self.client.upload_file(

@@ -5,11 +5,12 @@ the repair of a table written before the migration existed). Both run the CDC st
 
 from __future__ import annotations
 
-from snapcdc.cdc.migrate import footer_schema, migrate_table
+from snapcdc.cdc.migrate import MigrationError, footer_schema, migrate_table
 from snapcdc.cdc.stage import TableProcessor
 from snapcdc.lake.ledger import base_record, commit_version, processed_snapshots, read_run_record
 from snapcdc.lake.records import RunRecord
 from snapcdc.lake.snapshot import Snapshot
+from snapcdc.observability import logger
 
 
 def replay(
@@ -43,11 +44,25 @@ def replay(
         ):
             break  # its base and commit version are unchanged, so is everything after it
         records.append(_reprocess(stage, later, kept))
-    settle_schema(stage)
     history = stage.scd2_history()
     if history is not None:
+        _drop_unreadable(stage, store.layout.scd2_prefix(name))  # rebuilt below; settling cannot read them
+    settle_schema(stage)
+    if history is not None:
         history.rebuild(stage.work_root())
+    if stage.iceberg is not None and stage.table.iceberg:  # docs/iceberg.md, "Verify and replay"
+        stage.iceberg.rebuild(stage.name, stage.work_root())
     return records
+
+
+def _drop_unreadable(stage: TableProcessor, prefix: str) -> None:
+    """The files under ``prefix`` whose footer cannot be read (a rebuild that follows rewrites them)."""
+    for key in list(stage.store.list_keys(prefix)):
+        try:
+            footer_schema(stage.store, key)
+        except MigrationError:
+            logger.warning("unreadable file replaced", extra={"key": key})
+            stage.store.delete(key)
 
 
 def _reprocess(stage: TableProcessor, snap: str, processed: list[str]) -> RunRecord:

@@ -15,19 +15,23 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from snapcdc.cdc import feeds
-from snapcdc.cdc.migrate import footer_schema, mismatched_files
+from snapcdc.cdc.migrate import MigrationError, footer_schema, mismatched_files, table_files
 from snapcdc.config import TableConfig
 from snapcdc.errors import SnapcdcError
-from snapcdc.lake.layout import snapshot_time
+from snapcdc.lake.layout import CDC_PREFIX, RAW_PREFIX, RUNS_PREFIX, SNAPSHOTS_PREFIX, snapshot_time
 from snapcdc.lake.ledger import processed_snapshots, read_run_record
 from snapcdc.lake.records import RunRecord
 from snapcdc.lake.store import S3Store
+
+if TYPE_CHECKING:
+    from snapcdc.cdc.iceberg.sync import IcebergLake
 
 
 @dataclass(frozen=True)
@@ -47,14 +51,40 @@ class VerifyResult:
         )
 
 
+class BrokenObjectError(SnapcdcError):
+    """An object the run records account for is missing or cannot be read."""
+
+    def __init__(self, bucket: str, key: str, what: str) -> None:
+        self.key = key
+        super().__init__(f"s3://{bucket}/{key} {what}")
+
+
 def _read_parquet(store: S3Store, key: str) -> pa.Table:
     body = store.get_bytes(key)
     if body is None:
-        raise FileNotFoundError(f"s3://{store.bucket}/{key} is missing")
-    return pq.read_table(pa.BufferReader(body))
+        raise BrokenObjectError(store.bucket, key, "is missing")
+    try:
+        return pq.read_table(pa.BufferReader(body))
+    except pa.ArrowException as error:
+        raise BrokenObjectError(store.bucket, key, f"cannot be read ({error})") from None
 
 
-def verify_table(store: S3Store, table: TableConfig) -> VerifyResult:
+def repair_command(table: str, snapshot: str | None) -> str:
+    """The command that rewrites a table's files from ``snapshot`` on (every file, without one)."""
+    return f"snapcdc replay --table {table}" + (f" --from {snapshot}" if snapshot else "")
+
+
+def _written_by(store: S3Store, table: str, keys: Sequence[str]) -> str | None:
+    """The earliest snapshot whose run record lists one of ``keys`` (None: not listed)."""
+    wanted = set(keys)
+    for snap in processed_snapshots(store, table):
+        record = read_run_record(store, table, snap)
+        if record is not None and wanted & {str(v) for v in record.outputs.values() if v}:
+            return snap
+    return None
+
+
+def verify_table(store: S3Store, table: TableConfig, iceberg: IcebergLake | None = None) -> VerifyResult:
     processed = processed_snapshots(store, table.name)
     unprocessed = sorted(set(store.raw_snapshots(table.name)) - set(processed))
     records = [r for r in (read_run_record(store, table.name, s) for s in processed) if r is not None and r.accepted]
@@ -72,14 +102,20 @@ def verify_table(store: S3Store, table: TableConfig) -> VerifyResult:
     expected_cdc = {r.outputs.get("cdc") for r in later}
     actual_cdc = set(store.list_keys(store.layout.cdc_prefix(table.name)))
     if None in expected_cdc or expected_cdc != actual_cdc:
+        missing = sorted(k for k in expected_cdc - actual_cdc if k)
         return fail(
-            f"cdc files do not match run records: missing {sorted(k for k in expected_cdc - actual_cdc if k)}, "
-            f"unexpected {sorted(actual_cdc - expected_cdc)}"
+            f"cdc files do not match run records: missing {missing}, unexpected {sorted(actual_cdc - expected_cdc)}"
+            + (
+                f"; `{repair_command(table.name, _written_by(store, table.name, missing))}` rebuilds them"
+                if missing
+                else ""
+            )
         )
     newest = records[-1]
     target = footer_schema(store, str(newest.outputs["snapshot"]))
     if target is None:
         return fail(f"snapshot file of {newest.snapshot} is missing: {newest.outputs['snapshot']}")
+    _check_readable(store, table.name)
     mismatched = mismatched_files(store, table.name, target)
     if mismatched:
         shown = "; ".join(f"{key}: {what}" for key, what in mismatched[:3])
@@ -104,29 +140,80 @@ def verify_table(store: S3Store, table: TableConfig) -> VerifyResult:
             if problem is not None:
                 return fail(f"{name}: {problem}", **counts)
             message += f"; {name} OK"
+    if iceberg is not None and table.iceberg:  # docs/iceberg.md, "Verify"
+        from snapcdc.cdc.iceberg.check import check_iceberg
+
+        problem = check_iceberg(iceberg, records, expected)
+        if problem is not None:
+            return fail(f"iceberg: {problem}", **counts)
+        message += "; iceberg OK"
     return VerifyResult(table.name, True, message, snapshots=len(records), **counts)
 
 
-def verify(store: S3Store, tables: list[TableConfig]) -> list[VerifyResult]:
-    return [_verified(store, table) for table in tables]
+class NothingToVerifyError(SnapcdcError):
+    """The bucket and prefix hold nothing of the tables asked about: a wrong --bucket or --prefix."""
 
 
-def _verified(store: S3Store, table: TableConfig) -> VerifyResult:
-    """:func:`verify_table`, a table whose files cannot be read or combined reported as failing."""
+def check_place(store: S3Store, tables: Sequence[TableConfig]) -> None:
+    """Raise :class:`NothingToVerifyError` when no table has a raw snapshot or a run record there,
+    saying where it looked and what it found instead (the folders at that level)."""
+    layout = store.layout
+    for table in tables:
+        if store.raw_snapshots(table.name):
+            return
+        if next(iter(store.list_keys(layout.runs_prefix(table.name))), None) is not None:
+            return
+    where = f"s3://{store.bucket}/{layout.key('')}"
+    found = store.list_folders(layout.key(""))
+    names = [f.rstrip("/").rsplit("/", 1)[-1] + "/" for f in found]
+    seen = f"found {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}" if names else "it is empty"
+    hint = ""
+    lake = {RAW_PREFIX, RUNS_PREFIX, CDC_PREFIX, SNAPSHOTS_PREFIX}
+    if names and not lake & set(names):
+        hint = f"; is --prefix {names[0].rstrip('/')} meant?"
+    elif names:
+        hint = f"; the tables there are not {', '.join(t.name for t in tables)}: check --config"
+    raise NothingToVerifyError(
+        f"nothing to verify at {where}: no raw/ snapshot and no run record of {', '.join(t.name for t in tables)}; "
+        f"{seen}{hint}"
+    )
+
+
+def _check_readable(store: S3Store, table: str) -> None:
+    """Every Parquet file of the table has a readable footer; else the first that does not, named."""
+    for file in table_files(store, table):
+        try:
+            footer_schema(store, file.key)
+        except MigrationError:
+            raise BrokenObjectError(store.bucket, file.key, "is not a readable Parquet file") from None
+
+
+def verify(store: S3Store, tables: list[TableConfig], iceberg: IcebergLake | None = None) -> list[VerifyResult]:
+    return [_verified(store, table, iceberg) for table in tables]
+
+
+def _verified(store: S3Store, table: TableConfig, iceberg: IcebergLake | None = None) -> VerifyResult:
+    """:func:`verify_table`, a table whose files cannot be read or combined reported as failing (a
+    broken object named with the command that rebuilds it)."""
     try:
-        return verify_table(store, table)
+        return verify_table(store, table, iceberg)
+    except BrokenObjectError as error:
+        snapshot = _written_by(store, table.name, [error.key])
+        return VerifyResult(table.name, False, f"{error}; `{repair_command(table.name, snapshot)}` rebuilds it")
     except (SnapcdcError, FileNotFoundError, pa.ArrowException) as error:
-        return VerifyResult(table.name, False, f"cannot be verified: {type(error).__name__}: {error}")
+        return VerifyResult(table.name, False, f"cannot be verified: {error}")
 
 
 # -- the change feeds (docs/design.md, "Change feeds") --------------------------------------------
-def _files_match(store: S3Store, prefix: str, expected: list[str | None]) -> str | None:
+def _files_match(store: S3Store, table: str, prefix: str, expected: list[str | None]) -> str | None:
     actual = set(store.list_keys(prefix))
     wanted = set(expected)
     if None in wanted or wanted != actual:
+        missing = sorted(k for k in wanted - actual if k)
+        repair = f"; `{repair_command(table, _written_by(store, table, missing))}` rebuilds them" if missing else ""
         return (
-            f"files do not match run records: missing {sorted(k for k in wanted - actual if k)}, "
-            f"unexpected {sorted(actual - {k for k in wanted if k})}"
+            f"files do not match run records: missing {missing}, "
+            f"unexpected {sorted(actual - {k for k in wanted if k})}{repair}"
         )
     return None
 
@@ -139,7 +226,9 @@ def _verify_changelog(store: S3Store, table: TableConfig, records: list[RunRecor
     """One file per accepted snapshot, commit versions 1..n, each pre-image equal to the row it
     replaces; applying every file in order gives the newest snapshot."""
     layout, keys = store.layout, list(table.primary_key)
-    problem = _files_match(store, layout.changelog_prefix(table.name), [r.outputs.get("changelog") for r in records])
+    problem = _files_match(
+        store, table.name, layout.changelog_prefix(table.name), [r.outputs.get("changelog") for r in records]
+    )
     if problem:
         return problem
     state = expected.schema.empty_table()
@@ -176,7 +265,7 @@ def _verify_dms(store: S3Store, table: TableConfig, records: list[RunRecord], ex
     """``LOAD00000001.parquet`` then one change file per later snapshot; ``Op`` first, the timestamp
     column as DMS writes it; applied in name order they give the newest snapshot."""
     layout, keys = store.layout, list(table.primary_key)
-    problem = _files_match(store, layout.dms_prefix(table.name), [r.outputs.get("dms") for r in records])
+    problem = _files_match(store, table.name, layout.dms_prefix(table.name), [r.outputs.get("dms") for r in records])
     if problem:
         return problem
     state = expected.schema.empty_table()

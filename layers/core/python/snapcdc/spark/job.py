@@ -4,12 +4,15 @@ on Spark (:func:`snapcdc.spark.engine.spark_diff_files`); outputs, Glue tables a
 
 Arguments (as Glue passes them, ``--NAME value``; others are ignored): ``--TABLE``, ``--SNAPSHOT``,
 ``--BUCKET_NAME``, ``--DATA_PREFIX`` (``-``: none), ``--GLUE_DATABASE`` (``-``: no catalog sync),
-and for local runs ``--S3_ENDPOINT_URL``. After the snapshot, the table's later pending snapshots are
+``--SHUFFLE_PARTITIONS`` (``0``: from each raw object's size, one per ``--PARTITION_MB``; ``-``: the
+session's own setting), ``--JOB_RUN_ID`` (Glue adds it: the run's id, written into the claims the run
+takes) and for local runs ``--S3_ENDPOINT_URL``. After the snapshot, the table's later pending snapshots are
 processed too, in order, until none is left (:mod:`snapcdc.cdc.routing` says why).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -23,22 +26,29 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from snapcdc.cdc.catalog import GlueCatalog
+from snapcdc.cdc.routing import job_arguments
 from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import PipelineConfig, load_config
 from snapcdc.engine import CDC_OPERATION, DiffOutcome, TableSpec, data_only
 from snapcdc.lake.layout import Layout
-from snapcdc.lake.ledger import claim, processed_snapshots
+from snapcdc.lake.ledger import Claim, claim, processed_snapshots
 from snapcdc.lake.records import RunRecord
 from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
-from snapcdc.observability import logger
+from snapcdc.logs import write_json_lines
 from snapcdc.settings import JobArgument
+from snapcdc.spark.tuning import set_shuffle_partitions
+
+logger = logging.getLogger(__name__)
 
 REQUIRED = (JobArgument.TABLE.value, JobArgument.SNAPSHOT.value, JobArgument.BUCKET_NAME.value)
 OPTIONAL = {
     JobArgument.DATA_PREFIX.value: "-",
     JobArgument.GLUE_DATABASE.value: "-",
     JobArgument.S3_ENDPOINT_URL.value: "-",
+    JobArgument.JOB_RUN_ID.value: "-",
+    JobArgument.SHUFFLE_PARTITIONS.value: "-",
+    JobArgument.PARTITION_MB.value: "128",
 }
 
 
@@ -63,6 +73,8 @@ class SparkEngine:
 
     spark: Any
     endpoint_url: str | None = None
+    shuffle_partitions: int | None = None  # None: the session's; 0: from the raw object's size (spark.tuning)
+    partition_bytes: int = 128 * 1024 * 1024
 
     def diff(
         self, store: S3Store, raw_key: str, old_key: str | None, spec: TableSpec, observed_at: datetime, work: Path
@@ -70,6 +82,10 @@ class SparkEngine:
         from snapcdc.spark.engine import spark_diff_files
 
         bucket = store.bucket
+        if self.shuffle_partitions is not None:
+            size = store.size(raw_key) or 0
+            partitions = set_shuffle_partitions(self.spark, size, self.shuffle_partitions, self.partition_bytes)
+            logger.info("shuffle partitions", extra={"raw_bytes": size, "shuffle_partitions": partitions})
         outcome = spark_diff_files(
             self.spark,
             old=f"s3://{bucket}/{old_key}" if old_key is not None else None,
@@ -110,11 +126,14 @@ def run(
     snapshot: Snapshot,
     catalog: GlueCatalog | None = None,
     endpoint_url: str | None = None,
+    job_run: str | None = None,
+    shuffle_partitions: int | None = None,
+    partition_bytes: int = 128 * 1024 * 1024,
 ) -> list[RunRecord]:
     """Processes ``snap`` (and the earlier pending snapshots), then every later pending snapshot, each
     claimed first (so the CDC function leaves it alone and never starts a run for it); stops when a later
     snapshot is claimed by someone else (another run owns it and what follows)."""
-    engine = SparkEngine(spark, endpoint_url)
+    engine = SparkEngine(spark, endpoint_url, shuffle_partitions, partition_bytes)
     processor = TableProcessor(store, config.table(table), catalog=catalog, engine=engine)
     records = processor.process(snapshot)
     while True:  # the table's later snapshots, deferred by the CDC function while this run was in flight
@@ -122,7 +141,10 @@ def run(
         pending = [s for s in store.raw_snapshots(table) if s not in processed]
         if not pending:
             return records
-        if not claim(store, table, pending[0], {"claimed_by": "spark job catch-up", "after": snapshot.id}):
+        database = catalog.database if catalog is not None else None
+        arguments = job_arguments(table, pending[0], store.bucket, store.layout.prefix, database)
+        document = Claim(arguments=arguments, job_run=job_run, reason=f"caught up by the run of {snapshot.id}")
+        if not claim(store, table, pending[0], document):
             logger.info("later snapshot claimed by another run", extra={"table": table, "snapshot": pending[0]})
             return records
         records += processor.process(Snapshot.parse(pending[0]))
@@ -130,6 +152,7 @@ def run(
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = resolved_options(sys.argv[1:] if argv is None else argv)
+    write_json_lines()  # Glue keeps the job's standard output in its CloudWatch log group
     endpoint = None if options["S3_ENDPOINT_URL"] == "-" else options["S3_ENDPOINT_URL"]
     layout = Layout("" if options["DATA_PREFIX"] == "-" else options["DATA_PREFIX"])
     session = boto3.Session()
@@ -142,7 +165,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     spark = SparkSession.builder.getOrCreate()  # Glue's session (a local one for local runs)
     started = time.perf_counter()
     snapshot = Snapshot.parse(options["SNAPSHOT"])
-    records = run(spark, store, load_config(), options["TABLE"], snapshot, catalog, endpoint)
+    job_run = None if options["JOB_RUN_ID"] == "-" else options["JOB_RUN_ID"]
+    shuffle = None if options["SHUFFLE_PARTITIONS"] == "-" else int(options["SHUFFLE_PARTITIONS"])
+    records = run(
+        spark,
+        store,
+        load_config(),
+        options["TABLE"],
+        snapshot,
+        catalog,
+        endpoint,
+        job_run,
+        shuffle_partitions=shuffle,
+        partition_bytes=int(options["PARTITION_MB"]) * 1024 * 1024,
+    )
     logger.info(
         "spark cdc job done",
         extra={

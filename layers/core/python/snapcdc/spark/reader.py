@@ -258,7 +258,7 @@ def type_facts(
     rows = text_rows(layout, piece)
     all_null, fits, stored = {}, {}, {}
     for name in rows.column_names:
-        if name in spec.column_types:
+        if spec.configured_type(name) is not None:
             continue
         column = rows[name]
         stored[name] = type_name(column.type)
@@ -272,7 +272,7 @@ def candidates(names: list[str], spec: TableSpec, previous: pa.Schema | None, he
     types passing ``infer``'s sample test on the file's first rows (``head``)."""
     out = {}
     for name in names:
-        if name in spec.column_types:
+        if spec.configured_type(name) is not None:
             continue
         established = _established(name, previous)
         if established is not None:
@@ -290,7 +290,7 @@ def exact_typing(
     changes: list[dict[str, str]] = []
     schema_fields = []
     for name in _column_order(names, previous):
-        configured, established, in_file = spec.column_types.get(name), _established(name, previous), name in names
+        configured, established, in_file = spec.configured_type(name), _established(name, previous), name in names
         if not in_file:
             chosen = configured or established or "string"
         elif configured is not None:
@@ -331,7 +331,7 @@ def typed_rows(layout: Layout, piece: Piece, spec: TableSpec, typing: Typing) ->
             columns.append(pa.chunked_array([pa.nulls(raw.num_rows, target.type)]))
             continue
         parsed = parse(raw[name], chosen)
-        if name in spec.column_types and parsed.bad is not None:
+        if spec.configured_type(name) is not None and parsed.bad is not None:
             text = f"column {name}: value does not fit configured type {chosen}"
             reasons[parsed.bad & (reasons == None)] = text  # noqa: E711 - elementwise on an object array
         columns.append(parsed.values)

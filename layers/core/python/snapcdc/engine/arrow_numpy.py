@@ -1,0 +1,101 @@
+"""numpy arrays to Arrow and back, straight over the buffers.
+
+pyarrow's own conversions of Python and numpy objects (``pa.array``, ``pa.scalar``, a Python value
+given to a compute function, ``take`` with numpy indices, ``to_numpy`` that must copy,
+``Schema.empty_table``) first ask whether the object is a pandas one, and that question imports
+pandas: 0.3-0.4 s of every cold start on a machine where pandas is installed (the Lambda layer has
+it). The engine converts through these helpers instead, on every path a run takes; rare paths (a
+quarantine, a key hash collision) may still use pyarrow's conversions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+
+def arrow(values: np.ndarray) -> pa.Array:
+    """A numpy array of bools or numbers as an Arrow array (no nulls); numbers without a copy."""
+    values = np.ascontiguousarray(values)
+    count = len(values)
+    if values.dtype == np.bool_:
+        bits = np.packbits(values, bitorder="little")
+        return pa.Array.from_buffers(pa.bool_(), count, [None, pa.py_buffer(bits)])
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), count, [None, pa.py_buffer(values)])
+
+
+def positions(rows: np.ndarray) -> pa.Array:
+    """Row positions for ``take`` (int64)."""
+    return arrow(np.asarray(rows, dtype=np.int64))
+
+
+def mask(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean column as a numpy bool array, null as False."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    parts = [_chunk_mask(chunk) for chunk in chunks]
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+
+
+def _bits(buffer: pa.Buffer, offset: int, count: int) -> np.ndarray:
+    data = np.frombuffer(buffer, dtype=np.uint8)
+    first, skip = offset // 8, offset % 8
+    return np.unpackbits(data[first : first + (skip + count + 7) // 8], bitorder="little")[skip : skip + count]
+
+
+def _chunk_mask(chunk: pa.Array) -> np.ndarray:
+    count = len(chunk)
+    if count == 0:
+        return np.zeros(0, dtype=bool)
+    validity, values = chunk.buffers()[:2]
+    found = _bits(values, chunk.offset, count).view(bool)
+    if chunk.null_count:
+        found &= _bits(validity, chunk.offset, count).view(bool)
+    return found
+
+
+def numbers(column: pa.Array | pa.ChunkedArray, fill: float | int = 0) -> np.ndarray:
+    """A numeric column (int, uint, float) as a numpy array, nulls as ``fill``."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    dtype = np.dtype(_NUMPY_TYPES[str(column.type)])
+    parts = []
+    for chunk in chunks:
+        values = np.frombuffer(chunk.buffers()[1], dtype=dtype, count=len(chunk), offset=chunk.offset * dtype.itemsize)
+        if chunk.null_count:
+            values = values.copy()
+            values[~_bits(chunk.buffers()[0], chunk.offset, len(chunk)).view(bool)] = fill
+        parts.append(values)
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+
+_NUMPY_TYPES = {
+    "int8": "i1",
+    "int16": "i2",
+    "int32": "i4",
+    "int64": "i8",
+    "uint8": "u1",
+    "uint16": "u2",
+    "uint32": "u4",
+    "uint64": "u8",
+    "float": "f4",
+    "double": "f8",
+}
+
+
+def scalar(value: bool | int | float | str, kind: pa.DataType) -> pa.Scalar:
+    """``value`` as an Arrow scalar of type ``kind`` (bool, a number or string type)."""
+    if pa.types.is_string(kind):
+        data = str(value).encode()
+        offsets = np.array([0, len(data)], dtype=np.int32)
+        return pa.Array.from_buffers(kind, 1, [None, pa.py_buffer(offsets), pa.py_buffer(data)])[0]
+    if pa.types.is_boolean(kind):
+        return arrow(np.array([bool(value)]))[0]
+    return arrow(np.array([value], dtype=np.dtype(_NUMPY_TYPES[str(kind)])))[0]
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    """A table of ``schema`` with no rows."""
+    return pa.Table.from_batches([], schema=schema)
