@@ -39,7 +39,7 @@ EXIT_BAD_INPUT = EXIT_USAGE  # ingest's documented "2: bad input"
 
 
 # -- diff ---------------------------------------------------------------------------------------
-def _add_diff(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_diff(commands: argparse._SubParsersAction[Parser]) -> None:
     parser = commands.add_parser(
         "diff",
         help="diff two local snapshots (CSV or Parquet) with the Lambda's engine",
@@ -219,7 +219,7 @@ def _bucket_store(args: argparse.Namespace) -> tuple[S3Store, list[TableConfig]]
     return store, tables
 
 
-def _add_verify(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_verify(commands: argparse._SubParsersAction[Parser]) -> None:
     parser = commands.add_parser(
         "verify",
         help="check that full-load + cdc files, replayed in order, equal the newest snapshot",
@@ -244,7 +244,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.ok for r in results) else EXIT_CHECK_FAILED
 
 
-def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_replay(commands: argparse._SubParsersAction[Parser]) -> None:
     parser = commands.add_parser(
         "replay",
         help="recompute cdc/, snapshots/ and run records of a table from raw/ (idempotent)",
@@ -276,7 +276,7 @@ def _run_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_run(commands: argparse._SubParsersAction[Parser]) -> None:
     parser = commands.add_parser(
         "run",
         help="one extract + CDC cycle against real Kaggle and a real bucket (the Lambdas' code path)",
@@ -314,7 +314,7 @@ def _run_run(args: argparse.Namespace) -> int:
 
 
 # -- ingest ----------------------------------------------------------------------------------------
-def _add_ingest(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_ingest(commands: argparse._SubParsersAction[Parser]) -> None:
     parser = commands.add_parser(
         "ingest",
         help="put a local file as a table's snapshot and process it as the CDC function would",
@@ -375,7 +375,7 @@ def _record_line(record: RunRecord) -> dict[str, object]:
 
 
 # -- demo ----------------------------------------------------------------------------------------
-def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_demo(commands: argparse._SubParsersAction[Parser]) -> None:
     parser = commands.add_parser(
         "demo",
         help="the whole pipeline on this machine (embedded S3, fake Kaggle)",
@@ -412,7 +412,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 # -- entry point ---------------------------------------------------------------------------------
-_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+_COMMANDS: list[Callable[[argparse._SubParsersAction[Parser]], None]] = [
     _add_diff,
     _add_verify,
     _add_replay,

@@ -133,7 +133,9 @@ def scd2_step(
 
 def _options(schema: pa.Schema, parquet: pq.ParquetFile) -> WriterOptions:
     sample = parquet.read_row_group(0) if parquet.num_row_groups else schema.empty_table()
-    return WriterOptions(**parquet_options(schema, conform_table(sample.replace_schema_metadata(None), schema, "current")))
+    return WriterOptions(
+        **parquet_options(schema, conform_table(sample.replace_schema_metadata(None), schema, "current"))
+    )
 
 
 def _apply(
