@@ -16,12 +16,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from snapcdc.engine import writer
 from snapcdc.engine.csv_input import TypedReadFailed, is_parquet, read_csv_strings
-from snapcdc.engine.differ import Diffed, S, run_diff, utc, with_cdc
+from snapcdc.engine.differ import Diffed, S, run_diff, utc
 from snapcdc.engine.new_side import NewInput, input_from_table, streamed_input
 from snapcdc.engine.old_side import OldSnapshot
-from snapcdc.engine.parquet_output import write_parquet
-from snapcdc.engine.sinks import FileCopy, MemorySnapshot, ParquetSnapshot, ScratchSnapshot
+from snapcdc.engine.sinks import MemorySnapshot, ScratchSnapshot
 from snapcdc.engine.spec import (
     HASH_COLUMNS,
     HASH_METADATA,
@@ -140,22 +140,6 @@ def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, wor
     return accepted.sink.old_side()
 
 
-def _first_load_copies(full_load: Path, changes: Path, inserted_at: datetime) -> list[FileCopy]:
-    """A first snapshot's data columns (no hashes) as the user-facing full load, and as its change set
-    (every row inserted at ``inserted_at``)."""
-
-    def data(rows: pa.Table) -> pa.Table:
-        return rows.drop_columns(list(HASH_COLUMNS)).replace_schema_metadata(None)
-
-    return [FileCopy(full_load, data), FileCopy(changes, lambda rows: with_cdc(data(rows), "I", inserted_at))]
-
-
-def _write(table: pa.Table, path: Path, written: list[Path]) -> Path:
-    written.append(path)
-    write_parquet(table, path)
-    return path
-
-
 def diff_files(
     *,
     old: Path | None,
@@ -192,47 +176,29 @@ def _diff_into(
     labels: _Labels,
     started: float,
 ) -> DiffOutcome:
-    snapshot_path = out_dir / "snapshot.parquet"
-    changes_path = out_dir / "changes.parquet"
-    written: list[Path] = [snapshot_path]
     # A first snapshot's data, without the hash columns, and its change set (every row inserted) are
     # written beside the snapshot; later ones' change set is small and written at the end.
-    full_load_path = out_dir / "full_load.parquet" if old_side is None else None
-    copies = _first_load_copies(full_load_path, changes_path, utc(observed_at)) if full_load_path else []
-    written += [copy.path for copy in copies]
-
-    def snapshot(schema: pa.Schema) -> ParquetSnapshot:
-        return ParquetSnapshot(snapshot_path, schema, spec, copies=copies)
-
+    files = writer.OutputFiles(out_dir, first=old_side is None)
+    sink = writer.snapshot_sink(files, spec, utc(observed_at))
     try:
-        diffed = _diff_file(old_side, Path(new), spec, observed_at, snapshot, labels)
-        try:  # while the snapshot's writers complete it
-            if old_side is not None:
-                _write(diffed.changes, changes_path, written)
-            quarantine_path = (
-                _write(diffed.quarantine, out_dir / "quarantine.parquet", written)
-                if diffed.quarantine is not None
-                else None
-            )
-            preimages_path = (
-                _write(diffed.preimages, out_dir / "preimages.parquet", written)
-                if diffed.preimages is not None
-                else None
-            )
-        finally:
-            diffed.sink.close()
+        diffed = _diff_file(old_side, Path(new), spec, observed_at, sink, labels)
     except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
+        writer.remove(files)
         raise
+    written = writer.finish_outputs(diffed, files)
+
+    def path(name: str) -> Path | None:
+        return Path(written[name].location) if name in written else None
+
     return DiffOutcome(
         stats=diffed.stats,
-        changes_path=changes_path,
-        snapshot_path=snapshot_path,
-        full_load_path=full_load_path,
-        quarantine_path=quarantine_path,
+        changes_path=files.path(writer.CHANGES),
+        snapshot_path=files.path(writer.SNAPSHOT),
+        full_load_path=path(writer.FULL_LOAD),
+        quarantine_path=path(writer.QUARANTINE),
         schema=diffed.schema,
         schema_changes=diffed.schema_changes,
         seconds=time.perf_counter() - started,
-        preimages_path=preimages_path,
+        preimages_path=path(writer.PREIMAGES),
+        files={name: [file] for name, file in written.items()},
     )

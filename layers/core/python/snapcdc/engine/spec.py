@@ -124,6 +124,15 @@ class DiffResult:
         return self.snapshot.drop_columns(list(HASH_COLUMNS)).replace_schema_metadata(None)
 
 
+@dataclass(frozen=True)
+class WrittenFile:
+    """One file an engine wrote: where (a local path, an S3 key or URI), its rows and its bytes."""
+
+    location: str
+    rows: int
+    bytes: int
+
+
 @dataclass
 class DiffOutcome:
     stats: DiffStats
@@ -135,3 +144,7 @@ class DiffOutcome:
     schema_changes: list[dict[str, str]]
     seconds: float
     preimages_path: Path | None = None  # with_preimages: DiffResult.preimages as a Parquet file
+    # Every file written, by output name (snapshot, changes, full_load, quarantine, preimages): one per
+    # output from the Lambda engine, a part file per partition from the Spark engine (the ``*_path``
+    # fields are then folders holding them).
+    files: dict[str, list[WrittenFile]] = field(default_factory=dict)
