@@ -114,6 +114,20 @@ def _diff_file(
     return run(input_from_table(table, spec, previous, labels.new))
 
 
+def _joined_parts(paths: list[Path], work: Path) -> Path:
+    """A snapshot stored as N part files (the Spark engine's), as one local file: row group by row group."""
+    if len(paths) == 1:
+        return paths[0]
+    joined = work / "old-joined.parquet"
+    schema = pq.read_schema(paths[0])
+    with pq.ParquetWriter(joined, schema, compression="none") as out:
+        for path in paths:
+            part = pq.ParquetFile(path)
+            for group in range(part.num_row_groups):
+                out.write_table(part.read_row_group(group).cast(schema))
+    return joined
+
+
 def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, work: Path) -> OldSnapshot:
     if is_parquet(path):
         stored = pq.read_schema(path)
@@ -142,7 +156,7 @@ def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, wor
 
 def diff_files(
     *,
-    old: Path | None,
+    old: Path | list[Path] | None,
     new: Path,
     spec: TableSpec,
     observed_at: datetime,
@@ -150,7 +164,8 @@ def diff_files(
     new_name: str | None = None,
     old_name: str | None = None,
 ) -> DiffOutcome:
-    """Diff two local files (CSV or Parquet) and write the outputs into ``out_dir``.
+    """Diff two local files (CSV or Parquet) and write the outputs into ``out_dir``. ``old`` may be a
+    snapshot's N part files (the Spark engine's), in order.
 
     Outputs: ``changes.parquet``, ``snapshot.parquet``, ``full_load.parquet`` (first snapshot only),
     ``quarantine.parquet`` (when rows were rejected), ``preimages.parquet`` (``spec.with_preimages``
@@ -159,11 +174,15 @@ def diff_files(
     """
     started = time.perf_counter()
     new_label = new_name or str(new)
-    old_label = old_name or (str(old) if old is not None else "<none>")
+    olds = [Path(p) for p in old] if isinstance(old, list) else [Path(old)] if old is not None else []
+    if len(olds) == 1 and olds[0].is_dir():  # a folder of part files
+        olds = sorted(olds[0].glob("*.parquet"))
+    old_label = old_name or (str(olds[0]) if olds else "<none>")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".work-") as work:
-        old_side = _load_old(Path(old), spec, observed_at, old_label, Path(work)) if old is not None else None
+        old_path = _joined_parts(olds, Path(work)) if olds else None
+        old_side = _load_old(old_path, spec, observed_at, old_label, Path(work)) if old_path is not None else None
         return _diff_into(old_side, Path(new), spec, observed_at, out_dir, _Labels(new_label, old_label), started)
 
 
