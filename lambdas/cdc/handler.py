@@ -1,8 +1,9 @@
 """CDC Lambda: S3 ObjectCreated events for raw CSVs in, change files out.
 
-Thin on purpose: parse the event, call :func:`snapcdc.cdc.stage.process_raw_keys`, report.
-Deterministic refusals (delete guard, malformed file) are recorded and alarmed on, not retried;
-unexpected failures are raised after the other tables ran, so Lambda retries (done work is a no-op).
+Thin on purpose: parse the event, call :func:`snapcdc.cdc.batch.process_raw_keys`, report.
+Deterministic refusals (delete guard, malformed file) are recorded and alarmed on, not retried; so are
+permanent failures (:class:`~snapcdc.errors.PermanentError`: a retry cannot help). Transient failures
+are raised after the other tables ran, so Lambda retries (done work is a no-op).
 """
 
 from __future__ import annotations
@@ -16,17 +17,19 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from snapcdc import metric_names as names
+from snapcdc.cdc.batch import BatchReport, process_raw_keys
 from snapcdc.cdc.catalog import GlueCatalog
+from snapcdc.cdc.engines import ArrowEngine
 from snapcdc.cdc.routing import SparkRoute
-from snapcdc.cdc.stage import BatchReport, process_raw_keys
 from snapcdc.config import PipelineConfig, load_config
+from snapcdc.errors import SnapcdcError
 from snapcdc.lake.layout import Layout
 from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger, metrics, publish_table_metrics, tracer
 from snapcdc.settings import CdcSettings, load_settings
 
 
-class CdcBatchError(RuntimeError):
+class CdcBatchError(SnapcdcError, RuntimeError):
     """Some tables failed unexpectedly; raised so that Lambda retries the event."""
 
 
@@ -55,6 +58,9 @@ def _report_metrics(report: BatchReport) -> None:
         publish_table_metrics(record.table, counts, seconds=record.seconds)
         if not record.accepted:
             logger.error("snapshot refused", extra={"run_record": record.model_dump(mode="json")})
+    for table, error in report.permanent_failures.items():
+        logger.error("table failed; retrying this event cannot help", extra={"table": table, "error": error})
+    metrics.add_metric(name=names.CDC_FAILED, unit=MetricUnit.Count, value=len(report.permanent_failures))
     accepted = sum(r.accepted for r in report.records)
     metrics.add_metric(name=names.SNAPSHOTS_PROCESSED, unit=MetricUnit.Count, value=accepted)
 
@@ -67,7 +73,7 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
     store, config, catalog, route = _dependencies()
     keys = [unquote_plus(record.s3.get_object.key) for record in event.records]
     logger.info("cdc event", extra={"keys": keys})
-    report = process_raw_keys(store, config, keys, catalog=catalog, route=route)
+    report = process_raw_keys(store, config, keys, catalog=catalog, route=route, engine=ArrowEngine())
     _report_metrics(report)
     logger.info("cdc done", extra=report.summary())
     if report.failures:

@@ -91,6 +91,18 @@ class Observability(Construct):
             ),
             "An extract run failed (bad credentials, missing secret, hostile archive...): see its log",
         )
+        # Likewise the CDC handler for a table that failed with a PermanentError (the others go on).
+        self._alarm(
+            "CdcFailed",
+            cloudwatch.Metric(
+                namespace=self._namespace,
+                metric_name=names.CDC_FAILED,
+                dimensions_map={"service": CDC_SERVICE},
+                statistic="Sum",
+                period=FIVE_MINUTES,
+            ),
+            "A table's CDC run failed for good (an unreadable run record, a catalog or migration refusal): see its log",
+        )
         for table in tables:
             title = _title(table)
             self._alarm(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from snapcdc.cdc.stage import process_raw_keys
+from snapcdc.cdc.batch import process_raw_keys
 from snapcdc.lake.layout import snapshot_id
 from snapcdc.lake.records import processed_snapshots
 from snapcdc.lake.store import S3Store

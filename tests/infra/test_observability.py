@@ -115,6 +115,16 @@ def test_extract_failures_that_do_not_raise_are_alarmed(synth: Synth) -> None:
     assert alarms[0]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 
 
+def test_cdc_failures_that_do_not_raise_are_alarmed(synth: Synth) -> None:
+    # Given the alarms on the CDC handler's own failure metric
+    alarms = [a for a in _alarms(synth) if a.get("MetricName") == "CdcFailed"]
+    # Then there is one, on the CDC service's series, threshold any failure
+    assert len(alarms) == 1
+    assert alarms[0]["Dimensions"] == [{"Name": "service", "Value": "snapcdc-cdc"}]
+    assert alarms[0]["Threshold"] == 1
+    assert alarms[0]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
 @pytest.mark.parametrize("metric", ["DeleteGuardRefused", "Quarantined", "MalformedSnapshots"])
 def test_data_quality_alarms_per_table(synth: Synth, metric: str) -> None:
     # Given the alarms on a CDC data-quality metric

@@ -99,7 +99,7 @@ def test_core_layer_leaves_out_the_development_harness_and_the_cli(synth: Synth)
         assert not (_staged_core(synth) / path).exists(), path
     # And the rest of the package is
     assert (package / "engine" / "__init__.py").is_file()
-    assert (package / "cdc.py").is_file()
+    assert (package / "cdc" / "stage.py").is_file()
 
 
 @pytest.mark.parametrize("code_dir", [EXTRACT_CODE_DIR, CDC_CODE_DIR], ids=["extract", "cdc"])

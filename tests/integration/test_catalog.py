@@ -15,6 +15,7 @@ from snapcdc.cli import main
 from snapcdc.config import TableConfig
 from snapcdc.lake.layout import Layout
 from snapcdc.lake.records import read_run_record
+from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
 
 from tests.support import BUCKET, csv_bytes, put_raw
@@ -107,7 +108,7 @@ def test_a_first_accepted_snapshot_creates_the_three_tables_with_the_inferred_ty
     # Given a first snapshot whose columns are partly undeclared in column_types
     _put(store, S1, COLUMNS, V1)
     # When it is processed
-    [record] = _processor(store, glue, tmp_path).process(S1)
+    [record] = _processor(store, glue, tmp_path).process(Snapshot.parse(S1))
     # Then the three Glue tables exist, typed as the engine wrote the Parquet (names lower-cased by Glue)
     assert _types(glue, "clientes_full_load") == INFERRED
     assert _types(glue, "clientes_snapshots") == INFERRED
@@ -124,7 +125,7 @@ def test_the_created_tables_keep_what_the_synth_time_tables_had(store, glue, tmp
     # Given
     _put(store, S1, COLUMNS, V1)
     # When
-    _processor(store, glue, tmp_path).process(S1)
+    _processor(store, glue, tmp_path).process(Snapshot.parse(S1))
     # Then: Parquet SerDe over the table's prefix, classification, descriptions, key comments
     cdc, full_load, snapshots = (_table(glue, name) for name in GLUE_TABLES)
     base = f"s3://{BUCKET}/lake"
@@ -153,9 +154,9 @@ def test_a_column_added_to_the_data_is_appended_to_all_three_tables(store, glue,
     _put(store, S1, COLUMNS, V1)
     _put(store, S2, [*COLUMNS, "DescCanal"], [[*row, "app"] for row in V2])
     processor = _processor(store, glue, tmp_path)
-    processor.process(S1)
+    processor.process(Snapshot.parse(S1))
     # When
-    [record] = processor.process(S2)
+    [record] = processor.process(Snapshot.parse(S2))
     # Then the column is appended last in every table (before the _cdc columns), the other types unchanged
     assert _types(glue, "clientes_full_load") == {**INFERRED, "desccanal": "string"}
     assert _types(glue, "clientes_snapshots") == {**INFERRED, "desccanal": "string"}
@@ -172,11 +173,11 @@ def test_an_unchanged_schema_costs_one_get_table_per_glue_table_and_no_update(st
     _put(store, S1, COLUMNS, V1)
     _put(store, S2, COLUMNS, V2)
     processor = _processor(store, glue, tmp_path)
-    processor.process(S1)
+    processor.process(Snapshot.parse(S1))
     versions = {name: _table(glue, name)["VersionId"] for name in GLUE_TABLES}
     glue.calls.clear()
     # When
-    [record] = processor.process(S2)
+    [record] = processor.process(Snapshot.parse(S2))
     # Then
     assert glue.calls == ["get_table"] * 3
     assert {name: _table(glue, name)["VersionId"] for name in GLUE_TABLES} == versions
@@ -188,9 +189,9 @@ def test_a_widened_column_updates_its_type(store, glue, tmp_path):
     _put(store, S1, COLUMNS, V1)
     _put(store, S2, COLUMNS, [[*row[:5], "loja-7"] for row in V2])
     processor = _processor(store, glue, tmp_path)
-    processor.process(S1)
+    processor.process(Snapshot.parse(S1))
     # When
-    [record] = processor.process(S2)
+    [record] = processor.process(Snapshot.parse(S2))
     # Then every table says string, as the Parquet files from now on do
     for name in GLUE_TABLES:
         assert _types(glue, name)["codloja"] == "string", name
@@ -205,11 +206,11 @@ def test_a_refused_snapshot_leaves_the_catalog_alone(store, glue, tmp_path):
     _put(store, S1, COLUMNS, V1)
     _put(store, S2, [*COLUMNS, "DescCanal"], [[*V1[0], "app"]])
     processor = _processor(store, glue, tmp_path)
-    processor.process(S1)
+    processor.process(Snapshot.parse(S1))
     before = {name: _table(glue, name)["VersionId"] for name in GLUE_TABLES}
     glue.calls.clear()
     # When the delete guard refuses it
-    [record] = processor.process(S2)
+    [record] = processor.process(Snapshot.parse(S2))
     # Then no Glue call was made and the tables are as they were
     assert record.refused_reason == "delete_guard"
     assert glue.calls == []
@@ -223,7 +224,7 @@ def test_columns_colliding_when_lower_cased_are_an_error_naming_both(store, glue
     _put(store, S1, ["idCliente", "qtdePontos", "QtdePontos"], [["a", 1, 2], ["b", 3, 4]])
     # When / Then the sync fails naming both, before the run record (so the snapshot is not done)
     with pytest.raises(CatalogError, match=r"'qtdePontos' and 'QtdePontos'.*'qtdepontos'"):
-        _processor(store, glue, tmp_path).process(S1)
+        _processor(store, glue, tmp_path).process(Snapshot.parse(S1))
     assert glue.calls == []
     assert read_run_record(store, "clientes", S1) is None
 
@@ -248,7 +249,7 @@ class RacingGlue(RecordingGlue):
 def test_a_table_created_by_a_concurrent_run_is_compared_not_overwritten(store, glue, tmp_path):
     # Given the Glue tables created by another run between this run's GetTable and CreateTable
     _put(store, S1, COLUMNS, V1)
-    _processor(store, glue, tmp_path).process(S1)
+    _processor(store, glue, tmp_path).process(Snapshot.parse(S1))
     snapshot = pq.read_schema(pa.BufferReader(store.get_bytes(store.layout.snapshot_key("clientes", S1))))
     schema = pa.schema([f for f in snapshot if f.name not in ("_key_hash", "_row_hash")])
     racing = RacingGlue(glue._client)

@@ -7,10 +7,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
-from snapcdc.cdc.stage import TableProcessor, process_raw_keys
+from snapcdc.cdc.batch import process_raw_keys
+from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import TableConfig
 from snapcdc.lake.layout import Layout
+from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
+from snapcdc.ops.replay import replay
 from snapcdc.ops.verify import verify_table
 
 from tests.support import BUCKET, csv_bytes, object_versions, put_raw
@@ -56,8 +59,8 @@ def test_first_snapshot_is_a_full_load_and_the_second_a_change_set(store, tmp_pa
     put_raw(store, TABLE, S2, csv_bytes(COLUMNS, V2))
     processor = _processor(store, tmp_path)
     # When
-    [first] = processor.process(S1)
-    [second] = processor.process(S2)
+    [first] = processor.process(Snapshot.parse(S1))
+    [second] = processor.process(Snapshot.parse(S2))
     # Then
     assert first.accepted and first.base_snapshot is None
     assert first.outputs["full_load"] == "lake/full-load/clientes/clientes.parquet"
@@ -75,7 +78,7 @@ def test_an_update_without_a_date_bump_is_still_an_update_and_is_counted(store, 
     for snap, rows in ((S1, V1), (S2, V2), (S3, V3)):
         put_raw(store, TABLE, snap, csv_bytes(COLUMNS, rows))
     # When
-    records = _processor(store, tmp_path).process(S3)
+    records = _processor(store, tmp_path).process(Snapshot.parse(S3))
     # Then
     assert records[-1].stats["updates"] == 1
     assert records[-1].stats["updates_without_date_bump"] == 1
@@ -86,10 +89,10 @@ def test_reprocessing_a_snapshot_changes_nothing(store, tmp_path):
     put_raw(store, TABLE, S1, csv_bytes(COLUMNS, V1))
     put_raw(store, TABLE, S2, csv_bytes(COLUMNS, V2))
     processor = _processor(store, tmp_path)
-    processor.process(S2)
+    processor.process(Snapshot.parse(S2))
     before = object_versions(store)
     # When the same object is delivered again
-    again = processor.process(S2)
+    again = processor.process(Snapshot.parse(S2))
     # Then
     assert again == []
     assert object_versions(store) == before
@@ -100,10 +103,10 @@ def test_out_of_order_events_catch_up_earlier_snapshots_first(store, tmp_path):
     for snap, rows in ((S1, V1), (S2, V2), (S3, V3)):
         put_raw(store, TABLE, snap, csv_bytes(COLUMNS, rows))
     # When
-    records = _processor(store, tmp_path).process(S3)
+    records = _processor(store, tmp_path).process(Snapshot.parse(S3))
     # Then
     assert [(r.snapshot, r.base_snapshot) for r in records] == [(S1, None), (S2, S1), (S3, S2)]
-    assert _processor(store, tmp_path).process(S1) == []
+    assert _processor(store, tmp_path).process(Snapshot.parse(S1)) == []
     assert verify_table(store, TABLE).ok
 
 
@@ -114,7 +117,7 @@ def test_a_mass_delete_is_refused_and_the_next_snapshot_diffs_against_the_last_a
     put_raw(store, TABLE, S3, csv_bytes(COLUMNS, V2))
     processor = _processor(store, tmp_path)
     # When
-    records = processor.process(S3)
+    records = processor.process(Snapshot.parse(S3))
     # Then
     refused = records[1]
     assert refused.status == "refused" and refused.refused_reason == "delete_guard"
@@ -128,10 +131,10 @@ def test_replay_with_mass_delete_allowed_accepts_the_refused_snapshot(store, tmp
     put_raw(store, TABLE, S1, csv_bytes(COLUMNS, V1))
     put_raw(store, TABLE, S2, csv_bytes(COLUMNS, V1[:1]))
     put_raw(store, TABLE, S3, csv_bytes(COLUMNS, V2))
-    _processor(store, tmp_path).process(S3)
+    _processor(store, tmp_path).process(Snapshot.parse(S3))
     allowed = TABLE.model_copy(update={"allow_mass_delete": True})
     # When the operator allows it and replays from the refused snapshot
-    records = _processor(store, tmp_path, allowed).replay(from_snap=S2)
+    records = replay(_processor(store, tmp_path, allowed), Snapshot.parse(S2))
     # Then S2 is accepted and S3 is now based on it; the change stream still verifies
     assert [(r.snapshot, r.status, r.base_snapshot) for r in records] == [(S2, "accepted", S1), (S3, "accepted", S2)]
     assert store.exists("lake/cdc/clientes/clientes_20260105_130000.parquet")
@@ -143,11 +146,11 @@ def test_replay_is_idempotent(store, tmp_path):
     for snap, rows in ((S1, V1), (S2, V2), (S3, V3)):
         put_raw(store, TABLE, snap, csv_bytes(COLUMNS, rows))
     processor = _processor(store, tmp_path)
-    processor.process(S3)
+    processor.process(Snapshot.parse(S3))
     data_before = {k: v for k, v in object_versions(store).items() if "/_runs/" not in k}
     # When
-    processor.replay()
-    processor.replay(from_snap=S2, to_snap=S2)
+    replay(processor)
+    replay(processor, Snapshot.parse(S2), Snapshot.parse(S2))
     # Then
     assert {k: v for k, v in object_versions(store).items() if "/_runs/" not in k} == data_before
     assert verify_table(store, TABLE).ok
@@ -187,7 +190,7 @@ def test_quarantined_rows_are_written_beside_the_run(store, tmp_path):
     rows = [*V1, ["a", 99, "2026-01-02 10:00:00.000"], ["", 5, "2026-01-02 10:00:00.000"]]
     put_raw(store, TABLE, S1, csv_bytes(COLUMNS, rows))
     # When
-    [record] = _processor(store, tmp_path).process(S1)
+    [record] = _processor(store, tmp_path).process(Snapshot.parse(S1))
     # Then
     assert record.stats["quarantined"] == 3
     quarantine = _read(store, record.outputs["quarantine"])

@@ -145,3 +145,51 @@ def test_glue_database_is_optional_in_the_cdc_settings(environ, expected):
 def test_an_empty_glue_database_is_a_settings_error_naming_it():
     with pytest.raises(SettingsError, match="GLUE_DATABASE"):
         load_settings(CdcSettings, {"BUCKET_NAME": BUCKET, "GLUE_DATABASE": ""})
+
+
+def _event_for(*keys: str) -> dict:
+    template = _event()
+    event = {"Records": []}
+    for key in keys:
+        record = copy.deepcopy(template["Records"][0])
+        record["s3"]["object"]["key"] = key.replace("=", "%3D")
+        event["Records"].append(record)
+    return event
+
+
+def _healthy_produtos(store: S3Store) -> str:
+    produtos = load_config().table("produtos")
+    return put_raw(store, produtos, SNAP, csv_bytes(["IdProduto", "DescNomeProduto"], [["1", "Café"]]))
+
+
+def test_cdc_handler_reports_a_permanent_failure_without_a_retry_and_other_tables_go_on(environment, capsys):
+    # Given clientes' ledger holding a run record that cannot be read (a retry reads the same bytes)
+    store = environment
+    clientes = put_raw(store, load_config().table("clientes"), SNAP, csv_bytes(COLUMNS, ROWS))
+    store.put_bytes("_runs/clientes/snapshot=20251231T000000Z.json", b"{not json", "application/json")
+    produtos = _healthy_produtos(store)
+    handler = load_handler("cdc")
+    # When
+    result = handler.lambda_handler(_event_for(clientes, produtos), LocalLambdaContext("snapcdc-cdc"))
+    # Then the handler returns (Lambda does not retry), naming the table and the error's kind
+    assert list(result["permanent_failures"]) == ["clientes"]
+    assert result["permanent_failures"]["clientes"].startswith("RecordError: ")
+    assert result["failures"] == {}
+    assert [(p["table"], p["status"]) for p in result["processed"]] == [("produtos", "accepted")]
+    assert not store.exists(f"_runs/clientes/snapshot={SNAP}.json")
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    failed = [d["CdcFailed"] for d in documents if "CdcFailed" in d]
+    assert failed in ([1.0], [[1.0]])
+
+
+def test_cdc_handler_raises_a_transient_failure_after_the_other_tables_ran(environment):
+    # Given an event naming a clientes object that is not there (yet), and a healthy produtos
+    store = environment
+    missing = store.layout.raw_key("clientes", SNAP, "clientes.csv")
+    produtos = _healthy_produtos(store)
+    handler = load_handler("cdc")
+    # When / Then the handler raises, so Lambda retries the event
+    with pytest.raises(handler.CdcBatchError, match="clientes"):
+        handler.lambda_handler(_event_for(missing, produtos), LocalLambdaContext("snapcdc-cdc"))
+    # and produtos was processed before it did
+    assert store.exists(f"_runs/produtos/snapshot={SNAP}.json")

@@ -13,7 +13,9 @@ from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import TableConfig
 from snapcdc.lake.layout import Layout, snapshot_time
 from snapcdc.lake.records import read_run_record
+from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
+from snapcdc.ops.replay import replay
 from snapcdc.ops.verify import scd2_history, verify_table
 
 from tests.support import BUCKET, csv_bytes, put_raw
@@ -52,7 +54,7 @@ def _run(store, tmp_path, table=ALL, versions=(V1, V2, V3, V4), snaps=(S1, S2, S
     processor = TableProcessor(store, table, work_dir=tmp_path / "work")
     for snap, rows in zip(snaps, versions, strict=False):
         put_raw(store, table, snap, csv_bytes(COLUMNS, rows))
-        processor.process(snap)
+        processor.process(Snapshot.parse(snap))
     return processor
 
 
@@ -145,7 +147,7 @@ def test_replay_rebuilds_every_feed_to_the_same_objects(store, tmp_path):
     before = {
         k: store.get_bytes(k) for k in store.list_keys("lake/") if k.split("/")[1] in {"changelog", "scd2", "dms"}
     }
-    processor.replay(S2)
+    replay(processor, Snapshot.parse(S2))
     after = {k: store.get_bytes(k) for k in store.list_keys("lake/") if k.split("/")[1] in {"changelog", "scd2", "dms"}}
     assert after.keys() == before.keys()
     for key in before:
@@ -161,14 +163,14 @@ def test_a_retry_after_the_scd2_step_does_not_apply_it_twice(store, tmp_path):
     processor = _run(store, tmp_path, versions=(V1, V2), snaps=(S1, S2))
     # an attempt that wrote the SCD2 files but not the run record
     store.delete(store.layout.run_record_key("clientes", S2))
-    processor.process(S2)
+    processor.process(Snapshot.parse(S2))
     assert verify_table(store, ALL).ok
 
 
 def test_a_column_added_later_reaches_every_feed_file(store, tmp_path):
     processor = _run(store, tmp_path, versions=(V1, V2), snaps=(S1, S2))
     put_raw(store, ALL, S3, csv_bytes([*COLUMNS, "email"], [[*row, f"{row[0]}@x"] for row in V3]))
-    processor.process(S3)
+    processor.process(Snapshot.parse(S3))
     result = verify_table(store, ALL)
     assert result.ok, result.message
     load = _read(store, "lake/dms/clientes/LOAD00000001.parquet")

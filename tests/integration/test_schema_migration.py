@@ -13,7 +13,9 @@ from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import TableConfig
 from snapcdc.engine.spec import HASH_METADATA
 from snapcdc.lake.records import read_run_record
+from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
+from snapcdc.ops.replay import replay
 from snapcdc.ops.verify import verify_table
 
 from tests.support import csv_bytes, put_raw
@@ -74,7 +76,7 @@ def test_an_int_column_that_gets_12a_has_one_physical_type_in_every_file_after_t
     # Given four snapshots whose inferred int column n gets the value 12a in the third
     _put(store, DRIFT)
     # When
-    records = _processor(store, tmp_path).process(S4)
+    records = _processor(store, tmp_path).process(Snapshot.parse(S4))
     # Then every file of the table holds n as text, and the table verifies
     assert set(_types_of(store, "n").values()) == {"string"}
     assert len(_types_of(store, "n")) == 1 + 3 + 4  # full load, three change sets, four snapshots
@@ -96,11 +98,11 @@ def test_an_int_column_that_gets_12a_has_one_physical_type_in_every_file_after_t
 def test_migrated_files_keep_their_values_pipeline_columns_and_hash_signature(store, tmp_path):
     # Given
     _put(store, DRIFT[:2])
-    _processor(store, tmp_path).process(S2)
+    _processor(store, tmp_path).process(Snapshot.parse(S2))
     before = {f.key: _read(store, f.key) for f in table_files(store, TABLE.name)}
     # When the third snapshot widens n
     _put(store, DRIFT[2:3])
-    _processor(store, tmp_path).process(S3)
+    _processor(store, tmp_path).process(Snapshot.parse(S3))
     # Then
     for key, old in before.items():
         new = _read(store, key)
@@ -119,7 +121,7 @@ def test_a_column_added_is_appended_to_every_earlier_file(store, tmp_path):
     _put(store, DRIFT[:2])
     _put(store, [(S3, [[*row, "x"] for row in V2])], columns=[*COLUMNS, "extra"])
     # When
-    records = _processor(store, tmp_path).process(S3)
+    records = _processor(store, tmp_path).process(Snapshot.parse(S3))
     # Then every file has the column, last among the table's columns, null where it did not exist
     for file in table_files(store, TABLE.name):
         names = [n for n in footer_schema(store, file.key).names if not n.startswith("_")]
@@ -133,7 +135,7 @@ def test_a_column_added_is_appended_to_every_earlier_file(store, tmp_path):
 def test_a_migration_interrupted_half_way_is_completed_by_the_retry_with_the_same_objects(store, tmp_path, fail_at):
     # Given the uninterrupted run's bucket
     _put(store, DRIFT)
-    _processor(store, tmp_path).process(S4)
+    _processor(store, tmp_path).process(Snapshot.parse(S4))
     expected = _contents(store)
     for key in list(store.list_keys("lake/")):
         if not key.startswith("lake/raw/"):
@@ -141,9 +143,9 @@ def test_a_migration_interrupted_half_way_is_completed_by_the_retry_with_the_sam
     # When the same run fails after rewriting fail_at - 1 earlier files, and the event is retried
     failing = FailingStore(store.client, store.bucket, store.layout, fail_at=fail_at)
     with pytest.raises(ConnectionError, match="injected failure"):
-        _processor(failing, tmp_path).process(S4)
+        _processor(failing, tmp_path).process(Snapshot.parse(S4))
     assert read_run_record(store, TABLE.name, S3) is None  # not done: the retry redoes it
-    records = _processor(store, tmp_path).process(S4)
+    records = _processor(store, tmp_path).process(Snapshot.parse(S4))
     # Then the bucket is the uninterrupted run's, byte for byte (run record timings aside)
     assert [r.snapshot for r in records] == [S3, S4]
     assert _contents(store) == expected
@@ -154,9 +156,9 @@ def test_the_next_diff_against_a_migrated_base_gives_the_right_changes(store, tm
     # Given a table migrated at S3, whose base snapshot file now has n as text and a stale signature
     _put(store, DRIFT)
     processor = _processor(store, tmp_path)
-    original = {r.snapshot: r.stats for r in processor.process(S4)}
+    original = {r.snapshot: r.stats for r in processor.process(Snapshot.parse(S4))}
     # When S2 and S3 are diffed again over the migrated files
-    replayed = {r.snapshot: r.stats for r in processor.replay(from_snap=S2, to_snap=S3)}
+    replayed = {r.snapshot: r.stats for r in replay(processor, Snapshot.parse(S2), Snapshot.parse(S3))}
     # Then the same inserts, updates and deletes, and the table still has one schema and verifies
     for snap in (S2, S3):
         assert {k: replayed[snap][k] for k in ("inserts", "updates", "deletes")} == {
@@ -169,11 +171,11 @@ def test_the_next_diff_against_a_migrated_base_gives_the_right_changes(store, tm
 def test_a_retried_run_with_nothing_left_to_migrate_rewrites_nothing(store, tmp_path):
     # Given a migrated table
     _put(store, DRIFT[:3])
-    _processor(store, tmp_path).process(S3)
+    _processor(store, tmp_path).process(Snapshot.parse(S3))
     before = _contents(store)
     # When the widening snapshot is reprocessed from scratch (its outputs and record deleted)
     store.delete(store.layout.run_record_key(TABLE.name, S3))
-    [again] = _processor(store, tmp_path).process(S3)
+    [again] = _processor(store, tmp_path).process(Snapshot.parse(S3))
     # Then the earlier files are untouched, and the record lists them as this migration's
     assert _contents(store) == before
     assert again.migration is not None and len(again.migration.rewritten) == 4

@@ -19,6 +19,7 @@ from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import load_config
 from snapcdc.lake.layout import Layout, snapshot_id
 from snapcdc.lake.store import S3Store
+from snapcdc.ops.replay import replay
 from snapcdc.ops.verify import verify
 from snapcdc_dev.demo import FIRST_RUN, load_handler
 from snapcdc_dev.embedded_aws import EmbeddedAws, embedded_aws, patched_environ
@@ -282,7 +283,7 @@ class RolesLab:
 
     def replay(self) -> None:
         with self.as_principal("operator-replay") as session:
-            records = TableProcessor(self.store(session), CONFIG.table(REPLAYED_TABLE)).replay()
+            records = replay(TableProcessor(self.store(session), CONFIG.table(REPLAYED_TABLE)))
         if len(records) != len(MOMENTS) or any(r.status != "accepted" for r in records):
             raise StageError(f"replay: {records}")
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from snapcdc.cdc.catalog import GlueCatalog
     from snapcdc.config import TableConfig
     from snapcdc.lake.records import RunRecord
+    from snapcdc.lake.snapshot import Snapshot
     from snapcdc.lake.store import S3Store
 
 EXIT_OK = 0
@@ -209,18 +210,18 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     )
     _add_bucket_options(parser)
     parser.add_argument("--table", required=True)
-    parser.add_argument("--from", dest="from_snap", help="first snapshot id (YYYYMMDDTHHMMSSZ)")
-    parser.add_argument("--to", dest="to_snap", help="last snapshot id")
+    parser.add_argument("--from", dest="from_snap", type=_snapshot_arg, help="first snapshot id (YYYYMMDDTHHMMSSZ)")
+    parser.add_argument("--to", dest="to_snap", type=_snapshot_arg, help="last snapshot id")
     _add_catalog_option(parser)
     parser.set_defaults(run=_run_replay)
 
 
 def _run_replay(args: argparse.Namespace) -> int:
     from snapcdc.cdc.stage import TableProcessor
+    from snapcdc.ops.replay import replay
 
     store, [table] = _bucket_store(args)
-    processor = TableProcessor(store, table, catalog=_catalog(args, store))
-    records = processor.replay(args.from_snap, args.to_snap)
+    records = replay(TableProcessor(store, table, catalog=_catalog(args, store)), args.from_snap, args.to_snap)
     for record in records:
         print(json.dumps({"table": record.table, "snapshot": record.snapshot, "status": record.status, **record.stats}))
     return EXIT_OK
@@ -241,7 +242,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 def _run_run(args: argparse.Namespace) -> int:
     import os
 
-    from snapcdc.cdc.stage import process_raw_keys
+    from snapcdc.cdc.batch import process_raw_keys
     from snapcdc.config import load_config
     from snapcdc.extract.kaggle import KaggleCredentials, KaggleSource
     from snapcdc.extract.stage import run_extract
@@ -258,18 +259,17 @@ def _run_run(args: argparse.Namespace) -> int:
         keys = [t.key for t in report.tables if t.key]
         batch = process_raw_keys(store, config, keys, Path(work), catalog=_catalog(args, store))
     print(json.dumps(batch.summary(), default=str))
-    return EXIT_OK if not batch.failures else 1
+    return EXIT_OK if not (batch.failures or batch.permanent_failures) else 1
 
 
 # -- ingest ----------------------------------------------------------------------------------------
-def _snapshot_arg(text: str) -> str:
-    from snapcdc.lake.layout import snapshot_time
+def _snapshot_arg(text: str) -> Snapshot:
+    from snapcdc.lake.snapshot import Snapshot, SnapshotIdError
 
     try:
-        snapshot_time(text)
-    except ValueError as error:
+        return Snapshot.parse(text)
+    except SnapshotIdError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-    return text
 
 
 def _add_ingest(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -292,44 +292,25 @@ def _add_ingest(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 def _run_ingest(args: argparse.Namespace) -> int:
     from snapcdc.cdc.stage import TableProcessor
-    from snapcdc.lake.records import processed_snapshots, read_run_record
+    from snapcdc.ops.ingest import IngestRefused, ingest
 
     source: Path = args.file
     if not source.is_file():
         print(f"snapcdc ingest: {source}: no such file", file=sys.stderr)
         return EXIT_BAD_INPUT
     store, [table] = _bucket_store(args)
-    key = store.layout.raw_key(table.name, args.snapshot, table.file)
-    done = read_run_record(store, table.name, args.snapshot)
-    if done is not None:
-        stored = store.get_bytes(key)
-        if stored is not None and stored != source.read_bytes():
-            print(
-                f"snapcdc ingest: {source}: table {table.name} snapshot {args.snapshot} was already processed from "
-                f"different content (s3://{store.bucket}/{key}); use `snapcdc replay` to recompute it",
-                file=sys.stderr,
-            )
-            return EXIT_BAD_INPUT
-        records = []
-    else:
-        newer = [s for s in processed_snapshots(store, table.name) if s > args.snapshot]
-        if newer:
-            print(
-                f"snapcdc ingest: {source}: table {table.name} already has the later snapshot {newer[-1]}; "
-                "backfill oldest first, or put the file under raw/ and use `snapcdc replay`",
-                file=sys.stderr,
-            )
-            return EXIT_BAD_INPUT
-        store.upload_file(source, key, "text/csv")
-        records = TableProcessor(store, table, catalog=_catalog(args, store)).process(args.snapshot)
-    for caught_up in records[:-1]:
+    try:
+        done = ingest(TableProcessor(store, table, catalog=_catalog(args, store)), args.snapshot, source)
+    except IngestRefused as refused:
+        print(f"snapcdc ingest: {source}: {refused}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for caught_up in done.records[:-1]:
         print(json.dumps(_record_line(caught_up)))
-    record = records[-1] if records else done
-    assert record is not None and record.snapshot == args.snapshot
+    record = done.record
     if record.refused_reason == "malformed_input":
-        where = f"s3://{store.bucket}/{key}"
+        where = f"s3://{store.bucket}/{done.key}"
         print(f"snapcdc ingest: {str(record.error).replace(where, str(source))}", file=sys.stderr)
-    print(json.dumps({**_record_line(record), "already_processed": not records}))
+    print(json.dumps({**_record_line(record), "already_processed": done.already_processed}))
     if record.accepted:
         return EXIT_OK
     return EXIT_REFUSED if record.refused_reason == "delete_guard" else EXIT_BAD_INPUT

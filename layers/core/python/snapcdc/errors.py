@@ -28,3 +28,8 @@ class OutOfDiskSpaceError(PermanentError, RuntimeError):
 
     Permanent: a retry gets the same ephemeral storage. The message names the folder and sizes.
     """
+
+
+class ControlSignal(SnapcdcError):
+    """Not a failure: raised to change the flow (a snapshot handed to the Spark job, a fast path that
+    falls back to a slower one). Caught by the code that expects it; one that escapes is a bug."""

@@ -20,6 +20,7 @@ MALFORMED_SNAPSHOTS = "MalformedSnapshots"
 
 # -- the CDC function, per invocation ----------------------------------------------------------
 SNAPSHOTS_PROCESSED = "SnapshotsProcessed"
+CDC_FAILED = "CdcFailed"  # tables that failed for good in one invocation (not retried, so not in the DLQ)
 
 # -- the extract function (per invocation, and per table where a table is named) ---------------
 EXTRACTED_BYTES = "ExtractedBytes"
@@ -45,7 +46,7 @@ CDC_TABLE_METRICS = (
     DELETE_GUARD_REFUSED,
     MALFORMED_SNAPSHOTS,
 )
-CDC_INVOCATION_METRICS = (SNAPSHOTS_PROCESSED,)
+CDC_INVOCATION_METRICS = (SNAPSHOTS_PROCESSED, CDC_FAILED)
 EXTRACT_TABLE_METRICS = (EXTRACTED_BYTES, SKIPPED_UNCHANGED, TABLES_MISSING)
 EXTRACT_INVOCATION_METRICS = (
     EXTRACTED_BYTES,

@@ -27,6 +27,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from snapcdc.errors import ControlSignal
 from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger
 
@@ -65,7 +66,7 @@ def job_arguments(table: str, snap: str, bucket: str, data_prefix: str, glue_dat
     }
 
 
-class Deferred(Exception):  # not an error: the table's snapshot is the Spark job's
+class Deferred(ControlSignal):  # not an error: the table's snapshot is the Spark job's
     """The snapshot (or an earlier one of its table) is being processed by the Spark job."""
 
     def __init__(self, table: str, snap: str, run_id: str | None) -> None:

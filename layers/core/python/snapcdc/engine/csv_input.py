@@ -23,6 +23,7 @@ import pyarrow.csv as pacsv
 
 from snapcdc.engine.fidelity import CHECKED_TYPES, cast_whole
 from snapcdc.engine.spec import InputError
+from snapcdc.errors import ControlSignal
 
 UTF8_BOM = b"\xef\xbb\xbf"
 # Big blocks parse faster; a record longer than a block makes pyarrow fail, and we retry once
@@ -212,7 +213,7 @@ def read_csv_strings(path: Path, name: str, delimiter: str | None = None) -> pa.
     return table
 
 
-class TypedReadFailed(Exception):
+class TypedReadFailed(ControlSignal):
     """The fast typed read stopped (a value not of its expected type, or a malformed record):
     the caller falls back to reading strings, which widens, quarantines or names the bad line."""
 

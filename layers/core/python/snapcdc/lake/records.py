@@ -20,7 +20,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
 
-from snapcdc.errors import SnapcdcError
+from snapcdc.errors import PermanentError
 from snapcdc.lake.layout import snap_from_partition
 from snapcdc.lake.store import S3Store
 
@@ -30,7 +30,7 @@ MANIFEST_FORMAT = 1
 _JSON = "application/json"
 
 
-class RecordError(SnapcdcError):
+class RecordError(PermanentError):
     """A run record or manifest in the bucket cannot be read; the message names its key and fields."""
 
 

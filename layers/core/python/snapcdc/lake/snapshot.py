@@ -11,12 +11,14 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from snapcdc.errors import PermanentError
+
 SNAP_FORMAT = "%Y%m%dT%H%M%SZ"
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
 _SNAP_RE = re.compile(r"^\d{8}T\d{6}Z$")
 
 
-class SnapshotIdError(ValueError):
+class SnapshotIdError(PermanentError, ValueError):
     """Text that is not a snapshot id; the message quotes it and the expected form."""
 
 

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import PipelineConfig, load_config
 from snapcdc.engine import CDC_OPERATION, DiffOutcome, TableSpec
 from snapcdc.engine.spec import HASH_COLUMNS
-from snapcdc.lake.layout import Layout, snapshot_time
+from snapcdc.lake.layout import Layout
 from snapcdc.lake.records import RunRecord, processed_snapshots
+from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger
 
@@ -51,29 +53,31 @@ def resolved_options(argv: Sequence[str]) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class SparkTableProcessor(TableProcessor):
-    """The CDC stage with the diff on Spark: the raw object and the old snapshot are read in place."""
+class SparkEngine:
+    """The CDC stage's engine on Spark (:class:`snapcdc.cdc.engines.CdcEngine`): the raw object and the old
+    snapshot are read in place."""
 
-    spark: Any = None
+    spark: Any
     endpoint_url: str | None = None
 
-    def diff(self, source_key: str, old_key: str | None, snap: str, work: Path) -> DiffOutcome:
+    def diff(
+        self, store: S3Store, raw_key: str, old_key: str | None, spec: TableSpec, observed_at: datetime, work: Path
+    ) -> DiffOutcome:
         from snapcdc.spark.engine import spark_diff_files
 
-        bucket = self.store.bucket
-        spec = TableSpec.from_config(self.table)
+        bucket = store.bucket
         outcome = spark_diff_files(
             self.spark,
             old=f"s3://{bucket}/{old_key}" if old_key is not None else None,
-            new=f"s3://{bucket}/{source_key}",
+            new=f"s3://{bucket}/{raw_key}",
             spec=spec,
-            observed_at=snapshot_time(snap),
+            observed_at=observed_at,
             out_dir=work / "out",
-            new_name=f"s3://{bucket}/{source_key}",
+            new_name=f"s3://{bucket}/{raw_key}",
             endpoint_url=self.endpoint_url,
         )
         if spec.with_preimages and old_key is not None and outcome.preimages_path is None:
-            old_path = self.store.download_file(old_key, work / "preimage-base.parquet")
+            old_path = store.download_file(old_key, work / "preimage-base.parquet")
             preimages = updated_rows_before(old_path, outcome.changes_path, spec.primary_key)
             path = work / "out" / "preimages.parquet"
             pq.write_table(preimages, path)
@@ -99,24 +103,25 @@ def run(
     store: S3Store,
     config: PipelineConfig,
     table: str,
-    snap: str,
+    snapshot: Snapshot,
     catalog: GlueCatalog | None = None,
     endpoint_url: str | None = None,
 ) -> list[RunRecord]:
     """Processes ``snap`` (and the earlier pending snapshots), then every later pending snapshot, each
     claimed first (so the CDC function leaves it alone and never starts a run for it); stops when a later
     snapshot is claimed by someone else (another run owns it and what follows)."""
-    processor = SparkTableProcessor(store, config.table(table), catalog=catalog, spark=spark, endpoint_url=endpoint_url)
-    records = processor.process(snap)
+    engine = SparkEngine(spark, endpoint_url)
+    processor = TableProcessor(store, config.table(table), catalog=catalog, engine=engine)
+    records = processor.process(snapshot)
     while True:  # the table's later snapshots, deferred by the CDC function while this run was in flight
         processed = processed_snapshots(store, table)
         pending = [s for s in store.raw_snapshots(table) if s not in processed]
         if not pending:
             return records
-        if not claim(store, table, pending[0], {"claimed_by": "spark job catch-up", "after": snap}):
+        if not claim(store, table, pending[0], {"claimed_by": "spark job catch-up", "after": snapshot.id}):
             logger.info("later snapshot claimed by another run", extra={"table": table, "snapshot": pending[0]})
             return records
-        records += processor.process(pending[0])
+        records += processor.process(Snapshot.parse(pending[0]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,7 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     spark = SparkSession.builder.getOrCreate()  # Glue's session (a local one for local runs)
     started = time.perf_counter()
-    records = run(spark, store, load_config(), options["TABLE"], options["SNAPSHOT"], catalog, endpoint)
+    snapshot = Snapshot.parse(options["SNAPSHOT"])
+    records = run(spark, store, load_config(), options["TABLE"], snapshot, catalog, endpoint)
     logger.info(
         "spark cdc job done",
         extra={

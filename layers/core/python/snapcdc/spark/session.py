@@ -8,8 +8,10 @@ import shutil
 import sys
 from typing import Any
 
+from snapcdc.errors import PermanentError
 
-class JavaMissingError(RuntimeError):
+
+class JavaMissingError(PermanentError, RuntimeError):
     """Local Spark needs Java 17 (as AWS Glue 5 runs)."""
 
 

@@ -27,6 +27,7 @@ import urllib3.connection
 import urllib3.connectionpool
 from requests.adapters import HTTPAdapter
 
+from snapcdc.errors import ControlSignal
 from snapcdc.extract.kaggle.errors import TimeBudgetError
 
 MARGIN_SETTING = "UPLOAD_MARGIN_SECONDS"
@@ -70,7 +71,7 @@ class Deadline:
         return self.at - self.clock()
 
 
-class DeadlineReached(Exception):
+class DeadlineReached(ControlSignal):
     """Internal: a connection was about to open after the deadline (classified by the retry policy)."""
 
 

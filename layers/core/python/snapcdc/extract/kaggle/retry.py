@@ -25,6 +25,7 @@ from typing import TypeVar
 import requests
 import urllib3.exceptions
 
+from snapcdc.errors import ControlSignal
 from snapcdc.extract.kaggle.errors import (
     CREDENTIALS_HINT,
     KaggleAuthError,
@@ -43,7 +44,7 @@ RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 AUTH_STATUS = frozenset({401, 403})
 
 
-class Retryable(Exception):
+class Retryable(ControlSignal):
     """An attempt failed in a way worth retrying (raised by an attempt, or made by :func:`classify`)."""
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
@@ -51,7 +52,7 @@ class Retryable(Exception):
         self.retry_after = retry_after
 
 
-class CallerError(Exception):
+class CallerError(ControlSignal):
     """Wraps a failure of the caller's side inside an attempt (not Kaggle's): the retry policy raises
     ``error`` itself, neither retried nor classified."""
 
