@@ -136,6 +136,11 @@ class Layout:
         moment = snapshot_time(snap)
         return self.key(f"dms/{table}/{moment.strftime('%Y%m%d-%H%M%S')}{moment.microsecond // 1000:03d}.parquet")
 
+    def spark_parts_prefix(self, table: str, snap: str) -> str:
+        """Where the Spark job's tasks write a snapshot's part files before the driver joins them into
+        the outputs' keys (deleted then; a failed run's are rewritten by its retry)."""
+        return self.key(f"_spark-parts/{table}/snapshot={snap}/")
+
     def runs_prefix(self, table: str) -> str:
         return self.key(f"_runs/{table}/")
 
