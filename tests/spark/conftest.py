@@ -185,3 +185,6 @@ def on_spark(spark: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
                 monkeypatch.setattr(module, "diff_tables", spark_diff_tables(spark))
 
     return patch
+
+
+from tests.spark.cluster import standalone_cluster  # noqa: E402, F401 - the fixture, for this tier's tests

@@ -272,6 +272,12 @@ def _diff(
 
     # 3. old rows in their buckets; every bucket diffed and written by the engine in its task
     assert typing is not None
+    # a bucketed old side's keys hash to their buckets only while the keys keep their types
+    bucketed = (
+        bucketed
+        and old is not None
+        and all(old.schema.field(k).type == typing.schema.field(k).type for k in spec.primary_key)
+    )
     rows = [p.rows for p in probes]
     starts_of = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
     context = diff.Context(

@@ -87,10 +87,7 @@ class SparkEngine:
         )
         out = work / "out"
         try:
-            joined = {
-                name: joined_file(store, files, out / f"{name}.parquet")
-                for name, files in outcome.files.items()
-            }
+            joined = {name: joined_file(store, files, out / f"{name}.parquet") for name, files in outcome.files.items()}
         finally:
             target.remove([f for files in outcome.files.values() for f in files])
         return replace(

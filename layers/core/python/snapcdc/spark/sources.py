@@ -115,7 +115,10 @@ def shipped(spark: Any, source: Source, folder: Path) -> Source:
         return source
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{uuid.uuid4().hex[:12]}-{Path(source.location).name}"
-    (folder / name).symlink_to(source.location)
+    try:  # a link of its own name (Spark serves a symbolic link under its target's name)
+        os.link(source.location, folder / name)
+    except OSError:  # another file system: a copy
+        shutil.copyfile(source.location, folder / name)
     spark.sparkContext.addFile(str(folder / name))
     return replace(source, shipped=name)
 
