@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml devkit/pyproject.toml | c
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install demo test test-all lint checkov format synth layers bench bench-sizing bench-spark soak deploy clean
+.PHONY: install demo unit test test-all lint checkov format synth layers bench bench-sizing bench-spark soak deploy clean
 
 # checkov pins boto3/botocore/packaging below the project's pins: it lives in its own venv, made here.
 CHECKOV_VERSION := 3.3.30
@@ -45,6 +45,13 @@ checkov: $(STAMP) $(CHECKOV_STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The inner loop: ruff, mypy and the unit tier (no synthesis, no moto server, no Spark), in under a minute.
+unit: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy layers/core/python/snapcdc devkit/snapcdc_dev lambdas stacks app.py
+	$(BIN)/pytest -q -n 2 tests/unit
 
 test: lint
 	$(BIN)/pytest -n 2 --dist loadfile tests

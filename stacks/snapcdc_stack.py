@@ -7,6 +7,7 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 from snapcdc.config import PipelineConfig, load_config
+from snapcdc.settings import Env
 
 from stacks.constructs.cdc import CdcFunction
 from stacks.constructs.extract import ExtractFunction
@@ -43,8 +44,8 @@ class SnapCdcStack(Stack):
         operators = OperatorPolicies(self, "Operators", storage=storage)
         # Tables past one Lambda: the CDC function hands snapshots above the threshold to the Spark job.
         spark_job = SparkCdcJob(self, "SparkCdc", settings=settings, storage=storage, tables=tables, feeds=feeds)
-        cdc.function.add_environment("SPARK_JOB_NAME", spark_job.job_name)
-        cdc.function.add_environment("SPARK_THRESHOLD_BYTES", str(settings.spark_threshold_bytes))
+        cdc.function.add_environment(Env.SPARK_JOB_NAME.value, spark_job.job_name)
+        cdc.function.add_environment(Env.SPARK_THRESHOLD_BYTES.value, str(settings.spark_threshold_bytes))
         spark_job.grant_start(cdc.handler.role)
         query = LakeQuery(self, "Query", settings=settings, storage=storage, pipeline=pipeline)
         observability = Observability(

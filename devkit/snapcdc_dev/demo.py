@@ -176,7 +176,7 @@ def feed_summary(store: Any, table: Any) -> list[str]:
 def run_demo(out: Path, snapshots: int = 4, seed: int = 42) -> int:
     """Run the demo; returns a process exit code (0 when ``verify`` passes for every table)."""
     from snapcdc.config import load_config
-    from snapcdc.lake.records import processed_snapshots, read_run_record
+    from snapcdc.lake.ledger import processed_snapshots, read_run_record
     from snapcdc.lake.store import S3Store
     from snapcdc.ops.verify import verify
 

@@ -24,6 +24,7 @@ from snapcdc.cdc.routing import SparkRoute
 from snapcdc.config import PipelineConfig, load_config
 from snapcdc.errors import SnapcdcError
 from snapcdc.lake.layout import Layout
+from snapcdc.lake.records import RefusalReason
 from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger, metrics, publish_table_metrics, tracer
 from snapcdc.settings import CdcSettings, load_settings
@@ -53,8 +54,8 @@ def _report_metrics(report: BatchReport) -> None:
     for record in report.records:
         stats = names.CDC_STAT_METRICS
         counts: dict[str, float] = {stats[k]: v for k, v in record.stats.items() if k in stats}
-        counts[names.DELETE_GUARD_REFUSED] = int(record.refused_reason == "delete_guard")
-        counts[names.MALFORMED_SNAPSHOTS] = int(record.refused_reason == "malformed_input")
+        counts[names.DELETE_GUARD_REFUSED] = int(record.refused_reason == RefusalReason.DELETE_GUARD)
+        counts[names.MALFORMED_SNAPSHOTS] = int(record.refused_reason == RefusalReason.MALFORMED_INPUT)
         publish_table_metrics(record.table, counts, seconds=record.seconds)
         if not record.accepted:
             logger.error("snapshot refused", extra={"run_record": record.model_dump(mode="json")})

@@ -9,6 +9,16 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import NagSuppressions
 from constructs import Construct
 from snapcdc.cdc.catalog import glue_table_names
+from snapcdc.lake.layout import (
+    CDC_PREFIX,
+    FEED_PREFIXES,
+    FULL_LOAD_PREFIX,
+    QUARANTINE_PREFIX,
+    RAW_PREFIX,
+    RUNS_PREFIX,
+    SNAPSHOTS_PREFIX,
+)
+from snapcdc.settings import Env
 
 from stacks.constructs.function import PipelineFunction
 from stacks.constructs.layers import SharedLayers
@@ -21,10 +31,9 @@ CDC_LOGICAL_ID = "CdcFunction"
 # Prefixes (under DATA_PREFIX) the CDC function reads and writes.
 # full-load/ and cdc/: a schema migration reads the table's earlier files (footers, then the file).
 # changelog/, scd2/, dms/: the change feeds (scd2/: its current versions file is read and rewritten).
-FEED_PREFIXES = ["changelog/", "scd2/", "dms/"]
-CDC_READS = ["raw/", "snapshots/", "_runs/", "full-load/", "cdc/", *FEED_PREFIXES]
-CDC_WRITES = ["cdc/", "full-load/", "snapshots/", "quarantine/", "_runs/", *FEED_PREFIXES]
-CDC_LISTS = ["raw/", "snapshots/", "_runs/", "cdc/", "full-load/", *FEED_PREFIXES]
+CDC_READS = [RAW_PREFIX, SNAPSHOTS_PREFIX, RUNS_PREFIX, FULL_LOAD_PREFIX, CDC_PREFIX, *FEED_PREFIXES]
+CDC_WRITES = [CDC_PREFIX, FULL_LOAD_PREFIX, SNAPSHOTS_PREFIX, QUARANTINE_PREFIX, RUNS_PREFIX, *FEED_PREFIXES]
+CDC_LISTS = [RAW_PREFIX, SNAPSHOTS_PREFIX, RUNS_PREFIX, CDC_PREFIX, FULL_LOAD_PREFIX, *FEED_PREFIXES]
 # What snapcdc.cdc.catalog calls: GetTable per Glue table each run, CreateTable or UpdateTable on a change.
 CDC_GLUE_ACTIONS = ["glue:GetTable", "glue:CreateTable", "glue:UpdateTable"]
 
@@ -51,12 +60,12 @@ class CdcFunction(Construct):
             code_dir=CDC_CODE_DIR,
             layers=[layers.core, layers.aws_sdk_pandas, layers.powertools],
             environment={
-                "BUCKET_NAME": storage.bucket_name,
-                "DATA_PREFIX": settings.data_prefix,
-                "GLUE_DATABASE": settings.glue_database_name,
-                "POWERTOOLS_SERVICE_NAME": CDC_SERVICE,
-                "POWERTOOLS_METRICS_NAMESPACE": settings.metrics_namespace,
-                "LOG_LEVEL": settings.log_level,
+                Env.BUCKET_NAME.value: storage.bucket_name,
+                Env.DATA_PREFIX.value: settings.data_prefix,
+                Env.GLUE_DATABASE.value: settings.glue_database_name,
+                Env.POWERTOOLS_SERVICE_NAME.value: CDC_SERVICE,
+                Env.POWERTOOLS_METRICS_NAMESPACE.value: settings.metrics_namespace,
+                Env.LOG_LEVEL.value: settings.log_level,
             },
             memory_mb=settings.cdc_memory_mb,
             timeout=Duration.minutes(settings.cdc_timeout_minutes),
@@ -120,7 +129,7 @@ class CdcFunction(Construct):
                     "Filter": {
                         "S3Key": {
                             "Rules": [
-                                {"Name": "prefix", "Value": f"{storage.key_prefix}raw/"},
+                                {"Name": "prefix", "Value": f"{storage.key_prefix}{RAW_PREFIX}"},
                                 {"Name": "suffix", "Value": ".csv"},
                             ]
                         }

@@ -11,6 +11,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from cdk_nag import NagSuppressions
 from constructs import Construct
+from snapcdc.lake.layout import RAW_PREFIX
+from snapcdc.settings import Env
 
 from stacks.constructs.function import PipelineFunction
 from stacks.constructs.layers import SharedLayers
@@ -68,12 +70,12 @@ class ExtractFunction(Construct):
             code_dir=EXTRACT_CODE_DIR,
             layers=[layers.core, layers.kaggle, layers.powertools],
             environment={
-                "BUCKET_NAME": storage.bucket_name,
-                "DATA_PREFIX": settings.data_prefix,
-                "KAGGLE_SECRET_ARN": self.kaggle_secret.secret_arn,
-                "POWERTOOLS_SERVICE_NAME": EXTRACT_SERVICE,
-                "POWERTOOLS_METRICS_NAMESPACE": settings.metrics_namespace,
-                "LOG_LEVEL": settings.log_level,
+                Env.BUCKET_NAME.value: storage.bucket_name,
+                Env.DATA_PREFIX.value: settings.data_prefix,
+                Env.KAGGLE_SECRET_ARN.value: self.kaggle_secret.secret_arn,
+                Env.POWERTOOLS_SERVICE_NAME.value: EXTRACT_SERVICE,
+                Env.POWERTOOLS_METRICS_NAMESPACE.value: settings.metrics_namespace,
+                Env.LOG_LEVEL.value: settings.log_level,
             },
             memory_mb=settings.extract_memory_mb,
             timeout=Duration.minutes(settings.extract_timeout_minutes),
@@ -95,8 +97,8 @@ class ExtractFunction(Construct):
         # streamed to raw/_archives/). Its multipart uploads (the download, large CSVs) need
         # PutObject, AbortMultipartUpload (on any failure: no orphan parts) and, with SSE-KMS,
         # kms:Decrypt to complete; it never lists parts or uploads, and deletes nothing.
-        storage.grant_objects(role, ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"], ["raw/"])
-        storage.grant_list(role, ["raw/"])
+        storage.grant_objects(role, ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"], [RAW_PREFIX])
+        storage.grant_list(role, [RAW_PREFIX])
         # SSE-KMS needs kms:GenerateDataKey to write and kms:Decrypt to read (no kms:Encrypt: S3 never
         # calls it); tests/roles runs the extract without either and sees it fail.
         storage.grant_key_use(role, ["kms:GenerateDataKey", "kms:Decrypt"])
@@ -120,7 +122,7 @@ class ExtractFunction(Construct):
                     "id": "AwsSolutions-IAM5",
                     "reason": "Object-level S3 permissions scoped to the one prefix extract owns, raw/* (object"
                     " keys under a prefix can only be named with a wildcard).",
-                    "appliesTo": [{"regex": "/^Resource::arn:<AWS::Partition>:s3:::.+/raw/\\*$/"}],
+                    "appliesTo": [{"regex": f"/^Resource::arn:<AWS::Partition>:s3:::.+/{RAW_PREFIX}\\*$/"}],
                 }
             ],
             apply_to_children=True,

@@ -14,19 +14,29 @@ from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from cdk_nag import NagSuppressions
 from constructs import Construct
+from snapcdc.lake.layout import (
+    CDC_PREFIX,
+    FEED_PREFIXES,
+    FULL_LOAD_PREFIX,
+    QUARANTINE_PREFIX,
+    RAW_PREFIX,
+    RUNS_PREFIX,
+    SNAPSHOTS_PREFIX,
+)
 
 from stacks.constructs.storage import DataLakeStorage
 
 # What verify reads: the ledger (run records), the change stream and the snapshots it compares, the
 # listings of the table's files (every file must have the table's schema), and the raw/ listing (to
 # report raw snapshots never processed).
-FEED_PREFIXES = ["changelog/", "scd2/", "dms/"]  # the change feeds, checked by verify and rebuilt by replay
-VERIFY_READS = ["_runs/", "full-load/", "cdc/", "snapshots/", *FEED_PREFIXES]
-VERIFY_LISTS = ["raw/", "_runs/", "cdc/", "full-load/", "snapshots/", *FEED_PREFIXES]
+# The change feeds (FEED_PREFIXES) are checked by verify and rebuilt by replay.
+VERIFY_READS = [RUNS_PREFIX, FULL_LOAD_PREFIX, CDC_PREFIX, SNAPSHOTS_PREFIX, *FEED_PREFIXES]
+VERIFY_LISTS = [RAW_PREFIX, RUNS_PREFIX, CDC_PREFIX, FULL_LOAD_PREFIX, SNAPSHOTS_PREFIX, *FEED_PREFIXES]
 # What replay reads and rewrites: the CDC function's prefixes.
-REPLAY_READS = ["raw/", "snapshots/", "_runs/", "full-load/", "cdc/", *FEED_PREFIXES]  # full-load/, cdc/: footers
-REPLAY_WRITES = ["cdc/", "full-load/", "snapshots/", "quarantine/", "_runs/", *FEED_PREFIXES]
-REPLAY_LISTS = ["raw/", "snapshots/", "_runs/", "cdc/", "full-load/", *FEED_PREFIXES]
+# full-load/, cdc/: footers
+REPLAY_READS = [RAW_PREFIX, SNAPSHOTS_PREFIX, RUNS_PREFIX, FULL_LOAD_PREFIX, CDC_PREFIX, *FEED_PREFIXES]
+REPLAY_WRITES = [CDC_PREFIX, FULL_LOAD_PREFIX, SNAPSHOTS_PREFIX, QUARANTINE_PREFIX, RUNS_PREFIX, *FEED_PREFIXES]
+REPLAY_LISTS = [RAW_PREFIX, SNAPSHOTS_PREFIX, RUNS_PREFIX, CDC_PREFIX, FULL_LOAD_PREFIX, *FEED_PREFIXES]
 
 VERIFY_LOGICAL_ID = "OperatorVerifyPolicy"
 REPLAY_LOGICAL_ID = "OperatorReplayPolicy"

@@ -15,6 +15,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as assets
 from cdk_nag import NagSuppressions
 from constructs import Construct
+from snapcdc.settings import JobArgument
 
 from stacks.constructs.cdc import CDC_LISTS, CDC_READS, CDC_WRITES, glue_catalog_statement
 from stacks.constructs.storage import DataLakeStorage
@@ -147,9 +148,9 @@ class SparkCdcJob(Construct):
                 "--extra-py-files": package.s3_object_url,
                 "--additional-python-modules": ADDITIONAL_PYTHON_MODULES,
                 "--enable-metrics": "true",
-                "--BUCKET_NAME": storage.bucket_name,
-                "--DATA_PREFIX": settings.data_prefix or "-",
-                "--GLUE_DATABASE": settings.glue_database_name,
+                JobArgument.BUCKET_NAME.flag: storage.bucket_name,
+                JobArgument.DATA_PREFIX.flag: settings.data_prefix or "-",
+                JobArgument.GLUE_DATABASE.flag: settings.glue_database_name,
             },
             tags={"project": "snapcdc"},
         )

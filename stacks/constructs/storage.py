@@ -7,6 +7,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+from snapcdc.lake.layout import ARCHIVES_PREFIX, RAW_PREFIX
 
 from stacks.checkov import skip_checks
 from stacks.context import StackSettings
@@ -14,7 +15,7 @@ from stacks.context import StackSettings
 ATHENA_RESULTS_PREFIX = "athena-results/"
 # The extract streams each Kaggle download here and reads its members from it; the raw CSVs hold
 # the data, so a download is kept only long enough to look at a refused one.
-RAW_ARCHIVES_PREFIX = "raw/_archives/"
+RAW_ARCHIVES_PREFIX = ARCHIVES_PREFIX
 RAW_ARCHIVES_DAYS = 3
 
 
@@ -108,7 +109,7 @@ class DataLakeStorage(Construct):
         )
         self.bucket_arn: str = f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}"
 
-        raw_prefix = f"{self.key_prefix}raw/"
+        raw_prefix = f"{self.key_prefix}{RAW_PREFIX}"
         lifecycle = [
             s3.LifecycleRule(
                 id="raw-noncurrent-versions",

@@ -11,7 +11,7 @@ import threading
 import pytest
 from snapcdc.cdc.batch import process_raw_keys
 from snapcdc.lake.layout import snapshot_id
-from snapcdc.lake.records import processed_snapshots
+from snapcdc.lake.ledger import processed_snapshots
 from snapcdc.lake.store import S3Store
 from snapcdc_dev.events import LocalLambdaContext, scheduled_event
 

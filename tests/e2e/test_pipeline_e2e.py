@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from snapcdc.config import load_config
 from snapcdc.lake.layout import Layout, snapshot_id
-from snapcdc.lake.records import read_run_record
+from snapcdc.lake.ledger import read_run_record
 from snapcdc.lake.store import S3Store
 from snapcdc.ops.verify import verify
 from snapcdc_dev.demo import BUCKET, FIRST_RUN, local_stack, run_pipeline_cycle

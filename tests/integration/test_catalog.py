@@ -14,7 +14,7 @@ from snapcdc.cdc.stage import TableProcessor
 from snapcdc.cli import main
 from snapcdc.config import TableConfig
 from snapcdc.lake.layout import Layout
-from snapcdc.lake.records import read_run_record
+from snapcdc.lake.ledger import read_run_record
 from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from snapcdc.cli import main
-from snapcdc.lake.records import read_run_record
+from snapcdc.lake.ledger import read_run_record
 
 from tests.support import BUCKET, csv_bytes, put_raw
 

@@ -22,10 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 from snapcdc.config import parse_config
-from snapcdc.extract.s3_stream import MIB, S3RangeReader, S3Upload
+from snapcdc.extract.s3_stream import MIB, S3Upload
 from snapcdc.extract.safe_zip import RATIO_FLOOR_BYTES, UnsafeArchiveError
 from snapcdc.extract.stage import run_extract
 from snapcdc.lake.layout import Layout
+from snapcdc.lake.s3_reader import S3RangeReader
 from snapcdc.lake.store import S3Store
 
 from tests.integration.test_extract_core import ARCHIVE_KEY, CONFIG, SNAP, StubSource

@@ -12,7 +12,7 @@ from snapcdc.cdc import feeds
 from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import TableConfig
 from snapcdc.lake.layout import Layout, snapshot_time
-from snapcdc.lake.records import read_run_record
+from snapcdc.lake.ledger import read_run_record
 from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
 from snapcdc.ops.replay import replay

@@ -6,11 +6,7 @@ import json
 
 import pytest
 from snapcdc.errors import SnapcdcError
-from snapcdc.lake.records import (
-    Manifest,
-    ManifestTable,
-    RecordError,
-    RunRecord,
+from snapcdc.lake.ledger import (
     base_record,
     processed_snapshots,
     read_manifest,
@@ -18,6 +14,7 @@ from snapcdc.lake.records import (
     write_manifest,
     write_run_record,
 )
+from snapcdc.lake.records import Manifest, ManifestTable, RecordError, RunRecord
 from snapcdc.lake.store import S3Store
 
 from tests.support import BUCKET

@@ -12,7 +12,7 @@ from snapcdc.cdc.migrate import MIGRATED_METADATA, footer_schema, table_files
 from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import TableConfig
 from snapcdc.engine.spec import HASH_METADATA
-from snapcdc.lake.records import read_run_record
+from snapcdc.lake.ledger import read_run_record
 from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
 from snapcdc.ops.replay import replay

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from snapcdc.cdc.routing import claim_key, job_arguments
+from snapcdc.cdc.routing import job_arguments
 from snapcdc.spark import job
 from snapcdc_dev.demo import BUCKET
 
@@ -64,7 +64,7 @@ def test_big_tables_go_to_the_glue_job_once_in_order_and_verify(lab: Lab) -> Non
     assert sorted(r["Arguments"]["--TABLE"] for r in runs) == sorted(big)
     for run in runs:
         assert run["Arguments"] == job_arguments(run["Arguments"]["--TABLE"], first, BUCKET, "", None)
-        assert lab.store.exists(claim_key(lab.store, run["Arguments"]["--TABLE"], first))
+        assert lab.store.exists(lab.store.layout.claim_key(run["Arguments"]["--TABLE"], first))
     # and the small tables were processed by the function itself
     assert {p["table"] for p in summary["processed"]} == set(CONFIG.table_names) - big
 
@@ -85,7 +85,7 @@ def test_big_tables_go_to_the_glue_job_once_in_order_and_verify(lab: Lab) -> Non
     lab.assert_verified()
     # And the job claimed the later snapshots it caught up: a late duplicate event starts nothing
     for table in big:
-        assert lab.store.exists(claim_key(lab.store, table, second))
+        assert lab.store.exists(lab.store.layout.claim_key(table, second))
     late = lab.deliver(second_keys)
     assert late["deferred_to_spark"] == []
     assert len(_runs(lab)) == len(big)

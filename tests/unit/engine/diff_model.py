@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from snapcdc.engine import CDC_OPERATION, CDC_TIMESTAMP, DiffResult
+from snapcdc.engine import CDC_OPERATION, CDC_TIMESTAMP, DiffResult, data_only
+from snapcdc.engine.csv_input import read_csv_strings
 
 Row = dict[str, Any]
+
+
+def csv_table(data: bytes) -> pa.Table:
+    """CSV bytes read as the engine reads a file (every column as text)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "input.csv"
+        path.write_bytes(data)
+        return read_csv_strings(path, "<memory>")
+
+
 Key = tuple[Any, ...]
 
 
@@ -58,7 +71,7 @@ def accepted_model(old: dict[Key, Row], new_rows: list[Row], pk: Sequence[str]) 
 
 def assert_diff_matches_model(old: dict[Key, Row], new_rows: list[Row], result: DiffResult, pk: Sequence[str]) -> None:
     expected, quarantined = accepted_model(old, new_rows, pk)
-    snapshot = rows_by_key(result.snapshot_data, pk)
+    snapshot = rows_by_key(data_only(result.snapshot), pk)
     assert snapshot == expected
     assert replay(old, result.changes, pk) == snapshot
     stats = result.stats

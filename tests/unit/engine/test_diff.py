@@ -21,13 +21,14 @@ from snapcdc.engine import (
     DiffResult,
     InputError,
     TableSpec,
+    data_only,
     diff_files,
     diff_tables,
     hashing,
 )
 from snapcdc.engine.spec import DUPLICATE_KEY, NULL_KEY
 
-from tests.unit.engine.diff_model import replay, rows_by_key, text_table
+from tests.unit.engine.diff_model import csv_table, replay, rows_by_key, text_table
 
 OBSERVED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SPEC = TableSpec(primary_key=("id",), date_field="updated")
@@ -47,9 +48,7 @@ def _first(text: str, spec: TableSpec = SPEC) -> DiffResult:
 
 
 def _table(text: str) -> pa.Table:
-    from snapcdc.engine.csv_input import read_bytes_as_csv
-
-    return read_bytes_as_csv(text.encode("utf-8"))
+    return csv_table(text.encode("utf-8"))
 
 
 OLD = (
@@ -196,11 +195,11 @@ def test_duplicate_keys_quarantine_all_rows_and_carry_old_row_forward() -> None:
     assert sorted(r["id"] for r in result.quarantine.to_pylist()) == ["2", "2", "7", "7"]
     assert {r[QUARANTINE_REASON] for r in result.quarantine.to_pylist()} == {DUPLICATE_KEY}
     assert result.changes.num_rows == 0
-    snapshot = rows_by_key(result.snapshot_data, ("id",))
+    snapshot = rows_by_key(data_only(result.snapshot), ("id",))
     assert snapshot[(2,)]["amount"] == 20
     assert (7,) not in snapshot
     assert result.stats.carried_forward == 1
-    assert replay(rows_by_key(old.snapshot_data, ("id",)), result.changes, ("id",)) == snapshot
+    assert replay(rows_by_key(data_only(old.snapshot), ("id",)), result.changes, ("id",)) == snapshot
 
 
 def test_delete_guard_refuses_mass_delete(tmp_path: Path) -> None:
@@ -285,7 +284,7 @@ def test_removed_column_is_kept_with_nulls_and_recorded() -> None:
     result = diff_tables(old.snapshot, _table(new), SPEC, OBSERVED)
     # Then it stays in the schema with nulls, rows whose old value was set are updated
     assert result.schema.field("amount").type == pa.int64()
-    assert result.snapshot_data["amount"].null_count == 3
+    assert data_only(result.snapshot)["amount"].null_count == 3
     assert {"column": "amount", "change": "removed", "type": "int64"} in result.schema_changes
     assert result.stats.updates == 3
 
@@ -299,7 +298,7 @@ def test_int_column_widened_to_string_not_nulled() -> None:
     # Then the column widens to string, keeps every value, and only the changed row is an update
     assert result.schema.field("amount").type == pa.string()
     assert result.schema_changes == [{"column": "amount", "change": "widened", "from": "int64", "to": "string"}]
-    assert sorted(result.snapshot_data["amount"].to_pylist()) == ["10", "30", "n/a"]
+    assert sorted(data_only(result.snapshot)["amount"].to_pylist()) == ["10", "30", "n/a"]
     assert _ops(result) == {"2": "U"}
 
 
@@ -311,7 +310,7 @@ def test_int_column_widened_to_string_when_values_are_decimals() -> None:
     # Then it becomes text (never a double for an integer: 2**53 + 1 would not survive), the old
     # integers compare equal as their text, and only the changed row is an update
     assert result.schema.field("amount").type == pa.string()
-    assert sorted(result.snapshot_data["amount"].to_pylist()) == ["10", "20.5", "30"]
+    assert sorted(data_only(result.snapshot)["amount"].to_pylist()) == ["10", "20.5", "30"]
     assert _ops(result) == {"2": "U"}
 
 
@@ -351,7 +350,7 @@ def test_config_types_win_and_misfits_are_quarantined() -> None:
     result = _first("id,qty\n001,5\n002,many\n", spec)
     # Then the id keeps its leading zeros, and the misfit row is quarantined with the column named
     assert result.schema.field("id").type == pa.string()
-    assert result.snapshot_data.to_pylist() == [{"id": "001", "qty": 5}]
+    assert data_only(result.snapshot).to_pylist() == [{"id": "001", "qty": 5}]
     assert result.quarantine is not None
     assert result.quarantine.to_pylist()[0][QUARANTINE_REASON] == "column qty: value does not fit configured type int64"
 
@@ -361,7 +360,7 @@ def test_timestamps_parse_with_milliseconds_as_naive_microseconds() -> None:
     result = _first("id,at\n1,2025-07-16 09:36:45.831\n2,2025-07-16T09:36:45\n")
     # Then the column is timestamp[us] without time zone
     assert result.schema.field("at").type == pa.timestamp("us")
-    assert result.snapshot_data["at"].to_pylist()[0] == datetime(2025, 7, 16, 9, 36, 45, 831000)
+    assert data_only(result.snapshot)["at"].to_pylist()[0] == datetime(2025, 7, 16, 9, 36, 45, 831000)
 
 
 def test_empty_old_and_empty_new() -> None:

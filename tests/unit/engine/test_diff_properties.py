@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from snapcdc.engine import TableSpec, diff_tables
+from snapcdc.engine import TableSpec, data_only, diff_tables
 
 from tests.unit.engine.diff_model import Row, assert_diff_matches_model, rows_by_key, text_table
 
@@ -72,7 +72,7 @@ def test_replaying_changes_on_old_gives_new_snapshot(pair: tuple[list[Row], list
     # Given an old snapshot accepted as a first load, and a new snapshot derived from it
     old_rows, new_rows = pair
     first = diff_tables(None, text_table(_as_text(old_rows), COLUMNS), SPEC, OBSERVED)
-    old_state = rows_by_key(first.snapshot_data, SPEC.primary_key)
+    old_state = rows_by_key(data_only(first.snapshot), SPEC.primary_key)
     # When the new snapshot is diffed against the accepted old one
     result = diff_tables(first.snapshot, text_table(_as_text(new_rows), COLUMNS), SPEC, OBSERVED)
     # Then events, counts and the snapshot match the model, and replay gives the snapshot
@@ -94,7 +94,7 @@ def test_every_row_changed_or_tables_emptied(pair: tuple[list[Row], list[Row]], 
     mode = data.draw(st.sampled_from(["all_changed", "empty_new"]))
     new_rows = [] if mode == "empty_new" else [{**r, "note": f"changed {r['note']}"} for r in old_rows]
     first = diff_tables(None, text_table(_as_text(old_rows), COLUMNS), SPEC, OBSERVED)
-    old_state = rows_by_key(first.snapshot_data, SPEC.primary_key)
+    old_state = rows_by_key(data_only(first.snapshot), SPEC.primary_key)
     # When diffed
     result = diff_tables(first.snapshot, text_table(_as_text(new_rows), COLUMNS), SPEC, OBSERVED)
     # Then the model holds (every accepted old row is updated, or deleted)

@@ -20,6 +20,7 @@ from snapcdc.engine import (
     InputError,
     TableSpec,
     csv_input,
+    data_only,
     diff_files,
     diff_tables,
     differ,
@@ -27,8 +28,9 @@ from snapcdc.engine import (
     new_side,
     sinks,
 )
-from snapcdc.engine.csv_input import read_bytes_as_csv
 from snapcdc.engine.spec import HASH_COLUMNS
+
+from tests.unit.engine.diff_model import csv_table
 
 OBSERVED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -71,15 +73,15 @@ def test_fast_typed_read_agrees_with_the_exact_parse_on_edge_values(tmp_path: Pa
     spec = TableSpec(primary_key=("id",))
     # When loaded through the streamed file path and through the exact in-memory path
     streamed = diff_files(old=None, new=path, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "out")
-    exact = diff_tables(None, read_bytes_as_csv(text.encode()), spec, OBSERVED)
+    exact = diff_tables(None, csv_table(text.encode()), spec, OBSERVED)
     # Then the types and every value are the same
     assert streamed.schema == exact.schema
-    assert _data(streamed.snapshot_path).equals(exact.snapshot_data)
+    assert _data(streamed.snapshot_path).equals(data_only(exact.snapshot))
     # And a column with a value an integer would not keep whole (007) stays text, its values as written
     assert [f.type for f in exact.schema] == [
         pa.int64(), pa.string(), pa.float64(), pa.date32(), pa.timestamp("us"), pa.bool_(), pa.string()
     ]  # fmt: skip
-    assert exact.snapshot_data["i"].to_pylist() == ["007", "-5", None, "123456789012345678"]
+    assert data_only(exact.snapshot)["i"].to_pylist() == ["007", "-5", None, "123456789012345678"]
 
 
 def test_a_value_that_no_longer_fits_late_in_a_big_file_widens_the_column(tmp_path: Path) -> None:
@@ -114,8 +116,8 @@ def test_the_streamed_path_gives_the_in_memory_result_on_a_multi_batch_file(tmp_
     first = diff_files(old=None, new=old_csv, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "1")
     streamed = diff_files(old=first.snapshot_path, new=new_csv, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "2")
     in_memory = diff_tables(
-        diff_tables(None, read_bytes_as_csv(old_csv.read_bytes()), spec, OBSERVED).snapshot,
-        read_bytes_as_csv(new_text.encode()),
+        diff_tables(None, csv_table(old_csv.read_bytes()), spec, OBSERVED).snapshot,
+        csv_table(new_text.encode()),
         spec,
         OBSERVED,
     )

@@ -67,8 +67,10 @@ def test_the_public_face_lists_what_callers_use() -> None:
             "DiffStats",
             "InputError",
             "TableSpec",
+            "data_only",
             "diff_files",
             "diff_tables",
+            "has_cached_hashes",
         ]
     )
     assert all(hasattr(snapcdc.engine, name) for name in snapcdc.engine.__all__)

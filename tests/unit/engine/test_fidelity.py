@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from snapcdc.engine import CDC_OPERATION, TableSpec, diff_files, diff_tables
+from snapcdc.engine import CDC_OPERATION, TableSpec, data_only, diff_files, diff_tables
 from snapcdc.engine.fidelity import float_losses, int_losses
 from snapcdc.engine.schema import infer, parse
 from snapcdc.engine.spec import DUPLICATE_KEY
@@ -35,8 +35,8 @@ def test_postal_codes_keep_their_leading_zeros_and_a_change_of_zeros_is_reported
     # When the next snapshot drops a leading zero
     result = diff_tables(old.snapshot, text_table(new_rows, ("id", "cep")), spec, OBSERVED)
     # Then the column is text, holds the codes as written, and the change is an update
-    assert old.snapshot_data.schema.field("cep").type == pa.string()
-    assert old.snapshot_data["cep"].to_pylist() == ["00501", "01310"]
+    assert data_only(old.snapshot).schema.field("cep").type == pa.string()
+    assert data_only(old.snapshot)["cep"].to_pylist() == ["00501", "01310"]
     assert _changes(result) == {"b": "U"}
     assert result.changes["cep"].to_pylist() == ["1310"]
 
@@ -71,9 +71,9 @@ def test_integers_beyond_a_double_are_never_stored_as_doubles():
     new_rows = [{"id": "a", "n": "9007199254740992", "big": "12345678901234567890"}]
     result = diff_tables(old.snapshot, text_table(new_rows, columns), spec, OBSERVED)
     # Then n is an exact int64, the 20-digit number is text, and the change is reported
-    assert old.snapshot_data.schema.field("n").type == pa.int64()
-    assert old.snapshot_data.schema.field("big").type == pa.string()
-    assert old.snapshot_data["big"].to_pylist() == ["12345678901234567890"]
+    assert data_only(old.snapshot).schema.field("n").type == pa.int64()
+    assert data_only(old.snapshot).schema.field("big").type == pa.string()
+    assert data_only(old.snapshot)["big"].to_pylist() == ["12345678901234567890"]
     assert _changes(result) == {"a": "U"}
     assert result.changes["n"].to_pylist() == [9007199254740992]
 
@@ -85,8 +85,8 @@ def test_a_value_a_declared_type_would_change_is_quarantined_not_changed():
     # When loaded
     result = diff_tables(None, text_table(rows, ("id", "n")), spec, OBSERVED)
     # Then the declared type holds, and the misfit row is set aside with its text, never turned into 7
-    assert result.snapshot_data.schema.field("n").type == pa.int64()
-    assert result.snapshot_data.to_pylist() == [{"id": "b", "n": 7}]
+    assert data_only(result.snapshot).schema.field("n").type == pa.int64()
+    assert data_only(result.snapshot).to_pylist() == [{"id": "b", "n": 7}]
     assert result.quarantine is not None
     assert result.quarantine["n"].to_pylist() == ["007"]
     assert "int64" in result.quarantine["_quarantine_reason"][0].as_py()
@@ -224,8 +224,8 @@ def test_a_changed_text_is_an_update_unless_it_is_the_same_number(
     # Then no key collapsed, and a key is updated exactly when its text changed (as a number, for a float
     # column; a float column widened to text holds its earlier values as their shortest decimal)
     assert old.stats.quarantined == 0 and result.stats.rows_old == len(keys)
-    kind = result.snapshot_data.schema.field("v").type
-    was_float = pa.types.is_floating(old.snapshot_data.schema.field("v").type)
+    kind = data_only(result.snapshot).schema.field("v").type
+    was_float = pa.types.is_floating(data_only(old.snapshot).schema.field("v").type)
 
     def same(a: str, b: str) -> bool:
         if pa.types.is_floating(kind) and a and b:

@@ -292,6 +292,7 @@ def _add_ingest(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 def _run_ingest(args: argparse.Namespace) -> int:
     from snapcdc.cdc.stage import TableProcessor
+    from snapcdc.lake.records import RefusalReason
     from snapcdc.ops.ingest import IngestRefused, ingest
 
     source: Path = args.file
@@ -307,13 +308,13 @@ def _run_ingest(args: argparse.Namespace) -> int:
     for caught_up in done.records[:-1]:
         print(json.dumps(_record_line(caught_up)))
     record = done.record
-    if record.refused_reason == "malformed_input":
+    if record.refused_reason == RefusalReason.MALFORMED_INPUT:
         where = f"s3://{store.bucket}/{done.key}"
         print(f"snapcdc ingest: {str(record.error).replace(where, str(source))}", file=sys.stderr)
     print(json.dumps({**_record_line(record), "already_processed": done.already_processed}))
     if record.accepted:
         return EXIT_OK
-    return EXIT_REFUSED if record.refused_reason == "delete_guard" else EXIT_BAD_INPUT
+    return EXIT_REFUSED if record.refused_reason == RefusalReason.DELETE_GUARD else EXIT_BAD_INPUT
 
 
 def _record_line(record: RunRecord) -> dict[str, object]:

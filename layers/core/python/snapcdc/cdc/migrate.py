@@ -27,7 +27,6 @@ GET of each file's last 64 KiB (its footer), and a GET and a PUT per file rewrit
 
 from __future__ import annotations
 
-import io
 import re
 import shutil
 import tempfile
@@ -57,7 +56,7 @@ KIND_COLUMNS: dict[str, tuple[str, ...]] = {
     **{kind: tuple(f.name for f in fields) for kind, fields in FEED_COLUMNS.items()},
     "dms_load": tuple(f.name for f in FEED_COLUMNS["dms"]),
 }
-FOOTER_PROBE = 64 * 1024  # one ranged GET of a file's tail holds its footer (a few KiB per row group)
+
 PARQUET = "application/vnd.apache.parquet"
 _CDC_STAMP = re.compile(r"_(\d{8}_\d{6})\.parquet$")
 _DMS_STAMP = re.compile(r"/(\d{8}-\d{6})\d{3}\.parquet$")
@@ -155,52 +154,10 @@ def table_files(store: S3Store, table: str, upto: str | None = None) -> Iterator
             yield TableFile(key, "dms", None)
 
 
-class _Tail(io.RawIOBase):
-    """A read-only file over an S3 object of which the tail is held; other ranges are fetched."""
-
-    def __init__(self, store: S3Store, key: str, tail: bytes, size: int) -> None:
-        self.store, self.key, self.tail, self.size, self.at = store, key, tail, size, 0
-        self.tail_start = size - len(tail)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.at, io.SEEK_END: self.size}[whence]
-        self.at = base + offset
-        return self.at
-
-    def tell(self) -> int:
-        return self.at
-
-    def read(self, size: int = -1) -> bytes:
-        end = self.size if size is None or size < 0 else min(self.size, self.at + size)
-        if end <= self.at:
-            return b""
-        if self.at >= self.tail_start:
-            chunk = self.tail[self.at - self.tail_start : end - self.tail_start]
-        else:
-            chunk = self.store.get_range(self.key, self.at, end - 1)
-        self.at += len(chunk)
-        return chunk
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        chunk = self.read(len(buffer))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
-
-
 def footer_schema(store: S3Store, key: str) -> pa.Schema | None:
     """The Arrow schema (with its key-value metadata) of a Parquet object, from its footer; None if absent."""
-    found = store.get_tail(key, FOOTER_PROBE)
-    if found is None:
-        return None
-    tail, size = found
     try:
-        return pq.read_schema(pa.PythonFile(_Tail(store, key, tail, size), mode="r"))
+        return store.parquet_schema(key)
     except (pa.ArrowInvalid, OSError) as error:
         raise MigrationError(f"s3://{store.bucket}/{key} is not a readable Parquet file: {error}") from None
 

@@ -1,8 +1,8 @@
 """Routing by size: a table snapshot whose raw object is larger than a threshold is diffed by the Spark
 job (AWS Glue), not by the CDC function (``docs/scale.md``).
 
-* Never started twice: the function first claims the snapshot with a conditional put of
-  ``_runs/<table>/snapshot=<SNAP>.glue.json`` (S3 ``If-None-Match: *``); only the caller whose put
+* Never started twice: the function first claims the snapshot with a conditional put of its claim
+  (:func:`snapcdc.lake.ledger.claim`, S3 ``If-None-Match: *``); only the caller whose put
   succeeds starts the job run. A claim stays: a failed run alarms, and ``snapcdc replay`` (or deleting
   the claim) is how it is run again.
 * Catch-up order across engines: a table's snapshots are processed oldest first. While a claimed
@@ -21,48 +21,24 @@ job (AWS Glue), not by the CDC function (``docs/scale.md``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from snapcdc.errors import ControlSignal
+from snapcdc.lake import ledger
 from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger
-
-CLAIM_SUFFIX = ".glue.json"
-
-
-def claim_key(store: S3Store, table: str, snap: str) -> str:
-    return store.layout.key(f"_runs/{table}/snapshot={snap}{CLAIM_SUFFIX}")
-
-
-def claim(store: S3Store, table: str, snap: str, document: dict[str, Any]) -> bool:
-    """Creates the snapshot's claim unless it exists (S3 conditional put); whether this call created it."""
-    try:
-        store.client.put_object(
-            Bucket=store.bucket,
-            Key=claim_key(store, table, snap),
-            Body=json.dumps(document).encode(),
-            ContentType="application/json",
-            IfNoneMatch="*",
-        )
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
-            return False
-        raise
-    return True
+from snapcdc.settings import JobArgument
 
 
 def job_arguments(table: str, snap: str, bucket: str, data_prefix: str, glue_database: str | None) -> dict[str, str]:
     """The job run's arguments for one table snapshot (Glue passes them as ``--NAME value``)."""
     return {
-        "--TABLE": table,
-        "--SNAPSHOT": snap,
-        "--BUCKET_NAME": bucket,
-        "--DATA_PREFIX": data_prefix or "-",
-        "--GLUE_DATABASE": glue_database or "-",
+        JobArgument.TABLE.flag: table,
+        JobArgument.SNAPSHOT.flag: snap,
+        JobArgument.BUCKET_NAME.flag: bucket,
+        JobArgument.DATA_PREFIX.flag: data_prefix or "-",
+        JobArgument.GLUE_DATABASE.flag: glue_database or "-",
     }
 
 
@@ -84,19 +60,19 @@ class SparkRoute:
     glue_database: str | None = None
 
     def claimed(self, store: S3Store, table: str, snap: str) -> bool:
-        return store.exists(claim_key(store, table, snap))
+        return ledger.claimed(store, table, snap)
 
     def takes(self, store: S3Store, table: str, snap: str, raw_key: str) -> bool:
         """Whether the job processes this snapshot: it is claimed already, or its raw object is big."""
         if self.claimed(store, table, snap):
             return True
-        size = store.client.head_object(Bucket=store.bucket, Key=raw_key)["ContentLength"]
-        return int(size) > self.threshold_bytes
+        size = store.size(raw_key)
+        return size is not None and size > self.threshold_bytes
 
     def hand_over(self, store: S3Store, table: str, snap: str) -> Deferred:
         """Claims the snapshot and starts the job run (only the first caller does)."""
         arguments = job_arguments(table, snap, store.bucket, store.layout.prefix, self.glue_database)
-        if not claim(store, table, snap, {"job": self.job_name, "arguments": arguments}):
+        if not ledger.claim(store, table, snap, {"job": self.job_name, "arguments": arguments}):
             return Deferred(table, snap, None)  # claimed by another invocation or run: started once already
         run_id = self.glue.start_job_run(JobName=self.job_name, Arguments=arguments)["JobRunId"]
         logger.info("snapshot handed to the Spark job", extra={"table": table, "snapshot": snap, "job_run": run_id})

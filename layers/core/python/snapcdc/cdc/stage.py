@@ -32,15 +32,13 @@ from snapcdc.cdc.migrate import column_changes, migrate_table, reshaping
 from snapcdc.cdc.routing import SparkRoute
 from snapcdc.config import TableConfig
 from snapcdc.engine import DeleteGuardError, DiffOutcome, InputError, TableSpec
-from snapcdc.lake.records import (
-    CatalogChange,
-    RunRecord,
-    SchemaMigration,
+from snapcdc.lake.ledger import (
     base_record,
     commit_version,
     processed_snapshots,
     write_run_record,
 )
+from snapcdc.lake.records import CatalogChange, RefusalReason, RunRecord, SchemaMigration
 from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger
@@ -106,7 +104,8 @@ class TableProcessor:
             try:
                 outcome = self.engine.diff(self.store, source_key, old_key, spec, snapshot.time, work)
             except (InputError, DeleteGuardError) as refusal:
-                reason = "delete_guard" if isinstance(refusal, DeleteGuardError) else "malformed_input"
+                guarded = isinstance(refusal, DeleteGuardError)
+                reason = RefusalReason.DELETE_GUARD if guarded else RefusalReason.MALFORMED_INPUT
                 record = RunRecord(
                     table=self.name,
                     snapshot=snap,

@@ -22,6 +22,7 @@ Importing the engine creates no thread: every thread pool belongs to the object 
 """
 
 from snapcdc.engine.api import diff_files, diff_tables
+from snapcdc.engine.hash_columns import data_only, has_cached_hashes
 from snapcdc.engine.spec import (
     CDC_OPERATION,
     CDC_TIMESTAMP,
@@ -50,6 +51,8 @@ __all__ = [
     "DiffStats",
     "InputError",
     "TableSpec",
+    "data_only",
     "diff_files",
     "diff_tables",
+    "has_cached_hashes",
 ]

@@ -19,11 +19,11 @@ import pyarrow.parquet as pq
 from snapcdc.engine import writer
 from snapcdc.engine.csv_input import TypedReadFailed, is_parquet, read_csv_strings
 from snapcdc.engine.differ import Diffed, S, run_diff, utc
+from snapcdc.engine.hash_columns import data_only, has_cached_hashes
 from snapcdc.engine.new_side import NewInput, input_from_table, streamed_input
 from snapcdc.engine.old_side import OldSnapshot
 from snapcdc.engine.sinks import MemorySnapshot, ScratchSnapshot
 from snapcdc.engine.spec import (
-    HASH_COLUMNS,
     HASH_METADATA,
     NULL_KEY,
     QUARANTINE_REASON,
@@ -82,8 +82,7 @@ def diff_tables(
 
 
 def _read_parquet_data(path: Path) -> pa.Table:
-    table = pq.read_table(path)
-    return table.drop_columns([c for c in HASH_COLUMNS if c in table.column_names]).replace_schema_metadata(None)
+    return data_only(pq.read_table(path))
 
 
 def _diff_file(
@@ -131,7 +130,7 @@ def _joined_parts(paths: list[Path], work: Path) -> Path:
 def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, work: Path) -> OldSnapshot:
     if is_parquet(path):
         stored = pq.read_schema(path)
-        if HASH_METADATA in (stored.metadata or {}) and all(c in stored.names for c in HASH_COLUMNS):
+        if has_cached_hashes(stored):
             return OldSnapshot.from_parquet(path, spec, name)
 
     # Plain data (a CSV, a foreign Parquet): accepted as a first snapshot would be, its full rows into

@@ -417,16 +417,6 @@ def _read_ahead(reader: pacsv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
             yield batch
 
 
-def read_bytes_as_csv(data: bytes, name: str = "<memory>", delimiter: str | None = None) -> pa.Table:
-    """Same as :func:`read_csv_strings` for in-memory bytes (tests, small inputs)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "input.csv"
-        path.write_bytes(data)
-        return read_csv_strings(path, name, delimiter)
-
-
 __all__ = [
     "TypedReadFailed",
     "detect_delimiter",

@@ -5,13 +5,30 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 
 from snapcdc.engine.hashing import row_hash_array
 from snapcdc.engine.schema import type_name
-from snapcdc.engine.spec import HASH_METADATA, HASH_VERSION, KEY_HASH, ROW_HASH, TableSpec
+from snapcdc.engine.spec import HASH_COLUMNS, HASH_METADATA, HASH_VERSION, KEY_HASH, ROW_HASH, TableSpec
+
+_Rows = TypeVar("_Rows", pa.Table, pa.Schema)
+
+
+def data_only(rows: _Rows) -> _Rows:
+    """A table (or schema) without its hash columns, if it has any, nor their signature (the schema's
+    metadata): the data as users see it."""
+    if isinstance(rows, pa.Schema):
+        return pa.schema([f for f in rows if f.name not in HASH_COLUMNS])
+    return rows.drop_columns([c for c in HASH_COLUMNS if c in rows.column_names]).replace_schema_metadata(None)
+
+
+def has_cached_hashes(schema: pa.Schema) -> bool:
+    """Whether a stored snapshot's schema carries the hash columns and their signature (the engine's
+    own snapshot copy), so its hashes can be reused instead of computed."""
+    return HASH_METADATA in (schema.metadata or {}) and all(c in schema.names for c in HASH_COLUMNS)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from snapcdc.engine import hashing
-from snapcdc.engine.hash_columns import HashSignature
+from snapcdc.engine.hash_columns import HashSignature, data_only, has_cached_hashes
 from snapcdc.engine.keys import duplicate_rows
 from snapcdc.engine.schema import conform_columns
 from snapcdc.engine.spec import HASH_COLUMNS, HASH_METADATA, KEY_HASH, ROW_HASH, InputError, TableSpec
@@ -35,9 +35,8 @@ class OldSnapshot:
     def from_table(cls, table: pa.Table, spec: TableSpec) -> OldSnapshot:
         """An accepted snapshot table (e.g. ``DiffResult.snapshot``), with or without hash columns."""
         metadata = table.schema.metadata or {}
-        data = table.drop_columns([c for c in HASH_COLUMNS if c in table.column_names])
-        data = data.replace_schema_metadata(None)
-        cached = HASH_METADATA in metadata and all(c in table.column_names for c in HASH_COLUMNS)
+        data = data_only(table)
+        cached = has_cached_hashes(table.schema)
         wanted = [*spec.primary_key, *([spec.date_field] if spec.date_field in data.column_names else [])]
 
         def fetch(positions: np.ndarray | None) -> pa.Table:

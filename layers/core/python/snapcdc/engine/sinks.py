@@ -16,11 +16,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc
 
-from snapcdc.engine.hash_columns import batch_with_hashes
+from snapcdc.engine.hash_columns import batch_with_hashes, data_only
 from snapcdc.engine.hashing import row_hash_lanes
 from snapcdc.engine.old_side import Head, OldSnapshot, hash_lookup, one_chunk, take_from_groups
 from snapcdc.engine.parquet_output import ParquetOutput
-from snapcdc.engine.spec import HASH_COLUMNS, HASH_METADATA, KEY_HASH, ROW_HASH, TableSpec
+from snapcdc.engine.spec import HASH_METADATA, KEY_HASH, ROW_HASH, TableSpec
 
 SNAPSHOT_ROW_GROUP = 128 * 1024  # rows gathered per snapshot row group (fetching a few old rows decodes less)
 # The snapshot is the engine's own state, read back on every run: LZ4 decodes several times faster
@@ -144,7 +144,7 @@ class ScratchSnapshot:
     def __init__(self, path: Path, spec: TableSpec, schema: pa.Schema) -> None:
         self.path = path
         self.schema = schema  # data and hash columns, the hash signature in its metadata
-        self.data_schema = pa.schema([f for f in schema if f.name not in HASH_COLUMNS])
+        self.data_schema = data_only(schema)
         date = [spec.date_field] if spec.date_field in self.data_schema.names else []
         self.wanted = [*spec.primary_key, *date]
         self.stored = pa.schema([f for f in self.data_schema if f.name not in self.wanted])

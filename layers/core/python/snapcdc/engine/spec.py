@@ -119,10 +119,6 @@ class DiffResult:
     # (data columns, the new schema); None without it or without an old side.
     preimages: pa.Table | None = None
 
-    @property
-    def snapshot_data(self) -> pa.Table:
-        return self.snapshot.drop_columns(list(HASH_COLUMNS)).replace_schema_metadata(None)
-
 
 @dataclass(frozen=True)
 class WrittenFile:

@@ -18,9 +18,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from snapcdc.engine.differ import Diffed, with_cdc
+from snapcdc.engine.hash_columns import data_only
 from snapcdc.engine.parquet_output import write_parquet
 from snapcdc.engine.sinks import FileCopy, ParquetSnapshot
-from snapcdc.engine.spec import HASH_COLUMNS, TableSpec, WrittenFile
+from snapcdc.engine.spec import TableSpec, WrittenFile
 
 # The outputs of a diff, by name (a run record lists each one's files under these names).
 SNAPSHOT, CHANGES, FULL_LOAD, QUARANTINE, PREIMAGES = "snapshot", "changes", "full_load", "quarantine", "preimages"
@@ -40,14 +41,10 @@ class OutputFiles:
         return self.folder / f"{name}{self.suffix}.parquet"
 
 
-def _data(rows: pa.Table) -> pa.Table:
-    return rows.drop_columns(list(HASH_COLUMNS)).replace_schema_metadata(None)
-
-
 def first_load_copies(full_load: Path, changes: Path, inserted_at: datetime) -> list[FileCopy]:
     """A first snapshot's data columns (no hashes) as the user-facing full load, and as its change set
     (every row inserted at ``inserted_at``)."""
-    return [FileCopy(full_load, _data), FileCopy(changes, lambda rows: with_cdc(_data(rows), "I", inserted_at))]
+    return [FileCopy(full_load, data_only), FileCopy(changes, lambda rows: with_cdc(data_only(rows), "I", inserted_at))]
 
 
 def snapshot_sink(files: OutputFiles, spec: TableSpec, observed_at: datetime) -> Callable[[pa.Schema], ParquetSnapshot]:

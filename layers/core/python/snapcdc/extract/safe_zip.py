@@ -6,7 +6,7 @@ produced while streaming, so a lying header gains nothing), too many bytes in to
 compression ratio typical of zip bombs, and corrupt data (bad CRC, truncated streams) all raise
 :class:`UnsafeArchiveError` naming the member. The checks live in one place, :class:`SafeArchive`,
 which reads the archive from a path or any seekable file object (the extract streams it from S3
-with :class:`snapcdc.extract.s3_stream.S3RangeReader`) and yields each member's bytes in checked chunks,
+with :class:`snapcdc.lake.s3_reader.S3RangeReader`) and yields each member's bytes in checked chunks,
 never whole in memory. :func:`extract_members` is the disk path on top of it: members written
 flat into ``dest_dir`` under their base name, so a write can never land outside it; on any error,
 the files written by the call are removed.
@@ -98,7 +98,7 @@ def _base_name(info: zipfile.ZipInfo) -> str:
 
 class SafeArchive:
     """An untrusted zip opened for reading, from a path or any seekable binary file (such as
-    :class:`snapcdc.extract.s3_stream.S3RangeReader`): the checks both the disk and the stream paths share.
+    :class:`snapcdc.lake.s3_reader.S3RangeReader`): the checks both the disk and the stream paths share.
 
     Opening it checks every member's name (escapes, symlinks) and the wanted members' flags
     (encryption), names (one per base name) and declared sizes and ratios, from the central

@@ -43,9 +43,10 @@ from snapcdc.config import PipelineConfig
 from snapcdc.errors import PermanentError, SnapcdcError
 from snapcdc.extract.kaggle import DatasetVersion
 from snapcdc.extract.kaggle.source import DownloadSink, split_dataset_ref
-from snapcdc.extract.s3_stream import PART_BYTES, S3RangeReader, S3Upload
+from snapcdc.extract.s3_stream import PART_BYTES, S3Upload
 from snapcdc.extract.safe_zip import SafeArchive
-from snapcdc.lake.records import Manifest, ManifestTable, TableStatus, read_manifest, write_manifest
+from snapcdc.lake.ledger import read_manifest, write_manifest
+from snapcdc.lake.records import Manifest, ManifestTable, TableStatus
 from snapcdc.lake.store import S3Store
 
 logger = logging.getLogger(__name__)
@@ -202,7 +203,7 @@ def run_extract(
         )
 
     size = source.download_to(config.dataset, open_sink, version=version)
-    reader = S3RangeReader(store.client, store.bucket, archive_key, size)
+    reader = store.reader(archive_key, size)
     with SafeArchive(
         reader,
         archive_name,

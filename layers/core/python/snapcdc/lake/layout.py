@@ -1,6 +1,8 @@
 """The S3 key scheme: every key the pipeline reads or writes is built (and parsed) here.
 
-Pure: no I/O. ``SNAP`` is the UTC time of the scheduled event, ``YYYYMMDDTHHMMSSZ``.
+Pure: no I/O. ``SNAP`` is the UTC time of the scheduled event, ``YYYYMMDDTHHMMSSZ``; a snapshot is
+passed as its id or as a :class:`~snapcdc.lake.snapshot.Snapshot`. The top-level prefixes are named
+once, here: the stack's IAM statements and the bucket's notification import them.
 """
 
 from __future__ import annotations
@@ -8,10 +10,32 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeAlias
+
+from snapcdc.lake.snapshot import Snapshot
+
+# The bucket's top-level prefixes (under the deployment's data prefix).
+RAW_PREFIX = "raw/"  # written by the extract: the source's CSVs as downloaded
+ARCHIVES_PREFIX = "raw/_archives/"  # the Kaggle downloads (expired by the bucket's lifecycle)
+MANIFESTS_PREFIX = "raw/_manifests/"  # the extract's manifests: a snapshot's raw objects are complete
+CDC_PREFIX = "cdc/"
+FULL_LOAD_PREFIX = "full-load/"
+SNAPSHOTS_PREFIX = "snapshots/"
+QUARANTINE_PREFIX = "quarantine/"
+CHANGELOG_PREFIX = "changelog/"  # the change feeds (docs/design.md, "Change feeds")
+SCD2_PREFIX = "scd2/"
+DMS_PREFIX = "dms/"
+RUNS_PREFIX = "_runs/"  # the run records, and the Spark job's claims
+FEED_PREFIXES = (CHANGELOG_PREFIX, SCD2_PREFIX, DMS_PREFIX)
+CLAIM_SUFFIX = ".glue.json"  # ``_runs/<table>/snapshot=<SNAP>.glue.json``: a snapshot claimed by the Spark job
+
+SnapshotRef: TypeAlias = str | Snapshot
 
 SNAP_FORMAT = "%Y%m%dT%H%M%SZ"
 _SNAP_RE = re.compile(r"^\d{8}T\d{6}Z$")
-_RAW_KEY_RE = re.compile(r"^raw/(?P<table>[a-z][a-z0-9_]*)/snapshot=(?P<snap>\d{8}T\d{6}Z)/(?P<file>[^/]+)$")
+_RAW_KEY_RE = re.compile(
+    "^" + re.escape(RAW_PREFIX) + r"(?P<table>[a-z][a-z0-9_]*)/snapshot=(?P<snap>\d{8}T\d{6}Z)/(?P<file>[^/]+)$"
+)
 
 
 def snapshot_id(moment: datetime) -> str:
@@ -21,10 +45,17 @@ def snapshot_id(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(SNAP_FORMAT)
 
 
-def snapshot_time(snap: str) -> datetime:
+def snapshot_time(snap: SnapshotRef) -> datetime:
+    if isinstance(snap, Snapshot):
+        return snap.time
     if not _SNAP_RE.match(snap):
         raise ValueError(f"not a snapshot id (expected YYYYMMDDTHHMMSSZ): {snap!r}")
     return datetime.strptime(snap, SNAP_FORMAT).replace(tzinfo=UTC)
+
+
+def _stamp(snap: SnapshotRef) -> str:
+    """``YYYYMMDD_HHMMSS``: how change files are named."""
+    return snapshot_time(snap).strftime("%Y%m%d_%H%M%S")
 
 
 @dataclass(frozen=True)
@@ -56,20 +87,20 @@ class Layout:
 
     # raw/ (written by extract)
     def raw_table_prefix(self, table: str) -> str:
-        return self.key(f"raw/{table}/")
+        return self.key(f"{RAW_PREFIX}{table}/")
 
-    def raw_key(self, table: str, snap: str, file: str) -> str:
-        return self.key(f"raw/{table}/snapshot={snap}/{file}")
+    def raw_key(self, table: str, snap: SnapshotRef, file: str) -> str:
+        return self.key(f"{RAW_PREFIX}{table}/snapshot={snap}/{file}")
 
-    def archive_key(self, snap: str, archive: str) -> str:
+    def archive_key(self, snap: SnapshotRef, archive: str) -> str:
         """The Kaggle download of ``snap`` (``<dataset-slug>.zip``): not a table, not a ``.csv``."""
-        return self.key(f"raw/_archives/snapshot={snap}/{archive}")
+        return self.key(f"{ARCHIVES_PREFIX}snapshot={snap}/{archive}")
 
     def manifests_prefix(self) -> str:
-        return self.key("raw/_manifests/")
+        return self.key(MANIFESTS_PREFIX)
 
-    def manifest_key(self, snap: str) -> str:
-        return self.key(f"raw/_manifests/snapshot={snap}.json")
+    def manifest_key(self, snap: SnapshotRef) -> str:
+        return self.key(f"{MANIFESTS_PREFIX}snapshot={snap}.json")
 
     def parse_raw_key(self, key: str) -> RawObject | None:
         """The table, snapshot and file of a raw CSV key; None for any other key."""
@@ -83,58 +114,57 @@ class Layout:
 
     # written by cdc
     def cdc_prefix(self, table: str) -> str:
-        return self.key(f"cdc/{table}/")
+        return self.key(f"{CDC_PREFIX}{table}/")
 
-    def cdc_key(self, table: str, snap: str) -> str:
-        stamp = snapshot_time(snap).strftime("%Y%m%d_%H%M%S")
-        return self.key(f"cdc/{table}/{table}_{stamp}.parquet")
+    def cdc_key(self, table: str, snap: SnapshotRef) -> str:
+        return self.key(f"{CDC_PREFIX}{table}/{table}_{_stamp(snap)}.parquet")
 
     def full_load_prefix(self, table: str) -> str:
-        return self.key(f"full-load/{table}/")
+        return self.key(f"{FULL_LOAD_PREFIX}{table}/")
 
     def full_load_key(self, table: str) -> str:
-        return self.key(f"full-load/{table}/{table}.parquet")
+        return self.key(f"{FULL_LOAD_PREFIX}{table}/{table}.parquet")
 
     def snapshot_prefix(self, table: str) -> str:
-        return self.key(f"snapshots/{table}/")
+        return self.key(f"{SNAPSHOTS_PREFIX}{table}/")
 
-    def snapshot_key(self, table: str, snap: str) -> str:
-        return self.key(f"snapshots/{table}/snapshot={snap}/{table}.parquet")
+    def snapshot_key(self, table: str, snap: SnapshotRef) -> str:
+        return self.key(f"{SNAPSHOTS_PREFIX}{table}/snapshot={snap}/{table}.parquet")
 
-    def quarantine_key(self, table: str, snap: str) -> str:
-        return self.key(f"quarantine/{table}/snapshot={snap}/{table}.parquet")
+    def quarantine_key(self, table: str, snap: SnapshotRef) -> str:
+        return self.key(f"{QUARANTINE_PREFIX}{table}/snapshot={snap}/{table}.parquet")
 
     # the change feeds (docs/design.md, "Change feeds"), when the table enables them
     def changelog_prefix(self, table: str) -> str:
-        return self.key(f"changelog/{table}/")
+        return self.key(f"{CHANGELOG_PREFIX}{table}/")
 
-    def changelog_key(self, table: str, snap: str) -> str:
-        stamp = snapshot_time(snap).strftime("%Y%m%d_%H%M%S")
-        return self.key(f"changelog/{table}/{table}_{stamp}.parquet")
+    def changelog_key(self, table: str, snap: SnapshotRef) -> str:
+        return self.key(f"{CHANGELOG_PREFIX}{table}/{table}_{_stamp(snap)}.parquet")
 
     def scd2_prefix(self, table: str) -> str:
-        return self.key(f"scd2/{table}/")
+        return self.key(f"{SCD2_PREFIX}{table}/")
 
     def scd2_current_key(self, table: str) -> str:
         """The table's current versions (``valid_to`` null), rewritten by each accepted snapshot."""
-        return self.key(f"scd2/{table}/{table}_current.parquet")
+        return self.key(f"{SCD2_PREFIX}{table}/{table}_current.parquet")
 
-    def scd2_closed_key(self, table: str, snap: str) -> str:
+    def scd2_closed_key(self, table: str, snap: SnapshotRef) -> str:
         """The versions that ``snap`` closed (``valid_to`` = SNAP), written once."""
-        stamp = snapshot_time(snap).strftime("%Y%m%d_%H%M%S")
-        return self.key(f"scd2/{table}/{table}_closed_{stamp}.parquet")
+        return self.key(f"{SCD2_PREFIX}{table}/{table}_closed_{_stamp(snap)}.parquet")
 
     def dms_prefix(self, table: str) -> str:
-        return self.key(f"dms/{table}/")
+        return self.key(f"{DMS_PREFIX}{table}/")
 
     def dms_load_key(self, table: str) -> str:
         """The full load, as DMS names its first full-load file."""
-        return self.key(f"dms/{table}/LOAD00000001.parquet")
+        return self.key(f"{DMS_PREFIX}{table}/LOAD00000001.parquet")
 
-    def dms_cdc_key(self, table: str, snap: str) -> str:
+    def dms_cdc_key(self, table: str, snap: SnapshotRef) -> str:
         """A change file, named by time as DMS names them: ``yyyyMMdd-HHmmssSSS.parquet``."""
         moment = snapshot_time(snap)
-        return self.key(f"dms/{table}/{moment.strftime('%Y%m%d-%H%M%S')}{moment.microsecond // 1000:03d}.parquet")
+        return self.key(
+            f"{DMS_PREFIX}{table}/{moment.strftime('%Y%m%d-%H%M%S')}{moment.microsecond // 1000:03d}.parquet"
+        )
 
     def spark_parts_prefix(self, table: str, snap: str) -> str:
         """Where the Spark job's tasks write a snapshot's part files before the driver joins them into
@@ -142,10 +172,19 @@ class Layout:
         return self.key(f"_spark-parts/{table}/snapshot={snap}/")
 
     def runs_prefix(self, table: str) -> str:
-        return self.key(f"_runs/{table}/")
+        return self.key(f"{RUNS_PREFIX}{table}/")
 
-    def run_record_key(self, table: str, snap: str) -> str:
-        return self.key(f"_runs/{table}/snapshot={snap}.json")
+    def run_record_key(self, table: str, snap: SnapshotRef) -> str:
+        return self.key(f"{RUNS_PREFIX}{table}/snapshot={snap}.json")
+
+    def claim_key(self, table: str, snap: SnapshotRef) -> str:
+        """The Spark job's claim of a table snapshot (:mod:`snapcdc.lake.ledger`): beside its run record."""
+        return self.key(f"{RUNS_PREFIX}{table}/snapshot={snap}{CLAIM_SUFFIX}")
+
+    @staticmethod
+    def is_claim(key: str) -> bool:
+        """Whether a key under a table's ``_runs/`` is a claim (not a run record)."""
+        return key.endswith(CLAIM_SUFFIX)
 
 
 def snap_from_partition(name: str) -> str | None:

@@ -1,4 +1,4 @@
-"""The bucket's own record of what was done: run records and extract manifests, and the ledger reads.
+"""The bucket's own record of what was done: the run record and extract manifest documents.
 
 Two documents, one model each, written with ``model_dump_json`` and read with
 ``model_validate_json`` (rules in ``docs/design.md``):
@@ -10,24 +10,29 @@ Two documents, one model each, written with ``model_dump_json`` and read with
 
 The JSON keeps the field names and meaning of the documents written before these models, so
 existing buckets read back unchanged. A document that is not one of these raises
-:class:`RecordError` naming its key. The ledger reads (:func:`processed_snapshots`,
-:func:`base_record`) are what the CDC stage, ``verify`` and ``replay`` know of a table's history.
+:class:`RecordError` naming its key. Reading and writing them, and what they say of a table's history,
+is :mod:`snapcdc.lake.ledger`.
 """
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from enum import StrEnum
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from snapcdc.errors import PermanentError
-from snapcdc.lake.layout import snap_from_partition
-from snapcdc.lake.store import S3Store
 
 RunStatus = Literal["accepted", "refused"]
 TableStatus = Literal["uploaded", "unchanged", "missing"]
 MANIFEST_FORMAT = 1
-_JSON = "application/json"
+
+
+class RefusalReason(StrEnum):
+    """Why a snapshot was refused (a refused snapshot never becomes a base); the record's JSON holds the value."""
+
+    DELETE_GUARD = "delete_guard"  # it would delete more rows than the table allows
+    MALFORMED_INPUT = "malformed_input"  # its file cannot be read as the table
 
 
 class RecordError(PermanentError):
@@ -71,7 +76,7 @@ class RunRecord(_Record):
     catalog_changes: list[CatalogChange] = Field(default_factory=list, exclude_if=lambda changes: not changes)
     # None: the schema did not change; left out of the document then, as in records written before it.
     migration: SchemaMigration | None = Field(default=None, exclude_if=lambda value: value is None)
-    refused_reason: str | None = None
+    refused_reason: RefusalReason | None = None
     error: str | None = None
     seconds: float = 0.0
     # Accepted snapshots of the table up to and including this one (1 for the first): the changelog's
@@ -110,84 +115,3 @@ class Manifest(_Record):
     last_updated: str | None
     previous_snapshot: str | None
     tables: dict[str, ManifestTable]
-
-
-_Document = TypeVar("_Document", RunRecord, Manifest)
-
-
-def _write(store: S3Store, key: str, document: _Record) -> None:
-    store.put_bytes(key, document.model_dump_json(indent=2).encode("utf-8"), content_type=_JSON)
-
-
-def _read(store: S3Store, key: str, model: type[_Document]) -> _Document | None:
-    body = store.get_bytes(key)
-    if body is None:
-        return None
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in item['loc']) or '<document>'}: {item['msg']}" for item in error.errors()
-        )
-        raise RecordError(f"s3://{store.bucket}/{key} is not a readable {model.__name__}: {problems}") from None
-
-
-# -- run records ---------------------------------------------------------------------------------
-def write_run_record(store: S3Store, record: RunRecord) -> None:
-    _write(store, store.layout.run_record_key(record.table, record.snapshot), record)
-
-
-def read_run_record(store: S3Store, table: str, snap: str) -> RunRecord | None:
-    """The run record of ``table`` at ``snap``; None if that snapshot was not processed."""
-    return _read(store, store.layout.run_record_key(table, snap), RunRecord)
-
-
-def processed_snapshots(store: S3Store, table: str) -> list[str]:
-    """The snapshots of ``table`` that have a run record (accepted or refused), oldest first."""
-    keys = store.list_keys(store.layout.runs_prefix(table))
-    # A claim of the Spark job (snapcdc.cdc.routing, ``snapshot=<SNAP>.glue.json``) is not a run record.
-    return sorted(s for s in (snap_from_partition(k) for k in keys if not k.endswith(".glue.json")) if s)
-
-
-def base_record(store: S3Store, table: str, snap: str, processed: list[str]) -> RunRecord | None:
-    """The run record of the latest accepted snapshot of ``processed`` before ``snap``: what it is diffed against."""
-    for earlier in reversed([s for s in processed if s < snap]):
-        record = read_run_record(store, table, earlier)
-        if record is not None and record.accepted:
-            return record
-    return None
-
-
-def commit_version(store: S3Store, table: str, snap: str, base: RunRecord | None) -> int:
-    """The commit version of an accepted ``snap`` whose base is ``base``: one more than the base's.
-
-    A base recorded before commit versions existed: the accepted snapshots up to ``snap`` are counted
-    (a GET per run record, once: the next run reads this record's number)."""
-    if base is None:
-        return 1
-    if base.commit_version is not None:
-        return base.commit_version + 1
-    earlier = [s for s in processed_snapshots(store, table) if s < snap]
-    return 1 + sum(1 for s in earlier if (r := read_run_record(store, table, s)) is not None and r.accepted)
-
-
-def accepted_records(store: S3Store, table: str, upto: str | None = None) -> list[RunRecord]:
-    """The accepted run records of ``table`` (of snapshots up to ``upto``), oldest first."""
-    found = []
-    for snap in processed_snapshots(store, table):
-        if upto is not None and snap > upto:
-            break
-        record = read_run_record(store, table, snap)
-        if record is not None and record.accepted:
-            found.append(record)
-    return found
-
-
-# -- manifests -----------------------------------------------------------------------------------
-def write_manifest(store: S3Store, manifest: Manifest) -> None:
-    _write(store, store.layout.manifest_key(manifest.snapshot), manifest)
-
-
-def read_manifest(store: S3Store, snap: str) -> Manifest | None:
-    """The manifest of snapshot ``snap``; None if the extract did not finish it."""
-    return _read(store, store.layout.manifest_key(snap), Manifest)

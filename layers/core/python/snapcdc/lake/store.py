@@ -6,17 +6,22 @@ no pipeline logic. Uploads carry a SHA-256 checksum that S3 verifies.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from snapcdc.lake.layout import Layout, snap_from_partition
+from snapcdc.lake.s3_reader import TAIL_BYTES, S3RangeReader
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+# A conditional put that lost: the object exists, or another conditional write of it is under way.
+_PRECONDITION = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 
 def _is_not_found(error: ClientError) -> bool:
@@ -69,9 +74,33 @@ class S3Store:
         body: bytes = response["Body"].read()
         return body
 
-    def get_json(self, key: str) -> Any | None:
-        body = self.get_bytes(key)
-        return None if body is None else json.loads(body)
+    def size(self, key: str) -> int | None:
+        """An object's size in bytes; None if it does not exist."""
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if _is_not_found(error):
+                return None
+            raise
+        return int(response["ContentLength"])
+
+    def reader(self, key: str, size: int, window: tuple[int, bytes] | None = None) -> S3RangeReader:
+        """A seekable, read-only file over an object of ``size`` bytes (ranged GETs)."""
+        return S3RangeReader(self.client, self.bucket, key, size, window=window)
+
+    def parquet_schema(self, key: str) -> pa.Schema | None:
+        """The Arrow schema (with its key-value metadata) of a Parquet object, from its footer; None if
+        absent. One ranged GET of the tail when the footer fits in it. Raises ``pyarrow.ArrowInvalid``
+        or ``OSError`` when the object is not a Parquet file."""
+        import pyarrow as pa  # only the CDC side reads Parquet: the extract's imports stay light
+        import pyarrow.parquet as pq
+
+        found = self.get_tail(key, TAIL_BYTES)
+        if found is None:
+            return None
+        tail, size = found
+        reader = self.reader(key, size, window=(size - len(tail), tail))
+        return pq.read_schema(pa.PythonFile(reader, mode="r"))
 
     def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
         self.client.put_object(
@@ -81,6 +110,23 @@ class S3Store:
             ContentType=content_type,
             ChecksumAlgorithm="SHA256",
         )
+
+    def put_if_absent(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> bool:
+        """Creates the object unless it exists (S3 conditional put, ``If-None-Match: *``); whether this
+        call created it."""
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                IfNoneMatch="*",
+            )
+        except ClientError as error:
+            if str(error.response.get("Error", {}).get("Code")) in _PRECONDITION:
+                return False
+            raise
+        return True
 
     def upload_file(self, path: Path, key: str, content_type: str = "application/octet-stream") -> None:
         self.client.upload_file(

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from snapcdc.cdc.stage import TableProcessor
 from snapcdc.errors import PermanentError
-from snapcdc.lake.records import RunRecord, processed_snapshots, read_run_record
+from snapcdc.lake.ledger import processed_snapshots, read_run_record
+from snapcdc.lake.records import RunRecord
 from snapcdc.lake.snapshot import Snapshot
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from snapcdc.cdc.migrate import footer_schema, migrate_table
 from snapcdc.cdc.stage import TableProcessor
-from snapcdc.lake.records import RunRecord, base_record, commit_version, processed_snapshots, read_run_record
+from snapcdc.lake.ledger import base_record, commit_version, processed_snapshots, read_run_record
+from snapcdc.lake.records import RunRecord
 from snapcdc.lake.snapshot import Snapshot
 
 

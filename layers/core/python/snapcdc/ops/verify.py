@@ -25,7 +25,8 @@ from snapcdc.cdc.migrate import footer_schema, mismatched_files
 from snapcdc.config import TableConfig
 from snapcdc.errors import SnapcdcError
 from snapcdc.lake.layout import snapshot_time
-from snapcdc.lake.records import RunRecord, processed_snapshots, read_run_record
+from snapcdc.lake.ledger import processed_snapshots, read_run_record
+from snapcdc.lake.records import RunRecord
 from snapcdc.lake.store import S3Store
 
 

@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from snapcdc.engine import diff_files, writer
+from snapcdc.engine import data_only, diff_files, has_cached_hashes, writer
 from snapcdc.engine.parts import (
     OutputFiles,
     WrittenFile,
@@ -45,8 +45,6 @@ from snapcdc.engine.parts import (
     write_table,
 )
 from snapcdc.engine.spec import (
-    HASH_COLUMNS,
-    HASH_METADATA,
     DeleteGuardError,
     DiffOutcome,
     DiffStats,
@@ -117,7 +115,7 @@ def _stored_schema(source: Source) -> pa.Schema | None:
             return None
         handle.seek(0)
         schema = pq.ParquetFile(handle).schema_arrow
-    if HASH_METADATA in (schema.metadata or {}) and all(c in schema.names for c in HASH_COLUMNS):
+    if has_cached_hashes(schema):
         return schema
     return None
 
@@ -218,12 +216,12 @@ def _diff(
     labels: tuple[str, str],
     work: Path,
 ) -> DiffOutcome:
-    previous = pa.schema([f for f in old.schema if f.name not in HASH_COLUMNS]) if old is not None else None
+    previous = data_only(old.schema) if old is not None else None
     size = new.size()
     parquet = is_parquet(new.fetch_prefix(work / "magic", 4)) or new.location.lower().endswith(".parquet")
     if parquet:
         with new.open() as handle:
-            names = [n for n in pq.ParquetFile(handle).schema_arrow.names if n not in HASH_COLUMNS]
+            names = data_only(pq.ParquetFile(handle).schema_arrow).names
         layout = reader.Layout(new, True, names, ",", reader.parquet_pieces(new))
         typing = None
     else:

@@ -23,19 +23,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from snapcdc.cdc.catalog import GlueCatalog
-from snapcdc.cdc.routing import claim
 from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import PipelineConfig, load_config
 from snapcdc.engine import DiffOutcome, TableSpec
 from snapcdc.engine.spec import WrittenFile
 from snapcdc.lake.layout import Layout
-from snapcdc.lake.records import RunRecord, processed_snapshots
+from snapcdc.lake.ledger import claim, processed_snapshots
+from snapcdc.lake.records import RunRecord
 from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
 from snapcdc.observability import logger
+from snapcdc.settings import JobArgument
 
-REQUIRED = ("TABLE", "SNAPSHOT", "BUCKET_NAME")
-OPTIONAL = {"DATA_PREFIX": "-", "GLUE_DATABASE": "-", "S3_ENDPOINT_URL": "-"}
+REQUIRED = (JobArgument.TABLE.value, JobArgument.SNAPSHOT.value, JobArgument.BUCKET_NAME.value)
+OPTIONAL = {
+    JobArgument.DATA_PREFIX.value: "-",
+    JobArgument.GLUE_DATABASE.value: "-",
+    JobArgument.S3_ENDPOINT_URL.value: "-",
+}
 
 
 def resolved_options(argv: Sequence[str]) -> dict[str, str]:

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from snapcdc.engine.hash_columns import data_only
 from snapcdc.engine.parts import (
     ARROW_TYPES,
     CHECKED_TYPES,
@@ -52,7 +53,7 @@ from snapcdc.engine.parts import (
     schema_change,
     type_name,
 )
-from snapcdc.engine.spec import HASH_COLUMNS, TableSpec
+from snapcdc.engine.spec import TableSpec
 from snapcdc.spark.sources import Source
 
 OK, MISFIT, BROKEN = "ok", "misfit", "broken"
@@ -176,7 +177,7 @@ def _parquet_rows(layout: Layout, piece: Piece) -> pa.Table:
             table = parquet.schema_arrow.empty_table()
         else:
             table = parquet.read_row_groups(list(range(piece.start, piece.stop)))
-    return table.drop_columns([c for c in HASH_COLUMNS if c in table.column_names]).replace_schema_metadata(None)
+    return data_only(table)
 
 
 def text_rows(layout: Layout, piece: Piece) -> pa.Table:

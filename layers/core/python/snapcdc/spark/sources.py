@@ -17,6 +17,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from snapcdc.lake.s3_reader import S3RangeReader
+
 
 @cache  # one client per process and endpoint: botocore clients are thread-safe, and costly to build
 def s3_client(endpoint_url: str | None) -> Any:
@@ -85,7 +87,8 @@ class Source:
         """A seekable binary file (S3: ranged reads), e.g. for a Parquet reader."""
         if not self.is_s3:
             return open(self.path, "rb")
-        return io.BufferedReader(_RangedFile(self), buffer_size=8 << 20)
+        bucket, key = self._bucket_key()
+        return io.BufferedReader(S3RangeReader(self._client(), bucket, key, self.size()), buffer_size=8 << 20)
 
     def fetch(self, path: Path) -> Path:
         """The whole object as a local file (only where the engine needs one, e.g. to name a bad line)."""
@@ -121,33 +124,3 @@ def shipped(spark: Any, source: Source, folder: Path) -> Source:
         shutil.copyfile(source.location, folder / name)
     spark.sparkContext.addFile(str(folder / name))
     return replace(source, shipped=name)
-
-
-class _RangedFile(io.RawIOBase):
-    """A read-only, seekable view of an S3 object through ranged GETs."""
-
-    def __init__(self, source: Source) -> None:
-        self.source = source
-        self.length = source.size()
-        self.position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.length}[whence]
-        self.position = max(0, base + offset)
-        return self.position
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self.source.read(self.position, min(len(view), self.length - self.position))
-        view[: len(data)] = data
-        self.position += len(data)
-        return len(data)

@@ -35,7 +35,7 @@ from snapcdc.cdc.feeds.files import (
 from snapcdc.engine.old_side import conform_table
 from snapcdc.engine.parquet_output import parquet_options
 from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP
-from snapcdc.lake.records import accepted_records
+from snapcdc.lake.ledger import accepted_records
 from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
 
