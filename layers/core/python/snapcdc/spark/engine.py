@@ -302,7 +302,9 @@ def _diff(
         for batch in batches:
             sides += batch.column("side").to_pylist()
             payloads += batch.column("payload").to_pylist()
-        result = diff.diff_partition(TaskContext.get().partitionId(), sides, payloads, context)
+        task = TaskContext.get()
+        assert task is not None  # a Spark task runs this
+        result = diff.diff_partition(task.partitionId(), sides, payloads, context)
         yield pa.RecordBatch.from_arrays([pa.array([pickle.dumps(result)], pa.binary())], names=["result"])
 
     try:
