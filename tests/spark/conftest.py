@@ -22,6 +22,7 @@ import pytest
 from snapcdc.engine import CDC_OPERATION, SOURCE_RECORD, DiffOutcome, DiffResult, TableSpec
 from snapcdc.engine import diff_files as engine_diff_files
 from snapcdc.engine import diff_tables as engine_diff_tables
+from snapcdc.engine.hash_columns import data_only
 from snapcdc.engine.hashing import key_hash
 
 
@@ -157,7 +158,7 @@ def spark_diff_tables(spark: Any) -> Any:
                     "changes": engine.changes,
                     "snapshot": engine.snapshot,
                     "quarantine": engine.quarantine,
-                    "full_load": engine.snapshot_data,
+                    "full_load": data_only(engine.snapshot),
                 }
             outcome = joined_parts(outcome, work / "joined", reference, spec.primary_key)
             quarantine = pq.read_table(outcome.quarantine_path) if outcome.quarantine_path else None
