@@ -17,9 +17,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from snapcdc.engine import writer
+from snapcdc.engine.cdc_columns import utc
 from snapcdc.engine.csv_input import TypedReadFailed, is_parquet, read_csv_strings
 from snapcdc.engine.csv_quirks import csv_quirks
-from snapcdc.engine.differ import Diffed, S, run_diff, utc
+from snapcdc.engine.differ import Diffed, S, run_diff
 from snapcdc.engine.hash_columns import data_only, has_cached_hashes
 from snapcdc.engine.new_side import NewInput, input_from_table, streamed_input
 from snapcdc.engine.old_side import OldSnapshot

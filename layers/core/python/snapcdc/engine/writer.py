@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from snapcdc.engine.differ import Diffed, with_cdc
+from snapcdc.engine.cdc_columns import with_cdc
+from snapcdc.engine.differ import Diffed
 from snapcdc.engine.hash_columns import data_only
 from snapcdc.engine.parquet_output import write_parquet
 from snapcdc.engine.sinks import FileCopy, ParquetSnapshot

@@ -22,7 +22,7 @@ from __future__ import annotations
 import pickle
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -55,33 +55,10 @@ from snapcdc.spark import diff, reader
 from snapcdc.spark.outputs import PartTarget
 from snapcdc.spark.partitions import bucket_count, lanes
 from snapcdc.spark.sources import Source, shipped
+from snapcdc.spark.tasks import blobs, parallel
 
 T = TypeVar("T")
 _JOIN_ROUNDS = 3  # the engine joins a segment with up to 3 next ones before giving up on segments
-
-
-def parallel(spark: Any, work: Callable[[Any], T], tasks: list[Any]) -> list[T]:
-    """``work`` applied to each task in a Spark task of its own (results back in order; each result
-    is small: a count, a probe, a footer's numbers)."""
-    if not tasks:
-        return []
-    rows = [(i, pickle.dumps(task)) for i, task in enumerate(tasks)]
-    frame = spark.createDataFrame(spark.sparkContext.parallelize(rows, len(rows)), "i int, task binary")
-
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            numbers, results = [], []
-            for number, task in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
-                numbers.append(number)
-                results.append(pickle.dumps(work(pickle.loads(task))))  # noqa: S301 - our own tasks
-            yield pa.RecordBatch.from_arrays(
-                [pa.array(numbers, pa.int32()), pa.array(results, pa.binary())], names=["i", "result"]
-            )
-
-    out: list[Any] = [None] * len(tasks)
-    for row in frame.mapInArrow(run, "i int, result binary").collect():
-        out[row.i] = pickle.loads(row.result)  # noqa: S301
-    return out
 
 
 @dataclass(frozen=True)
@@ -266,7 +243,7 @@ def _diff(
             table, reasons = reader.typed_rows(layout, piece, spec, final)
             return list(diff.new_blobs(table, reasons, piece.index, spec, buckets))
 
-        new_frame = _blobs(spark, new_side, layout.pieces, diff.NEW_SIDE, lane)
+        new_frame = blobs(spark, new_side, layout.pieces, diff.NEW_SIDE, lane)
 
     # 3. old rows in their buckets; every bucket diffed and written by the engine in its task
     assert typing is not None
@@ -412,7 +389,7 @@ def _fast_side(
             raise RuntimeError(f"piece {piece.index} of {layout.source.location} no longer reads as probed")
         return list(diff.new_blobs(table, None, piece.index, spec, buckets))
 
-    return _blobs(spark, side, layout.pieces, diff.NEW_SIDE, lane), probes
+    return blobs(spark, side, layout.pieces, diff.NEW_SIDE, lane), probes
 
 
 def _probed(spark: Any, layout: reader.Layout) -> tuple[reader.Layout | None, list[reader.Probe]]:
@@ -453,34 +430,4 @@ def _old_side(
             table = pq.ParquetFile(handle).read_row_group(group)
         return list(diff.old_blobs(table, first_pos, schema, spec, buckets, name))
 
-    return _blobs(spark, side, tasks, diff.OLD_SIDE, lane)
-
-
-_BLOBS_PER_BATCH = 4  # blobs (of up to ~8 MB) per Arrow batch handed to the JVM
-
-
-def _blobs(
-    spark: Any, work: Callable[[Any], list[tuple[int, bytes]]], tasks: list[Any], side: int, lane: list[int]
-) -> Any:
-    """A frame of (bucket, side, payload) rows made by ``work`` from each task, one Spark task each;
-    ``bucket`` is the bucket's lane (:func:`snapcdc.spark.partitions.lanes`)."""
-    rows = [(pickle.dumps(task),) for task in tasks] or [(pickle.dumps(None),)]
-    frame = spark.createDataFrame(spark.sparkContext.parallelize(rows, len(rows)), "task binary")
-
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            for task in batch.column(0).to_pylist():
-                loaded = pickle.loads(task)  # noqa: S301 - our own tasks
-                made = work(loaded) if loaded is not None else []
-                for at in range(0, len(made), _BLOBS_PER_BATCH):
-                    part = made[at : at + _BLOBS_PER_BATCH]
-                    yield pa.RecordBatch.from_arrays(
-                        [
-                            pa.array([lane[b] for b, _ in part], pa.int32()),
-                            pa.array([side] * len(part), pa.int32()),
-                            pa.array([p for _, p in part], pa.binary()),
-                        ],
-                        names=["bucket", "side", "payload"],
-                    )
-
-    return frame.mapInArrow(run, "bucket int, side int, payload binary")
+    return blobs(spark, side, tasks, diff.OLD_SIDE, lane)
