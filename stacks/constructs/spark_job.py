@@ -16,6 +16,7 @@ from aws_cdk import aws_s3_assets as assets
 from cdk_nag import NagSuppressions
 from constructs import Construct
 from snapcdc.cdc.healing import FAILED_STATES
+from snapcdc.lake.layout import SPARK_PARTS_PREFIX
 from snapcdc.settings import JobArgument
 
 from stacks.constructs.cdc import CDC_LISTS, CDC_READS, CDC_WRITES, glue_catalog_statement
@@ -75,7 +76,13 @@ class SparkCdcJob(Construct):
         )
         storage.grant_objects(self.role, ["s3:GetObject"], CDC_READS)
         storage.grant_objects(self.role, ["s3:PutObject", "s3:AbortMultipartUpload"], CDC_WRITES)
-        storage.grant_list(self.role, CDC_LISTS)
+        # The tasks' part files: written by the executors, read and deleted by the driver once joined.
+        storage.grant_objects(
+            self.role,
+            ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
+            [SPARK_PARTS_PREFIX],
+        )
+        storage.grant_list(self.role, [*CDC_LISTS, SPARK_PARTS_PREFIX])
         storage.grant_key_use(self.role, ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"])
         self.role.add_to_principal_policy(glue_catalog_statement(settings.glue_database_name, tables, feeds))
         log_groups = f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:/aws-glue/*"
@@ -190,7 +197,7 @@ class SparkCdcJob(Construct):
                     "appliesTo": [
                         *(
                             {"regex": f"/^Resource::arn:<AWS::Partition>:s3:::.+/{p.replace('/', '')}/\\*$/"}
-                            for p in sorted(set(CDC_READS + CDC_WRITES))
+                            for p in sorted({*CDC_READS, *CDC_WRITES, SPARK_PARTS_PREFIX})
                         ),
                         {
                             "regex": "/^Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>"

@@ -18,6 +18,7 @@ from snapcdc.errors import PermanentError
 ENGINE_MODULES = [
     "api",
     "arrow_numpy",
+    "cdc_columns",
     "csv_input",
     "differ",
     "hash_columns",

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from snapcdc.cdc.catalog import GlueCatalog
     from snapcdc.cdc.iceberg.sync import IcebergLake
     from snapcdc.config import TableConfig
-    from snapcdc.lake.records import RunRecord
     from snapcdc.lake.store import S3Store
 
 EXIT_BAD_INPUT = EXIT_USAGE  # ingest's documented "2: bad input"
@@ -351,27 +350,17 @@ def _ingest(args: argparse.Namespace, source: Path) -> int:
     except IngestRefused as refused:
         raise CliError(f"{args.file}: {refused}", EXIT_BAD_INPUT) from None
     for caught_up in done.records[:-1]:
-        print(json.dumps(_record_line(caught_up)))
+        print(json.dumps(caught_up.summary_line()))
     record = done.record
     if record.refused_reason == RefusalReason.MALFORMED_INPUT:
         where = f"s3://{store.bucket}/{done.key}"
         fix = input_fix(str(record.error))
         message = str(record.error).replace(where, str(args.file)) + (f"; {fix}" if fix else "")
         print(f"snapcdc ingest: {one_line(message)}", file=sys.stderr)
-    print(json.dumps({**_record_line(record), "already_processed": done.already_processed}))
+    print(json.dumps({**record.summary_line(), "already_processed": done.already_processed}))
     if record.accepted:
         return EXIT_OK
     return EXIT_REFUSED if record.refused_reason == RefusalReason.DELETE_GUARD else EXIT_BAD_INPUT
-
-
-def _record_line(record: RunRecord) -> dict[str, object]:
-    line: dict[str, object] = {"table": record.table, "snapshot": record.snapshot, "status": record.status}
-    line.update(record.stats)
-    if not record.accepted:
-        line.update(refused_reason=record.refused_reason, error=record.error)
-    if record.migration is not None:
-        line["migrated"] = len(record.migration.rewritten)
-    return line
 
 
 # -- demo ----------------------------------------------------------------------------------------

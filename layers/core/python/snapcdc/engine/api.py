@@ -16,14 +16,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from snapcdc.engine import writer
+from snapcdc.engine.cdc_columns import utc
 from snapcdc.engine.csv_input import TypedReadFailed, is_parquet, read_csv_strings
 from snapcdc.engine.csv_quirks import csv_quirks
-from snapcdc.engine.differ import Diffed, S, run_diff, utc, with_cdc
+from snapcdc.engine.differ import Diffed, S, run_diff
 from snapcdc.engine.hash_columns import data_only, has_cached_hashes
 from snapcdc.engine.new_side import NewInput, input_from_table, streamed_input
 from snapcdc.engine.old_side import OldSnapshot
-from snapcdc.engine.parquet_output import write_parquet
-from snapcdc.engine.sinks import FileCopy, MemorySnapshot, ParquetSnapshot, ScratchSnapshot
+from snapcdc.engine.sinks import MemorySnapshot, ScratchSnapshot
 from snapcdc.engine.spec import (
     HASH_METADATA,
     NULL_KEY,
@@ -120,6 +121,20 @@ def _diff_file(
     return run(input_from_table(table, spec, previous, labels.new))
 
 
+def _joined_parts(paths: list[Path], work: Path) -> Path:
+    """A snapshot stored as N part files (the Spark engine's), as one local file: row group by row group."""
+    if len(paths) == 1:
+        return paths[0]
+    joined = work / "old-joined.parquet"
+    schema = pq.read_schema(paths[0])
+    with pq.ParquetWriter(joined, schema, compression="none") as out:
+        for path in paths:
+            part = pq.ParquetFile(path)
+            for group in range(part.num_row_groups):
+                out.write_table(part.read_row_group(group).cast(schema))
+    return joined
+
+
 def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, work: Path) -> OldSnapshot:
     if is_parquet(path):
         try:
@@ -149,22 +164,9 @@ def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, wor
     return accepted.sink.old_side()
 
 
-def _first_load_copies(full_load: Path, changes: Path, inserted_at: datetime) -> list[FileCopy]:
-    """A first snapshot's data columns (no hashes) as the user-facing full load, and as its change set
-    (every row inserted at ``inserted_at``)."""
-
-    return [FileCopy(full_load, data_only), FileCopy(changes, lambda rows: with_cdc(data_only(rows), "I", inserted_at))]
-
-
-def _write(table: pa.Table, path: Path, written: list[Path]) -> Path:
-    written.append(path)
-    write_parquet(table, path)
-    return path
-
-
 def diff_files(
     *,
-    old: Path | None,
+    old: Path | list[Path] | None,
     new: Path,
     spec: TableSpec,
     observed_at: datetime,
@@ -172,7 +174,8 @@ def diff_files(
     new_name: str | None = None,
     old_name: str | None = None,
 ) -> DiffOutcome:
-    """Diff two local files (CSV or Parquet) and write the outputs into ``out_dir``.
+    """Diff two local files (CSV or Parquet) and write the outputs into ``out_dir``. ``old`` may be a
+    snapshot's N part files (the Spark engine's), in order.
 
     Outputs: ``changes.parquet``, ``snapshot.parquet``, ``full_load.parquet`` (first snapshot only),
     ``quarantine.parquet`` (when rows were rejected), ``preimages.parquet`` (``spec.with_preimages``
@@ -181,11 +184,15 @@ def diff_files(
     """
     started = time.perf_counter()
     new_label = new_name or str(new)
-    old_label = old_name or (str(old) if old is not None else "<none>")
+    olds = [Path(p) for p in old] if isinstance(old, list) else [Path(old)] if old is not None else []
+    if len(olds) == 1 and olds[0].is_dir():  # a folder of part files
+        olds = sorted(olds[0].glob("*.parquet"))
+    old_label = old_name or (str(olds[0]) if olds else "<none>")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".work-") as work:
-        old_side = _load_old(Path(old), spec, observed_at, old_label, Path(work)) if old is not None else None
+        old_path = _joined_parts(olds, Path(work)) if olds else None
+        old_side = _load_old(old_path, spec, observed_at, old_label, Path(work)) if old_path is not None else None
         return _diff_into(old_side, Path(new), spec, observed_at, out_dir, _Labels(new_label, old_label), started)
 
 
@@ -198,48 +205,30 @@ def _diff_into(
     labels: _Labels,
     started: float,
 ) -> DiffOutcome:
-    snapshot_path = out_dir / "snapshot.parquet"
-    changes_path = out_dir / "changes.parquet"
-    written: list[Path] = [snapshot_path]
     # A first snapshot's data, without the hash columns, and its change set (every row inserted) are
     # written beside the snapshot; later ones' change set is small and written at the end.
-    full_load_path = out_dir / "full_load.parquet" if old_side is None else None
-    copies = _first_load_copies(full_load_path, changes_path, utc(observed_at)) if full_load_path else []
-    written += [copy.path for copy in copies]
-
-    def snapshot(schema: pa.Schema) -> ParquetSnapshot:
-        return ParquetSnapshot(snapshot_path, schema, spec, copies=copies)
-
+    files = writer.OutputFiles(out_dir, first=old_side is None)
+    sink = writer.snapshot_sink(files, spec, utc(observed_at))
     try:
-        diffed = _diff_file(old_side, Path(new), spec, observed_at, snapshot, labels)
-        try:  # while the snapshot's writers complete it
-            if old_side is not None:
-                _write(diffed.changes, changes_path, written)
-            quarantine_path = (
-                _write(diffed.quarantine, out_dir / "quarantine.parquet", written)
-                if diffed.quarantine is not None
-                else None
-            )
-            preimages_path = (
-                _write(diffed.preimages, out_dir / "preimages.parquet", written)
-                if diffed.preimages is not None
-                else None
-            )
-        finally:
-            diffed.sink.close()
+        diffed = _diff_file(old_side, Path(new), spec, observed_at, sink, labels)
     except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
+        writer.remove(files)
         raise
+    written = writer.finish_outputs(diffed, files)
+
+    def path(name: str) -> Path | None:
+        return Path(written[name].location) if name in written else None
+
     return DiffOutcome(
         stats=diffed.stats,
-        changes_path=changes_path,
-        snapshot_path=snapshot_path,
-        full_load_path=full_load_path,
-        quarantine_path=quarantine_path,
+        changes_path=files.path(writer.CHANGES),
+        snapshot_path=files.path(writer.SNAPSHOT),
+        full_load_path=path(writer.FULL_LOAD),
+        quarantine_path=path(writer.QUARANTINE),
         schema=diffed.schema,
         schema_changes=diffed.schema_changes,
         seconds=time.perf_counter() - started,
-        preimages_path=preimages_path,
+        preimages_path=path(writer.PREIMAGES),
+        files={name: [file] for name, file in written.items()},
         input_notes=csv_quirks(new),
     )

@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -31,14 +31,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from snapcdc.engine import arrow_numpy, hashing
+from snapcdc.engine.cdc_columns import utc, with_cdc
 from snapcdc.engine.hash_columns import hash_signature, snapshot_schema, table_with_hashes
 from snapcdc.engine.keys import duplicate_rows, mask_of, null_key_mask
 from snapcdc.engine.new_side import NewBatch, NewInput
 from snapcdc.engine.old_side import OldIndex, OldSnapshot
 from snapcdc.engine.sinks import SnapshotSink
 from snapcdc.engine.spec import (
-    CDC_OPERATION,
-    CDC_TIMESTAMP,
     DUPLICATE_KEY,
     NULL_KEY,
     QUARANTINE_REASON,
@@ -64,23 +63,6 @@ class Diffed(Generic[S]):
     schema: pa.Schema  # the new side's data schema
     schema_changes: list[dict[str, str]]
     preimages: pa.Table | None = None  # the old rows of updated keys, in U-row order (with_preimages)
-
-
-def utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def with_cdc(table: pa.Table, operation: str, observed_at: datetime) -> pa.Table:
-    count = table.num_rows
-    table = table.append_column(CDC_OPERATION, pa.repeat(arrow_numpy.scalar(operation, pa.string()), count))
-    micros = arrow_numpy.arrow(np.array([_micros(observed_at)], dtype=np.int64)).cast(pa.timestamp("us", tz="UTC"))
-    return table.append_column(CDC_TIMESTAMP, pa.repeat(micros[0], count))
-
-
-def _micros(moment: datetime) -> int:
-    """Microseconds since the epoch of an aware ``moment``."""
-    since = utc(moment) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
 
 
 @dataclass(frozen=True)

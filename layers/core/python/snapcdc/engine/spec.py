@@ -134,6 +134,15 @@ class DiffResult:
     preimages: pa.Table | None = None
 
 
+@dataclass(frozen=True)
+class WrittenFile:
+    """One file an engine wrote: where (a local path, an S3 key or URI), its rows and its bytes."""
+
+    location: str
+    rows: int
+    bytes: int
+
+
 @dataclass
 class DiffOutcome:
     stats: DiffStats
@@ -147,3 +156,7 @@ class DiffOutcome:
     preimages_path: Path | None = None  # with_preimages: DiffResult.preimages as a Parquet file
     # Quirks of the new CSV read as pandas, DuckDB and Spark read them (BOM, CRLF, empty lines, ...)
     input_notes: list[str] = field(default_factory=list)
+    # Every file written, by output name (snapshot, changes, full_load, quarantine, preimages): one per
+    # output from the Lambda engine, a part file per partition from the Spark engine (the ``*_path``
+    # fields are then folders holding them).
+    files: dict[str, list[WrittenFile]] = field(default_factory=dict)

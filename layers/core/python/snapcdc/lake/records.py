@@ -91,6 +91,16 @@ class RunRecord(_Record):
     def accepted(self) -> bool:
         return self.status == "accepted"
 
+    def summary_line(self) -> dict[str, object]:
+        """The record in one JSON line's worth: status, counts, why refused, files migrated."""
+        line: dict[str, object] = {"table": self.table, "snapshot": self.snapshot, "status": self.status}
+        line.update(self.stats)
+        if not self.accepted:
+            line.update(refused_reason=self.refused_reason, error=self.error)
+        if self.migration is not None:
+            line["migrated"] = len(self.migration.rewritten)
+        return line
+
     @field_serializer("seconds")
     def _milliseconds(self, seconds: float) -> float:
         return round(seconds, 3)

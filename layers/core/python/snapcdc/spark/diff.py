@@ -1,43 +1,60 @@
-"""The diff on Spark, partition by partition: old and new rows are spread over partitions by the
-engine's 64-bit key hash (every row of a key, old or new, lands in the same partition), and each
-partition is diffed by the engine's own pipeline (:func:`snapcdc.engine.differ.run_diff`).
+"""The diff on Spark, bucket by bucket: old and new rows are spread over buckets by the engine's 64-bit
+key hash (every row of a key, old or new, lands in the same bucket), each bucket is one partition, and
+each partition is diffed by the engine's own pipeline (:func:`snapcdc.engine.parts.run_diff`) and
+written, inside its task, by the engine's one output writer (:mod:`snapcdc.engine.writer`): the
+snapshot, the change set (a first snapshot's full load), the quarantine and the pre-images of the
+bucket, as part files named by the bucket (:class:`~snapcdc.spark.outputs.PartTarget`). The task hands
+back only what the driver needs to commit: its counts and its files (location, rows, bytes).
 
 Rows travel between stages as Arrow IPC blobs (one per piece and bucket), so types Spark does not have
 (``uint64`` key hashes, 16-byte row hashes, ``timestamp[us]`` without a zone) and the snapshot's hash
-signature travel unchanged. Each row carries its place: ``__row`` (record number in the new file, from
-0) or ``__pos`` (position in the old snapshot), so the driver can write the engine's order.
+signature travel unchanged. A new row carries its piece and its record number in the piece, so a
+bucket diffs its rows in file order and its quarantine names their records and text as read.
 
-What needs the whole table is decided on the driver from the partitions' results: the delete guard
-(on the summed counts; partitions run with the guard off), and the order of every output. Duplicated
-keys need no global step: all rows of a key are in one partition, where the engine finds them.
+A snapshot written this way is bucketed: its part ``b`` holds the keys of bucket ``b``. The next run
+with as many buckets reads its old side part by part inside the diff tasks (no shuffle of the old
+side); otherwise the old rows are shuffled to their buckets like the new ones.
+
+What needs the whole table is decided on the driver from the tasks' counts: the delete guard (tasks
+run with the guard off), before anything is committed. Duplicated keys need no global step: all rows
+of a key are in one bucket, where the engine finds them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from snapcdc.engine import hashing
-from snapcdc.engine.differ import run_diff
-from snapcdc.engine.new_side import NewBatch, NewInput
-from snapcdc.engine.old_side import OldSnapshot, conform_table
-from snapcdc.engine.sinks import MemorySnapshot
-from snapcdc.engine.spec import CDC_OPERATION, HASH_COLUMNS, QUARANTINE_REASON, SOURCE_RECORD, InputError, TableSpec
+from snapcdc.engine import writer
+from snapcdc.engine.parts import (
+    NewBatch,
+    NewInput,
+    OldSnapshot,
+    OutputFiles,
+    as_text_table,
+    conform_table,
+    finish_outputs,
+    hashing,
+    run_diff,
+    snapshot_sink,
+)
+from snapcdc.engine.spec import SOURCE_RECORD, InputError, TableSpec
+from snapcdc.spark import reader
+from snapcdc.spark.outputs import PartTarget
+from snapcdc.spark.sources import Source
 
-ROW, POS, KEY, REASON, ORDER, PIECE = "__row", "__pos", "__kh", "__reason", "__order", "__piece"
-NEW_SIDE, OLD_SIDE = 1, 0
-# The engine's order, as one sortable number: a group, then the row's place in its file.
-_SECOND, _THIRD = 1 << 61, 1 << 62
+ROW, POS, KEY, REASON, PIECE = "__row", "__pos", "__kh", "__reason", "__piece"
+NEW_SIDE, OLD_SIDE, MARK = 1, 0, 2  # MARK: one empty row per bucket, so every bucket's task runs
 BATCH_ROWS = 128 * 1024
-
-
 BLOB_BYTES = 8 << 20  # rows per blob kept to about this size: Spark moves each blob as one value
 
 
@@ -51,18 +68,21 @@ def chunks(table: pa.Table) -> Iterator[pa.Table]:
 
 def to_ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    data: bytes = sink.getvalue().to_pybytes()
-    return data
+    with pa.ipc.new_stream(sink, table.schema) as stream:
+        stream.write_table(table)
+    return sink.getvalue().to_pybytes()
 
 
 def from_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
+def bucket_of(key_hash: np.ndarray, buckets: int) -> np.ndarray:
+    return (key_hash % np.uint64(buckets)).astype(np.int64)
+
+
 def _by_bucket(table: pa.Table, key_hash: np.ndarray, buckets: int) -> Iterator[tuple[int, bytes]]:
-    bucket = (key_hash % np.uint64(buckets)).astype(np.int64)
+    bucket = bucket_of(key_hash, buckets)
     for value in np.unique(bucket):
         for part in chunks(table.filter(pa.array(bucket == value))):
             yield int(value), to_ipc(part)
@@ -77,25 +97,28 @@ def new_blobs(
     count = table.num_rows
     table = table.append_column(PIECE, pa.array(np.full(count, piece, dtype=np.int32)))
     table = table.append_column(ROW, pa.array(np.arange(count, dtype=np.int64)))
-    table = table.append_column(KEY, pa.array(key_hash, pa.uint64()))
     why = pa.array(list(reasons), pa.string()) if reasons is not None else pa.nulls(count, pa.string())
     yield from _by_bucket(table.append_column(REASON, why), key_hash, buckets)
+
+
+def _old_key_hash(table: pa.Table, schema: pa.Schema, spec: TableSpec, name: str) -> np.ndarray:
+    """The key hash of old rows, their keys in the new schema's types (as the new side's are hashed)."""
+    key_schema = pa.schema([schema.field(k) for k in spec.primary_key])
+    return hashing.key_hash(conform_table(table.select(list(spec.primary_key)), key_schema, name), spec.primary_key)
 
 
 def old_blobs(
     table: pa.Table, first_pos: int, schema: pa.Schema, spec: TableSpec, buckets: int, name: str
 ) -> Iterator[tuple[int, bytes]]:
-    """A piece of the old snapshot (as stored, hash columns included), bucketed by the key hash of
-    its keys in the new schema's types (as the new side's keys are hashed)."""
-    key_schema = pa.schema([schema.field(k) for k in spec.primary_key])
-    key_hash = hashing.key_hash(conform_table(table.select(list(spec.primary_key)), key_schema, name), spec.primary_key)
+    """A piece of the old snapshot (as stored, hash columns included), bucketed by key hash."""
+    key_hash = _old_key_hash(table, schema, spec, name)
     table = table.append_column(POS, pa.array(np.arange(first_pos, first_pos + table.num_rows, dtype=np.int64)))
-    yield from _by_bucket(table.append_column(KEY, pa.array(key_hash, pa.uint64())), key_hash, buckets)
+    yield from _by_bucket(table, key_hash, buckets)
 
 
 @dataclasses.dataclass(frozen=True)
 class Context:
-    """What every diff task needs: the table's rules and the two sides' schemas."""
+    """What every diff task needs: the table's rules, the two sides' schemas, where to write."""
 
     spec: TableSpec
     schema: pa.Schema  # the new side's data schema
@@ -103,117 +126,122 @@ class Context:
     observed_at: datetime
     old_name: str
     starts: tuple[int, ...]  # the first record number of each piece of the new side
+    layout: reader.Layout  # the new input, to read a quarantined row's text as it was read
+    target: PartTarget
+    buckets: int
+    old_parts: tuple[Source, ...] = ()  # a bucketed old side: part b is bucket b, read by its task
 
 
-def _concat(parts: list[pa.Table], empty: pa.Schema, order: str) -> pa.Table:
+@dataclasses.dataclass(frozen=True)
+class PartResult:
+    """What one bucket's task hands back: its counts and files, or the input error that stopped it."""
+
+    part: int
+    stats: dict[str, int]
+    files: dict[str, writer.WrittenFile]
+    error: tuple[str, int | None, str] | None = None
+
+
+def _concat(parts: list[pa.Table], empty: pa.Schema, order: np.ndarray | None = None) -> pa.Table:
     if not parts:
         return empty.empty_table()
     table = pa.concat_tables(parts)
-    return table.take(pc.sort_indices(table, [(order, "ascending")]))
+    if order is None:
+        order = table[POS].to_numpy()
+    return table.take(pa.array(np.argsort(order, kind="stable")))
 
 
-def _numbered(table: pa.Table, starts: tuple[int, ...]) -> pa.Table:
+def _records(table: pa.Table, starts: tuple[int, ...]) -> np.ndarray:
     """Record numbers in the piece to record numbers in the file."""
-    first = np.asarray(starts, dtype=np.int64)[table[PIECE].to_numpy()]
-    return table.set_column(table.column_names.index(ROW), ROW, pa.array(table[ROW].to_numpy() + first))
+    return np.asarray(starts, dtype=np.int64)[table[PIECE].to_numpy()] + table[ROW].to_numpy()
 
 
-def diff_partition(side: Iterable[int], payload: Iterable[bytes], context: Context) -> list[tuple[str, bytes]]:
-    """The engine's diff of one partition's rows; what it made, each row with its place (``__order``)."""
+def _old_rows(part: int, olds: list[pa.Table], context: Context, stored: pa.Schema) -> pa.Table:
+    """The bucket's old rows: shuffled to it, or its part of a bucketed snapshot read here."""
+    if not context.old_parts:
+        return _concat(olds, stored).drop_columns([POS])
+    with context.old_parts[part].open() as handle:
+        table = pq.read_table(handle)
+    found = bucket_of(_old_key_hash(table, context.schema, context.spec, context.old_name), context.buckets)
+    if len(found) and not (found == part).all():
+        raise RuntimeError(
+            f"{context.old_parts[part].location} holds keys of other buckets than {part}: not a bucketed snapshot"
+        )
+    return table
+
+
+def _quarantined_text(context: Context, new: pa.Table) -> Any:
+    """The engine's ``text_rows``: the rows (places in ``new``) as read, every column as text."""
+
+    def text(local: np.ndarray) -> pa.Table:
+        pieces, rows = new[PIECE].to_numpy()[local], new[ROW].to_numpy()[local]
+        parts = []
+        for piece in dict.fromkeys(pieces.tolist()):  # pieces in order of first appearance (file order)
+            chosen = rows[pieces == piece]
+            parts.append(as_text_table(reader.text_rows(context.layout, context.layout.pieces[piece]).take(chosen)))
+        return pa.concat_tables(parts)
+
+    return text
+
+
+def diff_partition(part: int, side: Iterable[int], payload: Iterable[bytes], context: Context) -> PartResult:
+    """The engine's diff of bucket ``part``, its files written and placed at their part locations."""
     news: list[pa.Table] = []
     olds: list[pa.Table] = []
     for which, data in zip(side, payload, strict=True):
-        (news if which == NEW_SIDE else olds).append(from_ipc(data))
-    if not news and not olds:
-        return []
+        if which != MARK:
+            (news if which == NEW_SIDE else olds).append(from_ipc(data))
     spec = dataclasses.replace(context.spec, allow_mass_delete=True)  # the driver guards the whole table
-    extra = [pa.field(PIECE, pa.int32()), pa.field(ROW, pa.int64()), pa.field(KEY, pa.uint64())]
-    new_schema = pa.schema([*context.schema, *extra, pa.field(REASON, pa.string())])
-    news = [_numbered(table, context.starts) for table in news]
-    new = _concat(news, new_schema, ROW)
-    old_side, old = None, None
+    extra = [pa.field(PIECE, pa.int32()), pa.field(ROW, pa.int64()), pa.field(REASON, pa.string())]
+    new_schema = pa.schema([*context.schema, *extra])
+    records = np.concatenate([_records(t, context.starts) for t in news]) if news else None
+    new = _concat(news, new_schema, records)
+    records = np.sort(records) if records is not None else np.zeros(0, dtype=np.int64)
+    old_side = None
     if context.old_schema is not None:
-        stored = pa.schema([*context.old_schema, pa.field(POS, pa.int64()), pa.field(KEY, pa.uint64())])
-        old = _concat(olds, stored, POS)
-        old_side = OldSnapshot.from_table(
-            old.drop_columns([POS, KEY]).replace_schema_metadata(context.old_schema.metadata), spec
-        )
+        stored = pa.schema([*context.old_schema, pa.field(POS, pa.int64())])
+        old = _old_rows(part, olds, context, stored)
+        old_side = OldSnapshot.from_table(old.replace_schema_metadata(context.old_schema.metadata), spec)
     data = new.select(context.schema.names)
     reasons = new[REASON].to_numpy(zero_copy_only=False) if new[REASON].null_count < new.num_rows else None
 
     def batches() -> Iterator[NewBatch]:
         at = 0
         for batch in data.to_batches(max_chunksize=BATCH_ROWS):
-            part = reasons[at : at + batch.num_rows] if reasons is not None else None
+            chosen = reasons[at : at + batch.num_rows] if reasons is not None else None
             at += batch.num_rows
-            yield NewBatch(batch, part)
+            yield NewBatch(batch, chosen)
 
-    new_input = NewInput(context.schema, batches(), [], lambda rows: pa.table({"__local": pa.array(rows, pa.int64())}))
+    new_input = NewInput(context.schema, batches(), [], _quarantined_text(context, new))
+    scratch = Path(tempfile.mkdtemp(prefix=f"snapcdc-part-{part:05d}-"))
     try:
-        diffed = run_diff(
-            old_side, new_input, spec, context.observed_at, MemorySnapshot, context.old_name, keep_first_inserts=True
-        )
-    except InputError as error:
-        return [("error", json.dumps({"file": error.file, "line": error.line, "problem": error.problem}).encode())]
-    rows = new[ROW].to_numpy()
-    out = [("stats", json.dumps(diffed.stats.as_dict()).encode())]
-    bad = np.zeros(0, dtype=np.int64)
-    if diffed.quarantine is not None:
-        bad = diffed.quarantine["__local"].to_numpy()
-        quarantine = pa.table({ROW: pa.array(rows[bad]), QUARANTINE_REASON: diffed.quarantine[QUARANTINE_REASON]})
-        out.append(("quarantine", to_ipc(quarantine)))
-    accepted = np.setdiff1d(np.arange(new.num_rows), bad)
-    new_place = _places(new[KEY].to_numpy()[accepted], rows[accepted])
-    old_place = _places(old[KEY].to_numpy(), old[POS].to_numpy()) if old is not None else None
-
-    snapshot = diffed.sink.table
-    carried = snapshot.slice(len(accepted))
-    order = rows[accepted]
-    if carried.num_rows:
-        assert old_place is not None
-        order = np.concatenate([order, _THIRD + _place_of(old_place, carried, context)])
-    snapshot = snapshot.append_column(ORDER, pa.array(order, pa.int64()))
-    out += [("snapshot", to_ipc(part)) for part in chunks(snapshot)]
-
-    changes = diffed.changes
-    operation = changes[CDC_OPERATION].to_numpy(zero_copy_only=False)
-    order = np.zeros(changes.num_rows, dtype=np.int64)
-    for op, group in (("I", 0), ("U", _SECOND)):
-        chosen = operation == op
-        if chosen.any():
-            order[chosen] = group + _place_of(new_place, changes.filter(pa.array(chosen)), context)
-    deleted = operation == "D"
-    if deleted.any():
-        assert old_place is not None
-        order[deleted] = _THIRD + _place_of(old_place, changes.filter(pa.array(deleted)), context)
-    changes = changes.append_column(ORDER, pa.array(order, pa.int64()))
-    out += [("changes", to_ipc(part)) for part in chunks(changes)]
-    return out
+        files = OutputFiles(scratch, first=old_side is None)
+        try:
+            diffed = run_diff(
+                old_side,
+                new_input,
+                spec,
+                context.observed_at,
+                snapshot_sink(files, spec, context.observed_at),
+                context.old_name,
+                keep_first_inserts=False,
+            )
+        except InputError as error:
+            return PartResult(part, {}, {}, (error.file, error.line, error.problem))
+        if diffed.quarantine is not None:  # the bucket's record numbers, as the file numbers them
+            local = diffed.quarantine[SOURCE_RECORD].to_numpy() - 2
+            at = diffed.quarantine.column_names.index(SOURCE_RECORD)
+            quarantine = diffed.quarantine.set_column(at, SOURCE_RECORD, pa.array(records[local] + 2, pa.int64()))
+            diffed = dataclasses.replace(diffed, quarantine=quarantine)
+        written = finish_outputs(diffed, files)
+        placed = {
+            name: context.target.place(file, name, part)
+            for name, file in written.items()
+            if file.rows or name == writer.SNAPSHOT  # every bucket has its snapshot part, empty or not
+        }
+        return PartResult(part, diffed.stats.as_dict(), placed)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _places(key_hash: np.ndarray, places: np.ndarray) -> tuple[pd.Index, np.ndarray]:
-    return pd.Index(key_hash), places
-
-
-def _place_of(index: tuple[pd.Index, np.ndarray], rows: pa.Table, context: Context) -> np.ndarray:
-    """Each row's place, found by its key hash (keys are unique among accepted and old rows)."""
-    lookup, places = index
-    key_hash = hashing.key_hash(rows.select(list(context.spec.primary_key)), context.spec.primary_key)
-    if lookup.is_unique:
-        at = lookup.get_indexer(key_hash)
-    else:  # distinct keys sharing a 64-bit hash (~n**2 * 2**-65): their rows take the first one's place
-        at = np.asarray([_first(lookup, h) for h in key_hash], dtype=np.int64)
-    placed: np.ndarray = places[at]
-    return placed
-
-
-def _first(lookup: pd.Index, value: np.uint64) -> int:
-    found = np.flatnonzero(lookup.to_numpy() == value)
-    return int(found[0]) if len(found) else 0
-
-
-def data_columns(table: pa.Table) -> list[str]:
-    return [c for c in table.column_names if c not in (*HASH_COLUMNS, ORDER)]
-
-
-__all__ = ["SOURCE_RECORD", "Context", "diff_partition", "from_ipc", "new_blobs", "old_blobs", "to_ipc"]
+__all__ = ["Context", "PartResult", "diff_partition", "from_ipc", "new_blobs", "old_blobs", "to_ipc"]

@@ -1,46 +1,50 @@
-"""The Spark twin of :func:`snapcdc.engine.diff_files`: the same inputs, the same files out, the work
-spread over a Spark cluster (local Spark on a laptop, AWS Glue in the pipeline).
+"""The Spark twin of :func:`snapcdc.engine.diff_files`: the same inputs, the same rows out, the work
+spread over a Spark cluster (local Spark on a laptop, AWS Glue in the pipeline). Tasks write, the
+driver commits: every output is written by the executors as part files (:mod:`snapcdc.spark.diff`),
+and the driver gathers only counts, schemas and file lists, nothing whose size grows with the rows.
 
 Stages (each an Arrow UDF calling the engine's modules, :mod:`snapcdc.spark.reader`,
 :mod:`snapcdc.spark.diff`):
 
-1. probe: every CSV segment parsed typed by the engine's plan; segments ending inside a quoted value
-   joined with the next (a file that still cannot be cut is diffed by the engine on the driver);
+1. probe: the CSV's segment boundaries found in parallel tasks; every segment parsed typed by the
+   engine's plan; segments ending inside a quoted value joined with the next (a file that still cannot
+   be cut is diffed by the engine itself);
 2. typing facts (only when a value did not fit the plan): the driver decides every column's type;
-3. new and old rows typed, hashed by key and spread over partitions; each partition diffed by the
-   engine; the driver sums the counts, applies the delete guard, orders the rows as the engine does;
-4. the quarantined rows' text, read back from their segments; the files written by the engine's
-   writers (:class:`~snapcdc.engine.sinks.ParquetSnapshot`, :func:`~snapcdc.engine.parquet_output.write_parquet`).
+3. new rows typed, hashed by key and shuffled to their buckets, one partition per bucket; old rows
+   read in their bucket's task (a bucketed snapshot) or shuffled alike; each bucket diffed by the
+   engine and written by the engine's writer, in its task;
+4. the driver sums the tasks' counts, checks them against the inputs, applies the delete guard (a
+   refused run's parts are deleted: nothing is committed) and returns every file with rows and bytes.
 """
 
 from __future__ import annotations
 
-import json
 import pickle
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from snapcdc.engine import data_only, diff_files, has_cached_hashes, hashing
-from snapcdc.engine.api import _first_load_copies
-from snapcdc.engine.csv_input import is_parquet, read_header, sample_strings
-from snapcdc.engine.differ import utc
-from snapcdc.engine.new_side import STREAM_BATCH_ROWS, _as_text_table, _check_keys
-from snapcdc.engine.parquet_output import write_parquet
-from snapcdc.engine.sinks import ParquetSnapshot
+from snapcdc.engine import data_only, diff_files, has_cached_hashes, writer
+from snapcdc.engine.parts import (
+    OutputFiles,
+    WrittenFile,
+    check_keys,
+    is_parquet,
+    read_header,
+    sample_strings,
+    utc,
+    with_cdc,
+    write_table,
+)
 from snapcdc.engine.spec import (
-    KEY_HASH,
-    QUARANTINE_REASON,
-    ROW_HASH,
-    SOURCE_RECORD,
     DeleteGuardError,
     DiffOutcome,
     DiffStats,
@@ -48,42 +52,41 @@ from snapcdc.engine.spec import (
     TableSpec,
 )
 from snapcdc.spark import diff, reader
-from snapcdc.spark.sources import Source
+from snapcdc.spark.outputs import PartTarget
+from snapcdc.spark.partitions import bucket_count, lanes
+from snapcdc.spark.sources import Source, shipped
+from snapcdc.spark.tasks import blobs, parallel
 
 T = TypeVar("T")
 _JOIN_ROUNDS = 3  # the engine joins a segment with up to 3 next ones before giving up on segments
 
 
-def parallel(spark: Any, work: Callable[[Any], T], tasks: list[Any]) -> list[T]:
-    """``work`` applied to each task in a Spark task of its own (results back in order)."""
-    if not tasks:
-        return []
-    rows = [(i, pickle.dumps(task)) for i, task in enumerate(tasks)]
-    frame = spark.createDataFrame(spark.sparkContext.parallelize(rows, len(rows)), "i int, task binary")
+@dataclass(frozen=True)
+class OldSide:
+    """The old snapshot's files, as stored: their schema, row groups' rows, and total bytes."""
 
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            numbers, results = [], []
-            for number, task in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
-                numbers.append(number)
-                results.append(pickle.dumps(work(pickle.loads(task))))  # noqa: S301 - our own tasks
-            yield pa.RecordBatch.from_arrays(
-                [pa.array(numbers, pa.int32()), pa.array(results, pa.binary())], names=["i", "result"]
-            )
+    parts: tuple[Source, ...]
+    schema: pa.Schema
+    groups: tuple[tuple[int, ...], ...]  # rows of each row group, per file
+    bytes: int
 
-    out: list[Any] = [None] * len(tasks)
-    for row in frame.mapInArrow(run, "i int, result binary").collect():
-        out[row.i] = pickle.loads(row.result)  # noqa: S301
-    return out
+    @property
+    def rows(self) -> int:
+        return sum(sum(g) for g in self.groups)
+
+    def bucketed(self) -> bool:
+        """Written by this engine's tasks: part i of the files is bucket i (names end in i)."""
+        return all(p.location.endswith(f"{i:05d}.parquet") for i, p in enumerate(self.parts))
 
 
-def _partitions(spark: Any, size: int) -> int:
-    """Partitions of the diff: about 64 MB of input each, at least two per core."""
-    return max(2 * int(spark.sparkContext.defaultParallelism), -(-size // (64 << 20)))
+def _footer(source: Source) -> tuple[tuple[int, ...], int]:
+    with source.open() as handle:
+        metadata = pq.ParquetFile(handle).metadata
+    return tuple(metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)), source.size()
 
 
-def _stored_snapshot(source: Source) -> pa.Schema | None:
-    """The old file's schema when it is a snapshot written by an engine (hash columns, signature)."""
+def _stored_schema(source: Source) -> pa.Schema | None:
+    """The file's schema when it is a snapshot written by an engine (hash columns, signature)."""
     with source.open() as handle:
         if handle.read(4) != b"PAR1":
             return None
@@ -94,10 +97,19 @@ def _stored_snapshot(source: Source) -> pa.Schema | None:
     return None
 
 
+def old_sources(old: Path | str | list[str], endpoint_url: str | None) -> list[Source]:
+    """The old snapshot's files: one file, a folder of part files, or a list of them (a run record's)."""
+    if isinstance(old, list):
+        return [Source(o, endpoint_url) for o in old]
+    if not str(old).startswith("s3://") and Path(old).is_dir():
+        return [Source(str(p)) for p in sorted(Path(old).glob("*.parquet"))]
+    return [Source(str(old), endpoint_url)]
+
+
 def spark_diff_files(
     spark: Any,
     *,
-    old: Path | str | None,
+    old: Path | str | list[str] | None,
     new: Path | str,
     spec: TableSpec,
     observed_at: datetime,
@@ -105,70 +117,83 @@ def spark_diff_files(
     new_name: str | None = None,
     old_name: str | None = None,
     endpoint_url: str | None = None,
+    target: PartTarget | None = None,
 ) -> DiffOutcome:
-    """:func:`snapcdc.engine.diff_files` on Spark: local paths or ``s3://`` objects in, the engine's
-    files written into ``out_dir`` (on the driver)."""
+    """:func:`snapcdc.engine.diff_files` on Spark: local paths or ``s3://`` objects in, the outputs
+    written by the tasks as part files at ``target`` (default: ``out_dir/<output>.parquet/part-*``),
+    every file listed in the outcome with its rows and bytes."""
     started = time.perf_counter()
-    new_source, old_source = Source(str(new), endpoint_url), Source(str(old), endpoint_url) if old else None
-    labels = (new_name or str(new), old_name or (str(old) if old is not None else "<none>"))
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
+    target = target or PartTarget.folder(out_dir, writer.OUTPUTS)
+    old_label = old_name or (str(old) if old is not None and not isinstance(old, list) else "<none>")
+    labels = (new_name or str(new), old_label if old is not None else "<none>")
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".work-") as folder:
         work = Path(folder)
-        old_schema = _stored_snapshot(old_source) if old_source is not None else None
-        if old_source is not None and old_schema is None:
-            # Plain data as the old side: accepted first, as the engine accepts it.
-            accepted = spark_diff_files(
-                spark,
-                old=None,
-                new=old_source.location,
-                spec=spec,
-                observed_at=observed_at,
-                out_dir=work / "old",
-                new_name=labels[1],
-                endpoint_url=endpoint_url,
-            )
-            old_source = Source(str(accepted.snapshot_path))
-            old_schema = _stored_snapshot(old_source)
-        outcome = _diff(spark, old_source, old_schema, new_source, spec, observed_at, out_dir, labels, work)
+        ship = work / "shipped"
+        new_source = shipped(spark, Source(str(new), endpoint_url), ship)
+        old_side = None
+        if old is not None:
+            sources = [shipped(spark, s, ship) for s in old_sources(old, endpoint_url)]
+            schema = _stored_schema(sources[0]) if sources else None
+            if schema is None:  # plain data as the old side: accepted first, as the engine accepts it
+                accepted = spark_diff_files(
+                    spark,
+                    old=None,
+                    new=sources[0].location,
+                    spec=spec,
+                    observed_at=observed_at,
+                    out_dir=work / "old",
+                    new_name=labels[1],
+                    endpoint_url=endpoint_url,
+                )
+                sources = [Source(f.location) for f in accepted.files[writer.SNAPSHOT]]
+                schema = _stored_schema(sources[0])
+                assert schema is not None
+            footers = parallel(spark, _footer, sources)
+            groups = tuple(g for g, _ in footers)
+            old_side = OldSide(tuple(sources), schema, groups, sum(size for _, size in footers))
+        outcome = _diff(spark, old_side, new_source, spec, observed_at, target, labels, work)
     outcome.seconds = time.perf_counter() - started
     return outcome
 
 
-def _engine_on_driver(
-    old: Source | None,
+def _engine_itself(
+    old: OldSide | None,
     new: Source,
     spec: TableSpec,
     observed_at: datetime,
-    out_dir: Path,
+    target: PartTarget,
     labels: tuple[str, str],
     work: Path,
 ) -> DiffOutcome:
     """The engine itself, for a file segments cannot read: it refuses it (naming the line) or reads it
-    in one stream."""
-    return diff_files(
-        old=old.fetch(work / "old.parquet") if old is not None else None,
+    in one stream; its files placed as part 0 of each output."""
+    old_files = [s.fetch(work / f"old-{i:05d}.parquet") for i, s in enumerate(old.parts)] if old else None
+    outcome = diff_files(
+        old=old_files,
         new=new.fetch(work / "new.input"),
         spec=spec,
         observed_at=observed_at,
-        out_dir=out_dir,
+        out_dir=work / "engine",
         new_name=labels[0],
         old_name=labels[1],
     )
+    files = {name: [target.place(f, name, 0) for f in found] for name, found in outcome.files.items()}
+    return _outcome(outcome.stats, files, target, outcome.schema, outcome.schema_changes)
 
 
 def _diff(
     spark: Any,
-    old: Source | None,
-    old_schema: pa.Schema | None,
+    old: OldSide | None,
     new: Source,
     spec: TableSpec,
     observed_at: datetime,
-    out_dir: Path,
+    target: PartTarget,
     labels: tuple[str, str],
     work: Path,
 ) -> DiffOutcome:
-    previous = data_only(old_schema) if old_schema is not None else None
+    previous = data_only(old.schema) if old is not None else None
     size = new.size()
     parquet = is_parquet(new.fetch_prefix(work / "magic", 4)) or new.location.lower().endswith(".parquet")
     if parquet:
@@ -179,30 +204,32 @@ def _diff(
     else:
         sample_path = reader.read_sample(new, work, size)
         names, sep = read_header(sample_path, labels[0], spec.delimiter)
-        _check_keys(names, spec, labels[0])
-        layout = reader.Layout(new, False, names, sep, reader.csv_pieces(new, size))
+        check_keys(names, spec, labels[0])
+        starts = parallel(spark, lambda at: reader.line_start_after(new, at, size), reader.nominal_starts(size))
+        layout = reader.Layout(new, False, names, sep, reader.csv_pieces(new, size, starts))
         try:
             sample = sample_strings(sample_path, labels[0], names, sep)
         except Exception:  # the engine's sample failed too: it would take the exact path
             typing = None
         else:
             typing = reader.planned(names, spec, previous, sample)
-    _check_keys(layout.names, spec, labels[0])
+    check_keys(layout.names, spec, labels[0])
     if parquet:
         typing = None  # a Parquet new side is always typed the exact way (as the engine does)
 
-    buckets = _partitions(spark, size)
+    buckets, bucketed = bucket_count(size, old.bytes if old else 0, len(old.parts) if old and old.bucketed() else 0)
+    lane = lanes(spark, buckets)
     new_frame: Any = None
     probes: list[reader.Probe] = []
     if typing is not None:
         # 1. the fast path: every piece typed by the plan and bucketed in one pass, kept while the
         # driver learns whether every piece fit (as the engine's fast read does)
-        new_frame, probes = _fast_side(spark, layout, typing.schema, spec, buckets)
+        new_frame, probes = _fast_side(spark, layout, typing.schema, spec, buckets, lane)
     if new_frame is None:
         # 1'. the exact path: pieces that end inside a quoted value joined with the next
         readable, probes = _probed(spark, layout)
         if readable is None:
-            return _engine_on_driver(old, new, spec, observed_at, out_dir, labels, work)
+            return _engine_itself(old, new, spec, observed_at, target, labels, work)
         layout = readable
         # 2. the file's typing, from every piece's facts
         head = reader.read_head(layout, [p.rows for p in probes])
@@ -216,67 +243,133 @@ def _diff(
             table, reasons = reader.typed_rows(layout, piece, spec, final)
             return list(diff.new_blobs(table, reasons, piece.index, spec, buckets))
 
-        new_frame = _blobs(spark, new_side, layout.pieces, diff.NEW_SIDE)
+        new_frame = blobs(spark, new_side, layout.pieces, diff.NEW_SIDE, lane)
 
-    # 3. old rows bucketed the same way; every partition diffed by the engine
+    # 3. old rows in their buckets; every bucket diffed and written by the engine in its task
     assert typing is not None
+    # a bucketed old side's keys hash to their buckets only while the keys keep their types
+    bucketed = (
+        bucketed
+        and old is not None
+        and all(old.schema.field(k).type == typing.schema.field(k).type for k in spec.primary_key)
+    )
     rows = [p.rows for p in probes]
-    starts = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
-    schema = typing.schema
-    context = diff.Context(spec, schema, old_schema, utc(observed_at), labels[1], tuple(int(s) for s in starts))
-    frame = new_frame
-    if old is not None:
-        frame = frame.unionByName(_old_side(spark, old, schema, spec, buckets, labels[1]))
+    starts_of = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
+    context = diff.Context(
+        spec,
+        typing.schema,
+        old.schema if old else None,
+        utc(observed_at),
+        labels[1],
+        tuple(int(s) for s in starts_of),
+        layout,
+        target,
+        buckets,
+        old.parts if old is not None and bucketed else (),
+    )
+    marks = [(b, diff.MARK, b"") for b in lane]  # every bucket's task runs, even with no new row
+    frame = new_frame.unionByName(spark.createDataFrame(marks, "bucket int, side int, payload binary"))
+    if old is not None and not bucketed:
+        frame = frame.unionByName(_old_side(spark, old, typing.schema, spec, buckets, labels[1], lane))
 
     def diffed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
         sides, payloads = [], []
         for batch in batches:
             sides += batch.column("side").to_pylist()
             payloads += batch.column("payload").to_pylist()
-        made = diff.diff_partition(sides, payloads, context)
-        for at in range(0, len(made), _BLOBS_PER_BATCH):  # the JVM holds one Arrow batch at a time
-            part = made[at : at + _BLOBS_PER_BATCH]
-            yield pa.RecordBatch.from_arrays(
-                [pa.array([k for k, _ in part]), pa.array([p for _, p in part], pa.binary())], names=["kind", "payload"]
-            )
+        task = TaskContext.get()
+        assert task is not None  # a Spark task runs this
+        result = diff.diff_partition(task.partitionId(), sides, payloads, context)
+        yield pa.RecordBatch.from_arrays([pa.array([pickle.dumps(result)], pa.binary())], names=["result"])
 
-    results: dict[str, list[bytes]] = {}
-    outputs = frame.repartition(buckets, "bucket").mapInArrow(diffed, "kind string, payload binary")
-    # A partition at a time past a few hundred MB (the driver holds one partition's rows in the JVM),
-    # all at once below (one Spark job instead of one per partition).
-    rows_out = outputs.toLocalIterator(prefetchPartitions=True) if size > _COLLECT_BYTES else outputs.collect()
-    for row in rows_out:
-        results.setdefault(row.kind, []).append(row.payload)
-    for error in results.get("error", []):
-        found_error = json.loads(error)
-        raise InputError(found_error["file"], found_error["line"], found_error["problem"])
-    stats = _summed([json.loads(s) for s in results.get("stats", [])])
-    old_rows = _row_count(old) if old is not None else 0
-    if stats.rows_new != int(starts[-1]) or stats.rows_old != old_rows:
-        # every row is in exactly one partition's counts: anything else is a lost partition, never a result
+    try:
+        done = frame.repartition(buckets, "bucket").mapInArrow(diffed, "result binary").collect()
+    except BaseException:
+        target.remove_parts(buckets)  # what the tasks that finished wrote: a failed run commits nothing
+        raise
+    results: list[diff.PartResult] = sorted((pickle.loads(r.result) for r in done), key=lambda r: r.part)  # noqa: S301
+    written = [f for r in results for f in r.files.values()]
+    try:
+        return _committed(results, written, typing, old, int(starts_of[-1]), spec, target, observed_at, buckets)
+    except BaseException:
+        target.remove(written)  # nothing of a refused or failed run is left for a reader to find
+        raise
+
+
+def _committed(
+    results: list[diff.PartResult],
+    written: list[WrittenFile],
+    typing: reader.Typing,
+    old: OldSide | None,
+    new_rows: int,
+    spec: TableSpec,
+    target: PartTarget,
+    observed_at: datetime,
+    buckets: int,
+) -> DiffOutcome:
+    """The run's outcome from its tasks' results, after the checks that need the whole table."""
+    errors = sorted((r.error for r in results if r.error), key=lambda e: (e[1] is None, e[1] or 0))
+    if errors:
+        raise InputError(*errors[0])
+    if sorted(r.part for r in results) != list(range(buckets)):
+        raise RuntimeError(f"spark diff incomplete: {len(results)} of {buckets} buckets reported")
+    stats = DiffStats(**{name: sum(r.stats.get(name, 0) for r in results) for name in DiffStats.__dataclass_fields__})
+    old_rows = old.rows if old is not None else 0
+    if stats.rows_new != new_rows or stats.rows_old != old_rows:
+        # every row is in exactly one bucket's counts: anything else is a lost partition, never a result
         raise RuntimeError(
-            f"spark diff incomplete: partitions counted {stats.rows_new} new and {stats.rows_old} old rows,"
-            f" the inputs hold {int(starts[-1])} and {old_rows}"
+            f"spark diff incomplete: buckets counted {stats.rows_new} new and {stats.rows_old} old rows,"
+            f" the inputs hold {new_rows} and {old_rows}"
         )
     if stats.rows_old > 0 and not spec.allow_mass_delete and stats.deletes / stats.rows_old > spec.max_delete_ratio:
         raise DeleteGuardError(stats.deletes, stats.rows_old, spec.max_delete_ratio)
+    target.check_seen(written)
+    files: dict[str, list[WrittenFile]] = {}
+    for result in results:
+        for name, file in result.files.items():
+            files.setdefault(name, []).append(file)
+    needed = [writer.SNAPSHOT, writer.CHANGES, *([writer.FULL_LOAD] if old is None else [])]
+    for name in (n for n in needed if n not in files):  # no bucket had a row of it: an empty file says the schema
+        files[name] = [_empty_part(name, typing.schema, target, observed_at)]
+    return _outcome(stats, files, target, typing.schema, typing.schema_changes)
 
-    # 4. the files
-    quarantine = _quarantine(spark, layout, [diff.from_ipc(q) for q in results.get("quarantine", [])], starts)
-    return _write(results, quarantine, stats, typing, spec, observed_at, out_dir, first=old is None)
+
+def _empty_part(name: str, schema: pa.Schema, target: PartTarget, observed_at: datetime) -> WrittenFile:
+    table = with_cdc(schema.empty_table(), "I", utc(observed_at)) if name == writer.CHANGES else schema.empty_table()
+    with tempfile.TemporaryDirectory(prefix="snapcdc-empty-") as folder:
+        return target.place(write_table(table, OutputFiles(Path(folder), False).path(name)), name, 0)
 
 
-_COLLECT_BYTES = 256 << 20
-_BLOBS_PER_BATCH = 4  # blobs (of up to ~8 MB) per Arrow batch handed to the JVM
+def _outcome(
+    stats: DiffStats,
+    files: dict[str, list[WrittenFile]],
+    target: PartTarget,
+    schema: pa.Schema,
+    schema_changes: list[dict[str, str]],
+) -> DiffOutcome:
+    def folder(name: str) -> Path | None:
+        return target.folder_of(name) if files.get(name) else None
 
-
-def _row_count(source: Source) -> int:
-    with source.open() as handle:
-        return int(pq.ParquetFile(handle).metadata.num_rows)
+    changes, snapshot = folder(writer.CHANGES), folder(writer.SNAPSHOT)
+    assert changes is not None and snapshot is not None
+    return DiffOutcome(
+        stats=stats,
+        changes_path=changes,
+        snapshot_path=snapshot,
+        full_load_path=folder(writer.FULL_LOAD),
+        quarantine_path=folder(writer.QUARANTINE),
+        schema=schema,
+        schema_changes=schema_changes,
+        seconds=0.0,
+        preimages_path=folder(writer.PREIMAGES),
+        files=files,
+    )
 
 
 def _fast_side(
-    spark: Any, layout: reader.Layout, planned: pa.Schema, spec: TableSpec, buckets: int
+    spark: Any, layout: reader.Layout, planned: pa.Schema, spec: TableSpec, buckets: int, lane: list[int]
 ) -> tuple[Any | None, list[reader.Probe]]:
     """The new side typed by the plan and bucketed (None when a piece did not fit or parse). A first
     job only parses each piece typed (as the engine's fast read) and reports; the rows are made again
@@ -296,7 +389,7 @@ def _fast_side(
             raise RuntimeError(f"piece {piece.index} of {layout.source.location} no longer reads as probed")
         return list(diff.new_blobs(table, None, piece.index, spec, buckets))
 
-    return _blobs(spark, side, layout.pieces, diff.NEW_SIDE), probes
+    return blobs(spark, side, layout.pieces, diff.NEW_SIDE, lane), probes
 
 
 def _probed(spark: Any, layout: reader.Layout) -> tuple[reader.Layout | None, list[reader.Probe]]:
@@ -321,132 +414,20 @@ def _probed(spark: Any, layout: reader.Layout) -> tuple[reader.Layout | None, li
     return None, []
 
 
-def _old_side(spark: Any, old: Source, schema: pa.Schema, spec: TableSpec, buckets: int, name: str) -> Any:
-    """The old snapshot's rows, a row group per task, bucketed by key hash."""
-    with old.open() as handle:
-        metadata = pq.ParquetFile(handle).metadata
-    group_rows = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
-    group_starts = np.concatenate([[0], np.cumsum(group_rows)]).astype(np.int64)
+def _old_side(
+    spark: Any, old: OldSide, schema: pa.Schema, spec: TableSpec, buckets: int, name: str, lane: list[int]
+) -> Any:
+    """The old snapshot's rows, a row group per task, shuffled to their buckets."""
+    tasks, first = [], 0
+    for part, groups in enumerate(old.groups):
+        for group, rows in enumerate(groups):
+            tasks.append((part, group, first))
+            first += rows
 
-    def side(group: int) -> list[tuple[int, bytes]]:
-        with old.open() as handle:
+    def side(task: tuple[int, int, int]) -> list[tuple[int, bytes]]:
+        part, group, first_pos = task
+        with old.parts[part].open() as handle:
             table = pq.ParquetFile(handle).read_row_group(group)
-        return list(diff.old_blobs(table, int(group_starts[group]), schema, spec, buckets, name))
+        return list(diff.old_blobs(table, first_pos, schema, spec, buckets, name))
 
-    return _blobs(spark, side, list(range(len(group_rows))), diff.OLD_SIDE)
-
-
-def _blobs(spark: Any, work: Callable[[Any], list[tuple[int, bytes]]], tasks: list[Any], side: int) -> Any:
-    """A frame of (bucket, side, payload) rows made by ``work`` from each task, one Spark task each."""
-    rows = [(pickle.dumps(task),) for task in tasks] or [(pickle.dumps(None),)]
-    frame = spark.createDataFrame(spark.sparkContext.parallelize(rows, len(rows)), "task binary")
-
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            for task in batch.column(0).to_pylist():
-                loaded = pickle.loads(task)  # noqa: S301 - our own tasks
-                made = work(loaded) if loaded is not None else []
-                for at in range(0, len(made), _BLOBS_PER_BATCH):
-                    part = made[at : at + _BLOBS_PER_BATCH]
-                    yield pa.RecordBatch.from_arrays(
-                        [
-                            pa.array([b for b, _ in part], pa.int32()),
-                            pa.array([side] * len(part), pa.int32()),
-                            pa.array([p for _, p in part], pa.binary()),
-                        ],
-                        names=["bucket", "side", "payload"],
-                    )
-
-    return frame.mapInArrow(run, "bucket int, side int, payload binary")
-
-
-def _summed(parts: list[dict[str, int]]) -> DiffStats:
-    names = [name for name in DiffStats.__dataclass_fields__]
-    return DiffStats(**{name: sum(int(p.get(name, 0)) for p in parts) for name in names})
-
-
-def _quarantine(spark: Any, layout: reader.Layout, parts: list[pa.Table], starts: np.ndarray) -> pa.Table | None:
-    """The quarantined rows as the engine reports them: their text as read, why, their record number."""
-    if not parts:
-        return None
-    found = pa.concat_tables(parts)
-    found = found.take(pc.sort_indices(found, [(diff.ROW, "ascending")]))
-    rows = found[diff.ROW].to_numpy()
-    tasks = []
-    for piece in layout.pieces:
-        first, stop = int(starts[piece.index]), int(starts[piece.index + 1])
-        wanted = rows[(rows >= first) & (rows < stop)]
-        if len(wanted):
-            tasks.append((piece, wanted - first))
-    texts = parallel(spark, lambda task: _as_text_table(reader.text_rows(layout, task[0]).take(task[1])), tasks)
-    text = pa.concat_tables(texts)
-    text = text.append_column(QUARANTINE_REASON, found[QUARANTINE_REASON])
-    return text.append_column(SOURCE_RECORD, pa.array(rows + 2, pa.int64()))
-
-
-def _ordered(parts: list[bytes]) -> pa.Table | None:
-    if not parts:
-        return None
-    tables = [diff.from_ipc(p) for p in parts]
-    table = pa.concat_tables(tables)
-    table = table.take(pc.sort_indices(table, [(diff.ORDER, "ascending")]))
-    return table.drop_columns([diff.ORDER])
-
-
-def _write(
-    results: dict[str, list[bytes]],
-    quarantine: pa.Table | None,
-    stats: DiffStats,
-    typing: reader.Typing,
-    spec: TableSpec,
-    observed_at: datetime,
-    out_dir: Path,
-    first: bool,
-) -> DiffOutcome:
-    """The engine's files, from the partitions' rows in the engine's order."""
-    from snapcdc.engine.hash_columns import hash_signature, snapshot_schema
-
-    snapshot_path, changes_path = out_dir / "snapshot.parquet", out_dir / "changes.parquet"
-    full_load_path = out_dir / "full_load.parquet" if first else None
-    quarantine_path = out_dir / "quarantine.parquet" if quarantine is not None else None
-    stored = snapshot_schema(typing.schema, hash_signature(typing.schema, spec).text)
-    snapshot = _ordered(results.get("snapshot", [])) or stored.empty_table()
-    copies = _first_load_copies(full_load_path, changes_path, utc(observed_at)) if full_load_path else []
-    sink = ParquetSnapshot(snapshot_path, stored, spec, copies=copies)
-    written = [
-        snapshot_path,
-        changes_path,
-        *([full_load_path] if full_load_path else []),
-        *([quarantine_path] if quarantine_path else []),
-    ]
-    try:
-        for batch in snapshot.cast(stored).to_batches(max_chunksize=STREAM_BATCH_ROWS):
-            key_a = batch.column(KEY_HASH).to_numpy()
-            row_a, row_b = hashing.row_hash_lanes(pa.chunked_array([batch.column(ROW_HASH)]))
-            sink.write(batch.select(typing.schema.names), key_a, row_a, row_b)
-        sink.finish(np.zeros(0, dtype=np.int64), stored.empty_table())
-        if not first:
-            changes = _ordered(results.get("changes", []))
-            if changes is None:
-                from snapcdc.engine.differ import with_cdc
-
-                changes = with_cdc(typing.schema.empty_table(), "I", utc(observed_at))
-            write_parquet(changes, changes_path)
-        if quarantine is not None and quarantine_path is not None:
-            write_parquet(quarantine, quarantine_path)
-        sink.close()
-    except BaseException:
-        sink.abort()
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-    return DiffOutcome(
-        stats=stats,
-        changes_path=changes_path,
-        snapshot_path=snapshot_path,
-        full_load_path=full_load_path,
-        quarantine_path=quarantine_path,
-        schema=typing.schema,
-        schema_changes=typing.schema_changes,
-        seconds=0.0,
-    )
+    return blobs(spark, side, tasks, diff.OLD_SIDE, lane)

@@ -29,7 +29,8 @@ from snapcdc.cdc.catalog import GlueCatalog
 from snapcdc.cdc.routing import job_arguments
 from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import PipelineConfig, load_config
-from snapcdc.engine import CDC_OPERATION, DiffOutcome, TableSpec, data_only
+from snapcdc.engine import DiffOutcome, TableSpec
+from snapcdc.engine.spec import WrittenFile
 from snapcdc.lake.layout import Layout
 from snapcdc.lake.ledger import Claim, claim, processed_snapshots
 from snapcdc.lake.records import RunRecord
@@ -69,7 +70,9 @@ def resolved_options(argv: Sequence[str]) -> dict[str, str]:
 @dataclass(frozen=True)
 class SparkEngine:
     """The CDC stage's engine on Spark (:class:`snapcdc.cdc.engines.CdcEngine`): the raw object and the old
-    snapshot are read in place."""
+    snapshot are read in place; the tasks write the outputs' part files under the snapshot's parts prefix
+    (:meth:`~snapcdc.lake.layout.Layout.spark_parts_prefix`), which the driver joins, a row group at a
+    time, into the stage's files (pre-images included: the tasks compute them, holding both sides)."""
 
     spark: Any
     endpoint_url: str | None = None
@@ -79,43 +82,76 @@ class SparkEngine:
     def diff(
         self, store: S3Store, raw_key: str, old_key: str | None, spec: TableSpec, observed_at: datetime, work: Path
     ) -> DiffOutcome:
+        from snapcdc.engine import writer
         from snapcdc.spark.engine import spark_diff_files
+        from snapcdc.spark.outputs import PartTarget
 
         bucket = store.bucket
         if self.shuffle_partitions is not None:
             size = store.size(raw_key) or 0
             partitions = set_shuffle_partitions(self.spark, size, self.shuffle_partitions, self.partition_bytes)
             logger.info("shuffle partitions", extra={"raw_bytes": size, "shuffle_partitions": partitions})
+        raw = store.layout.parse_raw_key(raw_key)
+        assert raw is not None  # the stage diffs raw objects only
+        parts = f"s3://{bucket}/{store.layout.spark_parts_prefix(raw.table, raw.snap)}"
+        target = PartTarget({n: parts + n + "/part-{part:05d}.parquet" for n in writer.OUTPUTS}, self.endpoint_url)
         outcome = spark_diff_files(
             self.spark,
             old=f"s3://{bucket}/{old_key}" if old_key is not None else None,
             new=f"s3://{bucket}/{raw_key}",
             spec=spec,
             observed_at=observed_at,
-            out_dir=work / "out",
+            out_dir=work / "spark",
             new_name=f"s3://{bucket}/{raw_key}",
             endpoint_url=self.endpoint_url,
+            target=target,
         )
-        if spec.with_preimages and old_key is not None and outcome.preimages_path is None:
-            old_path = store.download_file(old_key, work / "preimage-base.parquet")
-            preimages = updated_rows_before(old_path, outcome.changes_path, spec.primary_key)
-            path = work / "out" / "preimages.parquet"
-            pq.write_table(preimages, path)
-            outcome = replace(outcome, preimages_path=path)
-        return outcome
+        out = work / "out"
+        try:
+            joined = {name: joined_file(store, files, out / f"{name}.parquet") for name, files in outcome.files.items()}
+        finally:
+            target.remove([f for files in outcome.files.values() for f in files])
+        return replace(
+            outcome,
+            changes_path=joined["changes"].path,
+            snapshot_path=joined["snapshot"].path,
+            full_load_path=joined["full_load"].path if "full_load" in joined else None,
+            quarantine_path=joined["quarantine"].path if "quarantine" in joined else None,
+            preimages_path=joined["preimages"].path if "preimages" in joined else None,
+            files={name: [found.file] for name, found in joined.items()},
+        )
 
 
-def updated_rows_before(old_snapshot: Path, changes: Path, primary_key: Sequence[str]) -> pa.Table:
-    """The old rows of the change set's updated keys, in the order of its U rows (the changelog's
-    pre-images), read on the driver from the old snapshot, as the job's other outputs are written."""
-    updates = pq.read_table(changes, columns=list(primary_key), filters=[(CDC_OPERATION, "=", "U")])
-    order = updates.append_column("__order", pa.array(range(updates.num_rows), pa.int64()))
-    old = pq.read_table(old_snapshot)
-    old = data_only(old)
-    joined = order.join(old, keys=list(primary_key), join_type="inner").sort_by("__order")
-    if joined.num_rows != updates.num_rows:
-        raise ValueError(f"{updates.num_rows} updated keys, {joined.num_rows} found in the old snapshot")
-    return joined.select(old.column_names)
+@dataclass(frozen=True)
+class Joined:
+    path: Path
+    file: WrittenFile
+
+
+def joined_file(store: S3Store, files: list[WrittenFile], path: Path) -> Joined:
+    """Part files (``s3://`` locations) as one local Parquet file, a row group at a time (the driver's
+    memory holds one row group), with the first part's schema (the snapshot's hash signature)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    schema: pa.Schema | None = None
+    out: pq.ParquetWriter | None = None
+    rows = 0
+    try:
+        for at, file in enumerate(files):
+            local = store.download_file(file.location.split("/", 3)[3], path.with_name(f".part-{at:05d}.parquet"))
+            part = pq.ParquetFile(local)
+            if out is None:
+                schema = part.schema_arrow
+                out = pq.ParquetWriter(path, schema, compression="snappy")
+            for group in range(part.num_row_groups):
+                table = part.read_row_group(group)
+                rows += table.num_rows
+                out.write_table(table.cast(schema))
+            part.close()
+            local.unlink()
+    finally:
+        if out is not None:
+            out.close()
+    return Joined(path, WrittenFile(str(path), rows, path.stat().st_size))
 
 
 def run(

@@ -31,19 +31,28 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from snapcdc.engine import csv_input
-from snapcdc.engine.csv_input import (
-    MAX_BLOCK_SIZE,
-    _convert_options,
-    _ends_cleanly,
-    _holds_nul,
-    _parse_options,
-    _TypedRead,
-)
-from snapcdc.engine.fidelity import CHECKED_TYPES
 from snapcdc.engine.hash_columns import data_only
-from snapcdc.engine.new_side import _arrange, _column_order, _established, _schema_change
-from snapcdc.engine.schema import ARROW_TYPES, INFERENCE_ORDER, _sample_fits, parse, type_name
+from snapcdc.engine.parts import (
+    ARROW_TYPES,
+    CHECKED_TYPES,
+    INFERENCE_ORDER,
+    LINE_PROBE_BYTES,
+    MAX_BLOCK_SIZE,
+    TypedRead,
+    arrange,
+    column_order,
+    convert_options,
+    csv_input,
+    ends_cleanly,
+    established_type,
+    holds_nul,
+    parse,
+    parse_options,
+    planned_schema,
+    sample_fits,
+    schema_change,
+    type_name,
+)
 from snapcdc.engine.spec import TableSpec
 from snapcdc.spark.sources import Source
 
@@ -89,26 +98,36 @@ class Typing:
 # -- segments --------------------------------------------------------------------------------------
 
 
-def csv_pieces(source: Source, size: int) -> list[Piece]:
-    """The engine's segment starts (after the first line break past every SEGMENT_BYTES)."""
-    starts = [0]
-    nominal = csv_input.SEGMENT_BYTES
-    while nominal < size:
-        at = max(nominal, starts[-1])
-        found = -1
-        while at < size:
-            chunk = source.read(at, csv_input._LINE_PROBE_BYTES)
-            if not chunk:
-                break
-            found = chunk.find(b"\n")
-            if found >= 0:
-                break
-            at += len(chunk)
-        if found < 0 or at + found + 1 >= size:
+def nominal_starts(size: int) -> list[int]:
+    """Where the engine's segments nominally start (every SEGMENT_BYTES, read at call time)."""
+    return list(range(csv_input.SEGMENT_BYTES, size, csv_input.SEGMENT_BYTES))
+
+
+def line_start_after(source: Source, at: int, size: int) -> int:
+    """The offset after the first line break at or past ``at`` (``size``: none before the end)."""
+    while at < size:
+        chunk = source.read(at, LINE_PROBE_BYTES)
+        if not chunk:
             break
-        if at + found + 1 > starts[-1]:
-            starts.append(at + found + 1)
-        nominal += csv_input.SEGMENT_BYTES
+        found = chunk.find(b"\n")
+        if found >= 0:
+            return at + found + 1
+        at += len(chunk)
+    return size
+
+
+def csv_pieces(source: Source, size: int, found: list[int]) -> list[Piece]:
+    """The engine's segment starts (after the first line break past every SEGMENT_BYTES), from the
+    line starts ``found`` after each nominal start (probed in parallel); a nominal start inside the
+    previous segment's line (a line longer than a segment) is probed again from there."""
+    starts = [0]
+    for nominal, start in zip(nominal_starts(size), found, strict=True):
+        if nominal < starts[-1]:
+            start = line_start_after(source, starts[-1], size)
+        if start >= size:
+            break
+        if start > starts[-1]:
+            starts.append(start)
     starts.append(size)
     return [Piece(i, starts[i], starts[i + 1]) for i in range(len(starts) - 1)]
 
@@ -145,7 +164,7 @@ def _csv_bytes(layout: Layout, piece: Piece) -> bytes | None:
 def _parse(layout: Layout, piece: Piece, data: bytes, options: pacsv.ConvertOptions) -> pa.Table:
     header = None if piece.start == 0 else layout.names
     read = pacsv.ReadOptions(use_threads=False, block_size=len(data) + 1, column_names=header)
-    table = pacsv.read_csv(pa.BufferReader(data), read, _parse_options(layout.sep), options)
+    table = pacsv.read_csv(pa.BufferReader(data), read, parse_options(layout.sep), options)
     if table.column_names != layout.names:
         raise pa.ArrowInvalid("header read two ways")
     return table
@@ -168,21 +187,21 @@ def text_rows(layout: Layout, piece: Piece) -> pa.Table:
     data = _csv_bytes(layout, piece)
     if data is None:
         raise pa.ArrowInvalid("segment larger than a block")
-    return _parse(layout, piece, data, _convert_options(dict.fromkeys(layout.names, pa.string())))
+    return _parse(layout, piece, data, convert_options(dict.fromkeys(layout.names, pa.string())))
 
 
-def _typed_read(schema: pa.Schema, names: list[str]) -> _TypedRead:
+def _typed_read(schema: pa.Schema, names: list[str]) -> TypedRead:
     """The engine's fast-path conversion (``typed_batches``) for types planned in ``schema``."""
     types = {name: schema.field(name).type for name in names}
     numbers = {c: types[c] for c in names if types[c] in CHECKED_TYPES}
     read_types = {c: pa.string() if c in numbers else types[c] for c in names}
-    return _TypedRead(_convert_options(read_types), numbers)
+    return TypedRead(convert_options(read_types), numbers)
 
 
 def _fast_rows(layout: Layout, piece: Piece, schema: pa.Schema, data: bytes) -> pa.Table:
     convert = _typed_read(schema, layout.names)
     table = convert.numbers_of(_parse(layout, piece, data, convert.options))
-    if any(_holds_nul(batch) for batch in table.to_batches()):
+    if any(holds_nul(batch) for batch in table.to_batches()):
         raise pa.ArrowInvalid("NUL byte in a text value")
     return table
 
@@ -197,8 +216,8 @@ def fast_piece(layout: Layout, piece: Piece, planned: pa.Schema, last: bool) -> 
         except pa.ArrowInvalid:
             pass
         else:
-            if last or _ends_cleanly(table):
-                batches = [_arrange(b, planned) for b in table.to_batches()]
+            if last or ends_cleanly(table):
+                batches = [arrange(b, planned) for b in table.to_batches()]
                 return Probe(OK, table.num_rows), pa.Table.from_batches(batches, schema=planned)
     return probe(layout, piece, None, last), None
 
@@ -220,13 +239,13 @@ def probe(layout: Layout, piece: Piece, planned: pa.Schema | None, last: bool) -
         except pa.ArrowInvalid:
             pass
         else:
-            if last or _ends_cleanly(table):
+            if last or ends_cleanly(table):
                 return Probe(OK, table.num_rows)
     try:
-        text = _parse(layout, piece, data, _convert_options(dict.fromkeys(layout.names, pa.string())))
+        text = _parse(layout, piece, data, convert_options(dict.fromkeys(layout.names, pa.string())))
     except pa.ArrowInvalid:
         return Probe(BROKEN, 0)
-    if not last and not _ends_cleanly(text):
+    if not last and not ends_cleanly(text):
         return Probe(BROKEN, 0)
     return Probe(MISFIT, text.num_rows)
 
@@ -236,9 +255,7 @@ def probe(layout: Layout, piece: Piece, planned: pa.Schema | None, last: bool) -
 
 def planned(names: list[str], spec: TableSpec, previous: pa.Schema | None, sample: pa.Table) -> Typing:
     """The engine's plan from the file's first block."""
-    from snapcdc.engine.new_side import _planned_schema
-
-    plan = _planned_schema(names, spec, previous, lambda: sample)
+    plan = planned_schema(names, spec, previous, lambda: sample)
     return Typing(plan.schema, plan.schema_changes, fast=True)
 
 
@@ -274,11 +291,11 @@ def candidates(names: list[str], spec: TableSpec, previous: pa.Schema | None, he
     for name in names:
         if spec.configured_type(name) is not None:
             continue
-        established = _established(name, previous)
+        established = established_type(name, previous)
         if established is not None:
             out[name] = [established]
         else:
-            out[name] = [t for t in INFERENCE_ORDER if _sample_fits(head[name], t)]
+            out[name] = [t for t in INFERENCE_ORDER if sample_fits(head[name], t)]
     return out
 
 
@@ -289,8 +306,8 @@ def exact_typing(
     types: dict[str, str] = {}
     changes: list[dict[str, str]] = []
     schema_fields = []
-    for name in _column_order(names, previous):
-        configured, established, in_file = spec.configured_type(name), _established(name, previous), name in names
+    for name in column_order(names, previous):
+        configured, established, in_file = spec.configured_type(name), established_type(name, previous), name in names
         if not in_file:
             chosen = configured or established or "string"
         elif configured is not None:
@@ -307,7 +324,7 @@ def exact_typing(
                 fitting = [t for t in found[name] if all(t in f.fits[name] for f in facts)]
                 chosen = fitting[0] if fitting else "string"
         types[name] = chosen
-        change = _schema_change(name, chosen, configured, established, in_file, previous is not None)
+        change = schema_change(name, chosen, configured, established, in_file, previous is not None)
         changes += [change] if change else []
         schema_fields.append(pa.field(name, ARROW_TYPES[chosen]))
     return Typing(pa.schema(schema_fields), changes, fast=False, types=types)
@@ -320,7 +337,7 @@ def typed_rows(layout: Layout, piece: Piece, spec: TableSpec, typing: Typing) ->
         data = _csv_bytes(layout, piece)
         assert data is not None
         table = _fast_rows(layout, piece, typing.schema, data)
-        batches = [_arrange(b, typing.schema) for b in table.to_batches()]
+        batches = [arrange(b, typing.schema) for b in table.to_batches()]
         return pa.Table.from_batches(batches, schema=typing.schema), None
     raw = text_rows(layout, piece)
     columns = []

@@ -27,8 +27,14 @@ def local_session(cores: int = 2, app: str = "snapcdc", memory: str = "4g") -> A
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
+    # SNAPCDC_SPARK_MASTER: a cluster's master instead (e.g. spark://127.0.0.1:7077, as the tests' standalone
+    # cluster), whose executors get SNAPCDC_SPARK_EXECUTOR_MEMORY each.
+    master = os.environ.get("SNAPCDC_SPARK_MASTER", f"local[{cores}]")
+    builder = SparkSession.builder
+    if not master.startswith("local"):
+        builder = builder.config("spark.executor.memory", os.environ.get("SNAPCDC_SPARK_EXECUTOR_MEMORY", "1g"))
     return (
-        SparkSession.builder.master(f"local[{cores}]")
+        builder.master(master)
         .appName(app)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
