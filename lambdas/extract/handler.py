@@ -34,7 +34,7 @@ def aws_client(service: str, endpoint_url: str | None, _env_endpoint: str | None
     """boto3 clients are slow to create: one per container. Settings and the config are read per
     invocation instead (cheap), so a test or the demo may change the environment between calls;
     AWS_ENDPOINT_URL, read by boto3 itself, is passed in as part of the key for the same reason."""
-    return boto3.client(service, endpoint_url=endpoint_url)  # type: ignore[call-overload]
+    return boto3.client(service, endpoint_url=endpoint_url)
 
 
 def snapshot_of(event: dict[str, Any]) -> str:

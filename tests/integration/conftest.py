@@ -1,8 +1,11 @@
-"""Fixtures of the integration tier (a module's own ``store`` fixture, where it needs another, wins)."""
+"""Fixtures of the integration tier: an empty bucket in in-process moto, and the store over it.
+
+A module whose store needs another data prefix builds it on ``s3_client`` (its own ``store`` wins)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -14,9 +17,15 @@ from tests.support import BUCKET
 
 
 @pytest.fixture
-def store() -> Iterator[S3Store]:
-    """An empty bucket in moto, seen through the store with DATA_PREFIX ``lake``."""
+def s3_client() -> Iterator[Any]:
+    """An S3 client of in-process moto, holding one empty bucket, ``BUCKET``."""
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
-        yield S3Store(client, BUCKET, Layout("lake"))
+        yield client
+
+
+@pytest.fixture
+def store(s3_client: Any) -> S3Store:
+    """The empty bucket seen through the store with DATA_PREFIX ``lake``."""
+    return S3Store(s3_client, BUCKET, Layout("lake"))

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
-from moto import mock_aws
 from snapcdc.cdc.batch import process_raw_keys
 from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import TableConfig
-from snapcdc.lake.layout import Layout
 from snapcdc.lake.snapshot import Snapshot
-from snapcdc.lake.store import S3Store
 from snapcdc.ops.replay import replay
 from snapcdc.ops.verify import verify_table
 
-from tests.support import BUCKET, csv_bytes, object_versions, put_raw
+from tests.support import csv_bytes, object_versions, put_raw
 
 TABLE = TableConfig(
     name="clientes",
@@ -32,17 +27,6 @@ S1, S2, S3, S4 = "20260105T090000Z", "20260105T130000Z", "20260105T170000Z", "20
 V1 = [["a", 10, "2026-01-01 10:00:00.000"], ["b", 20, "2026-01-01 10:00:00.000"], ["c", 30, "2026-01-01 10:00:00.000"]]
 V2 = [["a", 11, "2026-01-05 12:00:00.000"], ["b", 20, "2026-01-01 10:00:00.000"], ["d", 40, "2026-01-05 12:00:00.000"]]
 V3 = [["a", 11, "2026-01-05 12:00:00.000"], ["b", 25, "2026-01-01 10:00:00.000"], ["d", 40, "2026-01-05 12:00:00.000"]]
-
-
-@pytest.fixture
-def store(monkeypatch, tmp_path):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield S3Store(client, BUCKET, Layout("lake"))
 
 
 def _processor(store, tmp_path, table=TABLE):

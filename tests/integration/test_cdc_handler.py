@@ -9,7 +9,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 from snapcdc.config import load_config
 from snapcdc.lake.layout import Layout
 from snapcdc.lake.store import S3Store
@@ -39,11 +38,8 @@ ROWS = [
 
 
 @pytest.fixture
-def environment(monkeypatch, tmp_path):
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+def environment(monkeypatch, tmp_path, s3_client):
+    for name, value in {  # the AWS test credentials are the root conftest's
         "BUCKET_NAME": BUCKET,
         "DATA_PREFIX": "",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -51,10 +47,7 @@ def environment(monkeypatch, tmp_path):
         "TMPDIR": str(tmp_path),
     }.items():
         monkeypatch.setenv(name, value)
-    with mock_aws():
-        client = boto3.client("s3")
-        client.create_bucket(Bucket=BUCKET)
-        yield S3Store(client, BUCKET, Layout())
+    return S3Store(s3_client, BUCKET, Layout())
 
 
 def _event():

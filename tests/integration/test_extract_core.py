@@ -6,10 +6,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 from snapcdc.config import parse_config
 from snapcdc.extract.kaggle import DatasetVersion, KaggleError
 from snapcdc.extract.kaggle.source import DownloadSink
@@ -83,11 +81,8 @@ class DenyingClient:
 
 
 @pytest.fixture
-def store():
-    with mock_aws():
-        client = boto3.client("s3")
-        client.create_bucket(Bucket=BUCKET)
-        yield S3Store(client, BUCKET, Layout())
+def store(s3_client):
+    return S3Store(s3_client, BUCKET, Layout())  # no data prefix
 
 
 def test_a_role_without_read_on_raw_gets_an_error_naming_the_grant(store, tmp_path):

@@ -72,11 +72,8 @@ def counted(client: Any) -> Iterator[Counter[str]]:
 
 
 @pytest.fixture
-def store():
-    with mock_aws():
-        client = boto3.client("s3")
-        client.create_bucket(Bucket=BUCKET)
-        yield S3Store(client, BUCKET, Layout())
+def store(s3_client):
+    return S3Store(s3_client, BUCKET, Layout())  # no data prefix
 
 
 def extract(store: S3Store, source: Any, snap: str = SNAP, config: Any = STREAM_CONFIG) -> Any:

@@ -3,22 +3,18 @@ DMS layout; verify checks each, replay rebuilds them."""
 
 from __future__ import annotations
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
-from moto import mock_aws
 from snapcdc.cdc import feeds
 from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import TableConfig
-from snapcdc.lake.layout import Layout, snapshot_time
+from snapcdc.lake.layout import snapshot_time
 from snapcdc.lake.ledger import read_run_record
 from snapcdc.lake.snapshot import Snapshot
-from snapcdc.lake.store import S3Store
 from snapcdc.ops.replay import replay
 from snapcdc.ops.verify import scd2_history, verify_table
 
-from tests.support import BUCKET, csv_bytes, put_raw
+from tests.support import csv_bytes, put_raw
 
 COLUMNS = ["idCliente", "qtdePontos", "nome", "DtAtualizacao"]
 BASE = {
@@ -36,14 +32,6 @@ V1 = [["a", 10, "Ana", T1], ["b", 20, "Bia", T1], ["c", 30, "Caio", T1]]
 V2 = [["a", 11, "Ana", T2], ["b", 20, "Bia", T1], ["d", 40, "Davi", T2]]  # a updated, c deleted, d inserted
 V3 = [["a", 11, "Ana M", T2], ["b", 25, "Bia", T1], ["c", 31, "Caio", T2], ["d", 40, "Davi", T2]]  # c is back
 V4 = [["a", 11, "Ana M", T2], ["b", 25, "Bia", T1], ["c", 31, "Caio", T2]]  # d deleted
-
-
-@pytest.fixture
-def store():
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield S3Store(client, BUCKET, Layout("lake"))
 
 
 def _read(store, key):

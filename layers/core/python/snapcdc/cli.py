@@ -38,7 +38,7 @@ EXIT_BAD_INPUT = EXIT_USAGE  # ingest's documented "2: bad input"
 
 
 # -- diff ---------------------------------------------------------------------------------------
-def _add_diff(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_diff(commands: argparse._SubParsersAction[Parser]) -> None:
     parser = commands.add_parser(
         "diff",
         help="diff two local snapshots (CSV or Parquet) with the Lambda's engine",
@@ -218,7 +218,7 @@ def _bucket_store(args: argparse.Namespace) -> tuple[S3Store, list[TableConfig]]
     return store, tables
 
 
-def _add_verify(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_verify(commands: argparse._SubParsersAction[Parser]) -> None:
     parser = commands.add_parser(
         "verify",
         help="check that full-load + cdc files, replayed in order, equal the newest snapshot",
@@ -243,7 +243,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.ok for r in results) else EXIT_CHECK_FAILED
 
 
-def _add_replay(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_replay(commands: argparse._SubParsersAction[Parser]) -> None:
     parser = commands.add_parser(
         "replay",
         help="recompute cdc/, snapshots/ and run records of a table from raw/ (idempotent)",
@@ -275,7 +275,7 @@ def _run_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_run(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_run(commands: argparse._SubParsersAction[Parser]) -> None:
     parser = commands.add_parser(
         "run",
         help="one extract + CDC cycle against real Kaggle and a real bucket (the Lambdas' code path)",
@@ -313,7 +313,7 @@ def _run_run(args: argparse.Namespace) -> int:
 
 
 # -- ingest ----------------------------------------------------------------------------------------
-def _add_ingest(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_ingest(commands: argparse._SubParsersAction[Parser]) -> None:
     parser = commands.add_parser(
         "ingest",
         help="put a local file as a table's snapshot and process it as the CDC function would",
@@ -364,7 +364,7 @@ def _ingest(args: argparse.Namespace, source: Path) -> int:
 
 
 # -- demo ----------------------------------------------------------------------------------------
-def _add_demo(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_demo(commands: argparse._SubParsersAction[Parser]) -> None:
     parser = commands.add_parser(
         "demo",
         help="the whole pipeline on this machine (embedded S3, fake Kaggle)",
@@ -401,14 +401,14 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 # -- entry point ---------------------------------------------------------------------------------
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+_COMMANDS: list[Callable[[argparse._SubParsersAction[Parser]], None]] = [
     _add_diff,
     _add_verify,
     _add_replay,
     _add_run,
     _add_ingest,
     _add_demo,
-]  # type: ignore[type-arg]
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ import io
 import logging
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import NoReturn
 
 from snapcdc.cli_failure import EXIT_USAGE
 
@@ -18,11 +18,11 @@ from snapcdc.cli_failure import EXIT_USAGE
 class Parser(argparse.ArgumentParser):
     """An argparse parser whose usage errors are one line: what was wrong, and where help is."""
 
-    def error(self, message: str) -> Any:  # argparse's signature is NoReturn
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: {message}; see `{self.prog} --help`\n")
 
 
-def common_options() -> argparse.ArgumentParser:
+def common_options() -> Parser:
     """Options every subcommand takes (after its name too)."""
     parent = Parser(add_help=False)
     parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")

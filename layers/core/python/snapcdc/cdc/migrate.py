@@ -33,6 +33,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -191,7 +192,15 @@ def _shaped(rows: pa.Table, schema: pa.Schema, key: str) -> pa.Table:
         raise MigrationError(f"{key}: {error}") from None
 
 
-def _writer_settings(kind: str, schema: pa.Schema, primary_key: Sequence[str], date_field: str | None) -> dict:
+class _WriterSettings(TypedDict):
+    codec: str
+    indexed: list[str] | None  # columns given statistics (None: every data column)
+    group_rows: int | None  # rows per row group (None: pyarrow's default)
+
+
+def _writer_settings(
+    kind: str, schema: pa.Schema, primary_key: Sequence[str], date_field: str | None
+) -> _WriterSettings:
     """Codec, statistics and row group size as the engine writes that kind of file."""
     if kind == "snapshot":
         date = [date_field] if date_field is not None and date_field in schema.names else []

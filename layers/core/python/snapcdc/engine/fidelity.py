@@ -69,7 +69,7 @@ def float_losses(text: pa.Array, typed: pa.Array) -> np.ndarray:
     lengths = np.diff(offsets)
     values = arrow_numpy.numbers(typed)
     valid = _valid(typed)
-    lost = valid & (_padded(offsets, data, lengths, zero_alone=False) | ~np.isfinite(values))
+    lost: np.ndarray = valid & (_padded(offsets, data, lengths, zero_alone=False) | ~np.isfinite(values))
     zero = valid & ~lost & (values == 0)
     if zero.any():  # 1e-400 parses to 0: a zero must be written as one
         rows = np.flatnonzero(zero)

@@ -45,7 +45,7 @@ def parquet_options(
 def _repetitive(column: pa.ChunkedArray) -> bool:
     """Whether the column's first rows repeat values (at most half distinct): worth a dictionary."""
     probe = column.slice(0, _COMPRESSION_PROBE_ROWS)
-    return pc.count_distinct(probe).as_py() <= (len(probe) - probe.null_count) // 2
+    return bool(pc.count_distinct(probe).as_py() <= (len(probe) - probe.null_count) // 2)
 
 
 # Compressing a column that shrinks less than this (random ids such as UUIDs) costs time for nothing.
@@ -72,7 +72,8 @@ def _parquet_bytes(table: pa.Table, codec: str, dictionary: bool) -> int:
     """Size of ``table`` written as Parquet (in memory): pages as the real file would hold them."""
     out = pa.BufferOutputStream()
     pq.write_table(table, out, compression=codec, use_dictionary=dictionary, write_statistics=False)
-    return out.getvalue().size
+    size: int = out.getvalue().size
+    return size
 
 
 class ParquetOutput:

@@ -14,13 +14,14 @@ Every name here is an alias of the engine module that owns the rule: one set of 
 from snapcdc.engine import csv_input, hashing
 from snapcdc.engine.cdc_columns import utc, with_cdc
 from snapcdc.engine.csv_input import _LINE_PROBE_BYTES as LINE_PROBE_BYTES
-from snapcdc.engine.csv_input import CHECKED_TYPES, MAX_BLOCK_SIZE, is_parquet, read_header, sample_strings
+from snapcdc.engine.csv_input import MAX_BLOCK_SIZE, is_parquet, read_header, sample_strings
 from snapcdc.engine.csv_input import _convert_options as convert_options
 from snapcdc.engine.csv_input import _ends_cleanly as ends_cleanly
 from snapcdc.engine.csv_input import _holds_nul as holds_nul
 from snapcdc.engine.csv_input import _parse_options as parse_options
 from snapcdc.engine.csv_input import _TypedRead as TypedRead
 from snapcdc.engine.differ import run_diff
+from snapcdc.engine.fidelity import CHECKED_TYPES
 from snapcdc.engine.hash_columns import hash_signature, snapshot_schema
 from snapcdc.engine.new_side import STREAM_BATCH_ROWS, NewBatch, NewInput
 from snapcdc.engine.new_side import _arrange as arrange

@@ -34,7 +34,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from botocore.exceptions import ClientError
 from pydantic import Field
@@ -354,7 +354,7 @@ def _permission_error(where: str, error: ClientError) -> Exception:
             f"the extract cannot read {where} ({code}): its role needs s3:ListBucket on raw/ and "
             "s3:GetObject on raw/* (to compare with the previous raw objects)"
         )
-    return error
+    return cast(Exception, error)  # botocore has no annotations: to mypy its ClientError is Any
 
 
 def _version_of_partial_run(store: S3Store, config: PipelineConfig, snap: str) -> DatasetVersion | None:

@@ -70,7 +70,8 @@ def to_ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as stream:
         stream.write_table(table)
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 def from_ipc(data: bytes) -> pa.Table:
@@ -153,7 +154,8 @@ def _concat(parts: list[pa.Table], empty: pa.Schema, order: np.ndarray | None = 
 
 def _records(table: pa.Table, starts: tuple[int, ...]) -> np.ndarray:
     """Record numbers in the piece to record numbers in the file."""
-    return np.asarray(starts, dtype=np.int64)[table[PIECE].to_numpy()] + table[ROW].to_numpy()
+    records: np.ndarray = np.asarray(starts, dtype=np.int64)[table[PIECE].to_numpy()] + table[ROW].to_numpy()
+    return records
 
 
 def _old_rows(part: int, olds: list[pa.Table], context: Context, stored: pa.Schema) -> pa.Table:

@@ -33,7 +33,7 @@ from snapcdc.cdc.feeds.files import (
     write_feed,
 )
 from snapcdc.engine.old_side import conform_table
-from snapcdc.engine.parquet_output import parquet_options
+from snapcdc.engine.parquet_output import WriterOptions, parquet_options
 from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP
 from snapcdc.lake.ledger import accepted_records
 from snapcdc.lake.snapshot import Snapshot
@@ -131,9 +131,11 @@ def scd2_step(
     return closed
 
 
-def _options(schema: pa.Schema, parquet: pq.ParquetFile) -> dict:
+def _options(schema: pa.Schema, parquet: pq.ParquetFile) -> WriterOptions:
     sample = parquet.read_row_group(0) if parquet.num_row_groups else schema.empty_table()
-    return dict(parquet_options(schema, conform_table(sample.replace_schema_metadata(None), schema, "current")))
+    return WriterOptions(
+        **parquet_options(schema, conform_table(sample.replace_schema_metadata(None), schema, "current"))
+    )
 
 
 def _apply(

@@ -42,7 +42,7 @@ def build_api(credentials: KaggleCredentials, config_dir: Path, endpoint: str | 
     from kaggle.api.kaggle_api_extended import KaggleApi  # env must be set first
     from kagglesdk.kaggle_env import KaggleEnv
 
-    class _SnapcdcKaggleApi(KaggleApi):  # type: ignore[misc, valid-type]
+    class _SnapcdcKaggleApi(KaggleApi):  # type: ignore[misc]
         def build_kaggle_client(self) -> Any:
             if endpoint is None:
                 client = super().build_kaggle_client()

@@ -128,7 +128,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based), honouring ``Retry-After``."""
-        exponential = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        exponential = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         delay = exponential * (0.5 + self.jitter())  # jitter spreads concurrent retriers apart
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.max_delay))
