@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from snapcdc.lake.layout import SPARK_PARTS_PREFIX
+
 from .cfn_helpers import render, role_statements
 from .synthesis import Synth
 
@@ -52,7 +54,10 @@ def test_the_job_role_reaches_only_the_cdc_prefixes_its_code_and_its_tables(synt
     statements = role_statements(synth.template, role)
     objects = {r for s in statements if "s3:GetObject" in s.actions or "s3:PutObject" in s.actions for r in s.resources}
     data = {r.split("/", 1)[1] for r in objects if "-data-" in r}
-    assert {p.rstrip("*") for p in data} <= CDC_PREFIXES
+    # (and the tasks' part files, which the driver joins into the outputs and deletes)
+    assert {p.rstrip("*") for p in data} <= {*CDC_PREFIXES, SPARK_PARTS_PREFIX}
+    deletes = {r.split("/", 1)[1] for s in statements if "s3:DeleteObject" in s.actions for r in s.resources}
+    assert deletes == {SPARK_PARTS_PREFIX + "*"}
     assert all("*" not in a for s in statements for a in s.actions)
     glue = sorted({a for s in statements for a in s.actions if a.startswith("glue:")})
     assert glue == ["glue:CreateTable", "glue:GetTable", "glue:UpdateTable"]

@@ -43,3 +43,59 @@ def test_a_file_failing_while_the_snapshot_completes_beside_the_change_set_leave
         )
     # Then the output folder holds nothing the run wrote
     assert [p.name for p in (tmp_path / "2").rglob("*")] == [failing]
+
+
+@pytest.mark.parametrize("colliding_key_hash", [False, True], ids=["distinct-hashes", "every-key-hash-collides"])
+def test_an_old_csv_with_duplicated_keys_diffs_as_its_accepted_snapshot_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, colliding_key_hash: bool
+) -> None:
+    """The engine's test of the same name, but the two routes' change sets compared as rows, not in file
+    order: on Spark a change set is a bucket's part files, and the adapter puts each run's rows in the
+    Lambda engine's order for that run's own inputs, which (with every key hash equal) follows the old
+    side's row order, and the two routes' old sides are different files."""
+    # Given an old CSV whose keys k00005 and k04000 occur twice (in one batch and across batches)
+    if colliding_key_hash:
+        monkeypatch.setattr(
+            test_diff_streaming.hashing,
+            "key_hash",
+            lambda table, columns, pool=None: test_diff_streaming.np.zeros(table.num_rows, dtype="uint64"),
+        )
+    rows = [f"k{i:05d},{i},2025-01-01 00:00:00" for i in range(6_000)]
+    old_rows = [*rows[:6], "k00005,555,2025-01-02 00:00:00", *rows[6:], "k04000,444,2025-01-02 00:00:00"]
+    old = tmp_path / "old.csv"
+    old.write_text("id,qty,at\n" + "\n".join(old_rows) + "\n")
+    # and a new CSV that keeps k00005 (changed), drops k04000 and k00001, updates k00002
+    new_rows = [r for r in rows if not r.startswith(("k04000", "k00001"))]
+    new_rows[new_rows.index(rows[2])] = "k00002,22,2025-01-03 00:00:00"
+    new_rows[new_rows.index(rows[5])] = "k00005,50,2025-01-03 00:00:00"
+    new = tmp_path / "new.csv"
+    new.write_text("id,qty,at\n" + "\n".join(new_rows) + "\n")
+    spec = TableSpec(primary_key=("id",), date_field="at")
+    diff_files = test_diff_streaming.diff_files
+    # When diffed against the old CSV directly, and against the snapshot the old CSV is accepted as
+    direct = diff_files(old=old, new=new, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "direct")
+    accepted = diff_files(old=None, new=old, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "accepted")
+    stored = diff_files(
+        old=accepted.snapshot_path, new=new, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "stored"
+    )
+
+    def by_key(path: Path) -> Any:
+        table = test_diff_streaming.pq.read_table(path)
+        return table.sort_by([("id", "ascending")])
+
+    # Then the duplicated keys are not part of the old side: k00005 is an insert, k04000 no delete
+    changes = by_key(direct.changes_path)
+    assert list(zip(changes["id"].to_pylist(), changes["_cdc_operation"].to_pylist(), strict=True)) == [
+        ("k00001", "D"),
+        ("k00002", "U"),
+        ("k00005", "I"),
+    ]
+    assert direct.stats.rows_old == 6_000 - 2 == accepted.stats.rows_snapshot
+    # And both routes give the same change set (as rows), counts and snapshot
+    assert direct.stats == stored.stats
+    assert changes.equals(by_key(stored.changes_path))
+    assert (
+        test_diff_streaming._data(direct.snapshot_path)
+        .sort_by([("id", "ascending")])
+        .equals(test_diff_streaming._data(stored.snapshot_path).sort_by([("id", "ascending")]))
+    )
