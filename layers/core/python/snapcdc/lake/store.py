@@ -44,13 +44,7 @@ class S3Store:
 
     # -- objects ---------------------------------------------------------------------------
     def exists(self, key: str) -> bool:
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as error:
-            if _is_not_found(error):
-                return False
-            raise
-        return True
+        return self.size(key) is not None
 
     def get_bytes(self, key: str) -> bytes | None:
         try:
