@@ -2,6 +2,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from snapcdc.lake.layout import Layout, RawObject, snap_from_partition, snapshot_id, snapshot_time
+from snapcdc.lake.records import OutputFile, RunRecord
 
 
 def test_snapshot_id_is_the_utc_time_of_the_event():
@@ -52,3 +53,52 @@ def test_partition_names_give_their_snapshot():
     assert snap_from_partition("raw/x/snapshot=20260105T090000Z/") == "20260105T090000Z"
     assert snap_from_partition("_runs/x/snapshot=20260105T090000Z.json") == "20260105T090000Z"
     assert snap_from_partition("raw/x/other/") is None
+
+
+def test_an_output_of_n_files_keeps_its_prefix_and_names_each_part_by_number() -> None:
+    # Given the single-file keys of three outputs
+    layout = Layout("lake")
+    keys = [layout.cdc_key("t", "20250101T000000Z"), layout.snapshot_key("t", "20250101T000000Z")]
+
+    # When each is written as parts
+    parts = [[Layout.part_key(key, part) for part in (0, 12)] for key in keys]
+
+    # Then every part sits beside the single file, flat, numbered with five digits
+    assert parts[0] == [
+        "lake/cdc/t/t_20250101_000000-part-00000.parquet",
+        "lake/cdc/t/t_20250101_000000-part-00012.parquet",
+    ]
+    assert all(p.rsplit("/", 1)[0] == k.rsplit("/", 1)[0] for k, ps in zip(keys, parts, strict=True) for p in ps)
+    with pytest.raises(ValueError, match="not a Parquet output key"):
+        Layout.part_template(layout.run_record_key("t", "20250101T000000Z"))
+
+
+def test_a_run_record_lists_an_outputs_files_and_reads_older_records_as_one_file() -> None:
+    # Given a record that lists two parts of its change set, and one written before files were listed
+    listed = RunRecord(
+        table="t",
+        snapshot="20250101T000000Z",
+        status="accepted",
+        base_snapshot=None,
+        source_key="raw",
+        outputs={"cdc": "cdc/a-part-00000.parquet", "snapshot": None},
+        files={
+            "cdc": [
+                OutputFile(key="cdc/a-part-00000.parquet", rows=3, bytes=10),
+                OutputFile(key="cdc/a-part-00001.parquet", rows=2, bytes=9),
+            ]
+        },
+    )
+    older = RunRecord.model_validate_json(
+        '{"table":"t","snapshot":"20250101T000000Z","status":"accepted","base_snapshot":null,'
+        '"source_key":"raw","outputs":{"cdc":"cdc/a.parquet","snapshot":null}}'
+    )
+
+    # When their keys are read, and the listing is written and read back
+    again = RunRecord.model_validate_json(listed.model_dump_json())
+
+    # Then the listing wins, an older record is its one key, an output not written has none
+    assert listed.keys("cdc") == ["cdc/a-part-00000.parquet", "cdc/a-part-00001.parquet"]
+    assert older.keys("cdc") == ["cdc/a.parquet"] and older.keys("snapshot") == [] and older.keys("dms") == []
+    assert again == listed and again.all_keys() == listed.keys("cdc")
+    assert '"files"' not in older.model_dump_json()

@@ -31,6 +31,10 @@ ICEBERG_PREFIX = "iceberg/"  # the Iceberg tables (docs/iceberg.md): metadata/ a
 FEED_PREFIXES = (CHANGELOG_PREFIX, SCD2_PREFIX, DMS_PREFIX)
 CLAIM_SUFFIX = ".glue.json"  # ``_runs/<table>/snapshot=<SNAP>.glue.json``: a snapshot claimed by the Spark job
 
+PART_SUFFIX = (
+    "-part-{part:05d}.parquet"  # an output written as N files: ``<its key without .parquet>-part-00007.parquet``
+)
+
 SnapshotRef: TypeAlias = str | Snapshot
 
 SNAP_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -174,6 +178,20 @@ class Layout:
 
     def iceberg_data_key(self, iceberg_table: str, name: str) -> str:
         return self.key(f"{ICEBERG_PREFIX}{iceberg_table}/data/{name}")
+
+    @staticmethod
+    def part_template(key: str) -> str:
+        """An output's key as the template of its N part files (``{part}`` to format): same prefix, flat,
+        so the Glue tables read them as they are. ``cdc/t/t_20250101_000000.parquet`` ->
+        ``cdc/t/t_20250101_000000-part-{part:05d}.parquet``."""
+        if not key.endswith(".parquet"):
+            raise ValueError(f"not a Parquet output key: {key!r}")
+        return key[: -len(".parquet")] + PART_SUFFIX
+
+    @classmethod
+    def part_key(cls, key: str, part: int) -> str:
+        """Part ``part`` of the output whose single-file key is ``key``."""
+        return cls.part_template(key).format(part=part)
 
     def spark_parts_prefix(self, table: str, snap: str) -> str:
         """Where the Spark job's tasks write a snapshot's part files before the driver joins them into

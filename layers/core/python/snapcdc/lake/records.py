@@ -59,8 +59,20 @@ class SchemaMigration(_Record):
     rewritten: list[str] = Field(default_factory=list)  # keys rewritten with the table's schema
 
 
+class OutputFile(_Record):
+    """One file of an output, as the run record lists it: its key, rows and bytes."""
+
+    key: str
+    rows: int
+    bytes: int
+
+
 class RunRecord(_Record):
-    """What happened to one table snapshot in the CDC stage."""
+    """What happened to one table snapshot in the CDC stage.
+
+    An output is N files: ``files[name]`` lists them (the CDC function writes N = 1, the Spark job a part
+    per task); ``outputs[name]`` keeps the output's key (N = 1) or its first part's key, as records
+    written before ``files`` existed hold it. Read an output's keys with :meth:`keys`, never ``outputs``."""
 
     table: str
     snapshot: str
@@ -86,6 +98,22 @@ class RunRecord(_Record):
     # Quirks of the raw CSV read without options as pandas, DuckDB and Spark read them (a BOM, CRLF line
     # ends, empty lines); left out of the document when there are none.
     input_notes: list[str] = Field(default_factory=list, exclude_if=lambda notes: not notes)
+    # Every file of every output, by output name (snapshot, quarantine, cdc, full_load, changelog, dms,
+    # scd2_closed); left out of the document when empty (records written before it: one key per output).
+    files: dict[str, list[OutputFile]] = Field(default_factory=dict, exclude_if=lambda files: not files)
+
+    def keys(self, output: str) -> list[str]:
+        """The keys of one output's files: as listed in ``files``, else the one key ``outputs`` names
+        (a record written before files were listed); none when the output was not written."""
+        if output in self.files:
+            return [file.key for file in self.files[output]]
+        key = self.outputs.get(output)
+        return [key] if key else []
+
+    def all_keys(self) -> list[str]:
+        """Every key this run wrote, over all outputs."""
+        names = dict.fromkeys([*self.outputs, *self.files])
+        return [key for name in names for key in self.keys(name)]
 
     @property
     def accepted(self) -> bool:
