@@ -146,7 +146,7 @@ def summary_table(runs: list[RunRecord]) -> str:
     lines = [header, "-" * len(header)]
     for run in sorted(runs, key=lambda r: (r.table, r.snapshot)):
         stats = run.stats
-        kind = "full-load" if run.outputs.get("full_load") else ("cdc" if run.outputs.get("cdc") else "-")
+        kind = "full-load" if run.keys("full_load") else ("cdc" if run.keys("cdc") else "-")
         lines.append(
             f"{run.table:<18} {run.snapshot:<17} {run.status:<9} {kind:<9} "
             f"{stats.get('inserts', 0):>6} {stats.get('updates', 0):>6} {stats.get('deletes', 0):>6} "

@@ -227,7 +227,13 @@ class TableProcessor:
             return None
         layout, name = self.store.layout, self.name
         closed = partial(layout.scd2_closed_key, name)
-        keys = Scd2Keys(layout.scd2_current_key(name), layout.scd2_prefix(name), layout.full_load_key(name), closed)
+        keys = Scd2Keys(
+            layout.scd2_current_key(name),
+            layout.scd2_prefix(name),
+            layout.full_load_key(name),
+            closed,
+            partial(layout.is_scd2_key, name),
+        )
         return Scd2History(self.store, self.name, keys, self.table.primary_key, scd2.track_history_columns)
 
     def _migrated(self, record: RunRecord, outcome: DiffOutcome, base: RunRecord | None) -> RunRecord:

@@ -159,6 +159,13 @@ class Layout:
         """The versions that ``snap`` closed (``valid_to`` = SNAP), written once."""
         return self.key(f"{SCD2_PREFIX}{table}/{table}_closed_{_stamp(snap)}.parquet")
 
+    def is_scd2_key(self, table: str, key: str) -> bool:
+        """Whether ``key`` is one the SCD2 history of ``table`` writes: its current file or the closed
+        versions of a snapshot (or a part of either)."""
+        whole = self.whole_key(key)
+        closed = re.escape(self.key(f"{SCD2_PREFIX}{table}/{table}_closed_")) + r"\d{8}_\d{6}\.parquet"
+        return whole == self.scd2_current_key(table) or re.fullmatch(closed, whole) is not None
+
     def dms_prefix(self, table: str) -> str:
         return self.key(f"{DMS_PREFIX}{table}/")
 
