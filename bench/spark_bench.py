@@ -310,7 +310,19 @@ def main(argv: list[str] | None = None) -> int:
     for rows in sizes:
         _log(f"{rows:,} rows: inputs")
         data.append(inputs(rows))
-    results = []
+    results: list[dict[str, Any]] = []
+
+    def machine() -> dict[str, Any]:
+        return {
+            "date": f"{started:%Y-%m-%d %H:%M} UTC",
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "load_before": [round(v, 1) for v in load_before],
+            "load_after": [round(v, 1) for v in os.getloadavg()],
+            "cluster": f"2 workers x 1 core, {WORKER_MEMORY} each (executor heap {EXECUTOR_MEMORY}); "
+            f"driver heap {DRIVER_MEMORY}",
+            "minutes": round((datetime.now(UTC) - started).total_seconds() / 60, 1),
+        }
+
     shape = WorkerShape(workers=2, cores=1, memory=WORKER_MEMORY)
     with (
         tempfile.TemporaryDirectory(dir=DATA, prefix="spark-cluster-") as root,
@@ -319,17 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         for made in data:
             results.append(_size(cluster, made, args.compare_max).row())
             print(json.dumps(results[-1]), flush=True)
-    machine = {
-        "date": f"{started:%Y-%m-%d %H:%M} UTC",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "load_before": [round(v, 1) for v in load_before],
-        "load_after": [round(v, 1) for v in os.getloadavg()],
-        "cluster": f"2 workers x 1 core, {WORKER_MEMORY} each (executor heap {EXECUTOR_MEMORY}); "
-        f"driver heap {DRIVER_MEMORY}",
-        "minutes": round((datetime.now(UTC) - started).total_seconds() / 60, 1),
-    }
-    RESULTS.write_text(json.dumps({**machine, "rows": results}, indent=1))
-    print(json.dumps(machine))
+            RESULTS.write_text(json.dumps({**machine(), "rows": results}, indent=1))  # each size as it ends
+    print(json.dumps(machine()))
     print(table(results))
     problems = failures(results, DRIVER_PYTHON_LIMIT_MIB)
     for problem in problems:
