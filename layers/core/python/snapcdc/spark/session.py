@@ -90,6 +90,9 @@ class SessionSettings:
         }
         if not self.is_local:
             settings["spark.executor.memory"] = self.executor_memory
+            # local inputs reach the executors through the file server (snapcdc.spark.sources.shipped):
+            # without the fetch cache each executor keeps one copy of a file of gigabytes, not two
+            settings["spark.files.useFetchCache"] = "false"
         if self.ui and self.ui_port is not None:
             settings["spark.ui.port"] = str(self.ui_port)
         if self.event_log is not None:
