@@ -222,6 +222,7 @@ def _driver_run(cluster: Any, old: Path | None, new: Path, out: Path, work: Path
     began = time.perf_counter()
     report = _run(command, env, work / f"{out.name}.log", sampler)
     process_seconds = time.perf_counter() - began
+    cluster.remove_app_folders()  # the executors' copies of the shipped inputs (disk space)
     peaks = sampler.peaks
     peaks.driver_python = max(peaks.driver_python, report["high_water"]["driver_python"])
     peaks.driver_jvm = max(peaks.driver_jvm, report["high_water"]["driver_jvm"])

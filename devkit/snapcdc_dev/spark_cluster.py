@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -60,6 +61,13 @@ class StandaloneCluster:
         if driver_memory is not None:
             env["SNAPCDC_SPARK_DRIVER_MEMORY"] = driver_memory
         return env
+
+    def remove_app_folders(self) -> None:
+        """Deletes the applications' folders on the workers (an executor's copies of the files its
+        driver shipped are there, gigabytes for a big input): call it when no driver is running."""
+        for worker in self.workers:
+            for folder in worker.glob("app-*"):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def free_port() -> int:
