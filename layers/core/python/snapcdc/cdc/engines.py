@@ -1,12 +1,16 @@
 """The stage's engine parameter: what diffs a table snapshot's raw object against its old snapshot.
 
 The CDC function passes :class:`ArrowEngine` (the pure engine of :mod:`snapcdc.engine`, on files
-downloaded to the work dir); the Glue job passes its Spark engine (:mod:`snapcdc.spark.job`). Either
-writes its outputs into ``work / "out"`` and returns the engine's :class:`~snapcdc.engine.DiffOutcome`.
+downloaded to the work dir): it writes its outputs into ``work / "out"``, and the stage uploads them.
+The Glue job passes its Spark engine (:mod:`snapcdc.spark.job`), which writes in place: its tasks write
+every output (and the feeds) at its final part keys, given by a :class:`Placement`, and the engine
+returns the files it wrote by the run record's output names, each located by its key; the stage then
+only records them (the run record last).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -15,24 +19,60 @@ from snapcdc.engine import DiffOutcome, TableSpec, diff_files
 from snapcdc.lake.store import S3Store
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where an engine that writes in place puts one snapshot's outputs: per run record output name
+    (snapshot, quarantine, cdc or full_load, changelog, dms), the output's single-file key, its parts
+    beside it (:meth:`~snapcdc.lake.layout.Layout.part_key`); and the changelog's commit version."""
+
+    keys: dict[str, str]
+    commit_version: int
+
+
 class CdcEngine(Protocol):
+    @property
+    def writes_in_place(self) -> bool:
+        """Whether :meth:`diff` writes the outputs at their keys itself (it is given a placement)."""
+        ...
+
     def diff(
-        self, store: S3Store, raw_key: str, old_key: str | None, spec: TableSpec, observed_at: datetime, work: Path
+        self,
+        store: S3Store,
+        raw_key: str,
+        old_keys: list[str] | None,
+        spec: TableSpec,
+        observed_at: datetime,
+        work: Path,
+        placement: Placement | None = None,
     ) -> DiffOutcome:
-        """The diff of ``raw_key`` against ``old_key`` (None: a first load), its files in ``work / "out"``."""
+        """The diff of ``raw_key`` against the old snapshot's files (None: a first load): its files in
+        ``work / "out"``, or at ``placement``'s keys."""
         ...
 
 
 class ArrowEngine:
-    """The CDC function's engine: both objects downloaded into ``work``, diffed with Arrow."""
+    """The CDC function's engine: the objects downloaded into ``work``, diffed with Arrow."""
+
+    @property
+    def writes_in_place(self) -> bool:
+        return False
 
     def diff(
-        self, store: S3Store, raw_key: str, old_key: str | None, spec: TableSpec, observed_at: datetime, work: Path
+        self,
+        store: S3Store,
+        raw_key: str,
+        old_keys: list[str] | None,
+        spec: TableSpec,
+        observed_at: datetime,
+        work: Path,
+        placement: Placement | None = None,
     ) -> DiffOutcome:
         new_path = store.download_file(raw_key, work / Path(raw_key).name)
-        old_path = store.download_file(old_key, work / "base.parquet") if old_key is not None else None
+        old_paths = None
+        if old_keys is not None:
+            old_paths = [store.download_file(key, work / f"base-{at:05d}.parquet") for at, key in enumerate(old_keys)]
         return diff_files(
-            old=old_path,
+            old=old_paths[0] if old_paths is not None and len(old_paths) == 1 else old_paths,
             new=new_path,
             spec=spec,
             observed_at=observed_at,
