@@ -10,12 +10,14 @@ only records them (the run record last).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from snapcdc.engine import DiffOutcome, TableSpec, diff_files
+from snapcdc.lake.output_files import download_output
 from snapcdc.lake.store import S3Store
 
 
@@ -39,19 +41,20 @@ class CdcEngine(Protocol):
         self,
         store: S3Store,
         raw_key: str,
-        old_keys: list[str] | None,
+        old_keys: Sequence[str],
         spec: TableSpec,
         observed_at: datetime,
         work: Path,
         placement: Placement | None = None,
     ) -> DiffOutcome:
-        """The diff of ``raw_key`` against the old snapshot's files (None: a first load): its files in
-        ``work / "out"``, or at ``placement``'s keys."""
+        """The diff of ``raw_key`` against the old snapshot's files ``old_keys`` (its N files, in order; none:
+        a first load): its files in ``work / "out"``, or at ``placement``'s keys."""
         ...
 
 
 class ArrowEngine:
-    """The CDC function's engine: the objects downloaded into ``work``, diffed with Arrow."""
+    """The CDC function's engine: both objects downloaded into ``work`` (the old snapshot's N files joined
+    into one, :func:`~snapcdc.lake.output_files.download_output`), diffed with Arrow."""
 
     @property
     def writes_in_place(self) -> bool:
@@ -61,18 +64,16 @@ class ArrowEngine:
         self,
         store: S3Store,
         raw_key: str,
-        old_keys: list[str] | None,
+        old_keys: Sequence[str],
         spec: TableSpec,
         observed_at: datetime,
         work: Path,
         placement: Placement | None = None,
     ) -> DiffOutcome:
         new_path = store.download_file(raw_key, work / Path(raw_key).name)
-        old_paths = None
-        if old_keys is not None:
-            old_paths = [store.download_file(key, work / f"base-{at:05d}.parquet") for at, key in enumerate(old_keys)]
+        old_path = download_output(store, old_keys, work / "base.parquet").path if old_keys else None
         return diff_files(
-            old=old_paths[0] if old_paths is not None and len(old_paths) == 1 else old_paths,
+            old=old_path,
             new=new_path,
             spec=spec,
             observed_at=observed_at,

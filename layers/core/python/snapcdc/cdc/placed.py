@@ -9,10 +9,9 @@ import dataclasses
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from snapcdc.cdc.engines import Placement
 from snapcdc.engine import DiffOutcome
+from snapcdc.lake.output_files import download_output
 from snapcdc.lake.records import OutputFile, RunRecord
 from snapcdc.lake.store import S3Store
 
@@ -54,26 +53,6 @@ def placed_record(
     )
 
 
-def local_copy(store: S3Store, keys: list[str], path: Path) -> Path:
-    """An output's N files as one local Parquet file, a row group at a time (the first file's schema)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out: pq.ParquetWriter | None = None
-    try:
-        for at, key in enumerate(keys):
-            local = store.download_file(key, path.with_name(f".{path.stem}-{at:05d}.parquet"))
-            part = pq.ParquetFile(local)
-            if out is None:
-                out = pq.ParquetWriter(path, part.schema_arrow, compression="snappy")
-            for group in range(part.num_row_groups):
-                out.write_table(part.read_row_group(group).cast(out.schema))
-            part.close()
-            local.unlink()
-    finally:
-        if out is not None:
-            out.close()
-    return path
-
-
 def localized(store: S3Store, record: RunRecord, outcome: DiffOutcome, work: Path, scd2: bool) -> DiffOutcome:
     """``outcome`` with local copies of the files SCD2 reads (the change set, or a first snapshot's full
     load), when the table has an SCD2 history; as it is otherwise (nothing is downloaded)."""
@@ -81,7 +60,7 @@ def localized(store: S3Store, record: RunRecord, outcome: DiffOutcome, work: Pat
         return outcome
     folder = work / "placed"
     if record.base_snapshot is None:
-        return dataclasses.replace(
-            outcome, full_load_path=local_copy(store, record.keys("full_load"), folder / "full_load.parquet")
-        )
-    return dataclasses.replace(outcome, changes_path=local_copy(store, record.keys("cdc"), folder / "cdc.parquet"))
+        joined = download_output(store, record.keys("full_load"), folder / "full_load.parquet", record)
+        return dataclasses.replace(outcome, full_load_path=joined.path)
+    joined = download_output(store, record.keys("cdc"), folder / "cdc.parquet", record)
+    return dataclasses.replace(outcome, changes_path=joined.path)

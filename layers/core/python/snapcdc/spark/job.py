@@ -91,7 +91,7 @@ class SparkEngine:
         self,
         store: S3Store,
         raw_key: str,
-        old_keys: list[str] | None,
+        old_keys: Sequence[str],
         spec: TableSpec,
         observed_at: datetime,
         work: Path,
@@ -112,7 +112,8 @@ class SparkEngine:
         try:
             outcome = spark_diff_files(
                 self.spark,
-                old=[f"s3://{bucket}/{key}" for key in old_keys] if old_keys is not None else None,
+                old=[f"s3://{bucket}/{key}" for key in old_keys] if old_keys else None,
+                old_name=f"s3://{bucket}/{old_keys[0]}" if old_keys else None,
                 new=f"s3://{bucket}/{raw_key}",
                 spec=spec,
                 observed_at=observed_at,
@@ -125,7 +126,7 @@ class SparkEngine:
             commit.remove_stale(store, places.templates.values(), kept=())
             commit.remove_scratch(store, places.scratch)
             raise
-        first = old_keys is None
+        first = not old_keys
         sources = (
             [ChangePart(Source(f.location, self.endpoint_url), f.bytes) for f in outcome.files[writer.FULL_LOAD]]
             if first
