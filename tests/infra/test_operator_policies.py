@@ -42,14 +42,16 @@ def test_replay_is_the_only_principal_that_deletes_and_only_output_prefixes(synt
     ]
     # Then the replay policy's is the only one on the lake's outputs (never raw/), current objects only;
     # besides it, the CDC role deletes only under iceberg/ (the data files of a commit that lost its race)
-    # and the Spark job's role only under _spark-parts/ (its tasks' part files, once joined)
+    # and the Spark job's role only its scratch under _spark-parts/ and part files of its outputs (the
+    # stale parts an earlier attempt of a snapshot left)
     replay = [s for s in deleting if s.logical_id == "OperatorReplayPolicy"]
     assert len(replay) == 1
     assert [a for a in replay[0].actions if "Delete" in a] == ["s3:DeleteObject"]
     assert set(replay[0].resources) == {f"{BUCKET}/{p}/*" for p in OUTPUTS}
     others = {r for s in deleting if s.logical_id != "OperatorReplayPolicy" for r in s.resources}
     assert [a for s in deleting for a in s.actions if "Delete" in a and a != "s3:DeleteObject"] == []
-    assert others == {f"{BUCKET}/iceberg/*", f"{BUCKET}/_spark-parts/*"}
+    parts = {f"{BUCKET}/{p}/*-part-*" for p in ("snapshots", "full-load", "quarantine", "cdc", "changelog", "dms")}
+    assert others == {f"{BUCKET}/iceberg/*", f"{BUCKET}/_spark-parts/*", *parts}
 
 
 def test_replay_policy_reads_raw_and_writes_only_outputs(synth: Synth) -> None:
