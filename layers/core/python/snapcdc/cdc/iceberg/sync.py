@@ -44,6 +44,7 @@ from snapcdc.cdc.iceberg.tables import CHANGE_COLUMNS, TableShape, evolve, load,
 from snapcdc.config import PipelineConfig
 from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP, HASH_COLUMNS
 from snapcdc.lake.ledger import accepted_records
+from snapcdc.lake.output_files import download_output
 from snapcdc.lake.records import RunRecord
 from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
@@ -197,12 +198,11 @@ class IcebergLake:
         layout = self.store.layout
         for record in records:
             base = record.base_snapshot if record.base_snapshot is not None else previous
-            state_key = record.outputs.get("snapshot") or layout.snapshot_key(record.table, record.snapshot)
-            changes_key = (
-                record.outputs.get("cdc") or record.outputs.get("full_load") or layout.full_load_key(record.table)
-            )
-            state = self.store.download_file(state_key, work / "iceberg-state.parquet")
-            changes = self.store.download_file(changes_key, work / "iceberg-changes.parquet")
+            state_keys = record.keys("snapshot") or [layout.snapshot_key(record.table, record.snapshot)]
+            changes_keys = record.keys("cdc") or record.keys("full_load") or [layout.full_load_key(record.table)]
+            # An output is N files: each joined into one local file, a row group at a time.
+            state = download_output(self.store, state_keys, work / "iceberg-state.parquet", record).path
+            changes = download_output(self.store, changes_keys, work / "iceberg-changes.parquet", record).path
             yield SnapshotRows(record.snapshot, base, state, changes, dict(record.stats))
             previous = record.snapshot
 
