@@ -29,6 +29,7 @@ def test_the_job_runs_glue_5_with_its_code_as_assets_and_bookmarks_off(synth: Sy
     assert arguments["--job-bookmark-option"] == "job-bookmark-disable"
     assert render(arguments["--extra-py-files"]).endswith(".zip")
     assert "pyarrow==24.0.0" in arguments["--additional-python-modules"]
+    assert "pyiceberg==0.12.0" in arguments["--additional-python-modules"]
     assert job["MaxRetries"] == 0
     (configuration,) = synth.resources("AWS::Glue::SecurityConfiguration")
     assert job["SecurityConfiguration"] == {"Ref": configuration}
