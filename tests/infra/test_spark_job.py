@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from snapcdc.lake.layout import SPARK_PARTS_PREFIX
+from snapcdc.lake.layout import ICEBERG_PREFIX, SPARK_PARTS_PREFIX
 
 from .cfn_helpers import render, role_statements
 from .synthesis import Synth
@@ -55,13 +55,38 @@ def test_the_job_role_reaches_only_the_cdc_prefixes_its_code_and_its_tables(synt
     statements = role_statements(synth.template, role)
     objects = {r for s in statements if "s3:GetObject" in s.actions or "s3:PutObject" in s.actions for r in s.resources}
     data = {r.split("/", 1)[1] for r in objects if "-data-" in r}
-    # (and the tasks' part files, which the driver joins into the outputs and deletes)
-    assert {p.rstrip("*") for p in data} <= {*CDC_PREFIXES, SPARK_PARTS_PREFIX}
+    # (and the tasks' part files, which the driver joins into the outputs and deletes, and the Iceberg tables)
+    assert {p.rstrip("*") for p in data} <= {*CDC_PREFIXES, SPARK_PARTS_PREFIX, ICEBERG_PREFIX}
     deletes = {r.split("/", 1)[1] for s in statements if "s3:DeleteObject" in s.actions for r in s.resources}
-    assert deletes == {SPARK_PARTS_PREFIX + "*"}
+    assert deletes == {SPARK_PARTS_PREFIX + "*", ICEBERG_PREFIX + "*"}
     assert all("*" not in a for s in statements for a in s.actions)
     glue = sorted({a for s in statements for a in s.actions if a.startswith("glue:")})
-    assert glue == ["glue:CreateTable", "glue:GetTable", "glue:UpdateTable"]
+    assert glue == ["glue:CreateTable", "glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"]
+
+
+def test_the_job_role_keeps_the_iceberg_tables_as_the_cdc_role_does(synth: Synth) -> None:
+    from .cfn_helpers import function_role
+
+    # Given the Iceberg statements of the job's role and of the CDC function's role
+    job = role_statements(synth.template, _job(synth)["Role"]["Fn::GetAtt"][0])
+    cdc = role_statements(synth.template, function_role(synth.template, "CdcFunction"))
+
+    def iceberg(statements: list[Any]) -> dict[str, set[str]]:
+        """Resource -> the actions granted on it, for the Iceberg tables' Glue ARNs and iceberg/*."""
+        (glue,) = [s for s in statements if s.body.get("Sid") == "IcebergTablesInTheGlueCatalog"]
+        wanted = {render(r) for r in glue.resources} | {
+            r for s in statements for r in s.resources if r.endswith("/iceberg/*")
+        }
+        grants: dict[str, set[str]] = {}
+        for statement in statements:
+            for resource in statement.resources:
+                if render(resource) in wanted:
+                    grants.setdefault(render(resource), set()).update(statement.actions)
+        return grants
+
+    # Then the same Glue actions on the same tables and the same objects under iceberg/, and no DeleteTable
+    assert iceberg(job) and iceberg(job) == iceberg(cdc)
+    assert not any("glue:DeleteTable" in s.actions for s in job)
 
 
 def test_the_cdc_function_may_only_start_this_job(synth: Synth) -> None:
