@@ -6,7 +6,8 @@ Per Iceberg table:
 
 1. the table's ledger is read (:func:`.commit.check_order`): already committed, nothing to do;
    behind, the missing accepted snapshots are committed first from the lake (:meth:`catch_up`);
-2. its schema follows the snapshot's columns (:mod:`.schema`), read from a file's footer;
+2. its retention properties follow the config (:func:`.maintenance.apply_retention`), its schema the
+   snapshot's columns (:mod:`.schema`), read from a file's footer;
 3. one data file per file of rows (:func:`.files.write_part`) under ``iceberg/<name>/data/``, by
    :meth:`IcebergLake.write_parts`: here in this process, in the Glue job one Spark task per file
    (:class:`snapcdc.spark.iceberg.SparkIcebergLake`); then :func:`.commit.commit_files`, a
@@ -41,7 +42,7 @@ from pyiceberg.table import Table
 
 from snapcdc.cdc.iceberg import files as datafiles
 from snapcdc.cdc.iceberg.commit import BehindError, CommitOutcome, Mode, check_order, commit_files
-from snapcdc.cdc.iceberg.maintenance import Retention
+from snapcdc.cdc.iceberg.maintenance import Retention, apply_retention
 from snapcdc.cdc.iceberg.names import changes_table, current_table
 from snapcdc.cdc.iceberg.tables import CHANGE_COLUMNS, TableShape, evolve, load, load_or_create, shape
 from snapcdc.config import PipelineConfig
@@ -128,6 +129,8 @@ class IcebergLake:
         existing = load(self.catalog, self.identifier(name))
         if existing is not None and check_order(existing, rows.snapshot, rows.base):
             return None
+        if existing is not None:
+            apply_retention(existing, self.retention)  # the config's iceberg.retention_days, if it changed
         table = existing or load_or_create(self.catalog, self.store, self.identifier(name), table_shape, self.retention)
         schema, changes = evolve(table, table_shape)
         return Prepared(table, schema, bool(changes))
