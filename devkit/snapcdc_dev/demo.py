@@ -146,7 +146,7 @@ def summary_table(runs: list[RunRecord]) -> str:
     lines = [header, "-" * len(header)]
     for run in sorted(runs, key=lambda r: (r.table, r.snapshot)):
         stats = run.stats
-        kind = "full-load" if run.outputs.get("full_load") else ("cdc" if run.outputs.get("cdc") else "-")
+        kind = "full-load" if run.keys("full_load") else ("cdc" if run.keys("cdc") else "-")
         lines.append(
             f"{run.table:<18} {run.snapshot:<17} {run.status:<9} {kind:<9} "
             f"{stats.get('inserts', 0):>6} {stats.get('updates', 0):>6} {stats.get('deletes', 0):>6} "
@@ -172,9 +172,10 @@ def feed_summary(store: Any, table: Any) -> list[str]:
     if table.outputs.changelog:
         keys = list(store.list_keys(layout.changelog_prefix(table.name)))
         rows = pa.concat_tables([read(k) for k in keys], promote_options="permissive")
+        versions = len({Layout.whole_key(k) for k in keys})  # a snapshot's file may be N parts
         counts = {str(k["values"]): int(k["counts"]) for k in pc.value_counts(rows[feeds.CHANGE_TYPE]).to_pylist()}
         lines.append(
-            f"changelog {layout.changelog_prefix(table.name)}: {len(keys)} files, commit versions 1..{len(keys)}, "
+            f"changelog {layout.changelog_prefix(table.name)}: {len(keys)} files, commit versions 1..{versions}, "
             + ", ".join(
                 f"{kind} {counts.get(kind, 0)}"
                 for kind in (feeds.INSERT, feeds.DELETE, feeds.PREIMAGE, feeds.POSTIMAGE)
@@ -189,7 +190,7 @@ def feed_summary(store: Any, table: Any) -> list[str]:
         )
     if table.outputs.dms:
         keys = sorted(store.list_keys(layout.dms_prefix(table.name)))
-        names = [k.rsplit("/", 1)[1] for k in keys]
+        names = sorted({Layout.whole_key(k).rsplit("/", 1)[1] for k in keys})
         lines.append(f"dms       {layout.dms_prefix(table.name)}: {', '.join(names)} (Op first, {feeds.DMS_TIMESTAMP})")
     return lines
 

@@ -77,8 +77,8 @@ def glue_environment(additional_python_modules: str) -> GlueEnvironment:
     try:
         _run([sys.executable, "-m", "venv", str(building)])
         python = str(building / "bin" / "python")
-        _run([python, "-m", "pip", "install", "--quiet", "--no-deps", "-r", str(PROVIDED_MODULES)])
-        _run([python, "-m", "pip", "install", "--quiet", *additional])
+        _run([python, "-m", "pip", "install", "--quiet", "--no-compile", "--no-deps", "-r", str(PROVIDED_MODULES)])
+        _run([python, "-m", "pip", "install", "--quiet", "--no-compile", *additional])
         _link_spark_python(building, final=root)
         (building / ".complete").write_text(additional_python_modules, encoding="utf-8")
         if root.exists():

@@ -102,3 +102,18 @@ def test_a_run_record_lists_an_outputs_files_and_reads_older_records_as_one_file
     assert older.keys("cdc") == ["cdc/a.parquet"] and older.keys("snapshot") == [] and older.keys("dms") == []
     assert again == listed and again.all_keys() == listed.keys("cdc")
     assert '"files"' not in older.model_dump_json()
+
+
+def test_the_scd2_history_owns_its_current_and_closed_files_and_their_parts_only() -> None:
+    # Given the keys of a table's SCD2 history and others beside them
+    layout = Layout("lake")
+    current, closed = layout.scd2_current_key("t"), layout.scd2_closed_key("t", "20250101T000000Z")
+    # When each is asked about
+    owned = [layout.is_scd2_key("t", key) for key in (current, closed, Layout.part_key(closed, 2))]
+    others = [
+        layout.is_scd2_key("t", key)
+        for key in ("lake/scd2/t/notes.txt", layout.scd2_current_key("t2"), layout.cdc_key("t", "20250101T000000Z"))
+    ]
+    # Then its own files are, anything else is not
+    assert owned == [True, True, True]
+    assert others == [False, False, False]

@@ -5,7 +5,8 @@ appends a column that appears. Without this module the table's earlier files kee
 and Athena (or any reader applying the table's declared schema) fails on every query. After an
 accepted snapshot's outputs are written and before its run record, :func:`migrate_table` rewrites
 every earlier file of the table (``full-load/<t>/<t>.parquet``, ``cdc/<t>/*.parquet``,
-``snapshots/<t>/snapshot=*/<t>.parquet``) whose footer schema differs from the new one:
+``snapshots/<t>/snapshot=*/<t>.parquet``, and each part of an output written as N files) whose footer
+schema differs from the new one:
 
 - columns converted with the engine's own conversion (:func:`snapcdc.engine.schema.conform`): the
   values are unchanged, a value that cannot convert is a :class:`MigrationError`, never a null;
@@ -44,7 +45,7 @@ from snapcdc.engine.schema import ARROW_TYPES, conform_columns, type_name
 from snapcdc.engine.sinks import SNAPSHOT_CODEC, SNAPSHOT_ROW_GROUP
 from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP, HASH_COLUMNS
 from snapcdc.errors import PermanentError
-from snapcdc.lake.layout import snap_from_partition, snapshot_time
+from snapcdc.lake.layout import Layout, snap_from_partition, snapshot_time
 from snapcdc.lake.store import S3Store
 
 MIGRATED_METADATA = b"snapcdc.migrated"  # the snapshot whose migration last rewrote the file
@@ -123,33 +124,36 @@ def reshaping(changes: Sequence[dict[str, str]]) -> list[dict[str, str]]:
 
 # -- the table's files ------------------------------------------------------------------------------
 def table_files(store: S3Store, table: str, upto: str | None = None) -> Iterator[TableFile]:
-    """Every Parquet file of ``table`` under snapshots/, full-load/ and cdc/ (of snapshots up to ``upto``).
+    """Every Parquet file of ``table`` under snapshots/, full-load/ and cdc/ (of snapshots up to ``upto``),
+    each part of an output written as N files as a file of its own (known by its whole key,
+    :meth:`~snapcdc.lake.layout.Layout.whole_key`).
 
     Snapshots first, oldest first: the engine's own state (a base of the next diff) is settled before
     the user-facing files."""
-    layout = store.layout
+    layout, whole = store.layout, Layout.whole_key
     for key in store.list_keys(layout.snapshot_prefix(table)):
         snap = snap_from_partition(key)
-        if snap and key == layout.snapshot_key(table, snap) and (upto is None or snap <= upto):
+        if snap and whole(key) == layout.snapshot_key(table, snap) and (upto is None or snap <= upto):
             yield TableFile(key, "snapshot", snap)
     full_load = layout.full_load_key(table)
-    if any(k == full_load for k in store.list_keys(full_load)):
-        yield TableFile(full_load, "full_load", None)
+    for key in store.list_keys(layout.full_load_prefix(table)):
+        if whole(key) == full_load:
+            yield TableFile(key, "full_load", None)
     limit = snapshot_time(upto).strftime("%Y%m%d_%H%M%S") if upto else None
     for key in store.list_keys(layout.cdc_prefix(table)):
-        stamp = _CDC_STAMP.search(key)
+        stamp = _CDC_STAMP.search(whole(key))
         if stamp and (limit is None or stamp.group(1) <= limit):
             yield TableFile(key, "cdc", None)
     # The change feeds: files of a snapshot by their time; the SCD2 current file and the DMS full load always.
     for kind, prefix in (("changelog", layout.changelog_prefix(table)), ("scd2", layout.scd2_prefix(table))):
         for key in store.list_keys(prefix):
-            stamp = _CDC_STAMP.search(key)
-            if key == layout.scd2_current_key(table) or (stamp and (limit is None or stamp.group(1) <= limit)):
+            stamp = _CDC_STAMP.search(whole(key))
+            if whole(key) == layout.scd2_current_key(table) or (stamp and (limit is None or stamp.group(1) <= limit)):
                 yield TableFile(key, kind, None)
     dms_limit = snapshot_time(upto).strftime("%Y%m%d-%H%M%S") if upto else None
     for key in store.list_keys(layout.dms_prefix(table)):
-        stamp = _DMS_STAMP.search(key)
-        if key == layout.dms_load_key(table):
+        stamp = _DMS_STAMP.search(whole(key))
+        if whole(key) == layout.dms_load_key(table):
             yield TableFile(key, "dms_load", None)
         elif stamp and (dms_limit is None or stamp.group(1) <= dms_limit):
             yield TableFile(key, "dms", None)

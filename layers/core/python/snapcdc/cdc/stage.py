@@ -40,7 +40,7 @@ from snapcdc.lake.ledger import (
     processed_snapshots,
     write_run_record,
 )
-from snapcdc.lake.records import CatalogChange, RefusalReason, RunRecord, SchemaMigration
+from snapcdc.lake.records import CatalogChange, OutputFile, RefusalReason, RunRecord, SchemaMigration
 from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
 from snapcdc.logs import append_keys, reset_keys
@@ -106,12 +106,12 @@ class TableProcessor:
         keys = append_keys(table=self.name, snapshot=snap)
         work = Path(tempfile.mkdtemp(prefix=f"{self.name}-{snap}-", dir=self.work_root()))
         try:
-            old_key = None
+            old_keys: list[str] = []  # the base snapshot's N files (none: a first load)
             if base is not None:
-                old_key = base.outputs["snapshot"] or layout.snapshot_key(self.name, base.snapshot)
+                old_keys = base.keys("snapshot") or [layout.snapshot_key(self.name, base.snapshot)]
             spec = TableSpec.from_config(self.table)
             try:
-                outcome = self.engine.diff(self.store, source_key, old_key, spec, snapshot.time, work)
+                outcome = self.engine.diff(self.store, source_key, old_keys, spec, snapshot.time, work)
             except (InputError, DeleteGuardError) as refusal:
                 guarded = isinstance(refusal, DeleteGuardError)
                 reason = RefusalReason.DELETE_GUARD if guarded else RefusalReason.MALFORMED_INPUT
@@ -149,17 +149,18 @@ class TableProcessor:
             "cdc": None,
             "full_load": None,
         }
+        files: dict[str, list[OutputFile]] = {}
         if outcome.quarantine_path is not None:
-            self.store.upload_file(outcome.quarantine_path, layout.quarantine_key(self.name, snap), PARQUET)
-        self.store.upload_file(outcome.snapshot_path, layout.snapshot_key(self.name, snap), PARQUET)
+            files["quarantine"] = [self._upload(outcome.quarantine_path, layout.quarantine_key(self.name, snap))]
+        files["snapshot"] = [self._upload(outcome.snapshot_path, layout.snapshot_key(self.name, snap))]
         if base is None:
             # The table's first accepted snapshot: the full load that the change stream starts from.
             assert outcome.full_load_path is not None
             outputs["full_load"] = layout.full_load_key(self.name)
-            self.store.upload_file(outcome.full_load_path, layout.full_load_key(self.name), PARQUET)
+            files["full_load"] = [self._upload(outcome.full_load_path, layout.full_load_key(self.name))]
         else:
             outputs["cdc"] = layout.cdc_key(self.name, snap)
-            self.store.upload_file(outcome.changes_path, layout.cdc_key(self.name, snap), PARQUET)
+            files["cdc"] = [self._upload(outcome.changes_path, layout.cdc_key(self.name, snap))]
         return RunRecord(
             table=self.name,
             snapshot=snap,
@@ -167,12 +168,18 @@ class TableProcessor:
             base_snapshot=base.snapshot if base else None,
             source_key=source_key,
             outputs=outputs,
+            files=files,
             stats=outcome.stats.as_dict(),
             schema=[{"name": f.name, "type": str(f.type)} for f in outcome.schema],
             schema_changes=outcome.schema_changes,
             input_notes=outcome.input_notes,
             seconds=time.perf_counter() - started,
         )
+
+    def _upload(self, path: Path, key: str) -> OutputFile:
+        """Uploads one file of an output (this engine writes N = 1), listed with its rows and bytes."""
+        self.store.upload_file(path, key, PARQUET)
+        return OutputFile(key=key, rows=pq.read_metadata(path).num_rows, bytes=path.stat().st_size)
 
     def _write_feeds(
         self, record: RunRecord, at: Snapshot, base: RunRecord | None, outcome: DiffOutcome, work: Path, scd2: bool
@@ -181,7 +188,7 @@ class TableProcessor:
         record, each handed its key and time; the record gets their keys and its commit version."""
         layout, enabled = self.store.layout, self.table.outputs
         version = commit_version(self.store, self.name, at.id, base)
-        outputs = dict(record.outputs)
+        outputs, files = dict(record.outputs), dict(record.files)
         first = outcome.full_load_path if base is None else None
         changes = pq.read_table(outcome.changes_path) if first is None and enabled.enabled else None
         if enabled.changelog:
@@ -192,7 +199,7 @@ class TableProcessor:
                 assert changes is not None
                 changelog.write_changes(changes, outcome.preimages_path, version, at.time, path)
             key = layout.changelog_key(self.name, at.id)
-            self.store.upload_file(path, key, PARQUET)
+            files["changelog"] = [self._upload(path, key)]
             outputs["changelog"] = key
         if enabled.dms:
             path = work / "feed-dms.parquet"
@@ -203,12 +210,12 @@ class TableProcessor:
                 assert changes is not None
                 key = layout.dms_cdc_key(self.name, at.id)
                 dms.write_changes(changes, at.time, path)
-            self.store.upload_file(path, key, PARQUET)
+            files["dms"] = [self._upload(path, key)]
             outputs["dms"] = key
         history = self.scd2_history()
         if history is not None and scd2:
             history.advance(at, base.snapshot if base else None, first, changes, outcome.schema, work)
-        return record.model_copy(update={"outputs": outputs, "commit_version": version})
+        return record.model_copy(update={"outputs": outputs, "files": files, "commit_version": version})
 
     def scd2_history(self) -> Scd2History | None:
         """The table's SCD2 history (None: the table has none), with its keys from the layout."""
@@ -217,7 +224,13 @@ class TableProcessor:
             return None
         layout, name = self.store.layout, self.name
         closed = partial(layout.scd2_closed_key, name)
-        keys = Scd2Keys(layout.scd2_current_key(name), layout.scd2_prefix(name), layout.full_load_key(name), closed)
+        keys = Scd2Keys(
+            layout.scd2_current_key(name),
+            layout.scd2_prefix(name),
+            layout.full_load_key(name),
+            closed,
+            partial(layout.is_scd2_key, name),
+        )
         return Scd2History(self.store, self.name, keys, self.table.primary_key, scd2.track_history_columns)
 
     def _migrated(self, record: RunRecord, outcome: DiffOutcome, base: RunRecord | None) -> RunRecord:
@@ -235,7 +248,7 @@ class TableProcessor:
             record.snapshot,
             primary_key=self.table.primary_key,
             date_field=self.table.date_field,
-            skip=[key for key in record.outputs.values() if key],
+            skip=record.all_keys(),
             work_dir=self.work_root(),
         )
         migration = SchemaMigration(columns=reshaping(changes), rewritten=rewritten)

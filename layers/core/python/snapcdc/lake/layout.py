@@ -39,6 +39,7 @@ SnapshotRef: TypeAlias = str | Snapshot
 
 SNAP_FORMAT = "%Y%m%dT%H%M%SZ"
 _SNAP_RE = re.compile(r"^\d{8}T\d{6}Z$")
+_PART_RE = re.compile(r"-part-\d{5,}\.parquet$")
 _RAW_KEY_RE = re.compile(
     "^" + re.escape(RAW_PREFIX) + r"(?P<table>[a-z][a-z0-9_]*)/snapshot=(?P<snap>\d{8}T\d{6}Z)/(?P<file>[^/]+)$"
 )
@@ -158,6 +159,13 @@ class Layout:
         """The versions that ``snap`` closed (``valid_to`` = SNAP), written once."""
         return self.key(f"{SCD2_PREFIX}{table}/{table}_closed_{_stamp(snap)}.parquet")
 
+    def is_scd2_key(self, table: str, key: str) -> bool:
+        """Whether ``key`` is one the SCD2 history of ``table`` writes: its current file or the closed
+        versions of a snapshot (or a part of either)."""
+        whole = self.whole_key(key)
+        closed = re.escape(self.key(f"{SCD2_PREFIX}{table}/{table}_closed_")) + r"\d{8}_\d{6}\.parquet"
+        return whole == self.scd2_current_key(table) or re.fullmatch(closed, whole) is not None
+
     def dms_prefix(self, table: str) -> str:
         return self.key(f"{DMS_PREFIX}{table}/")
 
@@ -192,6 +200,17 @@ class Layout:
     def part_key(cls, key: str, part: int) -> str:
         """Part ``part`` of the output whose single-file key is ``key``."""
         return cls.part_template(key).format(part=part)
+
+    @staticmethod
+    def whole_key(key: str) -> str:
+        """The single-file key of an output a part key belongs to (``…/x-part-00003.parquet`` ->
+        ``…/x.parquet``); any other key as it is."""
+        return _PART_RE.sub(".parquet", key)
+
+    @staticmethod
+    def is_part(key: str) -> bool:
+        """Whether ``key`` names a part of an output written as N files."""
+        return _PART_RE.search(key) is not None
 
     def spark_parts_prefix(self, table: str, snap: str) -> str:
         """Where the Spark job's tasks write a snapshot's part files before the driver joins them into

@@ -19,6 +19,7 @@ from snapcdc.lake.s3_reader import TAIL_BYTES, S3RangeReader
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 # A conditional put that lost: the object exists, or another conditional write of it is under way.
@@ -94,15 +95,28 @@ class S3Store:
         """The Arrow schema (with its key-value metadata) of a Parquet object, from its footer; None if
         absent. One ranged GET of the tail when the footer fits in it. Raises ``pyarrow.ArrowInvalid``
         or ``OSError`` when the object is not a Parquet file."""
-        import pyarrow as pa  # only the CDC side reads Parquet: the extract's imports stay light
         import pyarrow.parquet as pq
+
+        footer = self._footer_file(key)
+        return None if footer is None else pq.read_schema(footer)
+
+    def parquet_metadata(self, key: str) -> pq.FileMetaData | None:
+        """A Parquet object's footer (its rows, row groups and schema); None if absent. As
+        :meth:`parquet_schema`: one ranged GET of the tail when the footer fits in it."""
+        import pyarrow.parquet as pq
+
+        footer = self._footer_file(key)
+        return None if footer is None else pq.read_metadata(footer)
+
+    def _footer_file(self, key: str) -> pa.PythonFile | None:
+        import pyarrow as pa  # only the CDC side reads Parquet: the extract's imports stay light
 
         found = self.get_tail(key, TAIL_BYTES)
         if found is None:
             return None
         tail, size = found
         reader = self.reader(key, size, window=(size - len(tail), tail))
-        return pq.read_schema(pa.PythonFile(reader, mode="r"))
+        return pa.PythonFile(reader, mode="r")
 
     def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
         self.client.put_object(

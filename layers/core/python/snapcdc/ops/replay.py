@@ -5,6 +5,8 @@ the repair of a table written before the migration existed). Both run the CDC st
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from snapcdc.cdc.migrate import MigrationError, footer_schema, migrate_table
 from snapcdc.cdc.stage import TableProcessor
 from snapcdc.lake.ledger import base_record, commit_version, processed_snapshots, read_run_record
@@ -46,7 +48,7 @@ def replay(
         records.append(_reprocess(stage, later, kept))
     history = stage.scd2_history()
     if history is not None:
-        _drop_unreadable(stage, store.layout.scd2_prefix(name))  # rebuilt below; settling cannot read them
+        _drop_unreadable(stage, store.layout.scd2_prefix(name), history.keys.owns)  # rebuilt below
     settle_schema(stage)
     if history is not None:
         history.rebuild(stage.work_root())
@@ -55,9 +57,10 @@ def replay(
     return records
 
 
-def _drop_unreadable(stage: TableProcessor, prefix: str) -> None:
-    """The files under ``prefix`` whose footer cannot be read (a rebuild that follows rewrites them)."""
-    for key in list(stage.store.list_keys(prefix)):
+def _drop_unreadable(stage: TableProcessor, prefix: str, owns: Callable[[str], bool]) -> None:
+    """The files under ``prefix`` that the rebuild which follows rewrites (``owns``) and whose footer
+    cannot be read (settling the schema could not read them); nothing else is deleted."""
+    for key in [k for k in stage.store.list_keys(prefix) if owns(k)]:
         try:
             footer_schema(stage.store, key)
         except MigrationError:
@@ -69,9 +72,8 @@ def _reprocess(stage: TableProcessor, snap: str, processed: list[str]) -> RunRec
     store = stage.store
     previous = read_run_record(store, stage.name, snap)
     if previous is not None:
-        for key in previous.outputs.values():
-            if key:
-                store.delete(key)
+        for key in previous.all_keys():  # every file it wrote (an output's N), and nothing else
+            store.delete(key)
         store.delete(store.layout.run_record_key(stage.name, snap))
     base = base_record(store, stage.name, snap, [s for s in processed if s != snap])
     return stage.process_one(Snapshot.parse(snap), base, scd2=False)
@@ -86,7 +88,7 @@ def settle_schema(stage: TableProcessor) -> list[str]:
             break
     else:
         return []
-    key = newest.outputs.get("snapshot") or store.layout.snapshot_key(name, snap)
+    key = next(iter(newest.keys("snapshot")), None) or store.layout.snapshot_key(name, snap)
     target = footer_schema(store, key)
     if target is None:
         raise FileNotFoundError(f"s3://{store.bucket}/{key} is missing")

@@ -3,7 +3,9 @@ check that the result equals the table's newest accepted snapshot, row for row.
 
 It also checks that every Parquet file of the table has the newest snapshot's schema (one physical
 schema per table, which Athena needs; :mod:`snapcdc.cdc.migrate`), and for gaps: a raw snapshot with no
-run record, an accepted snapshot with no CDC file, or a CDC file that no run record accounts for.
+run record, an accepted snapshot with no CDC file, or a file under ``cdc/``, ``full-load/`` or
+``snapshots/`` that no run record accounts for. An output is N files (docs/design.md, "An output is N
+files"): each is read as its run record lists them, every listed file's rows checked against the record.
 What was processed comes from the run records (:mod:`snapcdc.lake.records`). Applying change sets back
 is pure pyarrow (:func:`apply_changes`, :func:`table_differences`); the tests use it as their
 oracle too: applying a change set to the old snapshot (upsert ``I`` and ``U`` by key, remove ``D``)
@@ -27,6 +29,7 @@ from snapcdc.config import TableConfig
 from snapcdc.errors import SnapcdcError
 from snapcdc.lake.layout import CDC_PREFIX, RAW_PREFIX, RUNS_PREFIX, SNAPSHOTS_PREFIX, snapshot_time
 from snapcdc.lake.ledger import processed_snapshots, read_run_record
+from snapcdc.lake.output_files import OutputFilesError, read_output
 from snapcdc.lake.records import RunRecord
 from snapcdc.lake.store import S3Store
 
@@ -59,6 +62,11 @@ class BrokenObjectError(SnapcdcError):
         super().__init__(f"s3://{bucket}/{key} {what}")
 
 
+def _read_output(store: S3Store, record: RunRecord, name: str) -> pa.Table:
+    """The output ``name`` of ``record``: its N files as one table, each file's rows as the record lists."""
+    return read_output(store, record.keys(name), record)
+
+
 def _read_parquet(store: S3Store, key: str) -> pa.Table:
     body = store.get_bytes(key)
     if body is None:
@@ -79,7 +87,7 @@ def _written_by(store: S3Store, table: str, keys: Sequence[str]) -> str | None:
     wanted = set(keys)
     for snap in processed_snapshots(store, table):
         record = read_run_record(store, table, snap)
-        if record is not None and wanted & {str(v) for v in record.outputs.values() if v}:
+        if record is not None and wanted & set(record.all_keys()):
             return snap
     return None
 
@@ -97,25 +105,23 @@ def verify_table(store: S3Store, table: TableConfig, iceberg: IcebergLake | None
     if not records:
         return VerifyResult(table.name, True, "no accepted snapshot yet")
     first, *later = records
-    if first.outputs.get("full_load") is None:
+    if not first.keys("full_load"):
         return fail(f"first accepted snapshot {first.snapshot} has no full load")
-    expected_cdc = {r.outputs.get("cdc") for r in later}
-    actual_cdc = set(store.list_keys(store.layout.cdc_prefix(table.name)))
-    if None in expected_cdc or expected_cdc != actual_cdc:
-        missing = sorted(k for k in expected_cdc - actual_cdc if k)
-        return fail(
-            f"cdc files do not match run records: missing {missing}, unexpected {sorted(actual_cdc - expected_cdc)}"
-            + (
-                f"; `{repair_command(table.name, _written_by(store, table.name, missing))}` rebuilds them"
-                if missing
-                else ""
-            )
-        )
+    layout = store.layout
+    for what, prefix, listed in (
+        ("full-load", layout.full_load_prefix(table.name), [first.keys("full_load")]),
+        ("cdc", layout.cdc_prefix(table.name), [r.keys("cdc") for r in later]),
+        ("snapshot", layout.snapshot_prefix(table.name), [r.keys("snapshot") for r in records]),
+    ):
+        problem = _files_match(store, table.name, prefix, listed)
+        if problem is not None:
+            return fail(f"{what} {problem}")
     newest = records[-1]
-    target = footer_schema(store, str(newest.outputs["snapshot"]))
+    target = footer_schema(store, newest.keys("snapshot")[0])
     if target is None:
-        return fail(f"snapshot file of {newest.snapshot} is missing: {newest.outputs['snapshot']}")
+        return fail(f"snapshot file of {newest.snapshot} is missing: {newest.keys('snapshot')[0]}")
     _check_readable(store, table.name)
+    _check_listed_rows(store, records)
     mismatched = mismatched_files(store, table.name, target)
     if mismatched:
         shown = "; ".join(f"{key}: {what}" for key, what in mismatched[:3])
@@ -125,10 +131,10 @@ def verify_table(store: S3Store, table: TableConfig, iceberg: IcebergLake | None
             f"`snapcdc replay --table {table.name} --from {newest.snapshot}` rewrites them",
             cdc_files=len(later),
         )
-    state = _read_parquet(store, store.layout.full_load_key(table.name))
+    state = _read_output(store, first, "full_load")
     for record in later:
-        state = apply_changes(state, _read_parquet(store, str(record.outputs["cdc"])), table.primary_key)
-    expected = data_columns(_read_parquet(store, str(newest.outputs["snapshot"])))
+        state = apply_changes(state, _read_output(store, record, "cdc"), table.primary_key)
+    expected = data_columns(_read_output(store, newest, "snapshot"))
     difference = table_differences(state, expected, table.primary_key)
     counts = {"rows": expected.num_rows, "cdc_files": len(later)}
     if difference is not None:
@@ -179,6 +185,21 @@ def check_place(store: S3Store, tables: Sequence[TableConfig]) -> None:
     )
 
 
+def _check_listed_rows(store: S3Store, records: Sequence[RunRecord]) -> None:
+    """Every file a run record lists holds the rows it lists (from its footer); else the first that
+    does not, named."""
+    for record in records:
+        for files in record.files.values():
+            for file in files:
+                metadata = store.parquet_metadata(file.key)
+                if metadata is None:
+                    raise OutputFilesError(store.bucket, file.key, "is missing")
+                if metadata.num_rows != file.rows:
+                    raise OutputFilesError(
+                        store.bucket, file.key, f"has {metadata.num_rows} rows, its run record lists {file.rows}"
+                    )
+
+
 def _check_readable(store: S3Store, table: str) -> None:
     """Every Parquet file of the table has a readable footer; else the first that does not, named."""
     for file in table_files(store, table):
@@ -197,7 +218,7 @@ def _verified(store: S3Store, table: TableConfig, iceberg: IcebergLake | None = 
     broken object named with the command that rebuilds it)."""
     try:
         return verify_table(store, table, iceberg)
-    except BrokenObjectError as error:
+    except (BrokenObjectError, OutputFilesError) as error:
         snapshot = _written_by(store, table.name, [error.key])
         return VerifyResult(table.name, False, f"{error}; `{repair_command(table.name, snapshot)}` rebuilds it")
     except (SnapcdcError, FileNotFoundError, pa.ArrowException) as error:
@@ -205,17 +226,18 @@ def _verified(store: S3Store, table: TableConfig, iceberg: IcebergLake | None = 
 
 
 # -- the change feeds (docs/design.md, "Change feeds") --------------------------------------------
-def _files_match(store: S3Store, table: str, prefix: str, expected: list[str | None]) -> str | None:
+def _files_match(store: S3Store, table: str, prefix: str, listed: Sequence[Sequence[str]]) -> str | None:
+    """None when the files under ``prefix`` are exactly those the run records list (``listed``: each
+    record's files of the output; none: the record lacks it); else what is missing and what is not
+    listed (a stray part file too), with the command that rebuilds the missing."""
     actual = set(store.list_keys(prefix))
-    wanted = set(expected)
-    if None in wanted or wanted != actual:
-        missing = sorted(k for k in wanted - actual if k)
-        repair = f"; `{repair_command(table, _written_by(store, table, missing))}` rebuilds them" if missing else ""
-        return (
-            f"files do not match run records: missing {missing}, "
-            f"unexpected {sorted(actual - {k for k in wanted if k})}{repair}"
-        )
-    return None
+    wanted = {key for keys in listed for key in keys}
+    if all(listed) and wanted == actual:
+        return None
+    missing = sorted(wanted - actual)
+    repair = f"; `{repair_command(table, _written_by(store, table, missing))}` rebuilds them" if missing else ""
+    unlisted = "" if all(listed) else f"; {sum(1 for keys in listed if not keys)} run record(s) list none"
+    return f"files do not match run records: missing {missing}, unexpected {sorted(actual - wanted)}{unlisted}{repair}"
 
 
 def _without_keys(state: pa.Table, rows: pa.Table, keys: list[str]) -> pa.Table:
@@ -227,13 +249,13 @@ def _verify_changelog(store: S3Store, table: TableConfig, records: list[RunRecor
     replaces; applying every file in order gives the newest snapshot."""
     layout, keys = store.layout, list(table.primary_key)
     problem = _files_match(
-        store, table.name, layout.changelog_prefix(table.name), [r.outputs.get("changelog") for r in records]
+        store, table.name, layout.changelog_prefix(table.name), [r.keys("changelog") for r in records]
     )
     if problem:
         return problem
     state = expected.schema.empty_table()
     for number, record in enumerate(records, start=1):
-        rows = _read_parquet(store, str(record.outputs["changelog"]))
+        rows = _read_output(store, record, "changelog")
         versions = set(rows[feeds.COMMIT_VERSION].to_pylist())
         if record.commit_version != number or versions - {number}:
             found = f"{sorted(versions)} (run record: {record.commit_version})"
@@ -265,19 +287,19 @@ def _verify_dms(store: S3Store, table: TableConfig, records: list[RunRecord], ex
     """``LOAD00000001.parquet`` then one change file per later snapshot; ``Op`` first, the timestamp
     column as DMS writes it; applied in name order they give the newest snapshot."""
     layout, keys = store.layout, list(table.primary_key)
-    problem = _files_match(store, table.name, layout.dms_prefix(table.name), [r.outputs.get("dms") for r in records])
+    problem = _files_match(store, table.name, layout.dms_prefix(table.name), [r.keys("dms") for r in records])
     if problem:
         return problem
     state = expected.schema.empty_table()
     for record in records:
-        rows = _read_parquet(store, str(record.outputs["dms"]))
+        rows = _read_output(store, record, "dms")
         if rows.column_names[:2] != [feeds.DMS_OP, feeds.DMS_TIMESTAMP]:
-            return f"{record.outputs['dms']}: first columns {rows.column_names[:2]}, expected Op, {feeds.DMS_TIMESTAMP}"
+            return f"{record.keys('dms')[0]}: first columns {rows.column_names[:2]}, expected Op, {feeds.DMS_TIMESTAMP}"
         stamps = set(rows[feeds.DMS_TIMESTAMP].to_pylist())
         if stamps - {feeds.dms_timestamp(snapshot_time(record.snapshot))} or not all(
             _DMS_TIMESTAMP.match(s) for s in stamps
         ):
-            return f"{record.outputs['dms']}: {feeds.DMS_TIMESTAMP} {sorted(stamps)[:3]} is not the snapshot's time"
+            return f"{record.keys('dms')[0]}: {feeds.DMS_TIMESTAMP} {sorted(stamps)[:3]} is not the snapshot's time"
         changes = rows.drop_columns([feeds.DMS_TIMESTAMP]).rename_columns(
             ["_cdc_operation" if n == feeds.DMS_OP else n for n in rows.column_names if n != feeds.DMS_TIMESTAMP]
         )
@@ -313,7 +335,7 @@ def _verify_scd2(store: S3Store, table: TableConfig, records: list[RunRecord], e
     scd2 = table.outputs.scd2
     tracked = list(scd2.track_history_columns) if scd2 is not None and scd2.track_history_columns else None
     for record in records:
-        snapshot = conform(data_columns(_read_parquet(store, str(record.outputs["snapshot"]))), expected.schema)
+        snapshot = conform(data_columns(_read_output(store, record, "snapshot")), expected.schema)
         valid = conform(data_columns(feeds.as_of(history, snapshot_time(record.snapshot))), expected.schema)
         if tracked is not None:
             snapshot, valid = snapshot.select([*keys, *tracked]), valid.select([*keys, *tracked])

@@ -84,7 +84,13 @@ class SparkEngine:
     partition_bytes: int = 128 * 1024 * 1024
 
     def diff(
-        self, store: S3Store, raw_key: str, old_key: str | None, spec: TableSpec, observed_at: datetime, work: Path
+        self,
+        store: S3Store,
+        raw_key: str,
+        old_keys: Sequence[str],
+        spec: TableSpec,
+        observed_at: datetime,
+        work: Path,
     ) -> DiffOutcome:
         from snapcdc.engine import writer
         from snapcdc.spark.engine import spark_diff_files
@@ -101,7 +107,8 @@ class SparkEngine:
         target = PartTarget({n: parts + n + "/part-{part:05d}.parquet" for n in writer.OUTPUTS}, self.endpoint_url)
         outcome = spark_diff_files(
             self.spark,
-            old=f"s3://{bucket}/{old_key}" if old_key is not None else None,
+            old=[f"s3://{bucket}/{key}" for key in old_keys] if old_keys else None,
+            old_name=f"s3://{bucket}/{old_keys[0]}" if old_keys else None,
             new=f"s3://{bucket}/{raw_key}",
             spec=spec,
             observed_at=observed_at,

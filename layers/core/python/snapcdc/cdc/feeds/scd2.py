@@ -36,6 +36,7 @@ from snapcdc.engine.old_side import conform_table
 from snapcdc.engine.parquet_output import WriterOptions, parquet_options
 from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP
 from snapcdc.lake.ledger import accepted_records
+from snapcdc.lake.output_files import download_output, read_output
 from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
 
@@ -189,6 +190,7 @@ class Scd2Keys:
     prefix: str
     full_load: str
     closed: Callable[[str], str]  # a snapshot id -> the key of the versions that snapshot closed
+    owns: Callable[[str], bool]  # whether a key under ``prefix`` is one the history writes (current or closed)
 
 
 @dataclass(frozen=True)
@@ -243,10 +245,11 @@ class Scd2History:
         self._step(current, changes, schema, snapshot, work)
 
     def rebuild(self, work_root: Path) -> None:
-        """The history rebuilt from the ledger (the end of a replay): its files deleted, then written
-        again as the runs wrote them."""
-        for key in self.store.list_keys(self.keys.prefix):
-            self.store.delete(key)
+        """The history rebuilt from the ledger (the end of a replay): its files deleted (only those it
+        writes: the current file and the closed versions), then written again as the runs wrote them."""
+        for key in list(self.store.list_keys(self.keys.prefix)):
+            if self.keys.owns(key):
+                self.store.delete(key)
         work = Path(tempfile.mkdtemp(prefix=f"{self.table}-scd2-", dir=work_root))
         try:
             self._rebuild_to(None, work)
@@ -264,18 +267,18 @@ class Scd2History:
         return target
 
     def _rebuild_to(self, upto: str | None, work: Path) -> Path | None:
-        """The history rebuilt from ``full-load/`` and the change files of the accepted snapshots up to
-        ``upto``; returns the local current versions file (None: no accepted snapshot)."""
+        """The history rebuilt from ``full-load/`` and the change files (each output's N files) of the
+        accepted snapshots up to ``upto``; returns the local current versions file (None: no accepted snapshot)."""
         records = accepted_records(self.store, self.table, upto)
         if not records:
             return None
         first, *later = records
-        full_load = self.store.download_file(self.keys.full_load, work / "scd2-full.parquet")
+        full_keys = first.keys("full_load") or [self.keys.full_load]
+        full_load = download_output(self.store, full_keys, work / "scd2-full.parquet", first).path
         opened = Snapshot.parse(first.snapshot)
         current = scd2_first(full_load, work / "scd2-first.parquet", opened.id, opened.time)
         self.store.upload_file(current, self.keys.current, PARQUET)
         for record in later:
-            local = self.store.download_file(str(record.outputs["cdc"]), work / "scd2-changes.parquet")
-            changes = pq.read_table(local)
+            changes = read_output(self.store, record.keys("cdc"), record)  # its N files
             current = self._step(current, changes, changes.schema, Snapshot.parse(record.snapshot), work)
         return current
