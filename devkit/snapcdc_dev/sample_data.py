@@ -34,8 +34,23 @@ _PRODUCTS = [
     ("Resgatar Café", "Café pago pelo canal, com açúcar", "ponei"),
     ("Pergunta no Q&A", 'Pergunta enviada com "destaque" no Q&A', "chat"),
 ]
-_SYSTEMS = ["twitch", "cursos", "youtube", "bluesky", "instagram"]
+SYSTEMS = ["twitch", "cursos", "youtube", "bluesky", "instagram"]
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+POINT_QUANTITIES = [1, 1, 1, 2, 3]  # a transaction's QtdeProduto, drawn uniformly from these
+POINT_VALUES = [1, 1, 10, 50, 100, -100, -500]  # its points per product
+
+
+@dataclass(frozen=True)
+class TransactionCycle:
+    """One publisher cycle of ``transacoes``, as one row in so many of the table: an update flips a
+    transaction's points (a refund), a delete removes it, then new transactions are added."""
+
+    update_one_in: int = 100
+    delete_one_in: int = 200
+    insert_one_in: int = 20  # of the rows left after the deletes
+
+
+TRANSACTION_CYCLE = TransactionCycle()
 
 CLIENTES_COLUMNS = [
     "idCliente", "flEmail", "flTwitch", "flYouTube", "flBlueSky", "flInstagram",
@@ -93,12 +108,12 @@ class LoyaltyDataset:
         transaction_id = self._uuid()
         client_id = self._random.choice(list(self.clientes))
         product_id = self._random.choice(list(self.produtos))
-        quantity = self._random.choice([1, 1, 1, 2, 3])
-        value = self._random.choice([1, 1, 10, 50, 100, -100, -500])
+        quantity = self._random.choice(POINT_QUANTITIES)
+        value = self._random.choice(POINT_VALUES)
         points = quantity * value
         self.transacoes[transaction_id] = [
             transaction_id, client_id, _stamp(moment or self._moment()), str(points),
-            self._random.choice(_SYSTEMS),
+            self._random.choice(SYSTEMS),
         ]  # fmt: skip
         line_id = self._uuid()
         self.transacao_produto[line_id] = [line_id, transaction_id, product_id, str(quantity), str(value)]
@@ -126,9 +141,10 @@ class LoyaltyDataset:
             self.produtos[new_id] = [new_id, name, description, category]
         del self.produtos[rnd.choice(sorted(self.produtos, key=int)[:-1])]
 
-        for transaction_id in rnd.sample(list(self.transacoes), k=max(1, len(self.transacoes) // 100)):
+        cycle = TRANSACTION_CYCLE
+        for transaction_id in rnd.sample(list(self.transacoes), k=max(1, len(self.transacoes) // cycle.update_one_in)):
             self.transacoes[transaction_id][3] = str(int(self.transacoes[transaction_id][3]) * -1)
-        gone = set(rnd.sample(list(self.transacoes), k=max(1, len(self.transacoes) // 200)))
+        gone = set(rnd.sample(list(self.transacoes), k=max(1, len(self.transacoes) // cycle.delete_one_in)))
         for transaction_id in gone:
             del self.transacoes[transaction_id]
         for line_id, line in list(self.transacao_produto.items()):
@@ -136,7 +152,7 @@ class LoyaltyDataset:
                 del self.transacao_produto[line_id]
         for line_id in rnd.sample(list(self.transacao_produto), k=max(1, len(self.transacao_produto) // 100)):
             self.transacao_produto[line_id][3] = str(int(self.transacao_produto[line_id][3]) + 1)
-        for _ in range(max(1, len(self.transacoes) // 20)):
+        for _ in range(max(1, len(self.transacoes) // cycle.insert_one_in)):
             self._new_transaction(self.now - timedelta(minutes=rnd.randint(0, hours * 60)))
 
     # -- export ----------------------------------------------------------------------------
