@@ -16,7 +16,17 @@ from aws_cdk import aws_s3_assets as assets
 from cdk_nag import NagSuppressions
 from constructs import Construct
 from snapcdc.cdc.healing import FAILED_STATES
-from snapcdc.lake.layout import ICEBERG_PREFIX, SPARK_PARTS_PREFIX
+from snapcdc.lake.layout import (
+    CDC_PREFIX,
+    CHANGELOG_PREFIX,
+    DMS_PREFIX,
+    FULL_LOAD_PREFIX,
+    ICEBERG_PREFIX,
+    PART_SUFFIX,
+    QUARANTINE_PREFIX,
+    SNAPSHOTS_PREFIX,
+    SPARK_PARTS_PREFIX,
+)
 from snapcdc.settings import JobArgument
 
 from stacks.constructs.cdc import CDC_LISTS, CDC_READS, CDC_WRITES, glue_catalog_statement
@@ -53,6 +63,12 @@ WORKER_MEMORY_MB = {"G.1X": 16384, "G.2X": 32768, "G.4X": 65536, "G.8X": 131072}
 # What the CDC function does with the job: start a run with the snapshot's arguments (whether a run is in
 # flight or done, it reads from the claim and the run record in the bucket, not from Glue).
 STARTER_ACTIONS = ["glue:StartJobRun"]
+# The outputs the job's tasks write as part files (``<key>-part-00007.parquet``, Layout.part_key). A retried
+# run deletes the parts an earlier attempt of the same snapshot left and it did not rewrite: the role may
+# delete part files there, and nothing else (the CDC function's single files never match).
+PART_MARK = PART_SUFFIX.partition("{")[0]  # "-part-"
+PART_OUTPUT_PREFIXES = [SNAPSHOTS_PREFIX, FULL_LOAD_PREFIX, QUARANTINE_PREFIX, CDC_PREFIX, CHANGELOG_PREFIX, DMS_PREFIX]
+PART_DELETES = [f"{prefix}*{PART_MARK}" for prefix in PART_OUTPUT_PREFIXES]  # each granted as <it>*
 
 
 class SparkCdcJob(Construct):
@@ -94,14 +110,17 @@ class SparkCdcJob(Construct):
         )
         storage.grant_objects(self.role, ["s3:GetObject"], CDC_READS)
         storage.grant_objects(self.role, ["s3:PutObject", "s3:AbortMultipartUpload"], CDC_WRITES)
-        # The tasks' part files: written by the executors, read and deleted by the driver once joined.
+        # The diff tasks' scratch (each bucket's changes): written by the executors, read by the merge tasks,
+        # deleted by the driver once merged.
         storage.grant_objects(
             self.role,
             ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
             [SPARK_PARTS_PREFIX],
         )
+        # An earlier failed attempt's stale parts of the snapshot being committed (only part files).
+        storage.grant_objects(self.role, ["s3:DeleteObject"], PART_DELETES)
         iceberg = [ICEBERG_PREFIX] if iceberg_tables else []
-        storage.grant_list(self.role, [*CDC_LISTS, SPARK_PARTS_PREFIX, *iceberg])
+        storage.grant_list(self.role, [*CDC_LISTS, QUARANTINE_PREFIX, SPARK_PARTS_PREFIX, *iceberg])
         # The Iceberg tables' commits (snapcdc.spark.iceberg): the CDC function's grants (docs/iceberg.md).
         grant_iceberg(self.role, storage, settings.glue_database_name, iceberg_tables or [])
         storage.grant_key_use(self.role, ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"])
@@ -214,11 +233,17 @@ class SparkCdcJob(Construct):
                     "id": "AwsSolutions-IAM5",
                     "reason": "The CDC function's prefixes (reads raw/ snapshots/ _runs/, writes cdc/ full-load/"
                     " snapshots/ quarantine/ _runs/) and the /aws-glue/* log groups Glue writes the run's logs"
-                    " to: object keys and log streams can only be named with a wildcard.",
+                    " to: object keys and log streams can only be named with a wildcard. It deletes only part"
+                    " files (<prefix>*-part-*) of the outputs its tasks write (a retried run's stale parts) and"
+                    " its scratch under _spark-parts/.",
                     "appliesTo": [
                         *(
                             {"regex": f"/^Resource::arn:<AWS::Partition>:s3:::.+/{p.replace('/', '')}/\\*$/"}
                             for p in sorted({*CDC_READS, *CDC_WRITES, SPARK_PARTS_PREFIX, *iceberg})
+                        ),
+                        *(
+                            {"regex": f"/^Resource::arn:<AWS::Partition>:s3:::.+/{p.rstrip('/')}/\\*-part-\\*$/"}
+                            for p in PART_OUTPUT_PREFIXES
                         ),
                         {
                             "regex": "/^Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>"

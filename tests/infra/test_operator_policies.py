@@ -55,7 +55,8 @@ def test_replay_is_the_only_principal_that_deletes_and_only_output_prefixes(synt
     # Then the replay policy's is the only one on the lake's outputs (never raw/), current objects only,
     # and the only one that may drop a table: exactly the Iceberg tables, which it rebuilds;
     # besides it, the CDC and Spark job roles delete only under iceberg/ (the data files of a commit that
-    # lost its race) and the Spark job's role under _spark-parts/ (its tasks' part files, once joined)
+    # lost its race) and the Spark job's role its scratch under _spark-parts/ and part files of its
+    # outputs (the stale parts an earlier attempt of a snapshot left)
     replay = [s for s in deleting if s.logical_id == "OperatorReplayPolicy"]
     (objects,) = [s for s in replay if "s3:DeleteObject" in s.actions]
     (tables,) = [s for s in replay if "glue:DeleteTable" in s.actions]
@@ -65,7 +66,8 @@ def test_replay_is_the_only_principal_that_deletes_and_only_output_prefixes(synt
     assert {render(r) for r in tables.resources} == ICEBERG_TABLES
     others = {r for s in deleting if s.logical_id != "OperatorReplayPolicy" for r in s.resources}
     assert [a for s in deleting for a in s.actions if "Delete" in a and a != "s3:DeleteObject"] == ["glue:DeleteTable"]
-    assert others == {f"{BUCKET}/iceberg/*", f"{BUCKET}/_spark-parts/*"}
+    parts = {f"{BUCKET}/{p}/*-part-*" for p in ("snapshots", "full-load", "quarantine", "cdc", "changelog", "dms")}
+    assert others == {f"{BUCKET}/iceberg/*", f"{BUCKET}/_spark-parts/*", *parts}
 
 
 def test_replay_policy_reads_raw_and_writes_only_outputs(synth: Synth) -> None:

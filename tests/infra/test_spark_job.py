@@ -55,10 +55,14 @@ def test_the_job_role_reaches_only_the_cdc_prefixes_its_code_and_its_tables(synt
     statements = role_statements(synth.template, role)
     objects = {r for s in statements if "s3:GetObject" in s.actions or "s3:PutObject" in s.actions for r in s.resources}
     data = {r.split("/", 1)[1] for r in objects if "-data-" in r}
-    # (and the tasks' part files, which the driver joins into the outputs and deletes, and the Iceberg tables)
+    # (and the diff tasks' scratch, which the merge tasks read and the driver deletes, and the Iceberg tables)
     assert {p.rstrip("*") for p in data} <= {*CDC_PREFIXES, SPARK_PARTS_PREFIX, ICEBERG_PREFIX}
+    # It deletes its scratch, part files of the outputs its tasks write (a retried run's stale parts) and
+    # the data files of an Iceberg commit that lost its race: never a single-file output (the CDC
+    # function's), never raw/, _runs/ or scd2/
     deletes = {r.split("/", 1)[1] for s in statements if "s3:DeleteObject" in s.actions for r in s.resources}
-    assert deletes == {SPARK_PARTS_PREFIX + "*", ICEBERG_PREFIX + "*"}
+    outputs = ("snapshots/", "full-load/", "quarantine/", "cdc/", "changelog/", "dms/")
+    assert deletes == {SPARK_PARTS_PREFIX + "*", ICEBERG_PREFIX + "*", *(f"{p}*-part-*" for p in outputs)}
     assert all("*" not in a for s in statements for a in s.actions)
     glue = sorted({a for s in statements for a in s.actions if a.startswith("glue:")})
     assert glue == ["glue:CreateTable", "glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"]

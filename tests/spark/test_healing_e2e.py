@@ -83,22 +83,20 @@ def test_a_run_killed_mid_write_is_healed_and_the_next_run_finishes(
     held = read_claim(lab.store, table, snap)
     assert held is not None and held.claim.job_run == run["Id"]
 
-    # When that run dies after writing the first of the snapshot's outputs
-    uploads: list[str] = []
-    upload_file = S3Store.upload_file
+    # When that run dies after its diff tasks wrote the snapshot's parts, before the change set and feeds
+    written: list[str] = []
+    folder = lab.store.layout.snapshot_key(table, snap).rsplit("/", 1)[0] + "/"
 
-    def dying_upload(store: S3Store, path: Path, key: str, content_type: str = "application/octet-stream") -> None:
-        if uploads:
-            raise JobKilled(f"killed while writing {key}")
-        uploads.append(key)
-        upload_file(store, path, key, content_type)
+    def dying_merge(*args: Any, **kwargs: Any) -> None:
+        written.extend(lab.store.list_keys(folder))
+        raise JobKilled(f"killed after writing {len(written)} parts under {folder}")
 
     with monkeypatch.context() as patch:
-        patch.setattr(S3Store, "upload_file", dying_upload)
+        patch.setattr(job, "merge", dying_merge)
         with pytest.raises(JobKilled):
             _run_job(lab, run)
-    # Then the snapshot is half written: an output, no run record, the claim still the dead run's
-    assert uploads and lab.store.exists(uploads[0])
+    # Then the snapshot is half written: its parts, no run record, the claim still the dead run's
+    assert written and all(lab.store.exists(key) for key in written)
     assert read_run_record(lab.store, table, snap) is None
 
     # When Glue reports the run FAILED to the state-change handler
@@ -125,7 +123,8 @@ def test_a_run_killed_mid_write_is_healed_and_the_next_run_finishes(
     # And the table is what the Lambda engine makes of the same raw files: no row lost, none doubled
     expected = _lambda_engine(lab.store, table, [str(record.base_snapshot), snap], tmp_path / "engine")
     key = list(CONFIG.table(table).primary_key)
-    got = _rows(lab.store.download_file(lab.store.layout.snapshot_key(table, snap), tmp_path / "lake.parquet"), key)
+    parts = [lab.store.download_file(k, tmp_path / f"lake-{i}.parquet") for i, k in enumerate(record.keys("snapshot"))]
+    got = _rows(parts, key)
     want = _rows(expected.snapshot_path, key)
     assert got.num_rows == want.num_rows == len(set(zip(*(got.column(k).to_pylist() for k in key), strict=True)))
     assert got.equals(want.select(got.column_names))
@@ -149,8 +148,9 @@ def _lambda_engine(store: S3Store, table: str, snaps: list[str], work: Path) -> 
     return outcome
 
 
-def _rows(path: Path, key: list[str]) -> pa.Table:
-    """A snapshot file's rows (without the engine's hash columns), in key order."""
-    rows = pq.read_table(path)
+def _rows(path: Path | list[Path], key: list[str]) -> pa.Table:
+    """A snapshot's rows, from its file or its N part files (without the engine's hash columns), in key order."""
+    paths = path if isinstance(path, list) else [path]
+    rows = pa.concat_tables([pq.read_table(p).replace_schema_metadata(None) for p in paths])
     rows = rows.drop_columns([c for c in HASH_COLUMNS if c in rows.column_names])
     return rows.sort_by([(k, "ascending") for k in key])

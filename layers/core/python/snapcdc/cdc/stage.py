@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING
 import pyarrow.parquet as pq
 
 from snapcdc.cdc.catalog import GlueCatalog
-from snapcdc.cdc.engines import ArrowEngine, CdcEngine
+from snapcdc.cdc.engines import ArrowEngine, CdcEngine, Placement
 from snapcdc.cdc.feeds import changelog, dms
 from snapcdc.cdc.feeds.files import PARQUET
 from snapcdc.cdc.feeds.scd2 import Scd2History, Scd2Keys
 from snapcdc.cdc.migrate import column_changes, migrate_table, reshaping
+from snapcdc.cdc.placed import localized, placed_record
 from snapcdc.cdc.routing import SparkRoute
 from snapcdc.config import TableConfig
 from snapcdc.engine import DeleteGuardError, DiffOutcome, InputError, TableSpec
@@ -110,8 +111,9 @@ class TableProcessor:
             if base is not None:
                 old_keys = base.keys("snapshot") or [layout.snapshot_key(self.name, base.snapshot)]
             spec = TableSpec.from_config(self.table)
+            placement = self._placement(snapshot, base) if self.engine.writes_in_place else None
             try:
-                outcome = self.engine.diff(self.store, source_key, old_keys, spec, snapshot.time, work)
+                outcome = self.engine.diff(self.store, source_key, old_keys, spec, snapshot.time, work, placement)
             except (InputError, DeleteGuardError) as refusal:
                 guarded = isinstance(refusal, DeleteGuardError)
                 reason = RefusalReason.DELETE_GUARD if guarded else RefusalReason.MALFORMED_INPUT
@@ -126,8 +128,12 @@ class TableProcessor:
                     seconds=time.perf_counter() - started,
                 )
             else:
-                record = self._write_outputs(snap, base, source_key, outcome, started)
-                record = self._write_feeds(record, snapshot, base, outcome, work, scd2)
+                if placement is None:
+                    record = self._write_outputs(snap, base, source_key, outcome, started)
+                else:  # the engine wrote every output and feed in place: they are recorded, not uploaded
+                    record = placed_record(self.name, snap, base, source_key, outcome, placement, started)
+                    outcome = localized(self.store, record, outcome, work, self.table.outputs.scd2 is not None)
+                record = self._write_feeds(record, snapshot, base, outcome, work, scd2, placement is None)
                 record = self._migrated(record, outcome, base)
                 record = self._sync_catalog(record, outcome)  # after the migration: Glue says what the files say
                 if self.iceberg is not None and self.table.iceberg and scd2:  # snapcdc.cdc.iceberg.sync
@@ -176,22 +182,44 @@ class TableProcessor:
             seconds=time.perf_counter() - started,
         )
 
+    def _placement(self, at: Snapshot, base: RunRecord | None) -> Placement:
+        """The keys of every output and feed of ``at``, for an engine that writes them in place."""
+        layout, name, enabled = self.store.layout, self.name, self.table.outputs
+        keys = {"snapshot": layout.snapshot_key(name, at.id), "quarantine": layout.quarantine_key(name, at.id)}
+        keys["full_load" if base is None else "cdc"] = (
+            layout.full_load_key(name) if base is None else layout.cdc_key(name, at.id)
+        )
+        if enabled.changelog:
+            keys["changelog"] = layout.changelog_key(name, at.id)
+        if enabled.dms:
+            keys["dms"] = layout.dms_load_key(name) if base is None else layout.dms_cdc_key(name, at.id)
+        return Placement(keys, commit_version(self.store, name, at.id, base))
+
     def _upload(self, path: Path, key: str) -> OutputFile:
         """Uploads one file of an output (this engine writes N = 1), listed with its rows and bytes."""
         self.store.upload_file(path, key, PARQUET)
         return OutputFile(key=key, rows=pq.read_metadata(path).num_rows, bytes=path.stat().st_size)
 
     def _write_feeds(
-        self, record: RunRecord, at: Snapshot, base: RunRecord | None, outcome: DiffOutcome, work: Path, scd2: bool
+        self,
+        record: RunRecord,
+        at: Snapshot,
+        base: RunRecord | None,
+        outcome: DiffOutcome,
+        work: Path,
+        scd2: bool,
+        write: bool = True,
     ) -> RunRecord:
         """The feeds the table enables (docs/design.md, "Change feeds"), written beside ``cdc/`` before the run
-        record, each handed its key and time; the record gets their keys and its commit version."""
+        record, each handed its key and time; the record gets their keys and its commit version. ``write``:
+        False when the engine wrote the changelog and DMS feeds in place (SCD2 is still advanced here)."""
         layout, enabled = self.store.layout, self.table.outputs
-        version = commit_version(self.store, self.name, at.id, base)
+        version = record.commit_version or commit_version(self.store, self.name, at.id, base)
         outputs, files = dict(record.outputs), dict(record.files)
         first = outcome.full_load_path if base is None else None
-        changes = pq.read_table(outcome.changes_path) if first is None and enabled.enabled else None
-        if enabled.changelog:
+        wanted = enabled.enabled if write else (["scd2"] if enabled.scd2 is not None else [])
+        changes = pq.read_table(outcome.changes_path) if first is None and wanted else None
+        if write and enabled.changelog:
             path = work / "feed-changelog.parquet"
             if first is not None:
                 changelog.write_first(first, path, version, at.time)
@@ -201,7 +229,7 @@ class TableProcessor:
             key = layout.changelog_key(self.name, at.id)
             files["changelog"] = [self._upload(path, key)]
             outputs["changelog"] = key
-        if enabled.dms:
+        if write and enabled.dms:
             path = work / "feed-dms.parquet"
             if first is not None:
                 key = layout.dms_load_key(self.name)

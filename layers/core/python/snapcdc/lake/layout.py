@@ -26,7 +26,7 @@ CHANGELOG_PREFIX = "changelog/"  # the change feeds (docs/design.md, "Change fee
 SCD2_PREFIX = "scd2/"
 DMS_PREFIX = "dms/"
 RUNS_PREFIX = "_runs/"  # the run records, and the Spark job's claims
-SPARK_PARTS_PREFIX = "_spark-parts/"  # the Spark tasks' part files, joined into the outputs by the driver, then deleted
+SPARK_PARTS_PREFIX = "_spark-parts/"  # the Spark diff tasks' scratch (each bucket's changes), merged, then deleted
 ICEBERG_PREFIX = "iceberg/"  # the Iceberg tables (docs/iceberg.md): metadata/ and data/ of each, Iceberg's own
 FEED_PREFIXES = (CHANGELOG_PREFIX, SCD2_PREFIX, DMS_PREFIX)
 CLAIM_SUFFIX = ".glue.json"  # ``_runs/<table>/snapshot=<SNAP>.glue.json``: a snapshot claimed by the Spark job
@@ -213,8 +213,9 @@ class Layout:
         return _PART_RE.search(key) is not None
 
     def spark_parts_prefix(self, table: str, snap: str) -> str:
-        """Where the Spark job's tasks write a snapshot's part files before the driver joins them into
-        the outputs' keys (deleted then; a failed run's are rewritten by its retry)."""
+        """Where the Spark job's diff tasks write a snapshot's scratch (each bucket's changes and
+        pre-images) before merge tasks write the change set and feeds from them at their keys (deleted
+        then; a failed run's are rewritten by its retry)."""
         return self.key(f"{SPARK_PARTS_PREFIX}{table}/snapshot={snap}/")
 
     def runs_prefix(self, table: str) -> str:

@@ -239,7 +239,8 @@ def diff_partition(part: int, side: Iterable[int], payload: Iterable[bytes], con
         placed = {
             name: context.target.place(file, name, part)
             for name, file in written.items()
-            if file.rows or name == writer.SNAPSHOT  # every bucket has its snapshot part, empty or not
+            if name in context.target.templates  # the outputs the target asks for
+            and (file.rows or name == writer.SNAPSHOT)  # every bucket has its snapshot part, empty or not
         }
         return PartResult(part, diffed.stats.as_dict(), placed)
     finally:

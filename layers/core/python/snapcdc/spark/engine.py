@@ -45,13 +45,11 @@ from snapcdc.engine.parts import (
     write_table,
 )
 from snapcdc.engine.spec import (
-    DeleteGuardError,
     DiffOutcome,
     DiffStats,
-    InputError,
     TableSpec,
 )
-from snapcdc.spark import diff, reader
+from snapcdc.spark import commit, diff, reader
 from snapcdc.spark.outputs import PartTarget
 from snapcdc.spark.partitions import bucket_count, lanes
 from snapcdc.spark.sources import Source, shipped
@@ -179,7 +177,11 @@ def _engine_itself(
         new_name=labels[0],
         old_name=labels[1],
     )
-    files = {name: [target.place(f, name, 0) for f in found] for name, found in outcome.files.items()}
+    files = {
+        name: [target.place(f, name, 0) for f in found]
+        for name, found in outcome.files.items()
+        if name in target.templates  # what the target does not ask for is left in the scratch folder
+    }
     return _outcome(outcome.stats, files, target, outcome.schema, outcome.schema_changes)
 
 
@@ -289,51 +291,19 @@ def _diff(
     except BaseException:
         target.remove_parts(buckets)  # what the tasks that finished wrote: a failed run commits nothing
         raise
-    results: list[diff.PartResult] = sorted((pickle.loads(r.result) for r in done), key=lambda r: r.part)  # noqa: S301
+    results: list[diff.PartResult] = [pickle.loads(r.result) for r in done]  # noqa: S301
     written = [f for r in results for f in r.files.values()]
-    try:
-        return _committed(results, written, typing, old, int(starts_of[-1]), spec, target, observed_at, buckets)
+    try:  # the delete guard and the checks, from the tasks' counts, before anything is committed
+        gathered = commit.gathered(results, buckets, int(starts_of[-1]), old.rows if old is not None else 0, spec)
+        target.check_seen(written)
     except BaseException:
         target.remove(written)  # nothing of a refused or failed run is left for a reader to find
         raise
-
-
-def _committed(
-    results: list[diff.PartResult],
-    written: list[WrittenFile],
-    typing: reader.Typing,
-    old: OldSide | None,
-    new_rows: int,
-    spec: TableSpec,
-    target: PartTarget,
-    observed_at: datetime,
-    buckets: int,
-) -> DiffOutcome:
-    """The run's outcome from its tasks' results, after the checks that need the whole table."""
-    errors = sorted((r.error for r in results if r.error), key=lambda e: (e[1] is None, e[1] or 0))
-    if errors:
-        raise InputError(*errors[0])
-    if sorted(r.part for r in results) != list(range(buckets)):
-        raise RuntimeError(f"spark diff incomplete: {len(results)} of {buckets} buckets reported")
-    stats = DiffStats(**{name: sum(r.stats.get(name, 0) for r in results) for name in DiffStats.__dataclass_fields__})
-    old_rows = old.rows if old is not None else 0
-    if stats.rows_new != new_rows or stats.rows_old != old_rows:
-        # every row is in exactly one bucket's counts: anything else is a lost partition, never a result
-        raise RuntimeError(
-            f"spark diff incomplete: buckets counted {stats.rows_new} new and {stats.rows_old} old rows,"
-            f" the inputs hold {new_rows} and {old_rows}"
-        )
-    if stats.rows_old > 0 and not spec.allow_mass_delete and stats.deletes / stats.rows_old > spec.max_delete_ratio:
-        raise DeleteGuardError(stats.deletes, stats.rows_old, spec.max_delete_ratio)
-    target.check_seen(written)
-    files: dict[str, list[WrittenFile]] = {}
-    for result in results:
-        for name, file in result.files.items():
-            files.setdefault(name, []).append(file)
+    files = gathered.files
     needed = [writer.SNAPSHOT, writer.CHANGES, *([writer.FULL_LOAD] if old is None else [])]
-    for name in (n for n in needed if n not in files):  # no bucket had a row of it: an empty file says the schema
-        files[name] = [_empty_part(name, typing.schema, target, observed_at)]
-    return _outcome(stats, files, target, typing.schema, typing.schema_changes)
+    for name in (n for n in needed if n not in files and n in target.templates):
+        files[name] = [_empty_part(name, typing.schema, target, observed_at)]  # no bucket had a row: the schema
+    return _outcome(gathered.stats, files, target, typing.schema, typing.schema_changes)
 
 
 def _empty_part(name: str, schema: pa.Schema, target: PartTarget, observed_at: datetime) -> WrittenFile:
@@ -352,11 +322,11 @@ def _outcome(
     def folder(name: str) -> Path | None:
         return target.folder_of(name) if files.get(name) else None
 
-    changes, snapshot = folder(writer.CHANGES), folder(writer.SNAPSHOT)
-    assert changes is not None and snapshot is not None
+    snapshot = folder(writer.SNAPSHOT)
+    assert snapshot is not None
     return DiffOutcome(
         stats=stats,
-        changes_path=changes,
+        changes_path=folder(writer.CHANGES) or snapshot,  # a target without a change set (the job's first load)
         snapshot_path=snapshot,
         full_load_path=folder(writer.FULL_LOAD),
         quarantine_path=folder(writer.QUARANTINE),

@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from snapcdc.cdc.catalog import GlueCatalog
+from snapcdc.cdc.engines import Placement
 from snapcdc.cdc.routing import job_arguments
 from snapcdc.cdc.stage import TableProcessor
 from snapcdc.config import PipelineConfig, load_config
-from snapcdc.engine import DiffOutcome, TableSpec
+from snapcdc.engine import DeleteGuardError, DiffOutcome, InputError, TableSpec, writer
 from snapcdc.engine.spec import WrittenFile
 from snapcdc.lake.layout import Layout
 from snapcdc.lake.ledger import Claim, claim, processed_snapshots
@@ -39,6 +38,10 @@ from snapcdc.lake.snapshot import Snapshot
 from snapcdc.lake.store import S3Store
 from snapcdc.logs import write_json_lines
 from snapcdc.settings import JobArgument
+from snapcdc.spark import commit
+from snapcdc.spark.merge import CDC, CHANGELOG, DMS, ChangePart, FeedRequest, merge, pair_preimages
+from snapcdc.spark.outputs import PartTarget
+from snapcdc.spark.sources import Source
 from snapcdc.spark.tuning import set_shuffle_partitions
 
 if TYPE_CHECKING:  # pyiceberg is imported only when a table enables Iceberg
@@ -73,15 +76,20 @@ def resolved_options(argv: Sequence[str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class SparkEngine:
-    """The CDC stage's engine on Spark (:class:`snapcdc.cdc.engines.CdcEngine`): the raw object and the old
-    snapshot are read in place; the tasks write the outputs' part files under the snapshot's parts prefix
-    (:meth:`~snapcdc.lake.layout.Layout.spark_parts_prefix`), which the driver joins, a row group at a
-    time, into the stage's files (pre-images included: the tasks compute them, holding both sides)."""
+    """The CDC stage's engine on Spark (:class:`snapcdc.cdc.engines.CdcEngine`), writing in place: the raw
+    object and the old snapshot's parts are read where they are; the diff tasks write the snapshot, the full
+    load and the quarantine at their final part keys, and each bucket's changes (and pre-images) as scratch
+    parts; merge tasks write the change set and the feeds from those (:mod:`snapcdc.spark.merge`); the driver
+    commits (:mod:`snapcdc.spark.commit`) with counts and file lists only."""
 
     spark: Any
     endpoint_url: str | None = None
     shuffle_partitions: int | None = None  # None: the session's; 0: from the raw object's size (spark.tuning)
     partition_bytes: int = 128 * 1024 * 1024
+
+    @property
+    def writes_in_place(self) -> bool:
+        return True
 
     def diff(
         self,
@@ -91,11 +99,12 @@ class SparkEngine:
         spec: TableSpec,
         observed_at: datetime,
         work: Path,
+        placement: Placement | None = None,
     ) -> DiffOutcome:
-        from snapcdc.engine import writer
         from snapcdc.spark.engine import spark_diff_files
-        from snapcdc.spark.outputs import PartTarget
 
+        if placement is None:
+            raise ValueError("the Spark engine writes in place: it needs the outputs' keys")
         bucket = store.bucket
         if self.shuffle_partitions is not None:
             size = store.size(raw_key) or 0
@@ -103,66 +112,92 @@ class SparkEngine:
             logger.info("shuffle partitions", extra={"raw_bytes": size, "shuffle_partitions": partitions})
         raw = store.layout.parse_raw_key(raw_key)
         assert raw is not None  # the stage diffs raw objects only
-        parts = f"s3://{bucket}/{store.layout.spark_parts_prefix(raw.table, raw.snap)}"
-        target = PartTarget({n: parts + n + "/part-{part:05d}.parquet" for n in writer.OUTPUTS}, self.endpoint_url)
-        outcome = spark_diff_files(
-            self.spark,
-            old=[f"s3://{bucket}/{key}" for key in old_keys] if old_keys else None,
-            old_name=f"s3://{bucket}/{old_keys[0]}" if old_keys else None,
-            new=f"s3://{bucket}/{raw_key}",
-            spec=spec,
-            observed_at=observed_at,
-            out_dir=work / "spark",
-            new_name=f"s3://{bucket}/{raw_key}",
-            endpoint_url=self.endpoint_url,
-            target=target,
-        )
-        out = work / "out"
+        places = Places.of(store, raw.table, raw.snap, placement)
         try:
-            joined = {name: joined_file(store, files, out / f"{name}.parquet") for name, files in outcome.files.items()}
-        finally:
-            target.remove([f for files in outcome.files.values() for f in files])
-        return replace(
-            outcome,
-            changes_path=joined["changes"].path,
-            snapshot_path=joined["snapshot"].path,
-            full_load_path=joined["full_load"].path if "full_load" in joined else None,
-            quarantine_path=joined["quarantine"].path if "quarantine" in joined else None,
-            preimages_path=joined["preimages"].path if "preimages" in joined else None,
-            files={name: [found.file] for name, found in joined.items()},
+            outcome = spark_diff_files(
+                self.spark,
+                old=[f"s3://{bucket}/{key}" for key in old_keys] if old_keys else None,
+                old_name=f"s3://{bucket}/{old_keys[0]}" if old_keys else None,
+                new=f"s3://{bucket}/{raw_key}",
+                spec=spec,
+                observed_at=observed_at,
+                out_dir=work / "spark",
+                new_name=f"s3://{bucket}/{raw_key}",
+                endpoint_url=self.endpoint_url,
+                target=places.diff_target(self.endpoint_url),
+            )
+        except (InputError, DeleteGuardError):  # refused: nothing of this snapshot is left at its keys
+            commit.remove_stale(store, places.templates.values(), kept=())
+            commit.remove_scratch(store, places.scratch)
+            raise
+        first = not old_keys
+        sources = (
+            [ChangePart(Source(f.location, self.endpoint_url), f.bytes) for f in outcome.files[writer.FULL_LOAD]]
+            if first
+            else pair_preimages(
+                outcome.files[writer.CHANGES], outcome.files.get(writer.PREIMAGES, []), self.endpoint_url
+            )
         )
+        request = FeedRequest(first, placement.commit_version, observed_at, places.merge_target(self.endpoint_url))
+        merged = merge(self.spark, sources, request)
+        commit.check_feeds(merged, outcome.stats, first)
+        files = {
+            name: [WrittenFile(_key(f.location), f.rows, f.bytes) for f in found]
+            for name, found in {
+                "snapshot": outcome.files[writer.SNAPSHOT],
+                "quarantine": outcome.files.get(writer.QUARANTINE, []),
+                **({"full_load": outcome.files[writer.FULL_LOAD]} if first else {}),
+                **merged,
+            }.items()
+            if found
+        }
+        kept = [f.location for found in files.values() for f in found]
+        removed = commit.remove_stale(store, places.templates.values(), kept)
+        scratch = commit.remove_scratch(store, places.scratch)
+        logger.info(
+            "spark outputs written",
+            extra={"files": {n: len(f) for n, f in files.items()}, "stale_removed": len(removed), "scratch": scratch},
+        )
+        return replace(outcome, files=files)
+
+
+def _key(location: str) -> str:
+    """``s3://bucket/key`` -> key."""
+    return location.split("/", 3)[3]
 
 
 @dataclass(frozen=True)
-class Joined:
-    path: Path
-    file: WrittenFile
+class Places:
+    """One snapshot's part templates: each output's final parts (keys, by the run record's names) and the
+    diff tasks' scratch (the change set and pre-images per bucket, merged then deleted)."""
 
+    bucket: str
+    templates: dict[str, str]  # run record output name -> part template (a key with {part:05d})
+    scratch: str  # the snapshot's scratch prefix
 
-def joined_file(store: S3Store, files: list[WrittenFile], path: Path) -> Joined:
-    """Part files (``s3://`` locations) as one local Parquet file, a row group at a time (the driver's
-    memory holds one row group), with the first part's schema (the snapshot's hash signature)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    schema: pa.Schema | None = None
-    out: pq.ParquetWriter | None = None
-    rows = 0
-    try:
-        for at, file in enumerate(files):
-            local = store.download_file(file.location.split("/", 3)[3], path.with_name(f".part-{at:05d}.parquet"))
-            part = pq.ParquetFile(local)
-            if out is None:
-                schema = part.schema_arrow
-                out = pq.ParquetWriter(path, schema, compression="snappy")
-            for group in range(part.num_row_groups):
-                table = part.read_row_group(group)
-                rows += table.num_rows
-                out.write_table(table.cast(schema))
-            part.close()
-            local.unlink()
-    finally:
-        if out is not None:
-            out.close()
-    return Joined(path, WrittenFile(str(path), rows, path.stat().st_size))
+    @classmethod
+    def of(cls, store: S3Store, table: str, snap: str, placement: Placement) -> Places:
+        templates = {name: Layout.part_template(key) for name, key in placement.keys.items()}
+        return cls(store.bucket, templates, store.layout.spark_parts_prefix(table, snap))
+
+    def _s3(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def diff_target(self, endpoint_url: str | None) -> PartTarget:
+        """Where the diff tasks write: the snapshot, full load and quarantine at their keys, the change set
+        and pre-images (a later snapshot's) in scratch."""
+        found = {name: self._s3(self.templates[name]) for name in (writer.SNAPSHOT, writer.QUARANTINE)}
+        if "full_load" in self.templates:
+            found[writer.FULL_LOAD] = self._s3(self.templates["full_load"])
+        else:
+            for name in (writer.CHANGES, writer.PREIMAGES):
+                found[name] = self._s3(f"{self.scratch}{name}/part-{{part:05d}}.parquet")
+        return PartTarget(found, endpoint_url)
+
+    def merge_target(self, endpoint_url: str | None) -> PartTarget:
+        """Where the merge tasks write: the change set and the feeds the table enables, at their keys."""
+        names = (CDC, CHANGELOG, DMS)
+        return PartTarget({n: self._s3(self.templates[n]) for n in names if n in self.templates}, endpoint_url)
 
 
 def run(
