@@ -114,7 +114,7 @@ def snapshot_rows(work: Path, snap: str, base: str | None, rows: int, version: i
         changes = changes.append_column("_cdc_timestamp", pa.repeat(at, changed))
     pq.write_table(changes, changes_path)
     counts = {"rows_snapshot": rows, "updates": changed if base else 0, "inserts": 0 if base else rows, "deletes": 0}
-    return SnapshotRows(snap, base, state_path, changes_path, counts)
+    return SnapshotRows(snap, base, (state_path,), (changes_path,), counts)
 
 
 def run(rows: int) -> list[str]:

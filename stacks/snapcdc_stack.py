@@ -52,9 +52,13 @@ class SnapCdcStack(Stack):
             feeds=feeds,
             iceberg_tables=iceberg,
         )
-        operators = OperatorPolicies(self, "Operators", storage=storage)
+        operators = OperatorPolicies(
+            self, "Operators", storage=storage, database=settings.glue_database_name, iceberg_tables=iceberg
+        )
         # Tables past one Lambda: the CDC function hands snapshots above the threshold to the Spark job.
-        spark_job = SparkCdcJob(self, "SparkCdc", settings=settings, storage=storage, tables=tables, feeds=feeds)
+        spark_job = SparkCdcJob(
+            self, "SparkCdc", settings=settings, storage=storage, tables=tables, feeds=feeds, iceberg_tables=iceberg
+        )
         cdc.function.add_environment(Env.SPARK_JOB_NAME.value, spark_job.job_name)
         cdc.function.add_environment(Env.SPARK_THRESHOLD_BYTES.value, str(settings.spark_threshold_bytes))
         cdc.function.add_environment(Env.SPARK_JOB_TIMEOUT_MINUTES.value, str(settings.glue_timeout_minutes))

@@ -18,12 +18,14 @@ from snapcdc.lake.layout import (
     CDC_PREFIX,
     FEED_PREFIXES,
     FULL_LOAD_PREFIX,
+    ICEBERG_PREFIX,
     QUARANTINE_PREFIX,
     RAW_PREFIX,
     RUNS_PREFIX,
     SNAPSHOTS_PREFIX,
 )
 
+from stacks.constructs.iceberg import operator_glue_statement
 from stacks.constructs.storage import DataLakeStorage
 
 # What verify reads: the ledger (run records), the change stream and the snapshots it compares, the
@@ -43,30 +45,49 @@ REPLAY_LOGICAL_ID = "OperatorReplayPolicy"
 
 
 class OperatorPolicies(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, storage: DataLakeStorage) -> None:
+    """``iceberg_tables``: the tables that enable Iceberg (docs/iceberg.md): verify also reads their Iceberg
+    tables (``iceberg/``, glue:GetTable), replay also rebuilds them (and may drop them: glue:DeleteTable)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        storage: DataLakeStorage,
+        database: str = "",
+        iceberg_tables: list[str] | None = None,
+    ) -> None:
         super().__init__(scope, construct_id)
+        iceberg = [ICEBERG_PREFIX] if iceberg_tables else []
+        verify_reads, replay_reads, replay_writes = (
+            VERIFY_READS + iceberg,
+            REPLAY_READS + iceberg,
+            REPLAY_WRITES + iceberg,
+        )
         self.verify = self._policy(
             VERIFY_LOGICAL_ID,
             "snapcdc verify: read the lake's outputs and run records (no write, no delete)",
             [
-                iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.objects_arn(p) for p in VERIFY_READS]),
-                _list(storage, VERIFY_LISTS),
+                iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.objects_arn(p) for p in verify_reads]),
+                _list(storage, VERIFY_LISTS + iceberg),
                 _key(storage, ["kms:Decrypt"]),
+                *operator_glue_statement(False, database, iceberg_tables or []),
             ],
         )
-        writes = [storage.objects_arn(p) for p in REPLAY_WRITES]
+        writes = [storage.objects_arn(p) for p in replay_writes]
         self.replay = self._policy(
             REPLAY_LOGICAL_ID,
             "snapcdc replay: recompute a table's outputs from raw/; deletes only under the output prefixes",
             [
-                iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.objects_arn(p) for p in REPLAY_READS]),
+                iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.objects_arn(p) for p in replay_reads]),
                 iam.PolicyStatement(actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=writes),
                 iam.PolicyStatement(actions=["s3:DeleteObject"], resources=writes),
-                _list(storage, REPLAY_LISTS),
+                _list(storage, REPLAY_LISTS + iceberg),
                 _key(storage, ["kms:Decrypt", "kms:GenerateDataKey"]),
+                *operator_glue_statement(True, database, iceberg_tables or []),
             ],
         )
-        prefixes = sorted({p.replace("/", "") for p in VERIFY_READS + REPLAY_READS + REPLAY_WRITES})
+        prefixes = sorted({p.replace("/", "") for p in verify_reads + replay_reads + replay_writes})
         for policy in (self.verify, self.replay):
             NagSuppressions.add_resource_suppressions(
                 policy,

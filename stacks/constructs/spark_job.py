@@ -2,8 +2,8 @@
 on one table snapshot, started by the CDC function when the raw object is larger than a threshold.
 
 The job's role may do what the CDC function's role may do with the data (same prefixes, same Glue
-tables), plus read its own code. A security configuration encrypts what Glue writes to S3, its
-CloudWatch logs and its (disabled) bookmarks with the data key.
+tables, the same Iceberg tables: ``stacks.constructs.iceberg``), plus read its own code. A security
+configuration encrypts what Glue writes to S3, its CloudWatch logs and its (disabled) bookmarks with the data key.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from snapcdc.lake.layout import (
     CHANGELOG_PREFIX,
     DMS_PREFIX,
     FULL_LOAD_PREFIX,
+    ICEBERG_PREFIX,
     PART_SUFFIX,
     QUARANTINE_PREFIX,
     SNAPSHOTS_PREFIX,
@@ -29,6 +30,7 @@ from snapcdc.lake.layout import (
 from snapcdc.settings import JobArgument
 
 from stacks.constructs.cdc import CDC_LISTS, CDC_READS, CDC_WRITES, glue_catalog_statement
+from stacks.constructs.iceberg import grant_iceberg
 from stacks.constructs.storage import DataLakeStorage
 from stacks.context import StackSettings
 from stacks.packaging import CODE_EXCLUDES, CORE_LAYER_DIR, SPARK_JOB_SCRIPT
@@ -37,9 +39,25 @@ from stacks.packaging import CODE_EXCLUDES, CORE_LAYER_DIR, SPARK_JOB_SCRIPT
 # needs the same Arrow, pandas and numpy as the CDC function's layer (AWS SDK for pandas 3.17.0) and
 # pydantic, and the claims need S3 conditional writes (If-None-Match, If-Match: boto3 1.35 on, where Glue
 # has 1.34.131). Glue installs these from PyPI when a run starts (tests/spark/test_glue_environment.py runs
-# the job with exactly these over Glue's list).
+# the job with exactly these over Glue's list). The Iceberg commits (snapcdc.spark.iceberg) need pyiceberg
+# 0.12.0 and what it requires that Glue 5.0 does not provide, pinned (Glue's fsspec 2024.6.1, pyparsing
+# 3.1.2, requests 2.32.2, tenacity 9.0.0 and python-dateutil already meet pyiceberg's bounds).
 GLUE_VERSION = "5.0"
-ADDITIONAL_PYTHON_MODULES = "pyarrow==24.0.0,pandas==3.0.1,numpy==2.4.2,pydantic==2.13.4,boto3==1.44.8"
+ENGINE_MODULES = ("pyarrow==24.0.0", "pandas==3.0.1", "numpy==2.4.2", "pydantic==2.13.4", "boto3==1.44.8")
+ICEBERG_MODULES = (
+    "pyiceberg==0.12.0",
+    "mmh3==5.3.1",
+    "pyroaring==1.2.0",
+    "zstandard==0.25.0",
+    "strictyaml==1.7.3",
+    "cachetools==8.0.2",
+    "click==8.5.1",
+    "rich==15.0.0",
+    "markdown-it-py==4.3.0",
+    "mdurl==0.1.2",
+    "pygments==2.21.0",
+)
+ADDITIONAL_PYTHON_MODULES = ",".join((*ENGINE_MODULES, *ICEBERG_MODULES))
 # Memory of one worker by type (Glue's worker types: G.1X 4 vCPU 16 GB, and so on, doubling).
 WORKER_MEMORY_MB = {"G.1X": 16384, "G.2X": 32768, "G.4X": 65536, "G.8X": 131072}
 # What the CDC function does with the job: start a run with the snapshot's arguments (whether a run is in
@@ -63,6 +81,7 @@ class SparkCdcJob(Construct):
         storage: DataLakeStorage,
         tables: list[str],
         feeds: dict[str, list[str]] | None = None,
+        iceberg_tables: list[str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -100,7 +119,10 @@ class SparkCdcJob(Construct):
         )
         # An earlier failed attempt's stale parts of the snapshot being committed (only part files).
         storage.grant_objects(self.role, ["s3:DeleteObject"], PART_DELETES)
-        storage.grant_list(self.role, [*CDC_LISTS, QUARANTINE_PREFIX, SPARK_PARTS_PREFIX])
+        iceberg = [ICEBERG_PREFIX] if iceberg_tables else []
+        storage.grant_list(self.role, [*CDC_LISTS, QUARANTINE_PREFIX, SPARK_PARTS_PREFIX, *iceberg])
+        # The Iceberg tables' commits (snapcdc.spark.iceberg): the CDC function's grants (docs/iceberg.md).
+        grant_iceberg(self.role, storage, settings.glue_database_name, iceberg_tables or [])
         storage.grant_key_use(self.role, ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"])
         self.role.add_to_principal_policy(glue_catalog_statement(settings.glue_database_name, tables, feeds))
         log_groups = f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:/aws-glue/*"
@@ -217,7 +239,7 @@ class SparkCdcJob(Construct):
                     "appliesTo": [
                         *(
                             {"regex": f"/^Resource::arn:<AWS::Partition>:s3:::.+/{p.replace('/', '')}/\\*$/"}
-                            for p in sorted({*CDC_READS, *CDC_WRITES, SPARK_PARTS_PREFIX})
+                            for p in sorted({*CDC_READS, *CDC_WRITES, SPARK_PARTS_PREFIX, *iceberg})
                         ),
                         *(
                             {"regex": f"/^Resource::arn:<AWS::Partition>:s3:::.+/{p.rstrip('/')}/\\*-part-\\*$/"}

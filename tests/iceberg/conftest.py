@@ -64,7 +64,7 @@ class Source:
         changes = self.work / f"changes-{snap}.parquet"
         pq.write_table(result.snapshot, state)
         pq.write_table(result.changes if base else data_only(result.snapshot), changes)
-        return SnapshotRows(snap, base, state, changes, result.stats.as_dict())
+        return SnapshotRows(snap, base, (state,), (changes,), result.stats.as_dict())
 
     def rows_of(self, snap: str) -> pa.Table:
         return data_only(dict(self.results)[snap].snapshot)

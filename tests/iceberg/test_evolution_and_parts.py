@@ -1,4 +1,4 @@
-"""Schema evolution by Iceberg's rules, and the Glue job driver's metadata-only commit of part files."""
+"""Schema evolution by Iceberg's rules, a snapshot of N files, and a foreign part file refused."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 from pyiceberg.types import DoubleType, LongType
 from snapcdc.cdc.iceberg import files as datafiles
-from snapcdc.cdc.iceberg.commit import SNAPSHOT, committed_snapshots
+from snapcdc.cdc.iceberg.commit import SNAPSHOT, commit_files, committed_snapshots
 from snapcdc.cdc.iceberg.files import PartFile, PartFileError
 from snapcdc.cdc.iceberg.sync import IcebergLake, SnapshotRows
+from snapcdc.cdc.iceberg.tables import load_or_create, shape
 
 S1, S2, S3 = "20260105T060000Z", "20260105T100000Z", "20260105T140000Z"
 
@@ -22,7 +23,7 @@ def _rows(tmp_path, snap: str, base: str | None, table: pa.Table, changed: int) 
         "_cdc_timestamp", pa.array([None] * n, pa.timestamp("us", tz="UTC"))
     )
     pq.write_table(table if base is None else cdc, changes)
-    return SnapshotRows(snap, base, state, changes, {"rows_snapshot": n, "updates": changed})
+    return SnapshotRows(snap, base, (state,), (changes,), {"rows_snapshot": n, "updates": changed})
 
 
 def test_int_to_long_and_float_to_double_are_promoted_in_place(lake: IcebergLake, tmp_path):
@@ -43,42 +44,42 @@ def test_int_to_long_and_float_to_double_are_promoted_in_place(lake: IcebergLake
     assert table.scan(snapshot_id=by_snap[S2]).to_arrow().sort_by("id")["n"].to_pylist() == [1, 2**40]
 
 
-def test_the_drivers_commit_of_several_part_files_is_metadata_only(lake: IcebergLake, tmp_path):
-    # Given: the table prepared by the driver, three part files written by its tasks
+def test_a_snapshot_of_several_files_commits_one_data_file_per_file(lake: IcebergLake, tmp_path):
+    # Given: a snapshot whose output is three files in the bucket (the Spark job's parts), listed by key
     rows = pa.table({"id": [f"k{i}" for i in range(30)], "qty": list(range(30))})
-    prepared = lake.prepare("parts", rows.schema, S1, None)
-    assert prepared is not None
-    parts = []
+    keys = []
     for n, chunk in enumerate(rows.to_batches(max_chunksize=10)):
         local = tmp_path / f"part-{n}.parquet"
-        written = datafiles.write_rows([chunk], {"id": "id", "qty": "qty"}, prepared.schema, local)
-        key = lake.store.layout.iceberg_data_key("parts", datafiles.new_file_name(S1))
-        lake.store.upload_file(local, key)
-        parts.append(PartFile(key, written, local.stat().st_size))
-    before = set(lake.store.list_keys("iceberg/parts/data/"))
+        pq.write_table(pa.Table.from_batches([chunk]), local)
+        keys.append(f"snapshots/parts/part-{n:05d}.parquet")
+        lake.store.upload_file(local, keys[-1])
+    snapshot = SnapshotRows(S1, None, tuple(keys), tuple(keys), {"rows_snapshot": 30, "inserts": 30})
     # When
-    outcome = lake.commit_parts("parts", S1, None, parts, {"rows_snapshot": 30, "inserts": 30})
-    # Then: the table lists exactly those files, no data file was written by the commit
+    (changes, state) = lake.commit_snapshot("parts", snapshot, tmp_path)
+    # Then: one Iceberg data file per file of rows, the rows of all of them, the snapshot named
     table = lake.catalog.load_table(lake.identifier("parts"))
-    assert sorted(outcome.files) == sorted(f"s3://{lake.store.bucket}/{p.key}" for p in parts)
-    assert {t.file.file_path for t in table.scan().plan_files()} == set(outcome.files)
-    assert set(lake.store.list_keys("iceberg/parts/data/")) == before
+    assert len(state.files) == 3 and {t.file.file_path for t in table.scan().plan_files()} == set(state.files)
     assert sorted(table.scan().to_arrow()["qty"].to_pylist()) == list(range(30))
     assert table.current_snapshot().summary[SNAPSHOT] == S1
-    # and a retry of the driver's commit commits nothing and deletes none of the listed files
-    again = lake.commit_parts("parts", S1, None, parts, {"rows_snapshot": 30})
-    assert again.already and all(lake.store.exists(p.key) for p in parts)
+    assert len(changes.files) == 3
+    # and a retry commits nothing, and deletes none of the listed files
+    again = lake.commit_snapshot("parts", snapshot, tmp_path)
+    assert all(outcome.already for outcome in again)
+    assert all(lake.store.exists(f.split("/", 3)[3]) for f in state.files)
 
 
 def test_a_part_file_of_another_schema_is_refused_and_nothing_is_committed(lake: IcebergLake, tmp_path):
     # Given: a part file written without the table's field ids
     rows = pa.table({"id": ["a"], "qty": [1]})
-    assert lake.prepare("parts", rows.schema, S1, None) is not None
+    identifier = lake.identifier("parts")
+    load_or_create(lake.catalog, lake.store, identifier, shape(rows.schema), lake.retention)
     local = tmp_path / "foreign.parquet"
     pq.write_table(rows, local)
     key = lake.store.layout.iceberg_data_key("parts", datafiles.new_file_name(S1))
     lake.store.upload_file(local, key)
     # When / Then
     with pytest.raises(PartFileError, match="field id"):
-        lake.commit_parts("parts", S1, None, [PartFile(key, 1, local.stat().st_size)], {})
-    assert lake.catalog.load_table(lake.identifier("parts")).current_snapshot() is None
+        commit_files(
+            lake.catalog, lake.store, identifier, S1, None, [PartFile(key, 1, local.stat().st_size)], {}, "replace"
+        )
+    assert lake.catalog.load_table(identifier).current_snapshot() is None

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import pytest
+from snapcdc.config import load_config
 
 from .cfn_helpers import Statement, policy_statements, render
 from .synthesis import Synth
 
 BUCKET = "arn:${AWS::Partition}:s3:::snapcdc-data-${AWS::AccountId}-${AWS::Region}"
+GLUE = "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}"
 FEEDS = ("changelog", "scd2", "dms")
-OUTPUTS = ("cdc", "full-load", "snapshots", "quarantine", "_runs", *FEEDS)
+# The Iceberg tables (docs/iceberg.md) of the packaged config's tables that enable them: verify reads
+# them, replay rebuilds them.
+ICEBERG = [t.name for t in load_config().tables if t.iceberg]
+ICEBERG_TABLES = {
+    f"{GLUE}:catalog",
+    f"{GLUE}:database/snapcdc",
+    *(f"{GLUE}:table/snapcdc/{t}{suffix}" for t in ICEBERG for suffix in ("", "_changes")),
+}
+OUTPUTS = ("cdc", "full-load", "snapshots", "quarantine", "_runs", *FEEDS, "iceberg")
 
 
 def _statements(synth: Synth, logical_id: str) -> list[Statement]:
@@ -27,11 +37,13 @@ def _grants(synth: Synth, logical_id: str) -> dict[str, set[str]]:
 def test_verify_policy_only_reads(synth: Synth) -> None:
     # Given the verify policy
     grants = _grants(synth, "OperatorVerifyPolicy")
-    # Then it reads the outputs and run records, lists, and decrypts: nothing else
+    # Then it reads the outputs and run records and the Iceberg tables, lists, and decrypts: nothing else
+    assert ICEBERG, "the packaged config enables Iceberg on a table"
     assert grants == {
-        "s3:GetObject": {f"{BUCKET}/{p}/*" for p in ("_runs", "full-load", "cdc", "snapshots", *FEEDS)},
+        "s3:GetObject": {f"{BUCKET}/{p}/*" for p in ("_runs", "full-load", "cdc", "snapshots", *FEEDS, "iceberg")},
         "s3:ListBucket": {BUCKET},
         "kms:Decrypt": {"${StorageDataKeyE15BA43B.Arn}"},
+        "glue:GetTable": ICEBERG_TABLES,
     }
 
 
@@ -40,16 +52,20 @@ def test_replay_is_the_only_principal_that_deletes_and_only_output_prefixes(synt
     deleting = [
         s for s in policy_statements(synth.template) if s.effect == "Allow" and any("Delete" in a for a in s.actions)
     ]
-    # Then the replay policy's is the only one on the lake's outputs (never raw/), current objects only;
-    # besides it, the CDC role deletes only under iceberg/ (the data files of a commit that lost its race)
-    # and the Spark job's role only its scratch under _spark-parts/ and part files of its outputs (the
-    # stale parts an earlier attempt of a snapshot left)
+    # Then the replay policy's is the only one on the lake's outputs (never raw/), current objects only,
+    # and the only one that may drop a table: exactly the Iceberg tables, which it rebuilds;
+    # besides it, the CDC and Spark job roles delete only under iceberg/ (the data files of a commit that
+    # lost its race) and the Spark job's role its scratch under _spark-parts/ and part files of its
+    # outputs (the stale parts an earlier attempt of a snapshot left)
     replay = [s for s in deleting if s.logical_id == "OperatorReplayPolicy"]
-    assert len(replay) == 1
-    assert [a for a in replay[0].actions if "Delete" in a] == ["s3:DeleteObject"]
-    assert set(replay[0].resources) == {f"{BUCKET}/{p}/*" for p in OUTPUTS}
+    (objects,) = [s for s in replay if "s3:DeleteObject" in s.actions]
+    (tables,) = [s for s in replay if "glue:DeleteTable" in s.actions]
+    assert [a for a in objects.actions if "Delete" in a] == ["s3:DeleteObject"]
+    assert set(objects.resources) == {f"{BUCKET}/{p}/*" for p in OUTPUTS}
+    assert [a for a in tables.actions if "Delete" in a] == ["glue:DeleteTable"]
+    assert {render(r) for r in tables.resources} == ICEBERG_TABLES
     others = {r for s in deleting if s.logical_id != "OperatorReplayPolicy" for r in s.resources}
-    assert [a for s in deleting for a in s.actions if "Delete" in a and a != "s3:DeleteObject"] == []
+    assert [a for s in deleting for a in s.actions if "Delete" in a and a != "s3:DeleteObject"] == ["glue:DeleteTable"]
     parts = {f"{BUCKET}/{p}/*-part-*" for p in ("snapshots", "full-load", "quarantine", "cdc", "changelog", "dms")}
     assert others == {f"{BUCKET}/iceberg/*", f"{BUCKET}/_spark-parts/*", *parts}
 
@@ -60,9 +76,12 @@ def test_replay_policy_reads_raw_and_writes_only_outputs(synth: Synth) -> None:
     # Then it reads raw/ snapshots/ _runs/ full-load/ cdc/ (footers of the files it may migrate) and writes
     # only the output prefixes
     assert grants["s3:GetObject"] == {
-        f"{BUCKET}/{p}/*" for p in ("raw", "snapshots", "_runs", "full-load", "cdc", *FEEDS)
+        f"{BUCKET}/{p}/*" for p in ("raw", "snapshots", "_runs", "full-load", "cdc", *FEEDS, "iceberg")
     }
     assert grants["s3:PutObject"] == {f"{BUCKET}/{p}/*" for p in OUTPUTS}
+    # and rebuilds the Iceberg tables: what pyiceberg's Glue catalog calls, and the drop
+    iceberg_actions = ["glue:GetTable", "glue:CreateTable", "glue:UpdateTable", "glue:GetDatabase", "glue:DeleteTable"]
+    assert all({render(r) for r in grants[a]} == ICEBERG_TABLES for a in iceberg_actions)
     assert set(grants) == {
         "s3:GetObject",
         "s3:PutObject",
@@ -71,6 +90,7 @@ def test_replay_policy_reads_raw_and_writes_only_outputs(synth: Synth) -> None:
         "s3:ListBucket",
         "kms:Decrypt",
         "kms:GenerateDataKey",
+        *iceberg_actions,
     }
 
 
@@ -82,11 +102,11 @@ def test_replay_policy_reads_raw_and_writes_only_outputs(synth: Synth) -> None:
     [
         (
             "OperatorVerifyPolicy",
-            ["raw/*", "_runs/*", "cdc/*", "full-load/*", "snapshots/*", *[f"{f}/*" for f in FEEDS]],
+            ["raw/*", "_runs/*", "cdc/*", "full-load/*", "snapshots/*", *[f"{f}/*" for f in FEEDS], "iceberg/*"],
         ),
         (
             "OperatorReplayPolicy",
-            ["raw/*", "snapshots/*", "_runs/*", "cdc/*", "full-load/*", *[f"{f}/*" for f in FEEDS]],
+            ["raw/*", "snapshots/*", "_runs/*", "cdc/*", "full-load/*", *[f"{f}/*" for f in FEEDS], "iceberg/*"],
         ),
     ],
 )

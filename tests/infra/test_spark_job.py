@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from snapcdc.lake.layout import SPARK_PARTS_PREFIX
+from snapcdc.lake.layout import ICEBERG_PREFIX, SPARK_PARTS_PREFIX
 
 from .cfn_helpers import render, role_statements
 from .synthesis import Synth
@@ -29,6 +29,7 @@ def test_the_job_runs_glue_5_with_its_code_as_assets_and_bookmarks_off(synth: Sy
     assert arguments["--job-bookmark-option"] == "job-bookmark-disable"
     assert render(arguments["--extra-py-files"]).endswith(".zip")
     assert "pyarrow==24.0.0" in arguments["--additional-python-modules"]
+    assert "pyiceberg==0.12.0" in arguments["--additional-python-modules"]
     assert job["MaxRetries"] == 0
     (configuration,) = synth.resources("AWS::Glue::SecurityConfiguration")
     assert job["SecurityConfiguration"] == {"Ref": configuration}
@@ -54,16 +55,42 @@ def test_the_job_role_reaches_only_the_cdc_prefixes_its_code_and_its_tables(synt
     statements = role_statements(synth.template, role)
     objects = {r for s in statements if "s3:GetObject" in s.actions or "s3:PutObject" in s.actions for r in s.resources}
     data = {r.split("/", 1)[1] for r in objects if "-data-" in r}
-    # (and the diff tasks' scratch, which the merge tasks read and the driver deletes)
-    assert {p.rstrip("*") for p in data} <= {*CDC_PREFIXES, SPARK_PARTS_PREFIX}
-    # It deletes its scratch, and part files of the outputs its tasks write (a retried run's stale parts):
-    # never a single-file output (the CDC function's), never raw/, _runs/ or scd2/
+    # (and the diff tasks' scratch, which the merge tasks read and the driver deletes, and the Iceberg tables)
+    assert {p.rstrip("*") for p in data} <= {*CDC_PREFIXES, SPARK_PARTS_PREFIX, ICEBERG_PREFIX}
+    # It deletes its scratch, part files of the outputs its tasks write (a retried run's stale parts) and
+    # the data files of an Iceberg commit that lost its race: never a single-file output (the CDC
+    # function's), never raw/, _runs/ or scd2/
     deletes = {r.split("/", 1)[1] for s in statements if "s3:DeleteObject" in s.actions for r in s.resources}
     outputs = ("snapshots/", "full-load/", "quarantine/", "cdc/", "changelog/", "dms/")
-    assert deletes == {SPARK_PARTS_PREFIX + "*", *(f"{p}*-part-*" for p in outputs)}
+    assert deletes == {SPARK_PARTS_PREFIX + "*", ICEBERG_PREFIX + "*", *(f"{p}*-part-*" for p in outputs)}
     assert all("*" not in a for s in statements for a in s.actions)
     glue = sorted({a for s in statements for a in s.actions if a.startswith("glue:")})
-    assert glue == ["glue:CreateTable", "glue:GetTable", "glue:UpdateTable"]
+    assert glue == ["glue:CreateTable", "glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"]
+
+
+def test_the_job_role_keeps_the_iceberg_tables_as_the_cdc_role_does(synth: Synth) -> None:
+    from .cfn_helpers import function_role
+
+    # Given the Iceberg statements of the job's role and of the CDC function's role
+    job = role_statements(synth.template, _job(synth)["Role"]["Fn::GetAtt"][0])
+    cdc = role_statements(synth.template, function_role(synth.template, "CdcFunction"))
+
+    def iceberg(statements: list[Any]) -> dict[str, set[str]]:
+        """Resource -> the actions granted on it, for the Iceberg tables' Glue ARNs and iceberg/*."""
+        (glue,) = [s for s in statements if s.body.get("Sid") == "IcebergTablesInTheGlueCatalog"]
+        wanted = {render(r) for r in glue.resources} | {
+            r for s in statements for r in s.resources if r.endswith("/iceberg/*")
+        }
+        grants: dict[str, set[str]] = {}
+        for statement in statements:
+            for resource in statement.resources:
+                if render(resource) in wanted:
+                    grants.setdefault(render(resource), set()).update(statement.actions)
+        return grants
+
+    # Then the same Glue actions on the same tables and the same objects under iceberg/, and no DeleteTable
+    assert iceberg(job) and iceberg(job) == iceberg(cdc)
+    assert not any("glue:DeleteTable" in s.actions for s in job)
 
 
 def test_the_cdc_function_may_only_start_this_job(synth: Synth) -> None:

@@ -67,10 +67,21 @@ HEALER_ACTIONS = [
 ]
 # s3:DeleteObject: the CDC role deletes only the data files of an Iceberg commit that lost the race to
 # another writer (tests/iceberg/test_commit.py), which the chain never meets.
+# The operators' Glue actions on the Iceberg tables: the chain's verify and replay run without Iceberg;
+# tests/iceberg/test_roles.py runs them with it, and takes them away.
+ICEBERG_REPLAY_ACTIONS = [
+    "glue:GetTable",
+    "glue:CreateTable",
+    "glue:UpdateTable",
+    "glue:GetDatabase",
+    "glue:DeleteTable",
+]
 OUTSIDE_THE_CHAIN = [
     ("cdc", "glue:StartJobRun"),
     ("cdc", "s3:DeleteObject"),
     *(("spark-state", a) for a in HEALER_ACTIONS),
+    ("operator-verify", "glue:GetTable"),
+    *(("operator-replay", a) for a in ICEBERG_REPLAY_ACTIONS),
 ]
 MUTATIONS = [(principal, action) for principal, actions in SWEEP.items() for action in actions]
 SAMPLE = [

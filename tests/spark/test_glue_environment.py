@@ -1,7 +1,8 @@
 """The job starts on Glue exactly as deployed: glue/cdc_job.py runs end to end in an environment holding only
 what AWS Glue 5.0 provides, what the synthesized template's ``--additional-python-modules`` installs over it,
 and the template's ``--extra-py-files`` zip (tests/spark/glue_environment.py), under spark-submit with the
-template's ``--conf`` settings, on one table snapshot the CDC function handed to the job (moto server)."""
+template's ``--conf`` settings, on one table snapshot the CDC function handed to the job (moto server): its
+outputs, its run record and its Iceberg commit (pyiceberg from ``--additional-python-modules``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from snapcdc.cdc.iceberg.commit import committed_snapshots
+from snapcdc.cdc.iceberg.sync import iceberg_lake
 from snapcdc.lake.ledger import read_run_record
 from snapcdc.ops.verify import verify
 
@@ -26,6 +29,8 @@ JOB = "snapcdc-cdc-spark"
 THRESHOLD = 20_000  # bytes: the sample dataset's big tables go to the job (as in test_routing_e2e.py)
 # Our arguments; Glue merges the job's DefaultArguments under a run's own Arguments.
 RUN_ARGUMENTS = ("--TABLE", "--SNAPSHOT", "--BUCKET_NAME", "--DATA_PREFIX", "--GLUE_DATABASE")
+ICEBERG_TABLE = "clientes"  # above the threshold, and Iceberg on in the packaged config
+DATABASE = "snapcdc_glue_job"
 
 
 @pytest.fixture(scope="module")
@@ -95,16 +100,19 @@ def test_the_job_runs_end_to_end_with_only_what_glue_5_and_the_template_provide(
     pinned = dict(module.split("==") for module in defaults["--additional-python-modules"].split(","))
     assert environment.versions(list(pinned)) == pinned
     assert environment.importable(["aws_lambda_powertools", "aws_xray_sdk", "moto", "pyspark"]) == ["pyspark"]
-    # And a big table's snapshot that the CDC function handed to the job (a run started in moto)
+    # And a big table's snapshot that the CDC function handed to the job (a run started in moto), a table
+    # with Iceberg on, and the Glue database of the deployment
     lab.deliver(lab.publish_and_extract(MOMENTS[0]))
-    (run, *_) = lab.aws.client("glue").get_job_runs(JobName=JOB)["JobRuns"]
+    runs = {run["Arguments"]["--TABLE"]: run for run in lab.aws.client("glue").get_job_runs(JobName=JOB)["JobRuns"]}
+    run = runs[ICEBERG_TABLE]
     table, snap = run["Arguments"]["--TABLE"], run["Arguments"]["--SNAPSHOT"]
-    assert read_run_record(lab.store, table, snap) is None
+    assert read_run_record(lab.store, table, snap) is None and CONFIG.table(table).iceberg
+    lab.aws.client("glue").create_database(DatabaseInput={"Name": DATABASE})
 
     # When Glue runs the script: the template's default arguments under the run's, plus Glue's own
     arguments = {k: v for k, v in defaults.items() if k in ("--SHUFFLE_PARTITIONS", "--PARTITION_MB")}
     arguments |= {k: v for k, v in run["Arguments"].items() if k in RUN_ARGUMENTS}
-    arguments |= {"--JOB_RUN_ID": run["Id"], "--S3_ENDPOINT_URL": lab.aws.endpoint}
+    arguments |= {"--JOB_RUN_ID": run["Id"], "--S3_ENDPOINT_URL": lab.aws.endpoint, "--GLUE_DATABASE": DATABASE}
     done = _spark_submit(environment, script, package, defaults["--conf"], [x for kv in arguments.items() for x in kv])
 
     # Then it succeeded, and wrote the snapshot's outputs and, last, its accepted run record
@@ -119,5 +127,11 @@ def test_the_job_runs_end_to_end_with_only_what_glue_5_and_the_template_provide(
     processed = [line for line in lines if line["message"] == "snapshot processed"]
     assert [(line["table"], line["snapshot"]) for line in processed] == [(table, snap)]
     assert any(line["message"] == "shuffle partitions" for line in lines)
-    (result,) = verify(lab.store, [CONFIG.table(table)])
-    assert result.ok, result.line()
+    # And it committed the snapshot to the table's Iceberg tables, which verify finds equal to the snapshot
+    lake = iceberg_lake(CONFIG, lab.store, lab.aws.client("glue"), DATABASE)
+    assert lake is not None
+    for name in (table, f"{table}_changes"):
+        assert list(committed_snapshots(lake.catalog.load_table(lake.identifier(name)))) == [snap]
+    assert any(line["message"] == "iceberg data files written" for line in lines)
+    (result,) = verify(lab.store, [CONFIG.table(table)], lake)
+    assert result.ok and "iceberg OK" in result.message, result.line()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ SKIPPED_DIRS = {
     ".git",
     ".venv",
     ".venv-checkov",
+    ".venv-glue5",  # the Glue 5 environment tests/spark/test_glue_environment.py builds
     "node_modules",
     "cdk.out",
     "demo-output",
@@ -37,6 +39,7 @@ def _text_files() -> list[Path]:
     return files
 
 
+@functools.cache  # one walk of the checkout per test process, not one per file checked
 def _pages_in_repo() -> set[str]:
     return {p.name for p in _text_files() if p.suffix == ".md"}
 

@@ -137,10 +137,7 @@ class TableProcessor:
                 record = self._migrated(record, outcome, base)
                 record = self._sync_catalog(record, outcome)  # after the migration: Glue says what the files say
                 if self.iceberg is not None and self.table.iceberg and scd2:  # snapcdc.cdc.iceberg.sync
-                    rows = self.iceberg.rows(
-                        record, outcome.snapshot_path, outcome.full_load_path or outcome.changes_path
-                    )
-                    self.iceberg.commit_snapshot(self.name, rows, work)
+                    self.iceberg.commit_run(self.name, record, outcome, work)  # both engines
             write_run_record(self.store, record)
             logger.info("snapshot processed", extra={"status": record.status, "stats": record.stats})
             return record

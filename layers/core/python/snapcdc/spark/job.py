@@ -3,11 +3,12 @@ on Spark (:func:`snapcdc.spark.engine.spark_diff_files`); outputs, Glue tables a
 (last) written by the same code as the CDC function's.
 
 Arguments (as Glue passes them, ``--NAME value``; others are ignored): ``--TABLE``, ``--SNAPSHOT``,
-``--BUCKET_NAME``, ``--DATA_PREFIX`` (``-``: none), ``--GLUE_DATABASE`` (``-``: no catalog sync),
-``--SHUFFLE_PARTITIONS`` (``0``: from each raw object's size, one per ``--PARTITION_MB``; ``-``: the
-session's own setting), ``--JOB_RUN_ID`` (Glue adds it: the run's id, written into the claims the run
-takes) and for local runs ``--S3_ENDPOINT_URL``. After the snapshot, the table's later pending snapshots are
-processed too, in order, until none is left (:mod:`snapcdc.cdc.routing` says why).
+``--BUCKET_NAME``, ``--DATA_PREFIX`` (``-``: none), ``--GLUE_DATABASE`` (``-``: no catalog sync; also the
+database of the Iceberg tables, committed by :mod:`snapcdc.spark.iceberg`), ``--SHUFFLE_PARTITIONS``
+(``0``: from each raw object's size, one per ``--PARTITION_MB``; ``-``: the session's own setting),
+``--JOB_RUN_ID`` (Glue adds it: the run's id, written into the claims the run takes) and for local runs
+``--S3_ENDPOINT_URL``. After the snapshot, the table's later pending snapshots are processed too, in
+order, until none is left (:mod:`snapcdc.cdc.routing` says why).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
@@ -42,6 +43,9 @@ from snapcdc.spark.merge import CDC, CHANGELOG, DMS, ChangePart, FeedRequest, me
 from snapcdc.spark.outputs import PartTarget
 from snapcdc.spark.sources import Source
 from snapcdc.spark.tuning import set_shuffle_partitions
+
+if TYPE_CHECKING:  # pyiceberg is imported only when a table enables Iceberg
+    from snapcdc.cdc.iceberg.sync import IcebergLake
 
 logger = logging.getLogger(__name__)
 
@@ -207,12 +211,13 @@ def run(
     job_run: str | None = None,
     shuffle_partitions: int | None = None,
     partition_bytes: int = 128 * 1024 * 1024,
+    iceberg: IcebergLake | None = None,
 ) -> list[RunRecord]:
     """Processes ``snap`` (and the earlier pending snapshots), then every later pending snapshot, each
     claimed first (so the CDC function leaves it alone and never starts a run for it); stops when a later
     snapshot is claimed by someone else (another run owns it and what follows)."""
     engine = SparkEngine(spark, endpoint_url, shuffle_partitions, partition_bytes)
-    processor = TableProcessor(store, config.table(table), catalog=catalog, engine=engine)
+    processor = TableProcessor(store, config.table(table), catalog=catalog, engine=engine, iceberg=iceberg)
     records = processor.process(snapshot)
     while True:  # the table's later snapshots, deferred by the CDC function while this run was in flight
         processed = processed_snapshots(store, table)
@@ -243,12 +248,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     spark = SparkSession.builder.getOrCreate()  # Glue's session (a local one for local runs)
     started = time.perf_counter()
     snapshot = Snapshot.parse(options["SNAPSHOT"])
+    config = load_config()
+    iceberg = None
+    if catalog is not None and any(t.iceberg for t in config.tables):  # docs/iceberg.md, "Both engines"
+        from snapcdc.spark.iceberg import spark_iceberg_lake
+
+        iceberg = spark_iceberg_lake(config, store, session.client("glue"), catalog.database, spark, endpoint)
     job_run = None if options["JOB_RUN_ID"] == "-" else options["JOB_RUN_ID"]
     shuffle = None if options["SHUFFLE_PARTITIONS"] == "-" else int(options["SHUFFLE_PARTITIONS"])
     records = run(
         spark,
         store,
-        load_config(),
+        config,
         options["TABLE"],
         snapshot,
         catalog,
@@ -256,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         job_run,
         shuffle_partitions=shuffle,
         partition_bytes=int(options["PARTITION_MB"]) * 1024 * 1024,
+        iceberg=iceberg,
     )
     logger.info(
         "spark cdc job done",

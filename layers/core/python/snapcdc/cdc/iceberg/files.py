@@ -7,17 +7,20 @@ are the tables' own (``iceberg/<table>/data/snapshot=<SNAP>/<uuid>.parquet``): t
 (:mod:`snapcdc.cdc.migrate`) when a column widens, and a file Iceberg's metadata lists must never
 change, so Iceberg never lists them and the migration never lists ``iceberg/``.
 
-:func:`write_rows` writes a local file in a table's schema from the pipeline's rows (streamed by
-batch, so a 10M-row snapshot is never in memory at once); :func:`data_files` turns uploaded files,
-the Lambda's one or the Glue job's part files alike, into Iceberg ``DataFile`` entries from their
-Parquet footers (one ranged GET each): the metadata-only half of a commit.
+:func:`write_part` writes one data file from one file of the pipeline's rows (a :class:`PartJob`:
+the Lambda's own output just written, or an object of the bucket) and uploads it, streamed by batch
+so a 10M-row snapshot is never in memory at once. Both engines call it: the CDC function in its own
+process, the Glue job in one Spark task per file its run wrote (:mod:`snapcdc.spark.iceberg`).
+:func:`data_files` turns the uploaded files into Iceberg ``DataFile`` entries from their Parquet
+footers (one ranged GET each): the metadata-only half of a commit, on the Lambda or the job's driver.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -32,6 +35,7 @@ from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.schema import Schema
 from pyiceberg.table.metadata import TableMetadata
 
+from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP
 from snapcdc.errors import PermanentError
 from snapcdc.lake.store import S3Store
 
@@ -83,7 +87,12 @@ def write_rows(
     batches: Iterable[pa.RecordBatch | pa.Table], names: Mapping[str, str], schema: Schema, path: Path
 ) -> int:
     """Writes ``batches`` as one data file of ``schema`` at ``path``; returns the rows written."""
-    target = arrow_schema(schema)
+    return _write(batches, names, arrow_schema(schema), path)
+
+
+def _write(
+    batches: Iterable[pa.RecordBatch | pa.Table], names: Mapping[str, str], target: pa.Schema, path: Path
+) -> int:
     rows = 0
     with pq.ParquetWriter(path, target, compression=CODEC) as writer:
         for batch in batches:
@@ -101,7 +110,64 @@ def parquet_batches(path: Path, drop: Sequence[str] = ()) -> Iterable[pa.RecordB
     yield from parquet.iter_batches(columns=columns)
 
 
-def _footer(store: S3Store, key: str) -> tuple[pq.FileMetaData, int]:
+@dataclass(frozen=True)
+class PartJob:
+    """One data file to write from one file of rows; a plain value (a Spark task gets it pickled)."""
+
+    source: Path | str  # a local Parquet file (the run's own output), or a key in the bucket
+    key: str  # the data file's key, under iceberg/<name>/data/ (a fresh name: never overwritten)
+    names: dict[str, str]  # pipeline column -> Iceberg column
+    target: pa.Schema  # the table's data file schema (arrow_schema: field ids)
+    drop: tuple[str, ...] = ()  # source columns left out (the hash columns of a snapshot file)
+    inserts_at: datetime | None = None  # the full load's rows as inserts at this time (the change stream's first)
+
+
+def write_part(store: S3Store, job: PartJob, work: Path) -> PartFile | None:
+    """Writes ``job``'s data file and uploads it; None when the source holds no rows (nothing written).
+    A source in the bucket is downloaded to ``work`` first, and removed after."""
+    name = uuid.uuid4().hex
+    downloaded = not isinstance(job.source, Path)
+    source = store.download_file(str(job.source), work / f"{name}-in.parquet") if downloaded else Path(job.source)
+    out = work / f"{name}-iceberg.parquet"
+    try:
+        batches: Iterable[pa.RecordBatch | pa.Table] = parquet_batches(source, drop=job.drop)
+        if job.inserts_at is not None:
+            batches = as_inserts(batches, job.inserts_at)
+        rows = _write(batches, job.names, job.target, out)
+        if not rows:
+            return None
+        store.upload_file(out, job.key, PARQUET)
+        return PartFile(job.key, rows, out.stat().st_size)
+    finally:
+        out.unlink(missing_ok=True)
+        if downloaded:
+            source.unlink(missing_ok=True)
+
+
+def with_change_columns(schema: pa.Schema) -> pa.Schema:
+    """A full load's schema as the change stream's: with the operation and its time."""
+    return schema.append(pa.field(CDC_OPERATION, pa.string())).append(
+        pa.field(CDC_TIMESTAMP, pa.timestamp("us", tz="UTC"))
+    )
+
+
+def as_inserts(batches: Iterable[pa.RecordBatch | pa.Table], at: datetime) -> Iterator[pa.Table]:
+    """The full load's rows as the change stream's first change set: inserts at the snapshot's time."""
+    for batch in batches:
+        table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+        count = table.num_rows
+        table = table.append_column(CDC_OPERATION, pa.repeat(pa.scalar("I", pa.string()), count))
+        yield table.append_column(CDC_TIMESTAMP, pa.repeat(pa.scalar(at, pa.timestamp("us", tz="UTC")), count))
+
+
+def source_schema(store: S3Store, source: Path | str) -> pa.Schema:
+    """The Arrow schema of a file of rows (a local file, or a key in the bucket: its footer only)."""
+    if isinstance(source, Path):
+        return pq.read_schema(source)
+    return footer(store, source)[0].schema.to_arrow_schema()
+
+
+def footer(store: S3Store, key: str) -> tuple[pq.FileMetaData, int]:
     tail = store.get_tail(key, FOOTER_PROBE)
     if tail is None:
         raise PartFileError(f"s3://{store.bucket}/{key} does not exist (listed for an Iceberg commit)")
@@ -137,12 +203,12 @@ def data_files(store: S3Store, metadata: TableMetadata, files: Sequence[PartFile
     entries = []
     for part in files:
         where = f"s3://{store.bucket}/{part.key}"
-        footer, size = _footer(store, part.key)
-        _check_ids(footer, schema, where)
-        if footer.num_rows != part.rows:
-            raise PartFileError(f"{where}: {footer.num_rows} rows, listed with {part.rows}")
+        meta, size = footer(store, part.key)
+        _check_ids(meta, schema, where)
+        if meta.num_rows != part.rows:
+            raise PartFileError(f"{where}: {meta.num_rows} rows, listed with {part.rows}")
         statistics = data_file_statistics_from_parquet_metadata(
-            parquet_metadata=footer, stats_columns=stats_plan, parquet_column_mapping=id_mapping
+            parquet_metadata=meta, stats_columns=stats_plan, parquet_column_mapping=id_mapping
         )
         entries.append(
             DataFile.from_args(
