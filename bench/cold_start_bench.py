@@ -47,7 +47,8 @@ IMPORT_THE_HANDLER = "import handler"
 IMPORT_ITS_LIBRARIES = (
     "import boto3, pyarrow, pyarrow.compute, pyarrow.csv, pyarrow.parquet, aws_lambda_powertools;"
     " import aws_lambda_powertools.metrics, aws_lambda_powertools.utilities.data_classes;"
-    " from pydantic import BaseModel, Field"
+    # pydantic loads its schema machinery when a first model is defined
+    " from pydantic import BaseModel\nclass Model(BaseModel):\n    field: int"
 )
 
 OUTSIDE_LAMBDA = {"AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_SERVICE_NAME": "snapcdc-cdc"}
