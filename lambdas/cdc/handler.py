@@ -27,7 +27,7 @@ from snapcdc.errors import SnapcdcError
 from snapcdc.lake.layout import Layout
 from snapcdc.lake.records import RefusalReason
 from snapcdc.lake.store import S3Store
-from snapcdc.observability import logger, metrics, publish_table_metrics, tracer
+from snapcdc.observability import logger, metrics, publish_table_metrics, traced
 from snapcdc.settings import CdcSettings, load_settings
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def _report_metrics(report: BatchReport) -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@traced(patch=("botocore",))
 @metrics.log_metrics
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from snapcdc.extract.kaggle import Deadline, KaggleOptions, KaggleSource, RetryP
 from snapcdc.extract.stage import ExtractReport, run_extract
 from snapcdc.lake.layout import Layout, snapshot_id
 from snapcdc.lake.store import S3Store
-from snapcdc.observability import logger, metrics, publish_table_metrics, tracer
+from snapcdc.observability import logger, metrics, publish_table_metrics, traced
 from snapcdc.settings import ExtractSettings, load_settings
 
 
@@ -65,7 +65,7 @@ def _emit(report: ExtractReport) -> None:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE, clear_state=True)
-@tracer.capture_lambda_handler
+@traced(patch=("botocore", "requests"))
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:

@@ -19,7 +19,7 @@ from snapcdc import metric_names as names
 from snapcdc.cdc.healing import Healer, Healing
 from snapcdc.lake.layout import Layout
 from snapcdc.lake.store import S3Store
-from snapcdc.observability import logger, publish_table_metrics, tracer
+from snapcdc.observability import logger, publish_table_metrics, traced
 from snapcdc.settings import SparkStateSettings, load_settings
 
 
@@ -45,7 +45,7 @@ def _report_metrics(healing: Healing) -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@traced(patch=("botocore",))
 @event_source(data_class=EventBridgeEvent)
 def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     detail = event.detail

@@ -1,5 +1,6 @@
 """Every scheduled run of the CDC function is a cold start: importing its handler loads only what
-each run needs (a library used by one helper, or by another path only, is not imported)."""
+each run needs (a library used by one helper, by another path only, or by tracing that is off, is not
+imported)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+OUTSIDE_LAMBDA = {"PATH": "", "AWS_DEFAULT_REGION": "us-east-1"}
+IN_LAMBDA = {**OUTSIDE_LAMBDA, "AWS_LAMBDA_FUNCTION_NAME": "snapcdc-cdc", "LAMBDA_TASK_ROOT": "/var/task"}
 
 IMPORT_HANDLER = """
 import json, sys
@@ -17,23 +22,72 @@ import handler
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 """
 
+# A traced function called as Lambda would (tracing on, no daemon: X-Ray drops what it cannot send).
+CALL_A_TRACED_FUNCTION = """
+import json, sys
+from aws_xray_sdk.core import patcher
+from snapcdc.observability import traced
 
-def _top_level_modules_after_importing(folder: Path) -> set[str]:
+@traced(patch=tuple(sys.argv[1].split(",")))
+def handler(event, context):
+    return {"answer": event["question"] * 2}
+
+result = handler({"question": 21}, None)
+print(json.dumps({"result": result, "patched": sorted(patcher._PATCHED_MODULES)}))
+"""
+
+
+def _run(script: str, argument: str, env: dict[str, str]) -> str:
     done = subprocess.run(
-        [sys.executable, "-c", IMPORT_HANDLER, str(folder)],
+        [sys.executable, "-c", script, argument],
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
-        env={"PATH": "", "AWS_DEFAULT_REGION": "us-east-1"},
+        env=env,
     )
-    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+    return done.stdout.strip().splitlines()[-1]
+
+
+def _top_level_modules_after_importing(folder: Path, env: dict[str, str]) -> set[str]:
+    return set(json.loads(_run(IMPORT_HANDLER, str(folder), env)))
 
 
 def test_importing_the_cdc_handler_does_not_import_pandas_or_pyspark() -> None:
     # Given a fresh interpreter; when the CDC handler is imported (as Lambda does on a cold start)
-    loaded = _top_level_modules_after_importing(ROOT / "lambdas" / "cdc")
+    loaded = _top_level_modules_after_importing(ROOT / "lambdas" / "cdc", OUTSIDE_LAMBDA)
     # Then the engine came with it, and neither pandas nor pyspark did
     assert {"snapcdc", "pyarrow", "numpy"} <= loaded
     assert "pandas" not in loaded
     assert "pyspark" not in loaded
+
+
+@pytest.mark.parametrize("environment", [OUTSIDE_LAMBDA, IN_LAMBDA], ids=["outside-lambda", "in-lambda"])
+@pytest.mark.parametrize("function", ["cdc", "extract", "spark_state"])
+def test_importing_a_handler_does_not_import_the_xray_sdk(function: str, environment: dict[str, str]) -> None:
+    # Given a fresh interpreter, in Lambda's environment or not
+    # When a function's handler is imported
+    loaded = _top_level_modules_after_importing(ROOT / "lambdas" / function, environment)
+    # Then Powertools came with it, but not the X-Ray SDK nor wrapt (built on the first traced call)
+    assert {"snapcdc", "aws_lambda_powertools"} <= loaded
+    assert "aws_xray_sdk" not in loaded
+    assert "wrapt" not in loaded
+
+
+@pytest.mark.parametrize("patch", ["botocore", "botocore,requests"])
+def test_a_traced_call_in_lambda_patches_only_the_named_libraries(patch: str) -> None:
+    # Given Lambda's environment with tracing on (X-Ray's context errors logged, as in Lambda)
+    env = {**IN_LAMBDA, "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR"}
+    # When a function decorated with traced(patch=...) is called
+    called = json.loads(_run(CALL_A_TRACED_FUNCTION, patch, env))
+    # Then it ran, and X-Ray patched exactly those libraries
+    assert called["result"] == {"answer": 42}
+    assert called["patched"] == sorted(patch.split(","))
+
+
+def test_a_traced_call_outside_lambda_patches_nothing() -> None:
+    # Given no Lambda environment; when a traced function is called
+    called = json.loads(_run(CALL_A_TRACED_FUNCTION, "botocore", OUTSIDE_LAMBDA))
+    # Then it ran, and nothing was patched
+    assert called["result"] == {"answer": 42}
+    assert called["patched"] == []

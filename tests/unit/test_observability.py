@@ -1,12 +1,25 @@
-"""The core's stdlib loggers write through the Powertools JSON handler."""
+"""The core's stdlib loggers write through the Powertools JSON handler; tracing is on when Powertools says so."""
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 
+import pytest
+from aws_lambda_powertools.tracing.tracer import Tracer
 from snapcdc import observability
+
+# Each variable Powertools' Tracer reads to decide whether it traces, with values that matter to it.
+TRACING_ENVIRONMENTS = list(
+    itertools.product(
+        [None, "true", "false", "1", "0"],  # POWERTOOLS_TRACE_DISABLED
+        [None, "/var/task"],  # LAMBDA_TASK_ROOT
+        [None, "true"],  # AWS_SAM_LOCAL
+        [None, "true"],  # AWS_CHALICE_CLI_MODE
+    )
+)
 
 
 def test_a_core_module_logger_writes_powertools_json_lines() -> None:
@@ -30,3 +43,28 @@ def test_a_core_module_logger_writes_powertools_json_lines() -> None:
     assert (line["level"], line["name"]) == ("WARNING", "snapcdc.extract.kaggle.retry")
     assert line["message"] == "attempt 1 of 4 failed"
     assert package.propagate is False
+
+
+@pytest.mark.parametrize(("disabled", "task_root", "sam_local", "chalice"), TRACING_ENVIRONMENTS)
+def test_tracing_is_on_exactly_when_the_powertools_tracer_would_trace(
+    monkeypatch: pytest.MonkeyPatch,
+    disabled: str | None,
+    task_root: str | None,
+    sam_local: str | None,
+    chalice: str | None,
+) -> None:
+    # Given an environment
+    for name, value in [
+        ("POWERTOOLS_TRACE_DISABLED", disabled),
+        ("LAMBDA_TASK_ROOT", task_root),
+        ("AWS_SAM_LOCAL", sam_local),
+        ("AWS_CHALICE_CLI_MODE", chalice),
+    ]:
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    # When asked whether to trace, without building a Tracer
+    enabled = observability.tracing_enabled()
+    # Then the answer is the Powertools Tracer's own (a Powertools upgrade that changes its rule fails here)
+    assert enabled is (not Tracer._is_tracer_disabled())

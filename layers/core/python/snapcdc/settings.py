@@ -65,7 +65,8 @@ class JobArgument(StrEnum):
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # defer_build: a function builds the validator of its own settings only, on first use (cold start).
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     bucket_name: str = Field(validation_alias=Env.BUCKET_NAME.value, min_length=3)
     data_prefix: str = Field(default="", validation_alias=Env.DATA_PREFIX.value)

@@ -40,8 +40,11 @@ class RecordError(PermanentError):
 
 
 class _Record(BaseModel):
-    # Unknown fields are ignored, as the dict reads before these models did.
-    model_config = ConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+    # Unknown fields are ignored, as the dict reads before these models did. defer_build: a model's
+    # validator is built on first use, so a function builds only the records it handles (cold start).
+    model_config = ConfigDict(
+        frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True, defer_build=True
+    )
 
 
 class CatalogChange(_Record):

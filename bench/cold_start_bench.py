@@ -1,0 +1,134 @@
+"""Cold start of the CDC function: the time to import its handler (and with it the engine) in a fresh
+interpreter, against the target of issue #23 (0.35 s, median of fresh processes).
+
+    python -m bench.cold_start_bench                 # 9 processes of each kind, prints the medians
+    python -m bench.cold_start_bench --runs 15 --strict
+
+Each run is a fresh ``python -c`` that times one import statement in ``lambdas/cdc`` (wall time and
+CPU time, user + system, of that import only: interpreter start-up and teardown excluded). Three kinds
+of run, interleaved so that machine drift hits all:
+
+- the libraries every run needs, alone (boto3, pyarrow with compute/csv/parquet, pydantic's models, Powertools):
+  the floor, which the handler cannot go below;
+- ``import handler`` outside Lambda;
+- ``import handler`` as Lambda sets it up (LAMBDA_TASK_ROOT, AWS_LAMBDA_FUNCTION_NAME, tracing on: the
+  stack's functions run with X-Ray tracing ACTIVE). The import is the same as outside: the X-Ray SDK is
+  loaded on the first traced call, not at import (:func:`snapcdc.observability.traced`).
+
+The target is checked on the median CPU time in the Lambda environment, the figure least disturbed by
+other processes on a shared machine; wall times are printed beside it. A miss is reported and exits 0,
+since a loaded machine can miss it by itself; ``--strict`` makes a miss exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HANDLER_FOLDER = ROOT / "lambdas" / "cdc"
+TARGET_SECONDS = 0.35
+
+TIME_THE_IMPORT = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+wall, cpu = time.perf_counter(), time.process_time()
+exec(sys.argv[2])
+print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}))
+"""
+IMPORT_THE_HANDLER = "import handler"
+# The floor: only the libraries every run of the CDC function needs, imported the way the handler does.
+IMPORT_ITS_LIBRARIES = (
+    "import boto3, pyarrow, pyarrow.compute, pyarrow.csv, pyarrow.parquet, aws_lambda_powertools;"
+    " import aws_lambda_powertools.metrics, aws_lambda_powertools.utilities.data_classes;"
+    # pydantic loads its schema machinery when a first model is defined
+    " from pydantic import BaseModel\nclass Model(BaseModel):\n    field: int"
+)
+
+OUTSIDE_LAMBDA = {"AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_SERVICE_NAME": "snapcdc-cdc"}
+IN_LAMBDA = {
+    **OUTSIDE_LAMBDA,
+    "AWS_LAMBDA_FUNCTION_NAME": "snapcdc-cdc",
+    "LAMBDA_TASK_ROOT": str(HANDLER_FOLDER),
+}
+
+
+@dataclass(frozen=True)
+class ImportTime:
+    """One fresh process's import of the handler, in seconds."""
+
+    wall: float
+    cpu: float
+
+
+@dataclass(frozen=True)
+class Medians:
+    """The medians of one kind of run, in seconds."""
+
+    environment: str
+    runs: int
+    wall: float
+    cpu: float
+
+
+def time_one_import(environment: dict[str, str], statement: str = IMPORT_THE_HANDLER) -> ImportTime:
+    env = {"PATH": os.environ.get("PATH", ""), **environment}
+    done = subprocess.run(
+        [sys.executable, "-c", TIME_THE_IMPORT, str(HANDLER_FOLDER), statement],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        env=env,
+    )
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    return ImportTime(wall=measured["wall"], cpu=measured["cpu"])
+
+
+def measure(runs: int) -> list[Medians]:
+    """Medians of the libraries alone, then of the handler outside Lambda and in Lambda (the target's)."""
+    imports = {
+        "its libraries alone": (OUTSIDE_LAMBDA, IMPORT_ITS_LIBRARIES),
+        "handler, outside Lambda": (OUTSIDE_LAMBDA, IMPORT_THE_HANDLER),
+        "handler, in Lambda": (IN_LAMBDA, IMPORT_THE_HANDLER),
+    }
+    times: dict[str, list[ImportTime]] = {name: [] for name in imports}
+    for _ in range(runs):
+        for name, (environment, statement) in imports.items():
+            times[name].append(time_one_import(environment, statement))
+    return [
+        Medians(
+            environment=name,
+            runs=runs,
+            wall=statistics.median(t.wall for t in measured),
+            cpu=statistics.median(t.cpu for t in measured),
+        )
+        for name, measured in times.items()
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=9, help="fresh processes per environment (default 9)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when the target is missed")
+    args = parser.parse_args(argv)
+    floor, *_, in_lambda = results = measure(args.runs)
+    print(f"cold start: import of the CDC handler, median of {args.runs} fresh processes each")
+    for result in results:
+        print(f"  {result.environment:<24} wall {result.wall:6.3f} s   CPU {result.cpu:6.3f} s")
+    print(f"  snapcdc's own share (handler in Lambda - libraries): CPU {in_lambda.cpu - floor.cpu:6.3f} s")
+    verdict = "within" if in_lambda.cpu <= TARGET_SECONDS else "MISSED"
+    print(f"  target {TARGET_SECONDS:.2f} s (CPU, in Lambda): {verdict}")
+    if verdict == "MISSED" and not args.strict:
+        print("  (not an error without --strict: a shared, loaded machine can miss it by itself)")
+    return 1 if verdict == "MISSED" and args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
