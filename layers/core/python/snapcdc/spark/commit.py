@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from snapcdc.engine.spec import DeleteGuardError, DiffStats, InputError, TableSpec, WrittenFile
+from snapcdc.errors import SnapcdcError
 from snapcdc.lake.store import S3Store
 from snapcdc.spark.diff import PartResult
 
@@ -32,8 +33,9 @@ class Gathered:
     files: dict[str, list[WrittenFile]]
 
 
-class IncompleteRunError(RuntimeError):
-    """The tasks' results do not account for the whole table: a lost partition, never a result."""
+class IncompleteRunError(SnapcdcError, RuntimeError):
+    """The tasks' results do not account for the whole table: a lost partition, never a result (not
+    permanent: the job's run fails and the next attempt runs the diff again)."""
 
 
 def gathered(results: list[PartResult], buckets: int, new_rows: int, old_rows: int, spec: TableSpec) -> Gathered:
