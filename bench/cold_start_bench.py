@@ -33,11 +33,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HANDLER_FOLDER = ROOT / "lambdas" / "cdc"
+# The core layer of this tree (Lambda puts the layer's python/ on sys.path), not whichever copy the
+# environment's editable install points at.
+LAYER_FOLDER = ROOT / "layers" / "core" / "python"
 TARGET_SECONDS = 0.35
 
 TIME_THE_IMPORT = """
 import json, sys, time
-sys.path.insert(0, sys.argv[1])
+sys.path[:0] = [sys.argv[1], sys.argv[3]]
 wall, cpu = time.perf_counter(), time.process_time()
 exec(sys.argv[2])
 print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}))
@@ -80,7 +83,7 @@ class Medians:
 def time_one_import(environment: dict[str, str], statement: str = IMPORT_THE_HANDLER) -> ImportTime:
     env = {"PATH": os.environ.get("PATH", ""), **environment}
     done = subprocess.run(
-        [sys.executable, "-c", TIME_THE_IMPORT, str(HANDLER_FOLDER), statement],
+        [sys.executable, "-c", TIME_THE_IMPORT, str(HANDLER_FOLDER), statement, str(LAYER_FOLDER)],
         capture_output=True,
         text=True,
         check=True,

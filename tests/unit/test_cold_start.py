@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-OUTSIDE_LAMBDA = {"PATH": "", "AWS_DEFAULT_REGION": "us-east-1"}
+# this tree's engine (Lambda puts the layer on sys.path), not whichever copy the editable install points at
+LAYER = ROOT / "layers" / "core" / "python"
+OUTSIDE_LAMBDA = {"PATH": "", "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": str(LAYER)}
 IN_LAMBDA = {**OUTSIDE_LAMBDA, "AWS_LAMBDA_FUNCTION_NAME": "snapcdc-cdc", "LAMBDA_TASK_ROOT": "/var/task"}
 
 IMPORT_HANDLER = """
