@@ -27,10 +27,7 @@ import pyarrow.parquet as pq
 
 from snapcdc.cdc.catalog import GlueCatalog
 from snapcdc.cdc.engines import ArrowEngine, CdcEngine, Placement
-from snapcdc.cdc.feeds import changelog, dms
-from snapcdc.cdc.feeds.files import PARQUET
-from snapcdc.cdc.feeds.scd2 import Scd2History, Scd2Keys
-from snapcdc.cdc.migrate import column_changes, migrate_table, reshaping
+from snapcdc.cdc.migrate import PARQUET, column_changes, migrate_table, reshaping
 from snapcdc.cdc.placed import localized, placed_record
 from snapcdc.cdc.routing import SparkRoute
 from snapcdc.config import TableConfig
@@ -48,7 +45,8 @@ from snapcdc.logs import append_keys, reset_keys
 
 logger = logging.getLogger(__name__)
 
-if TYPE_CHECKING:  # pyiceberg is imported only where a table enables Iceberg
+if TYPE_CHECKING:  # pyiceberg is imported only where a table enables Iceberg, the feeds where it enables one
+    from snapcdc.cdc.feeds.scd2 import Scd2History
     from snapcdc.cdc.iceberg.sync import IcebergLake
 
 
@@ -219,6 +217,8 @@ class TableProcessor:
         first = outcome.full_load_path if base is None else None
         wanted = enabled.enabled if write else (["scd2"] if enabled.scd2 is not None else [])
         changes = pq.read_table(outcome.changes_path) if first is None and wanted else None
+        if write and (enabled.changelog or enabled.dms):  # imported by the runs that write them (cold start)
+            from snapcdc.cdc.feeds import changelog, dms
         if write and enabled.changelog:
             path = work / "feed-changelog.parquet"
             if first is not None:
@@ -250,6 +250,8 @@ class TableProcessor:
         scd2 = self.table.outputs.scd2
         if scd2 is None:
             return None
+        from snapcdc.cdc.feeds.scd2 import Scd2History, Scd2Keys  # imported by the tables that keep one
+
         layout, name = self.store.layout, self.name
         closed = partial(layout.scd2_closed_key, name)
         keys = Scd2Keys(
