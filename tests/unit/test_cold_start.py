@@ -79,11 +79,12 @@ def test_importing_the_cdc_handler_does_not_import_pandas_or_pyspark() -> None:
 
 
 # Imported by the runs that need them only: Iceberg (tables that enable it), the change feeds (tables
-# that enable one), the Spark engine (the Glue job's), the operator's commands, the extract; difflib
-# (the message of a file refused for a misnamed column); the X-Ray SDK (a traced call's).
+# that enable one), the schema migration (a run whose schema changed), the Spark engine (the Glue job's),
+# the operator's commands, the extract; difflib (the message of a file refused for a misnamed column);
+# the X-Ray SDK (a traced call's).
 ONLY_SOME_RUNS_NEED = ("pyiceberg", "awswrangler", "pandas", "pyspark", "aws_xray_sdk", "wrapt", "difflib")
-ONLY_SOME_RUNS_NEED_OF_SNAPCDC = ("snapcdc.cdc.iceberg", "snapcdc.cdc.feeds", "snapcdc.spark", "snapcdc.ops")
-ONLY_SOME_RUNS_NEED_OF_SNAPCDC += ("snapcdc.extract", "snapcdc.cli")
+ONLY_SOME_RUNS_NEED_OF_SNAPCDC = ("snapcdc.cdc.iceberg", "snapcdc.cdc.feeds", "snapcdc.cdc.migrate")
+ONLY_SOME_RUNS_NEED_OF_SNAPCDC += ("snapcdc.spark", "snapcdc.ops", "snapcdc.extract", "snapcdc.cli")
 
 
 @pytest.mark.parametrize("environment", [OUTSIDE_LAMBDA, IN_LAMBDA], ids=["outside-lambda", "in-lambda"])

@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from snapcdc.engine.parquet_output import parquet_options
-from snapcdc.engine.schema import ARROW_TYPES, conform_columns, type_name
+from snapcdc.engine.schema import conform_columns
 from snapcdc.engine.sinks import SNAPSHOT_CODEC, SNAPSHOT_ROW_GROUP
 from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP, HASH_COLUMNS
 from snapcdc.errors import PermanentError
@@ -54,7 +54,6 @@ PIPELINE_COLUMNS = (CDC_OPERATION, CDC_TIMESTAMP, *HASH_COLUMNS)
 PARQUET = "application/vnd.apache.parquet"
 _CDC_STAMP = re.compile(r"_(\d{8}_\d{6})\.parquet$")
 _DMS_STAMP = re.compile(r"/(\d{8}-\d{6})\d{3}\.parquet$")
-_TYPE_NAMES = {str(arrow): name for name, arrow in ARROW_TYPES.items()}  # "double" -> "float64"
 
 
 @cache
@@ -94,39 +93,6 @@ def same_columns(file_schema: pa.Schema, target: pa.Schema, kind: str | None = N
     """Whether a file's data columns are exactly ``target``'s: names, order and types."""
     data = data_schema(file_schema, kind)
     return data.names == target.names and all(a.type == b.type for a, b in zip(data, target, strict=True))
-
-
-# -- the schema changes of a run, against the base run record -------------------------------------
-def column_changes(
-    base_columns: Sequence[dict[str, str]],
-    schema: pa.Schema,
-    engine_changes: Sequence[dict[str, str]],
-    configured: Sequence[str] = (),
-) -> list[dict[str, str]]:
-    """The engine's schema changes, completed from the base run record's columns.
-
-    On a retry after a half-done migration the base snapshot may already have the new types, and the
-    engine then reports nothing: the change is still a change against the base run record.
-    """
-    before = {c["name"]: c["type"] for c in base_columns}
-    reported = {c["column"]: c for c in engine_changes}
-    changes = []
-    for f in schema:
-        if f.name in reported:
-            changes.append(reported[f.name])
-        elif f.name not in before:
-            changes.append({"column": f.name, "change": "added", "type": type_name(f.type)})
-        elif before[f.name] != str(f.type):
-            kind = "retyped" if f.name in configured else "widened"
-            was = _TYPE_NAMES.get(before[f.name], before[f.name])
-            changes.append({"column": f.name, "change": kind, "from": was, "to": type_name(f.type)})
-    changes += [c for c in engine_changes if c["column"] not in schema.names]
-    return changes
-
-
-def reshaping(changes: Sequence[dict[str, str]]) -> list[dict[str, str]]:
-    """The changes that alter the physical schema (a column missing from a file changes nothing)."""
-    return [c for c in changes if c["change"] != "removed"]
 
 
 # -- the table's files ------------------------------------------------------------------------------

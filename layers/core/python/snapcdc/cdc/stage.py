@@ -27,9 +27,9 @@ import pyarrow.parquet as pq
 
 from snapcdc.cdc.catalog import GlueCatalog
 from snapcdc.cdc.engines import ArrowEngine, CdcEngine, Placement
-from snapcdc.cdc.migrate import PARQUET, column_changes, migrate_table, reshaping
 from snapcdc.cdc.placed import localized, placed_record
 from snapcdc.cdc.routing import SparkRoute
+from snapcdc.cdc.schema_changes import column_changes, reshaping
 from snapcdc.config import TableConfig
 from snapcdc.engine import DeleteGuardError, DiffOutcome, InputError, TableSpec
 from snapcdc.lake.ledger import (
@@ -40,7 +40,7 @@ from snapcdc.lake.ledger import (
 )
 from snapcdc.lake.records import CatalogChange, OutputFile, RefusalReason, RunRecord, SchemaMigration
 from snapcdc.lake.snapshot import Snapshot
-from snapcdc.lake.store import S3Store
+from snapcdc.lake.store import PARQUET, S3Store
 from snapcdc.logs import append_keys, reset_keys
 
 logger = logging.getLogger(__name__)
@@ -271,6 +271,8 @@ class TableProcessor:
         changes = column_changes(base.columns, outcome.schema, outcome.schema_changes, configured)
         if not reshaping(changes):
             return record  # the schema of the base run record: nothing to list or read
+        from snapcdc.cdc.migrate import migrate_table  # imported by the runs that migrate (cold start)
+
         rewritten = migrate_table(
             self.store,
             self.name,
