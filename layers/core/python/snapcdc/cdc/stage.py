@@ -217,9 +217,10 @@ class TableProcessor:
         first = outcome.full_load_path if base is None else None
         wanted = enabled.enabled if write else (["scd2"] if enabled.scd2 is not None else [])
         changes = pq.read_table(outcome.changes_path) if first is None and wanted else None
-        if write and (enabled.changelog or enabled.dms):  # imported by the runs that write them (cold start)
-            from snapcdc.cdc.feeds import changelog, dms
+        # Each feed is imported by the runs that write it, not by every run's import (cold start).
         if write and enabled.changelog:
+            from snapcdc.cdc.feeds import changelog
+
             path = work / "feed-changelog.parquet"
             if first is not None:
                 changelog.write_first(first, path, version, at.time)
@@ -230,6 +231,8 @@ class TableProcessor:
             files["changelog"] = [self._upload(path, key)]
             outputs["changelog"] = key
         if write and enabled.dms:
+            from snapcdc.cdc.feeds import dms
+
             path = work / "feed-dms.parquet"
             if first is not None:
                 key = layout.dms_load_key(self.name)
