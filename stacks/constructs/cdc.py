@@ -69,6 +69,10 @@ class CdcFunction(Construct):
                 Env.POWERTOOLS_SERVICE_NAME.value: CDC_SERVICE,
                 Env.POWERTOOLS_METRICS_NAMESPACE.value: settings.metrics_namespace,
                 Env.LOG_LEVEL.value: settings.log_level,
+                # numpy (imported with pyarrow) loads OpenBLAS, which starts a thread per further vCPU that
+                # spins for a while: CPU spent during every cold start's import, for nothing, since the
+                # engine calls no BLAS routine. One: the caller's thread only (issue #23, bench/cold_start_bench.py).
+                Env.OPENBLAS_NUM_THREADS.value: "1",
             },
             memory_mb=settings.cdc_memory_mb,
             timeout=Duration.minutes(settings.cdc_timeout_minutes),

@@ -130,8 +130,8 @@ def test_extract_environment(synth: Synth) -> None:
 def test_cdc_environment_has_no_secret(synth: Synth) -> None:
     # Given the CDC function's environment
     env = _props(synth, CDC)["Environment"]["Variables"]
-    # Then it has the bucket, prefix, Glue database, the Spark job (threshold, timeout, restarts), and Powertools
-    # settings, and nothing about Kaggle
+    # Then it has the bucket, prefix, Glue database, the Spark job (threshold, timeout, restarts), Powertools
+    # settings and OpenBLAS's threads (none: a cold start's import spins none), and nothing about Kaggle
     assert set(env) == {
         "BUCKET_NAME",
         "DATA_PREFIX",
@@ -143,8 +143,10 @@ def test_cdc_environment_has_no_secret(synth: Synth) -> None:
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
         "LOG_LEVEL",
+        "OPENBLAS_NUM_THREADS",
     }
     assert env["POWERTOOLS_SERVICE_NAME"] == "snapcdc-cdc"
+    assert env["OPENBLAS_NUM_THREADS"] == "1"
 
 
 def test_environment_follows_context(custom_synth: Synth) -> None:

@@ -12,14 +12,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-OUTSIDE_LAMBDA = {"PATH": "", "AWS_DEFAULT_REGION": "us-east-1"}
+# this tree's engine (Lambda puts the layer on sys.path), not whichever copy the editable install points at
+LAYER = ROOT / "layers" / "core" / "python"
+OUTSIDE_LAMBDA = {"PATH": "", "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": str(LAYER)}
 IN_LAMBDA = {**OUTSIDE_LAMBDA, "AWS_LAMBDA_FUNCTION_NAME": "snapcdc-cdc", "LAMBDA_TASK_ROOT": "/var/task"}
 
 IMPORT_HANDLER = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import handler
-print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+from pydantic import BaseModel
+models = [
+    f"{m.__name__}.{name}" for m in list(sys.modules.values()) if m.__name__.startswith("snapcdc.")
+    for name, value in vars(m).items()
+    if isinstance(value, type) and issubclass(value, BaseModel) and value.__module__ == m.__name__
+    and value.__pydantic_complete__
+]
+print(json.dumps({"modules": sorted(sys.modules), "built": sorted(models)}))
 """
 
 # A traced function called as Lambda would (tracing on, no daemon: X-Ray drops what it cannot send).
@@ -49,8 +58,15 @@ def _run(script: str, argument: str, env: dict[str, str]) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+def _import_handler(folder: Path, env: dict[str, str]) -> dict[str, list[str]]:
+    """The modules loaded by importing the handler of ``folder`` in a fresh interpreter (``modules``), and
+    the snapcdc models whose validators that import built (``built``)."""
+    imported: dict[str, list[str]] = json.loads(_run(IMPORT_HANDLER, str(folder), env))
+    return imported
+
+
 def _top_level_modules_after_importing(folder: Path, env: dict[str, str]) -> set[str]:
-    return set(json.loads(_run(IMPORT_HANDLER, str(folder), env)))
+    return {name.split(".")[0] for name in _import_handler(folder, env)["modules"]}
 
 
 def test_importing_the_cdc_handler_does_not_import_pandas_or_pyspark() -> None:
@@ -60,6 +76,29 @@ def test_importing_the_cdc_handler_does_not_import_pandas_or_pyspark() -> None:
     assert {"snapcdc", "pyarrow", "numpy"} <= loaded
     assert "pandas" not in loaded
     assert "pyspark" not in loaded
+
+
+# Imported by the runs that need them only: Iceberg (tables that enable it), the change feeds (tables
+# that enable one), the schema migration (a run whose schema changed), the Spark engine (the Glue job's),
+# the operator's commands, the extract; difflib (the message of a file refused for a misnamed column);
+# the X-Ray SDK (a traced call's).
+ONLY_SOME_RUNS_NEED = ("pyiceberg", "awswrangler", "pandas", "pyspark", "aws_xray_sdk", "wrapt", "difflib")
+ONLY_SOME_RUNS_NEED_OF_SNAPCDC = ("snapcdc.cdc.iceberg", "snapcdc.cdc.feeds", "snapcdc.cdc.migrate")
+ONLY_SOME_RUNS_NEED_OF_SNAPCDC += ("snapcdc.spark", "snapcdc.ops", "snapcdc.extract", "snapcdc.cli")
+
+
+@pytest.mark.parametrize("environment", [OUTSIDE_LAMBDA, IN_LAMBDA], ids=["outside-lambda", "in-lambda"])
+def test_importing_the_cdc_handler_loads_only_what_every_run_needs(environment: dict[str, str]) -> None:
+    # Given a fresh interpreter; when the CDC handler is imported (as Lambda does on a cold start)
+    imported = _import_handler(ROOT / "lambdas" / "cdc", environment)
+    loaded = set(imported["modules"])
+    # Then the engine came with it
+    assert {"snapcdc.cdc.stage", "snapcdc.engine", "pyarrow.parquet"} <= loaded
+    # And no library nor engine module that only some runs need did
+    assert {name.split(".")[0] for name in loaded}.isdisjoint(ONLY_SOME_RUNS_NEED)
+    assert [m for m in loaded if m.startswith(ONLY_SOME_RUNS_NEED_OF_SNAPCDC)] == []
+    # And the validators of the bucket's documents and of the settings are built on first use, not at import
+    assert [m for m in imported["built"] if m.startswith(("snapcdc.lake.", "snapcdc.settings."))] == []
 
 
 @pytest.mark.parametrize("environment", [OUTSIDE_LAMBDA, IN_LAMBDA], ids=["outside-lambda", "in-lambda"])

@@ -43,6 +43,8 @@ class Env(StrEnum):
     POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
     POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
     LOG_LEVEL = "LOG_LEVEL"
+    # Read by numpy's OpenBLAS when it loads: the CDC function's is 1 (stacks/constructs/cdc.py says why).
+    OPENBLAS_NUM_THREADS = "OPENBLAS_NUM_THREADS"
 
 
 class JobArgument(StrEnum):

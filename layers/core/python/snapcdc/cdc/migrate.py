@@ -33,15 +33,15 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TypedDict
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from snapcdc.cdc.feeds import FEED_COLUMNS
 from snapcdc.engine.parquet_output import parquet_options
-from snapcdc.engine.schema import ARROW_TYPES, conform_columns, type_name
+from snapcdc.engine.schema import conform_columns
 from snapcdc.engine.sinks import SNAPSHOT_CODEC, SNAPSHOT_ROW_GROUP
 from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP, HASH_COLUMNS
 from snapcdc.errors import PermanentError
@@ -50,19 +50,25 @@ from snapcdc.lake.store import S3Store
 
 MIGRATED_METADATA = b"snapcdc.migrated"  # the snapshot whose migration last rewrote the file
 PIPELINE_COLUMNS = (CDC_OPERATION, CDC_TIMESTAMP, *HASH_COLUMNS)
-# The columns a kind of file adds to the table's (the change feeds': docs/design.md, "Change feeds").
-KIND_COLUMNS: dict[str, tuple[str, ...]] = {
-    "snapshot": HASH_COLUMNS,
-    "full_load": (),
-    "cdc": (CDC_OPERATION, CDC_TIMESTAMP),
-    **{kind: tuple(f.name for f in fields) for kind, fields in FEED_COLUMNS.items()},
-    "dms_load": tuple(f.name for f in FEED_COLUMNS["dms"]),
-}
 
 PARQUET = "application/vnd.apache.parquet"
 _CDC_STAMP = re.compile(r"_(\d{8}_\d{6})\.parquet$")
 _DMS_STAMP = re.compile(r"/(\d{8}-\d{6})\d{3}\.parquet$")
-_TYPE_NAMES = {str(arrow): name for name, arrow in ARROW_TYPES.items()}  # "double" -> "float64"
+
+
+@cache
+def kind_columns() -> dict[str, tuple[str, ...]]:
+    """The columns a kind of file adds to the table's (the change feeds': docs/design.md, "Change feeds")."""
+    # The feeds are imported here, by a migration, not by every run's import of this module (cold start).
+    from snapcdc.cdc.feeds import FEED_COLUMNS
+
+    return {
+        "snapshot": HASH_COLUMNS,
+        "full_load": (),
+        "cdc": (CDC_OPERATION, CDC_TIMESTAMP),
+        **{kind: tuple(f.name for f in fields) for kind, fields in FEED_COLUMNS.items()},
+        "dms_load": tuple(f.name for f in FEED_COLUMNS["dms"]),
+    }
 
 
 class MigrationError(PermanentError):
@@ -79,7 +85,7 @@ class TableFile:
 def data_schema(schema: pa.Schema, kind: str | None = None) -> pa.Schema:
     """The table's columns of a file's schema: without the pipeline's own columns and metadata
     (those of ``kind``; None: those of the engine's files)."""
-    own = PIPELINE_COLUMNS if kind is None else KIND_COLUMNS[kind]
+    own = PIPELINE_COLUMNS if kind is None else kind_columns()[kind]
     return pa.schema([f for f in schema if f.name not in own])
 
 
@@ -87,39 +93,6 @@ def same_columns(file_schema: pa.Schema, target: pa.Schema, kind: str | None = N
     """Whether a file's data columns are exactly ``target``'s: names, order and types."""
     data = data_schema(file_schema, kind)
     return data.names == target.names and all(a.type == b.type for a, b in zip(data, target, strict=True))
-
-
-# -- the schema changes of a run, against the base run record -------------------------------------
-def column_changes(
-    base_columns: Sequence[dict[str, str]],
-    schema: pa.Schema,
-    engine_changes: Sequence[dict[str, str]],
-    configured: Sequence[str] = (),
-) -> list[dict[str, str]]:
-    """The engine's schema changes, completed from the base run record's columns.
-
-    On a retry after a half-done migration the base snapshot may already have the new types, and the
-    engine then reports nothing: the change is still a change against the base run record.
-    """
-    before = {c["name"]: c["type"] for c in base_columns}
-    reported = {c["column"]: c for c in engine_changes}
-    changes = []
-    for f in schema:
-        if f.name in reported:
-            changes.append(reported[f.name])
-        elif f.name not in before:
-            changes.append({"column": f.name, "change": "added", "type": type_name(f.type)})
-        elif before[f.name] != str(f.type):
-            kind = "retyped" if f.name in configured else "widened"
-            was = _TYPE_NAMES.get(before[f.name], before[f.name])
-            changes.append({"column": f.name, "change": kind, "from": was, "to": type_name(f.type)})
-    changes += [c for c in engine_changes if c["column"] not in schema.names]
-    return changes
-
-
-def reshaping(changes: Sequence[dict[str, str]]) -> list[dict[str, str]]:
-    """The changes that alter the physical schema (a column missing from a file changes nothing)."""
-    return [c for c in changes if c["change"] != "removed"]
 
 
 # -- the table's files ------------------------------------------------------------------------------
@@ -177,7 +150,7 @@ class _Plan:
 def _file_target(current: pa.Schema, target: pa.Schema, marker: str, kind: str) -> pa.Schema:
     """``target``'s columns, with the file's own pipeline columns where they were (those before its
     first data column, such as a DMS file's ``Op``, stay first); its metadata kept, the mark added."""
-    own = KIND_COLUMNS[kind]
+    own = kind_columns()[kind]
     leading = []
     for f in current:
         if f.name not in own:

@@ -27,12 +27,9 @@ import pyarrow.parquet as pq
 
 from snapcdc.cdc.catalog import GlueCatalog
 from snapcdc.cdc.engines import ArrowEngine, CdcEngine, Placement
-from snapcdc.cdc.feeds import changelog, dms
-from snapcdc.cdc.feeds.files import PARQUET
-from snapcdc.cdc.feeds.scd2 import Scd2History, Scd2Keys
-from snapcdc.cdc.migrate import column_changes, migrate_table, reshaping
 from snapcdc.cdc.placed import localized, placed_record
 from snapcdc.cdc.routing import SparkRoute
+from snapcdc.cdc.schema_changes import column_changes, reshaping
 from snapcdc.config import TableConfig
 from snapcdc.engine import DeleteGuardError, DiffOutcome, InputError, TableSpec
 from snapcdc.lake.ledger import (
@@ -43,12 +40,13 @@ from snapcdc.lake.ledger import (
 )
 from snapcdc.lake.records import CatalogChange, OutputFile, RefusalReason, RunRecord, SchemaMigration
 from snapcdc.lake.snapshot import Snapshot
-from snapcdc.lake.store import S3Store
+from snapcdc.lake.store import PARQUET, S3Store
 from snapcdc.logs import append_keys, reset_keys
 
 logger = logging.getLogger(__name__)
 
-if TYPE_CHECKING:  # pyiceberg is imported only where a table enables Iceberg
+if TYPE_CHECKING:  # pyiceberg is imported only where a table enables Iceberg, the feeds where it enables one
+    from snapcdc.cdc.feeds.scd2 import Scd2History
     from snapcdc.cdc.iceberg.sync import IcebergLake
 
 
@@ -219,7 +217,10 @@ class TableProcessor:
         first = outcome.full_load_path if base is None else None
         wanted = enabled.enabled if write else (["scd2"] if enabled.scd2 is not None else [])
         changes = pq.read_table(outcome.changes_path) if first is None and wanted else None
+        # Each feed is imported by the runs that write it, not by every run's import (cold start).
         if write and enabled.changelog:
+            from snapcdc.cdc.feeds import changelog
+
             path = work / "feed-changelog.parquet"
             if first is not None:
                 changelog.write_first(first, path, version, at.time)
@@ -230,6 +231,8 @@ class TableProcessor:
             files["changelog"] = [self._upload(path, key)]
             outputs["changelog"] = key
         if write and enabled.dms:
+            from snapcdc.cdc.feeds import dms
+
             path = work / "feed-dms.parquet"
             if first is not None:
                 key = layout.dms_load_key(self.name)
@@ -250,6 +253,8 @@ class TableProcessor:
         scd2 = self.table.outputs.scd2
         if scd2 is None:
             return None
+        from snapcdc.cdc.feeds.scd2 import Scd2History, Scd2Keys  # imported by the tables that keep one
+
         layout, name = self.store.layout, self.name
         closed = partial(layout.scd2_closed_key, name)
         keys = Scd2Keys(
@@ -269,6 +274,8 @@ class TableProcessor:
         changes = column_changes(base.columns, outcome.schema, outcome.schema_changes, configured)
         if not reshaping(changes):
             return record  # the schema of the base run record: nothing to list or read
+        from snapcdc.cdc.migrate import migrate_table  # imported by the runs that migrate (cold start)
+
         rewritten = migrate_table(
             self.store,
             self.name,

@@ -5,7 +5,6 @@ delimiter. Pure; both engines call it before reading rows."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 
 from snapcdc.engine.spec import InputError, TableSpec
@@ -27,6 +26,8 @@ def closest(name: str, names: Sequence[str]) -> str | None:
     folded = [n for n in names if n.casefold() == name.casefold()]
     if folded:
         return folded[0]
+    import difflib  # only a refused file's message needs it: not imported by every run (cold start)
+
     matches = difflib.get_close_matches(name, list(names), n=1, cutoff=0.75)
     if not matches:
         lowered = {n.casefold(): n for n in names}

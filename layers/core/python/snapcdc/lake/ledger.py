@@ -103,7 +103,9 @@ class Claim(BaseModel):
     """A claim's document: the job taking the snapshot, with which arguments, in which run, how many times
     the table was started again (``attempt``), and whether the restarts were given up (snapcdc.cdc.healing)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # defer_build: its validator is built when a claim is first read or written (a snapshot handed to the
+    # Spark job), not by every run's import (cold start).
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     job: str | None = None
     arguments: dict[str, str] = {}

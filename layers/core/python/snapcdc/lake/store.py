@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+PARQUET = "application/vnd.apache.parquet"  # the content type of the Parquet objects
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 # A conditional put that lost: the object exists, or another conditional write of it is under way.
 _PRECONDITION = {"PreconditionFailed", "ConditionalRequestConflict"}
