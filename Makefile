@@ -70,7 +70,7 @@ layers: $(STAMP)
 	$(BIN)/python layers/build_layers.py
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.cold_start_bench
+	$(BIN)/python -m bench.cold_start_bench --strict
 	$(BIN)/python -m bench.engine_bench
 
 # The engine alone on a 10M-row table (peak memory against the CDC function's size); not in docs.

@@ -568,15 +568,39 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cold_start_lines(results: Path) -> list[str]:
+    """The cold-start bench's last medians (``bench.cold_start_bench``, which ``make bench`` runs first),
+    one line each, then its verdict; nothing when it has not run."""
+    if not results.is_file():
+        return []
+    saved = json.loads(results.read_text())
+    lines = [
+        f"{m['environment']}: wall {m['wall']:.3f} s, CPU {m['cpu']:.3f} s (median of {m['runs']} fresh processes)"
+        for m in saved["medians"]
+    ]
+    return [*lines, f"target {saved['target']:.2f} s CPU, handler in Lambda: {saved['verdict']}"]
+
+
 def write_docs(sections: list[str], repetitions: int, targets: list[str]) -> None:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    cold = cold_start_lines(DATA / "cold-start.json")
     (ROOT / "docs" / "benchmark.md").write_text(
-        docs_text(machine, f"{datetime.now(UTC):%Y-%m-%d}", repetitions, sections, targets)
+        docs_text(machine, f"{datetime.now(UTC):%Y-%m-%d}", repetitions, sections, targets, cold)
     )
     print(f"written {ROOT / 'docs' / 'benchmark.md'}")
 
 
-def docs_text(machine: str, day: str, repetitions: int, sections: list[str], targets: list[str]) -> str:
+def docs_text(
+    machine: str, day: str, repetitions: int, sections: list[str], targets: list[str], cold: list[str] | None = None
+) -> str:
+    cold_start = (
+        "Cold start (`python -m bench.cold_start_bench`, run first by `make bench`): the import of the CDC\n"
+        "function's handler in fresh processes, beside its libraries alone, in Lambda's environment:\n\n"
+        + "\n".join(f"- {line}" for line in cold)
+        + "\n\n"
+        if cold
+        else ""
+    )
     legend = "\n".join(f"- **{name}**: {text}" for name, text in CONTENDERS.items())
     return f"""# Engine benchmark
 
@@ -614,7 +638,7 @@ at 5M). `make bench` exits non-zero when one is missed. This run:
 
 {chr(10).join(f"- {line}" for line in targets)}
 
-How the engine works and what it holds in memory: [engine.md](engine.md); a 10M-row run:
+{cold_start}How the engine works and what it holds in memory: [engine.md](engine.md); a 10M-row run:
 `make bench-sizing`.
 
 {chr(10).join(s + chr(10) for s in sections)}"""

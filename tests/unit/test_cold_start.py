@@ -130,3 +130,22 @@ def test_a_traced_call_outside_lambda_patches_nothing() -> None:
     # Then it ran, and nothing was patched
     assert called["result"] == {"answer": 42}
     assert called["patched"] == []
+
+
+def test_the_engine_bench_quotes_the_last_cold_start(tmp_path: Path) -> None:
+    from bench.cold_start_bench import Medians, save
+    from bench.engine_bench import cold_start_lines, docs_text
+
+    # Given a cold-start run's medians saved where the engine bench reads them
+    saved = tmp_path / "cold-start.json"
+    results = [Medians("its libraries alone", 9, 0.262, 0.262), Medians("handler, in Lambda", 9, 0.299, 0.3)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("bench.cold_start_bench.RESULTS", saved)
+        save(results, "within")
+    # When docs/benchmark.md's text is made
+    lines = cold_start_lines(saved)
+    text = docs_text("x86_64", "2026-12-05", 3, [], [], lines)
+    # Then it quotes each median and the verdict; without a run, nothing
+    assert "- handler, in Lambda: wall 0.299 s, CPU 0.300 s (median of 9 fresh processes)" in text
+    assert "- target 0.35 s CPU, handler in Lambda: within" in text
+    assert cold_start_lines(tmp_path / "absent.json") == []
