@@ -1,7 +1,8 @@
 """What the CDC stage does with the outcome of an engine that writes in place (the Spark job,
 :class:`~snapcdc.cdc.engines.Placement`): the run record lists the files the engine wrote, with their
 rows and bytes (``outputs`` keeps each output's first key, as records before ``files`` did); and the
-few steps still done on the driver (SCD2) get local copies of the files they read."""
+few steps still done on the driver (SCD2) get local copies of the files they read. The accepted run's
+record itself (:func:`accepted_record`) is built here for both engines."""
 
 from __future__ import annotations
 
@@ -36,6 +37,24 @@ def placed_record(
     }
     outputs: dict[str, str | None] = {"snapshot": None, "quarantine": None, "cdc": None, "full_load": None}
     outputs.update({name: found[0].key for name, found in files.items()})
+    return accepted_record(
+        table, snap, base, source_key, outcome, outputs, files, started, commit_version=placement.commit_version
+    )
+
+
+def accepted_record(
+    table: str,
+    snap: str,
+    base: RunRecord | None,
+    source_key: str,
+    outcome: DiffOutcome,
+    outputs: dict[str, str | None],
+    files: dict[str, list[OutputFile]],
+    started: float,
+    commit_version: int | None = None,
+) -> RunRecord:
+    """An accepted run's record from the engine's outcome and the files that hold its outputs (either
+    engine: uploaded by the stage, or written in place)."""
     return RunRecord(
         table=table,
         snapshot=snap,
@@ -48,7 +67,7 @@ def placed_record(
         schema_changes=outcome.schema_changes,
         input_notes=outcome.input_notes,
         seconds=time.perf_counter() - started,
-        commit_version=placement.commit_version,
+        commit_version=commit_version,
         files=files,
     )
 

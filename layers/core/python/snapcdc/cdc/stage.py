@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from snapcdc.cdc.catalog import GlueCatalog
 from snapcdc.cdc.engines import ArrowEngine, CdcEngine, Placement
-from snapcdc.cdc.placed import localized, placed_record
+from snapcdc.cdc.placed import accepted_record, localized, placed_record
 from snapcdc.cdc.routing import SparkRoute
 from snapcdc.cdc.schema_changes import column_changes, reshaping
 from snapcdc.config import TableConfig
@@ -165,20 +165,7 @@ class TableProcessor:
         else:
             outputs["cdc"] = layout.cdc_key(self.name, snap)
             files["cdc"] = [self._upload(outcome.changes_path, layout.cdc_key(self.name, snap))]
-        return RunRecord(
-            table=self.name,
-            snapshot=snap,
-            status="accepted",
-            base_snapshot=base.snapshot if base else None,
-            source_key=source_key,
-            outputs=outputs,
-            files=files,
-            stats=outcome.stats.as_dict(),
-            schema=[{"name": f.name, "type": str(f.type)} for f in outcome.schema],
-            schema_changes=outcome.schema_changes,
-            input_notes=outcome.input_notes,
-            seconds=time.perf_counter() - started,
-        )
+        return accepted_record(self.name, snap, base, source_key, outcome, outputs, files, started)
 
     def _placement(self, at: Snapshot, base: RunRecord | None) -> Placement:
         """The keys of every output and feed of ``at``, for an engine that writes them in place."""
