@@ -146,6 +146,41 @@ def test_key_hash_collision_falls_back_to_exact_join(monkeypatch: pytest.MonkeyP
     assert result.stats.quarantined == 0
 
 
+@pytest.mark.parametrize(
+    ("new_key", "old_key"),
+    [("4", "3"), ("k4", "k3"), ("key-4", "k3"), ("k4", "key-3")],
+    ids=["numbers", "text of one width", "text, new wider", "text, old wider"],
+)
+def test_a_new_key_sharing_an_old_keys_hash_is_not_paired_with_it(
+    monkeypatch: pytest.MonkeyPatch, new_key: str, old_key: str
+) -> None:
+    # Given a new key whose 64-bit hash is an old key's (the hash lookup finds the old row)
+    real_key_hash = hashing.key_hash
+
+    def colliding(table: pa.Table | pa.RecordBatch, columns: list[str], pool: object = None) -> np.ndarray:
+        hashes = real_key_hash(table, columns)
+        ids = [str(value) for value in table["id"].to_pylist()]
+        if old_key in ids and new_key in ids:
+            raise AssertionError("one table holds both keys")
+        if new_key in ids:
+            hashes[ids.index(new_key)] = _hash_of(real_key_hash, old_key, table["id"].type)
+        return hashes
+
+    monkeypatch.setattr(hashing, "key_hash", colliding)
+    old = _first(OLD.replace("3,caio", f"{old_key},caio").replace("1,ana", "11,ana").replace("2,bia", "12,bia"))
+    new = ONE_OF_EACH.replace("4,davi", f"{new_key},davi").replace("1,ana", "11,ana").replace("2,bia", "12,bia")
+    # When diffed
+    result = diff_tables(old.snapshot, _table(new), SPEC, OBSERVED)
+    # Then the real key values decide: the new key is an insert, the old one a delete, nothing is an update
+    assert _ops(result) == {new_key: "I", "12": "U", old_key: "D"}
+    assert result.stats.quarantined == 0
+
+
+def _hash_of(key_hash: object, key: str, kind: pa.DataType) -> np.uint64:
+    value = int(key) if pa.types.is_integer(kind) else key
+    return key_hash(pa.table({"id": pa.array([value], type=kind)}), ["id"])[0]  # type: ignore[operator]
+
+
 def test_long_strings_hash_by_content() -> None:
     # Given values longer than one hashing piece, differing only at the end or by piece order
     base = "x" * 200

@@ -55,6 +55,35 @@ def _chunk_mask(chunk: pa.Array) -> np.ndarray:
     return found
 
 
+def items(column: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
+    """The values of a one-chunk column without nulls as a numpy array whose items have equal bytes
+    exactly where the values are equal: integers, dates and timestamps as numbers, text whose values
+    all have one length as one ``void`` item per value (both views of Arrow's buffers, no copy).
+    None for anything else (nulls, several chunks, text of mixed lengths, floats: -0.0 == 0.0)."""
+    if isinstance(column, pa.ChunkedArray):
+        if column.num_chunks != 1:
+            return None
+        column = column.chunk(0)
+    kind = column.type
+    if column.null_count or len(column) == 0:
+        return None
+    if pa.types.is_integer(kind) or pa.types.is_date(kind) or pa.types.is_timestamp(kind):
+        width = kind.bit_width // 8
+        return np.frombuffer(
+            column.buffers()[1], dtype=np.dtype(f"V{width}"), count=len(column), offset=column.offset * width
+        )
+    large = pa.types.is_large_string(kind) or pa.types.is_large_binary(kind)
+    if not (large or pa.types.is_string(kind) or pa.types.is_binary(kind)):
+        return None
+    offsets = np.frombuffer(column.buffers()[1], dtype=np.int64 if large else np.int32)
+    offsets = offsets[column.offset : column.offset + len(column) + 1]
+    first, width = int(offsets[0]), int(offsets[1] - offsets[0])
+    if width == 0 or int(offsets[-1]) - first != width * len(column) or not (np.diff(offsets) == width).all():
+        return None
+    data = column.buffers()[2]
+    return np.frombuffer(data, dtype=np.dtype(f"V{width}"), count=len(column), offset=first)
+
+
 def numbers(column: pa.Array | pa.ChunkedArray, fill: float | int = 0) -> np.ndarray:
     """A numeric column (int, uint, float) as a numpy array, nulls as ``fill``."""
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]

@@ -173,9 +173,6 @@ class Differ(Generic[S]):
             self._old_index = self._old_side.submit(
                 OldIndex, old, schema, spec, self.signature, old_name, self._hashing
             )
-        self._seen: np.ndarray | None = None
-        self._stamp: np.ndarray | None = None
-        self.repeated: list[np.ndarray] = []  # old positions met by more than one new row
         self.rows_new = 0
         self.old_of_new: list[np.ndarray] = []  # per row: the old position with the same key, or -1
         self.accepted: list[np.ndarray] = []
@@ -218,26 +215,6 @@ class Differ(Generic[S]):
     def old(self) -> OldIndex | None:
         return self._old_index.result() if self._old_index is not None else None
 
-    @property
-    def seen(self) -> np.ndarray:
-        """Per old row: whether a new row has its key."""
-        if self._seen is None:
-            self._seen = np.zeros(self.old.num_rows if self.old is not None else 0, dtype=bool)
-            if self.old is not None:
-                self._seen[self.old.excluded] = True  # not part of the old side: never deleted
-        return self._seen
-
-    def _mark_seen(self, positions: np.ndarray) -> None:
-        """Marks old rows as seen, noting those met again: earlier in the file or twice in this batch."""
-        if self._stamp is None:
-            self._stamp = np.zeros(len(self.seen), dtype=np.int32)
-        order = np.arange(len(positions), dtype=np.int32)
-        self._stamp[positions] = order  # of two rows with the same old position, the last one wins
-        again = self.seen[positions] | (self._stamp[positions] != order)
-        if again.any():
-            self.repeated.append(positions[again])
-        self.seen[positions] = True
-
     def prepare(self, batch: pa.RecordBatch, reasons: np.ndarray | None) -> _Hashed:
         """The part of a batch's work that reads no state of the run (hashing, matching, comparing):
         runs in a stage of its own, a few batches ahead of :meth:`add` and several at a time."""
@@ -269,8 +246,6 @@ class Differ(Generic[S]):
         self.rows_new += count
         accepted = ~disputed
         old_pos = hashed.old_pos
-        if self.has_old:
-            self._mark_seen(old_pos[old_pos >= 0])
 
         inserted = np.flatnonzero(accepted & (old_pos < 0))
         none = np.zeros(len(inserted), dtype=bool)
@@ -329,7 +304,13 @@ class Differ(Generic[S]):
         accepted = _joined(self.accepted, bool)
         old_of_new = _joined(self.old_of_new, np.int64)
         rows_old = self.old.num_rows - len(self.old.excluded) if self.old is not None else 0
-        repeated = _distinct(_joined(self.repeated, np.int64))  # old keys met twice: proven duplicates
+        # How many new rows met each old row, counted once at the end (not batch by batch on this thread).
+        met = np.bincount(old_of_new[old_of_new >= 0], minlength=self.old.num_rows if self.old is not None else 0)
+        repeated = np.flatnonzero(met > 1)  # old keys met twice: proven duplicates
+        seen = met > 0
+        if self.old is not None:
+            seen[self.old.excluded] = True  # not part of the old side: never deleted
+        del met
         shared = np.flatnonzero(np.isin(old_of_new, repeated)) if len(repeated) else repeated
         key_schema = pa.schema([self.schema.field(k) for k in self.spec.primary_key])
         unmatched_keys = pa.Table.from_batches(self.unmatched_keys, schema=key_schema)
@@ -342,7 +323,7 @@ class Differ(Generic[S]):
         self.disputed.append(_Disputed(newly, np.full(len(newly), DUPLICATE_KEY, dtype=object)))
 
         carried = _distinct(old_of_new[~accepted & (old_of_new >= 0)])
-        deleted = np.flatnonzero(~self.seen)
+        deleted = np.flatnonzero(~seen)
         if rows_old > 0 and not self.spec.allow_mass_delete and len(deleted) / rows_old > self.spec.max_delete_ratio:
             raise DeleteGuardError(len(deleted), rows_old, self.spec.max_delete_ratio)
 
