@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -176,9 +177,10 @@ def test_a_new_key_sharing_an_old_keys_hash_is_not_paired_with_it(
     assert result.stats.quarantined == 0
 
 
-def _hash_of(key_hash: object, key: str, kind: pa.DataType) -> np.uint64:
+def _hash_of(key_hash: Callable[[pa.Table, list[str]], np.ndarray], key: str, kind: pa.DataType) -> np.uint64:
     value = int(key) if pa.types.is_integer(kind) else key
-    return key_hash(pa.table({"id": pa.array([value], type=kind)}), ["id"])[0]  # type: ignore[operator]
+    hashed: np.uint64 = key_hash(pa.table({"id": pa.array([value], type=kind)}), ["id"])[0]
+    return hashed
 
 
 def test_long_strings_hash_by_content() -> None:
