@@ -127,6 +127,30 @@ def test_the_streamed_path_gives_the_in_memory_result_on_a_multi_batch_file(tmp_
     assert pq.read_table(streamed.changes_path).equals(in_memory.changes)
 
 
+def test_deleted_rows_come_back_whole_from_a_snapshot_storing_text_as_a_dictionary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a cached snapshot of several row groups whose repetitive text column is dictionary-encoded
+    monkeypatch.setattr(sinks, "SNAPSHOT_ROW_GROUP", 2_000)
+    spec = TableSpec(primary_key=("id",), date_field="at")
+    old_csv = _big_csv(tmp_path / "old.csv", 12_000)
+    first = diff_files(old=None, new=old_csv, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "1")
+    stored = pq.ParquetFile(first.snapshot_path).metadata
+    note = stored.schema.names.index("note")
+    assert stored.num_row_groups > 1 and stored.row_group(0).column(note).has_dictionary_page
+    # When every seventh row is deleted
+    kept = [line for i, line in enumerate(old_csv.read_text().splitlines(keepends=True)) if i == 0 or i % 7]
+    new_csv = tmp_path / "new.csv"
+    new_csv.write_text("".join(kept))
+    result = diff_files(old=first.snapshot_path, new=new_csv, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "2")
+    # Then each delete event is its old row, every column as stored
+    deleted = pq.read_table(result.changes_path).drop_columns([CDC_OPERATION, CDC_TIMESTAMP])
+    old_rows = _data(first.snapshot_path)
+    expected = old_rows.take(pa.array([i - 1 for i in range(1, 12_001) if i % 7 == 0]))
+    assert result.stats.deletes == expected.num_rows == 1_714
+    assert deleted.sort_by("id").equals(expected.sort_by("id"))
+
+
 def test_a_first_load_reports_every_row_inserted_without_keeping_them_in_memory(tmp_path: Path) -> None:
     # Given a file of several stream batches
     spec = TableSpec(primary_key=("id",))

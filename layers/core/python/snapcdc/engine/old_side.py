@@ -28,7 +28,8 @@ class OldSnapshot:
     signature: str | None  # what the cached hashes were computed over (None: no cached hashes)
     key_hashes: Callable[[], np.ndarray] | None  # cached key hashes, read first (None: no cached hashes)
     head: Callable[[], Head] | None  # keys, date and cached row hashes (None: no cached hashes)
-    fetch: Callable[[np.ndarray | None], pa.Table]  # data rows at sorted positions (None: all rows)
+    # Data rows at sorted positions (None: all rows), of the named columns (None: every data column).
+    fetch: Callable[[np.ndarray | None, list[str] | None], pa.Table]
     lookup: Future[HashIndex | None] | None = None  # a hash lookup over key_hashes already being built
 
     @classmethod
@@ -39,8 +40,9 @@ class OldSnapshot:
         cached = has_cached_hashes(table.schema)
         wanted = [*spec.primary_key, *([spec.date_field] if spec.date_field in data.column_names else [])]
 
-        def fetch(positions: np.ndarray | None) -> pa.Table:
-            return data if positions is None else data.take(arrow_numpy.positions(positions))
+        def fetch(positions: np.ndarray | None, columns: list[str] | None) -> pa.Table:
+            chosen = data if columns is None else data.select(columns)
+            return chosen if positions is None else chosen.take(arrow_numpy.positions(positions))
 
         def head() -> Head:
             return Head(data.select(wanted), *hashing.row_hash_lanes(table[ROW_HASH]))
@@ -67,12 +69,19 @@ class OldSnapshot:
         group_starts = np.cumsum([0] + [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)])
         schema = pa.schema([stored.field(n) for n in data_names])
 
-        def fetch(positions: np.ndarray | None) -> pa.Table:
+        def fetch(positions: np.ndarray | None, columns: list[str] | None) -> pa.Table:
+            names = data_names if columns is None else columns
             if positions is None:
-                return parquet.read(columns=data_names).replace_schema_metadata(None)
-            # Groups are decoded a few at a time (threads across columns), keeping only the wanted rows.
+                return parquet.read(columns=names).replace_schema_metadata(None)
+            # Groups are decoded a few at a time (threads across columns), keeping only the wanted rows;
+            # dictionary-encoded text is read as a dictionary and only the kept rows are decoded.
+            coded = pq.ParquetFile(path, read_dictionary=_dictionary_encoded(parquet, names))
             return take_from_groups(
-                positions, group_starts, schema, lambda groups: parquet.read_row_groups(groups, columns=data_names), 4
+                positions,
+                group_starts,
+                pa.schema([schema.field(n) for n in names]),
+                lambda groups: coded.read_row_groups(groups, columns=names),
+                4,
             )
 
         return cls(
@@ -101,8 +110,24 @@ def take_from_groups(
         for group in chosen:
             within.append(positions[cuts[group] : cuts[group + 1]] - group_starts[group] + offset)
             offset += group_starts[group + 1] - group_starts[group]
-        pieces.append(read(chosen).take(arrow_numpy.positions(np.concatenate(within))).replace_schema_metadata(None))
+        rows = read(chosen).take(arrow_numpy.positions(np.concatenate(within)))
+        pieces.append(rows.replace_schema_metadata(None).cast(schema))  # a dictionary read decoded
     return pa.concat_tables(pieces)
+
+
+def _dictionary_encoded(parquet: pq.ParquetFile, names: list[str]) -> list[str]:
+    """The text columns among ``names`` that the file's first row group stores dictionary-encoded."""
+    if parquet.num_row_groups == 0:
+        return []
+    group = parquet.metadata.row_group(0)
+    stored = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    return [
+        name
+        for name in names
+        if pa.types.is_string(parquet.schema_arrow.field(name).type)
+        and name in stored
+        and stored[name].has_dictionary_page
+    ]
 
 
 @dataclass
@@ -170,7 +195,7 @@ class OldIndex:
                 self.row_a, self.row_b = head.row_a, head.row_b
                 self.lookup = lookup.result()
         else:  # stale or missing hashes: recompute once from the full old rows
-            full = conform_table(old.fetch(None), schema, name)
+            full = conform_table(old.fetch(None, None), schema, name)
             date = [spec.date_field] if spec.date_field in schema.names else []
             self.keys = full.select([*spec.primary_key, *date])
             self.key_hash = hashing.key_hash(full, spec.primary_key, hashing_pool)
@@ -235,7 +260,12 @@ class OldIndex:
         """Full old rows at sorted ``positions``, conformed to the new schema."""
         if len(positions) == 0:
             return arrow_numpy.empty_table(self.schema)
-        return conform_table(self.snapshot.fetch(positions), self.schema, self.name)
+        # Keys and date are held here: only the other columns are read.
+        held = self.keys.take(arrow_numpy.positions(positions))
+        rest = [n for n in self.snapshot.schema.names if n not in held.column_names]
+        stored = self.snapshot.fetch(positions, rest)
+        both = pa.Table.from_arrays([*held.columns, *stored.columns], names=[*held.column_names, *rest])
+        return conform_table(both, self.schema, self.name)
 
 
 def hash_lookup(key_hash: np.ndarray) -> HashIndex | None:

@@ -200,12 +200,13 @@ class ScratchSnapshot:
         key_hash, head = [self.key_hash], [Head(self.keys, self.row_a, self.row_b)]
         del self.key_hash, self.row_a, self.row_b
 
-        def fetch(positions: np.ndarray | None) -> pa.Table:
+        def fetch(positions: np.ndarray | None, columns: list[str] | None) -> pa.Table:
             if positions is None:  # stale hashes (the new file's schema differs): recomputed from these rows
                 key_hash.clear()
                 head.clear()
                 snapshot.lookup = None
-            return self.fetch(positions)
+            rows = self.fetch(positions)
+            return rows if columns is None else rows.select(columns)
 
         snapshot = OldSnapshot(
             schema=self.data_schema,
