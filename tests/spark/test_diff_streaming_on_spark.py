@@ -99,3 +99,10 @@ def test_an_old_csv_with_duplicated_keys_diffs_as_its_accepted_snapshot_does(
         .sort_by([("id", "ascending")])
         .equals(test_diff_streaming._data(stored.snapshot_path).sort_by([("id", "ascending")]))
     )
+
+
+def test_deleted_rows_come_back_whole_from_a_snapshot_storing_text_as_a_dictionary(tmp_path: Path) -> None:
+    """The engine's test of the same name: on Spark the snapshot's row groups are the tasks' Parquet
+    writer's (one per part file at this size), so only the dictionary-encoded text is a precondition."""
+    # Given a cached snapshot, written by the Spark tasks, whose repetitive text column is dictionary-encoded
+    test_diff_streaming._deleted_rows_come_back_whole(tmp_path, row_groups_at_least=1)

@@ -132,12 +132,18 @@ def test_deleted_rows_come_back_whole_from_a_snapshot_storing_text_as_a_dictiona
 ) -> None:
     # Given a cached snapshot of several row groups whose repetitive text column is dictionary-encoded
     monkeypatch.setattr(sinks, "SNAPSHOT_ROW_GROUP", 2_000)
+    _deleted_rows_come_back_whole(tmp_path, row_groups_at_least=2)
+
+
+def _deleted_rows_come_back_whole(tmp_path: Path, row_groups_at_least: int) -> None:
+    """The body of the test above: the row groups are the snapshot writer's, which the Spark run replaces."""
     spec = TableSpec(primary_key=("id",), date_field="at")
     old_csv = _big_csv(tmp_path / "old.csv", 12_000)
     first = diff_files(old=None, new=old_csv, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "1")
     stored = pq.ParquetFile(first.snapshot_path).metadata
     note = stored.schema.names.index("note")
-    assert stored.num_row_groups > 1 and stored.row_group(0).column(note).has_dictionary_page
+    assert stored.num_row_groups >= row_groups_at_least
+    assert stored.row_group(0).column(note).has_dictionary_page
     # When every seventh row is deleted
     kept = [line for i, line in enumerate(old_csv.read_text().splitlines(keepends=True)) if i == 0 or i % 7]
     new_csv = tmp_path / "new.csv"
