@@ -205,8 +205,7 @@ class ScratchSnapshot:
                 key_hash.clear()
                 head.clear()
                 snapshot.lookup = None
-            rows = self.fetch(positions)
-            return rows if columns is None else rows.select(columns)
+            return self.fetch(positions, columns)
 
         snapshot = OldSnapshot(
             schema=self.data_schema,
@@ -219,9 +218,9 @@ class ScratchSnapshot:
         self.lookup = None
         return snapshot
 
-    def fetch(self, positions: np.ndarray | None) -> pa.Table:
-        """Rows at sorted ``positions`` of the old side (None: all): keys and date from memory, the
-        other columns read from the file a batch at a time."""
+    def fetch(self, positions: np.ndarray | None, columns: list[str] | None = None) -> pa.Table:
+        """Rows at sorted ``positions`` of the old side (None: all), with ``columns`` (None: all): keys
+        and date from memory, the other columns read from the file a batch at a time."""
         # The file's rows: the old side's, and those set aside as duplicates (``kept`` leaves them out).
         rows = positions if self.kept is None else self.kept if positions is None else self.kept[positions]
         with pa.OSFile(str(self.path)) as file:  # read, not mapped: mapped pages would count as memory
@@ -233,6 +232,9 @@ class ScratchSnapshot:
                 stored = take_from_groups(
                     rows, starts, self.stored, lambda groups: pa.Table.from_batches([reader.get_batch(groups[0])]), 1
                 )
-        head = self.keys if positions is None else self.keys.take(arrow_numpy.positions(positions))
-        columns = [head[name] if name in self.wanted else stored[name] for name in self.data_schema.names]
-        return pa.Table.from_arrays(columns, schema=self.data_schema)
+        names = self.data_schema.names if columns is None else columns
+        head = self.keys.select([name for name in names if name in self.wanted])
+        if positions is not None:
+            head = head.take(arrow_numpy.positions(positions))
+        schema = pa.schema([self.data_schema.field(name) for name in names])
+        return pa.Table.from_arrays([(head if n in self.wanted else stored)[n] for n in names], schema=schema)
