@@ -444,3 +444,35 @@ def test_an_old_csv_key_shared_with_a_row_quarantined_for_its_value_is_a_duplica
             {"id": "k3", "qty": 8, CDC_OPERATION: "D"},
         ]
         assert outcome.stats.rows_old == 2
+
+
+def _late_odd_qty(tmp_path: Path, odd: bytes) -> Path:
+    """A file whose qty column holds numbers until row 9,000 (well past the sample that types it)."""
+    path = _big_csv(tmp_path / "t.csv", 12_000, late_value=(9_000, "@"))
+    path.write_bytes(path.read_bytes().replace(b",@,", b"," + odd + b","))
+    return path
+
+
+def test_invalid_utf8_late_in_a_number_column_is_an_input_error_naming_its_line(tmp_path: Path) -> None:
+    """Number columns are read as bytes (no UTF-8 check) and converted: a value that is not a number
+    sends the file to the exact path, which checks the text and names the line."""
+    # Given a number column with an invalid UTF-8 byte at row 9,000
+    path = _late_odd_qty(tmp_path, b"1\xff")
+    # When loaded
+    with pytest.raises(InputError) as error:
+        diff_files(old=None, new=path, spec=TableSpec(primary_key=("id",)), observed_at=OBSERVED, out_dir=tmp_path)
+    # Then the error names the line (header + 9,000 rows before it) and the byte ("k0009000,1" is 10)
+    assert (error.value.line, error.value.problem) == (9_002, "invalid UTF-8 (byte 11 of the line)")
+
+
+def test_a_late_non_ascii_letter_in_a_number_column_keeps_the_column_as_text(tmp_path: Path) -> None:
+    # Given a number column with "é" at row 9,000
+    path = _late_odd_qty(tmp_path, "é".encode())
+    # When loaded
+    outcome = diff_files(
+        old=None, new=path, spec=TableSpec(primary_key=("id",)), observed_at=OBSERVED, out_dir=tmp_path / "o"
+    )
+    # Then the column is kept as text, the odd value whole
+    snapshot = pq.read_table(outcome.snapshot_path)
+    assert snapshot.schema.field("qty").type == pa.string()
+    assert snapshot["qty"][9_000].as_py() == "é" and snapshot["qty"][8_999].as_py() == str(8_999 % 97)

@@ -241,9 +241,11 @@ def typed_batches(
     Raises :class:`TypedReadFailed` (possibly after some batches) when a value does not convert, a
     record is malformed or a text value holds a NUL byte (the exact path then names its line)."""
     # Numbers are read as text and converted here: the CSV reader's own parse accepts text a number
-    # does not give back (007, 0x10, ' 5'), and lossless typing must see it.
+    # does not give back (007, 0x10, ' 5'), and lossless typing must see it. They are read as bytes,
+    # with no UTF-8 check: the conversion accepts ASCII only, and a value it refuses sends the file
+    # to the exact path, which reads (and checks) every value as text.
     numbers = {column: types[column] for column in names if types[column] in CHECKED_TYPES}
-    read_types = {column: pa.string() if column in numbers else types[column] for column in names}
+    read_types = {column: pa.binary() if column in numbers else types[column] for column in names}
     convert = _TypedRead(_convert_options(read_types), numbers)
     try:
         for batch in _segment_batches(path, name, names, sep, convert):
@@ -262,11 +264,11 @@ class _TypedRead:
     numbers: Mapping[str, pa.DataType]
 
     def numbers_of(self, table: pa.Table) -> pa.Table:
-        """``table`` (as read, numbers as text) with its number columns converted."""
+        """``table`` (as read, numbers as bytes) with its number columns converted."""
         for name, target in self.numbers.items():
             if name in table.column_names:
                 index = table.column_names.index(name)
-                chunks = [cast_whole(chunk, target) for chunk in table.column(index).chunks]
+                chunks = [cast_whole(chunk.view(pa.string()), target) for chunk in table.column(index).chunks]
                 table = table.set_column(index, name, pa.chunked_array(chunks, type=target))
         return table
 
