@@ -69,19 +69,25 @@ def _piece_lanes(
         windows = np.ndarray((len(data) + 1,), dtype=np.dtype((np.void, width)), buffer=padded, strides=(1,))
         words = windows[starts].view("<u8").reshape(count, width // 8)
     size = lengths.astype(_U64)
-    chains = [(_SEED_A ^ (size * _M_A), _M_A, 47)]
+    lanes = [_SEED_A ^ (size * _M_A)]
+    chains = [(_M_A, 47)]
     if both:
-        chains.append((_SEED_B ^ (size * _M_B), _M_B, 31))
-    word, step, shifted = np.empty(count, _U64), np.empty(count, _U64), np.empty(count, _U64)
+        lanes.append(_SEED_B ^ (size * _M_B))
+        chains.append((_M_B, 31))
+    # Each chain's next value goes to a spare buffer, which then swaps places with its lane.
+    spares, masked, shifted = [np.empty(count, _U64) for _ in chains], np.empty(count, _U64), np.empty(count, _U64)
     for k in range(width // 8):
-        remaining = lengths - 8 * k
-        if same_length:  # keys of one length (ids, UUIDs): one mask for every row
-            np.bitwise_and(words[:, k], _WORD_MASKS[min(max(int(remaining[0]), 0), 8)], out=word)
+        inactive = None
+        if same_length:  # keys of one length (ids, UUIDs): one mask for every row, every row active
+            left = int(lengths[0]) - 8 * k if count else 8
+            word = words[:, k] if left >= 8 else np.bitwise_and(words[:, k], _WORD_MASKS[left], out=masked)
         else:
-            np.bitwise_and(words[:, k], _WORD_MASKS[np.clip(remaining, 0, 8)], out=word)
-        done = remaining <= 0
-        inactive = done if done.any() else None
-        for lane, multiplier, shift in chains:
+            remaining = lengths - 8 * k
+            word = np.bitwise_and(words[:, k], _WORD_MASKS[np.clip(remaining, 0, 8)], out=masked)
+            done = remaining <= 0
+            inactive = done if done.any() else None
+        for i, (multiplier, shift) in enumerate(chains):
+            step, lane = spares[i], lanes[i]
             np.multiply(word, multiplier, out=step)
             np.right_shift(step, _U64(shift), out=shifted)
             step ^= shifted
@@ -90,8 +96,8 @@ def _piece_lanes(
             step *= multiplier
             if inactive is not None:  # shorter pieces are done: their chain must not depend on width
                 step[inactive] = lane[inactive]
-            lane[:] = step
-    return chains[0][0], (chains[1][0] if both else None)
+            lanes[i], spares[i] = step, lane
+    return lanes[0], (lanes[1] if both else None)
 
 
 def _string_lanes(array: pa.Array, both: bool) -> tuple[np.ndarray, np.ndarray | None]:
