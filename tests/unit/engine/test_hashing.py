@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
+
+import numpy as np
 import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from snapcdc.engine import hashing
 
-# Values written by the engine since HASH_VERSION 1. A change here makes every stored snapshot's
-# rows look updated on the next run: it needs a new HASH_VERSION, not a new expected value.
+# Values written by the engine (text lanes since HASH_VERSION 1, key and row hashes since version 2).
+# A change here makes every stored snapshot's rows look updated on the next run: it needs a new
+# HASH_VERSION (the engine then recomputes a stored snapshot's hashes once), not a new expected value.
 VALUES = ["", "a", "abcdefgh", "44d5cbf1-2360-49ab-afff-4f6cd5e11a87", "x" * 130, 'é\ufeff;"\n', None]
 LANE_A = [
     0x7ACDBB98B1344213,
@@ -42,9 +48,43 @@ def test_key_hash_is_lane_a_of_the_row_hash_over_the_key() -> None:
     # Given keys of one length (the reshaped fast path) and a composite key with a null
     table = pa.table({"id": pa.array(UUIDS), "n": pa.array([7, None], pa.int64())})
     # When the key hash is computed without lane B / Then it is lane A of the row hash, as stored
-    assert [int(v) for v in hashing.key_hash(table, ["id"])] == [0x5BBD4CD07DB68B1C, 0x765AE4872C598981]
-    assert [int(v) for v in hashing.key_hash(table, ["id", "n"])] == [0xFE02CCAF7CE7C26E, 0x0B69E3E9E3F696FD]
+    assert [int(v) for v in hashing.key_hash(table, ["id"])] == [0x4B67A3403D7C4EC9, 0x4AD1DCAACD78F6C2]
+    assert [int(v) for v in hashing.key_hash(table, ["id", "n"])] == [0x09EBDFD86EF752F0, 0x577BA563F23B594A]
     assert (hashing.key_hash(table, ["id", "n"]) == hashing.row_lanes(table, ["id", "n"])[0]).all()
+
+
+def test_row_hashes_over_fixed_width_columns_keep_their_stored_values() -> None:
+    # Given every fixed-width kind beside text, with zeros, -0.0, NaN, the epoch and nulls
+    table = pa.table(
+        {
+            "i": pa.array([0, -1, None], pa.int64()),
+            "f": pa.array([-0.0, float("nan"), 2.5]),
+            "b": pa.array([True, None, False]),
+            "ts": pa.array([datetime(2025, 7, 16, 9, 0, 45, 831000), None, datetime(1970, 1, 1)], pa.timestamp("us")),
+            "d": pa.array([date(2025, 1, 1), date(1970, 1, 1), None]),
+            "s": pa.array(["a", None, ""]),
+        }
+    )
+    # When hashed / Then both lanes are the values stored snapshots hold
+    lane_a, lane_b = hashing.row_lanes(table, table.column_names)
+    assert [int(v) for v in lane_a] == [0xFFEF128387824DDE, 0x23E57270EF491CDA, 0x49A3844127F16747]
+    assert [int(v) for v in lane_b] == [0xCF9A53214CB15789, 0x8FF71ABC17410FA5, 0xE55737C1B57A661A]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)), min_size=1, max_size=50))
+def test_a_null_never_hashes_as_a_value_not_even_the_null_word(values: list[int | None]) -> None:
+    """A fixed-width value is its own word in both lanes; a null is a different word in each lane,
+    so no value (the null's lane A or lane B word included) gives a null's row hash."""
+    # Given the values, among them the null words themselves as int64
+    words = [int(np.array(w, dtype=np.uint64).view(np.int64)) for w in (hashing._NULL_A, hashing._NULL_B)]
+    column = pa.array([*values, *words, None], pa.int64())
+    # When each is hashed as a one-column row
+    lane_a, lane_b = hashing.row_lanes(pa.table({"v": column}), ["v"])
+    # Then the rows holding a value never share both lanes with the null row
+    pairs = list(zip(lane_a.tolist(), lane_b.tolist(), strict=True))
+    null_pair = pairs[-1]
+    assert all(pair != null_pair for pair, v in zip(pairs, column.to_pylist(), strict=True) if v is not None)
 
 
 def test_strings_of_one_length_hash_as_they_do_among_others() -> None:

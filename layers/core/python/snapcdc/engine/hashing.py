@@ -1,9 +1,11 @@
 """Row hashes, vectorized with numpy straight over the Arrow buffers.
 
-Pure (pyarrow/numpy). Every value gets two independent, well-mixed 64-bit hashes (lanes A and B);
-a row hash folds its columns' lanes one column at a time, so values are never concatenated and
-("a", "bc") cannot meet ("ab", "c"). A null hashes to a constant of its own. The row and key
-hashes take the caller's thread pool to hash two columns at a time; this module holds none.
+Pure (pyarrow/numpy). A row has two independent 64-bit hashes (lanes A and B), each a
+MurmurHash64A-style chain over one 8-byte word per column, finalized once per row: a fixed-width
+value (number, date, timestamp, bool) is its own word; a text value's word is one of its two
+well-mixed lanes, so values are never concatenated and ("a", "bc") cannot meet ("ab", "c"). A null
+is a constant word of its own in each lane (different in the two lanes: no value is both). Text
+lanes take the caller's thread pool, two columns at a time; this module holds none.
 """
 
 from __future__ import annotations
@@ -48,6 +50,19 @@ def _fmix_b(h: np.ndarray) -> np.ndarray:  # SplitMix64 finalizer (another bijec
     return h
 
 
+def _absorb(
+    lane: np.ndarray, word: np.ndarray, multiplier: np.uint64, shift: int, out: np.ndarray, scratch: np.ndarray
+) -> np.ndarray:
+    """One MurmurHash64A step: ``word`` mixed into ``lane``, the result written to ``out`` (returned)."""
+    np.multiply(word, multiplier, out=out)
+    np.right_shift(out, _U64(shift), out=scratch)
+    out ^= scratch
+    out *= multiplier
+    out ^= lane
+    out *= multiplier
+    return out
+
+
 def _piece_lanes(
     data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, both: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -87,16 +102,10 @@ def _piece_lanes(
             done = remaining <= 0
             inactive = done if done.any() else None
         for i, (multiplier, shift) in enumerate(chains):
-            step, lane = spares[i], lanes[i]
-            np.multiply(word, multiplier, out=step)
-            np.right_shift(step, _U64(shift), out=shifted)
-            step ^= shifted
-            step *= multiplier
-            step ^= lane
-            step *= multiplier
+            step = _absorb(lanes[i], word, multiplier, shift, spares[i], shifted)
             if inactive is not None:  # shorter pieces are done: their chain must not depend on width
-                step[inactive] = lane[inactive]
-            lanes[i], spares[i] = step, lane
+                step[inactive] = lanes[i][inactive]
+            lanes[i], spares[i] = step, lanes[i]
     return lanes[0], (lanes[1] if both else None)
 
 
@@ -155,9 +164,15 @@ def _text_lanes(array: pa.Array, both: bool) -> tuple[np.ndarray, np.ndarray | N
         encoded = array.dictionary_encode()
         if len(encoded.dictionary):
             lane_a, lane_b = _string_lanes(encoded.dictionary, both)
-            codes = arrow_numpy.numbers(encoded.indices)  # a null's lanes are set by the caller
-            return lane_a[codes], (lane_b[codes] if lane_b is not None else None)
+            codes = encoded.indices  # a null's lanes are set by the caller
+            codes = codes if codes.null_count == 0 else pc.fill_null(codes, 0)
+            return _gathered(lane_a, codes), (_gathered(lane_b, codes) if lane_b is not None else None)
     return _string_lanes(array, both)
+
+
+def _gathered(values: np.ndarray, codes: pa.Array) -> np.ndarray:
+    """``values[codes]`` by Arrow's take (about 3x numpy's fancy indexing on int32 codes); read-only."""
+    return arrow_numpy.numbers(arrow_numpy.arrow(values).take(codes))
 
 
 def _fixed_words(column: pa.ChunkedArray) -> np.ndarray:
@@ -182,6 +197,7 @@ def _validity(column: pa.ChunkedArray) -> np.ndarray | None:
 
 
 def _column_lanes(column: pa.ChunkedArray | pa.Array, both: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The column's words for lane A (and lane B when ``both``); possibly read-only (never written to)."""
     if isinstance(column, pa.Array):
         column = pa.chunked_array([column], type=column.type)
     if len(column) == 0:
@@ -192,22 +208,24 @@ def _column_lanes(column: pa.ChunkedArray | pa.Array, both: bool) -> tuple[np.nd
         return np.full(len(column), _NULL_A), np.full(len(column), _NULL_B) if both else None
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
         parts = [_text_lanes(chunk, both) for chunk in column.chunks if len(chunk)]
-        lane_a = np.concatenate([p[0] for p in parts])
-        lane_b = np.concatenate([p[1] for p in parts if p[1] is not None]) if both else None
-    else:
-        words = _fixed_words(column)
-        lane_a = _fmix_a(words ^ _SEED_A)
-        lane_b = _fmix_b(words + _SEED_B) if both else None
+        lane_a = _joined([p[0] for p in parts])
+        lane_b = _joined([p[1] for p in parts if p[1] is not None]) if both else None
+    else:  # a fixed-width value is its own word in both lanes (the row's chain mixes it)
+        lane_a = _fixed_words(column)  # possibly the column's own buffer
+        lane_b = lane_a if both else None
     valid = _validity(column)
-    if valid is not None:
-        lane_a[~valid] = _NULL_A
-        if lane_b is not None:
-            lane_b[~valid] = _NULL_B
-    return lane_a, lane_b
+    if valid is None:
+        return lane_a, lane_b
+    return np.where(valid, lane_a, _NULL_A), (np.where(valid, lane_b, _NULL_B) if lane_b is not None else None)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def column_lanes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Two 64-bit hashes per value of one column; null hashes to a constant of its own."""
+    """The two 64-bit words per value of one column that a row's lanes take in: a text value's two
+    well-mixed lanes, a fixed-width value's own 8 bytes (in both); a null, a constant per lane."""
     lane_a, lane_b = _column_lanes(column, both=True)
     assert lane_b is not None
     return lane_a, lane_b
@@ -219,28 +237,37 @@ def _each_column(hash_one: Callable[[str], _Lanes], columns: Sequence[str], pool
     return pool.map(hash_one, columns) if pool is not None else map(hash_one, columns)
 
 
+class _Chain:
+    """One lane of a row hash: a MurmurHash64A chain taking in one word per column, then finalized."""
+
+    def __init__(self, count: int, seed: np.uint64, multiplier: np.uint64, shift: int) -> None:
+        self.lane, self.spare, self.scratch = np.full(count, seed), np.empty(count, _U64), np.empty(count, _U64)
+        self.multiplier, self.shift = multiplier, shift
+
+    def take(self, word: np.ndarray) -> None:
+        step = _absorb(self.lane, word, self.multiplier, self.shift, self.spare, self.scratch)
+        self.lane, self.spare = step, self.lane
+
+
 def row_lanes(
     table: pa.Table | pa.RecordBatch, columns: Sequence[str], pool: Executor | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two 64-bit hashes per row over ``columns`` (in that order); each column hashed separately,
     so values are never concatenated and ("a", "bc") cannot meet ("ab", "c")."""
-    lane_a = np.full(table.num_rows, _SEED_A)
-    lane_b = np.full(table.num_rows, _SEED_B)
+    chain_a = _Chain(table.num_rows, _SEED_A, _M_A, 47)
+    chain_b = _Chain(table.num_rows, _SEED_B, _M_B, 31)
     for col_a, col_b in _each_column(lambda name: column_lanes(table[name]), columns, pool):
-        lane_a ^= col_a
-        lane_b += col_b
-        _fmix_a(lane_a)
-        _fmix_b(lane_b)
-    return lane_a, lane_b
+        chain_a.take(col_a)
+        chain_b.take(col_b)
+    return _fmix_a(chain_a.lane), _fmix_b(chain_b.lane)
 
 
 def key_hash(table: pa.Table | pa.RecordBatch, columns: Sequence[str], pool: Executor | None = None) -> np.ndarray:
     """Lane A of :func:`row_lanes` over the key ``columns``, the 64-bit key hash (lane B not computed)."""
-    lane_a = np.full(table.num_rows, _SEED_A)
+    chain = _Chain(table.num_rows, _SEED_A, _M_A, 47)
     for col_a, _ in _each_column(lambda name: _column_lanes(table[name], both=False), columns, pool):
-        lane_a ^= col_a
-        _fmix_a(lane_a)
-    return lane_a
+        chain.take(col_a)
+    return _fmix_a(chain.lane)
 
 
 def row_hash_array(lane_a: np.ndarray, lane_b: np.ndarray) -> pa.Array:
