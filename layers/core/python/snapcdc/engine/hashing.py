@@ -24,6 +24,7 @@ _U64 = np.uint64
 _SEED_A, _SEED_B = _U64(0x243F6A8885A308D3), _U64(0x13198A2E03707344)
 _NULL_A, _NULL_B = _U64(0xA4093822299F31D0), _U64(0x082EFA98EC4E6C89)
 _M_A, _M_B = _U64(0xC6A4A7935BD1E995), _U64(0x9E3779B97F4A7C15)
+_SHIFT_A, _SHIFT_B = 47, 31  # each lane's chain: multiplier and shift
 _Lanes = TypeVar("_Lanes")  # what hashing one column gives: one lane, or two
 _PIECE = 64  # long strings are hashed as independent 64-byte pieces, so the work stays vectorized
 # Text whose first _DISTINCT_PROBE values hold at most one distinct value in _REPEATS_AT_LEAST is
@@ -63,6 +64,20 @@ def _absorb(
     return out
 
 
+class _Chain:
+    """One lane: a MurmurHash64A chain taking in one word per row at a time (finalized by the caller).
+    Each step writes to a spare buffer, which then swaps places with the lane (``spare`` then holds
+    the lane before the step)."""
+
+    def __init__(self, lane: np.ndarray, multiplier: np.uint64, shift: int) -> None:
+        self.lane, self.spare, self.scratch = lane, np.empty(len(lane), _U64), np.empty(len(lane), _U64)
+        self.multiplier, self.shift = multiplier, shift
+
+    def take(self, word: np.ndarray) -> None:
+        step = _absorb(self.lane, word, self.multiplier, self.shift, self.spare, self.scratch)
+        self.lane, self.spare = step, self.lane
+
+
 def _piece_lanes(
     data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, both: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -84,13 +99,10 @@ def _piece_lanes(
         windows = np.ndarray((len(data) + 1,), dtype=np.dtype((np.void, width)), buffer=padded, strides=(1,))
         words = windows[starts].view("<u8").reshape(count, width // 8)
     size = lengths.astype(_U64)
-    lanes = [_SEED_A ^ (size * _M_A)]
-    chains = [(_M_A, 47)]
+    chains = [_Chain(_SEED_A ^ (size * _M_A), _M_A, _SHIFT_A)]
     if both:
-        lanes.append(_SEED_B ^ (size * _M_B))
-        chains.append((_M_B, 31))
-    # Each chain's next value goes to a spare buffer, which then swaps places with its lane.
-    spares, masked, shifted = [np.empty(count, _U64) for _ in chains], np.empty(count, _U64), np.empty(count, _U64)
+        chains.append(_Chain(_SEED_B ^ (size * _M_B), _M_B, _SHIFT_B))
+    masked = np.empty(count, _U64)
     for k in range(width // 8):
         inactive = None
         if same_length:  # keys of one length (ids, UUIDs): one mask for every row, every row active
@@ -101,12 +113,11 @@ def _piece_lanes(
             word = np.bitwise_and(words[:, k], _WORD_MASKS[np.clip(remaining, 0, 8)], out=masked)
             done = remaining <= 0
             inactive = done if done.any() else None
-        for i, (multiplier, shift) in enumerate(chains):
-            step = _absorb(lanes[i], word, multiplier, shift, spares[i], shifted)
+        for chain in chains:
+            chain.take(word)
             if inactive is not None:  # shorter pieces are done: their chain must not depend on width
-                step[inactive] = lanes[i][inactive]
-            lanes[i], spares[i] = step, lanes[i]
-    return lanes[0], (lanes[1] if both else None)
+                chain.lane[inactive] = chain.spare[inactive]
+    return chains[0].lane, (chains[1].lane if both else None)
 
 
 def _string_lanes(array: pa.Array, both: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -237,25 +248,13 @@ def _each_column(hash_one: Callable[[str], _Lanes], columns: Sequence[str], pool
     return pool.map(hash_one, columns) if pool is not None else map(hash_one, columns)
 
 
-class _Chain:
-    """One lane of a row hash: a MurmurHash64A chain taking in one word per column, then finalized."""
-
-    def __init__(self, count: int, seed: np.uint64, multiplier: np.uint64, shift: int) -> None:
-        self.lane, self.spare, self.scratch = np.full(count, seed), np.empty(count, _U64), np.empty(count, _U64)
-        self.multiplier, self.shift = multiplier, shift
-
-    def take(self, word: np.ndarray) -> None:
-        step = _absorb(self.lane, word, self.multiplier, self.shift, self.spare, self.scratch)
-        self.lane, self.spare = step, self.lane
-
-
 def row_lanes(
     table: pa.Table | pa.RecordBatch, columns: Sequence[str], pool: Executor | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two 64-bit hashes per row over ``columns`` (in that order); each column hashed separately,
     so values are never concatenated and ("a", "bc") cannot meet ("ab", "c")."""
-    chain_a = _Chain(table.num_rows, _SEED_A, _M_A, 47)
-    chain_b = _Chain(table.num_rows, _SEED_B, _M_B, 31)
+    chain_a = _Chain(np.full(table.num_rows, _SEED_A), _M_A, _SHIFT_A)
+    chain_b = _Chain(np.full(table.num_rows, _SEED_B), _M_B, _SHIFT_B)
     for col_a, col_b in _each_column(lambda name: column_lanes(table[name]), columns, pool):
         chain_a.take(col_a)
         chain_b.take(col_b)
@@ -264,7 +263,7 @@ def row_lanes(
 
 def key_hash(table: pa.Table | pa.RecordBatch, columns: Sequence[str], pool: Executor | None = None) -> np.ndarray:
     """Lane A of :func:`row_lanes` over the key ``columns``, the 64-bit key hash (lane B not computed)."""
-    chain = _Chain(table.num_rows, _SEED_A, _M_A, 47)
+    chain = _Chain(np.full(table.num_rows, _SEED_A), _M_A, _SHIFT_A)
     for col_a, _ in _each_column(lambda name: _column_lanes(table[name], both=False), columns, pool):
         chain.take(col_a)
     return _fmix_a(chain.lane)
