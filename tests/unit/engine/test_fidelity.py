@@ -270,3 +270,18 @@ def test_the_streamed_csv_path_types_canonical_numbers(tmp_path):
     assert snapshot["n"].to_pylist() == [-5, 9223372036854775807, 0]
     assert snapshot.schema.field("x").type == pa.float64()
     assert snapshot["x"].to_pylist() == [0.25, 100000.0, -0.0]
+
+
+@pytest.mark.parametrize("check", [int_losses, float_losses])
+def test_padding_is_found_in_a_slice_and_past_trailing_empty_values(check):
+    # Given a text column sliced from a larger one, whose last values are null (empty: they start where
+    # the text bytes end) and whose padded values sit between canonical ones
+    whole = pa.array(["+9", "5", "007", "12", "-0", "+3", None, None])
+    text = whole.slice(1)
+    number = float if check is float_losses else int
+    typed = pa.array([None if value is None else number(value) for value in text.to_pylist()])
+    # When the losses of its cast are computed
+    lost = check(text, typed)
+    # Then exactly the padded values are flagged ("-0" only as an integer: -0.0 is a float that keeps it)
+    padded = {"007", "+3"} | ({"-0"} if check is int_losses else set())
+    assert lost.tolist() == [value in padded for value in text.to_pylist()]

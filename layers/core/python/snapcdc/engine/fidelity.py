@@ -55,7 +55,9 @@ def int_losses(text: pa.Array, typed: pa.Array) -> np.ndarray:
     if len(text) == 0:
         return np.zeros(0, dtype=bool)
     offsets, data = _offsets_and_bytes(text)
-    lost: np.ndarray = _padded(offsets, data, np.diff(offsets), zero_alone=True) & _valid(typed)
+    lost = _padded(offsets, data, zero_alone=True)
+    if lost.any():
+        lost &= _valid(typed)
     return lost
 
 
@@ -66,18 +68,25 @@ def float_losses(text: pa.Array, typed: pa.Array) -> np.ndarray:
     if len(text) == 0:
         return np.zeros(0, dtype=bool)
     offsets, data = _offsets_and_bytes(text)
-    lengths = np.diff(offsets)
     values = arrow_numpy.numbers(typed)
     valid = _valid(typed)
-    lost: np.ndarray = valid & (_padded(offsets, data, lengths, zero_alone=False) | ~np.isfinite(values))
-    zero = valid & ~lost & (values == 0)
-    if zero.any():  # 1e-400 parses to 0: a zero must be written as one
-        rows = np.flatnonzero(zero)
-        written_zero = arrow_numpy.mask(pc.match_substring_regex(text.take(arrow_numpy.positions(rows)), _ZERO_TEXT))
-        lost[rows[~written_zero]] = True
-    doubtful = valid & ~lost & (values != 0) & ((lengths > _SURE_FLOAT_CHARS) | (np.abs(values) < _SMALLEST_NORMAL))
-    if doubtful.any():  # long texts: most are the double's shortest decimal, the rest are settled exactly
-        rows = np.flatnonzero(doubtful)
+    lost: np.ndarray = _padded(offsets, data, zero_alone=False)
+    lost |= ~np.isfinite(values)
+    lost &= valid
+    # Left to settle: zeros (1e-400 parses to 0), subnormals and long texts; a NaN is neither tiny nor kept.
+    doubtful = (np.abs(values) < _SMALLEST_NORMAL) | (np.diff(offsets) > _SURE_FLOAT_CHARS)
+    doubtful &= valid
+    doubtful &= ~lost
+    if not doubtful.any():
+        return lost
+    rows = np.flatnonzero(doubtful)
+    zero = values[rows] == 0
+    if zero.any():  # a zero must be written as one
+        zeros = rows[zero]
+        written_zero = arrow_numpy.mask(pc.match_substring_regex(text.take(arrow_numpy.positions(zeros)), _ZERO_TEXT))
+        lost[zeros[~written_zero]] = True
+    rows = rows[~zero]
+    if len(rows):  # long texts: most are the double's shortest decimal, the rest are settled exactly
         shortest = pc.cast(typed.take(arrow_numpy.positions(rows)), pa.string())
         same = arrow_numpy.mask(pc.equal(shortest, text.take(arrow_numpy.positions(rows))))
         for row in rows[~same]:
@@ -103,20 +112,20 @@ def _is_digit(data: np.ndarray) -> np.ndarray:
     return result
 
 
-def _padded(offsets: np.ndarray, data: np.ndarray, lengths: np.ndarray, *, zero_alone: bool) -> np.ndarray:
+def _padded(offsets: np.ndarray, data: np.ndarray, *, zero_alone: bool) -> np.ndarray:
     """Per row: the text starts with ``+``, or its first digit is a 0 followed by a digit (``007``,
     ``-00.5``); with ``zero_alone`` (integers), a 0 followed by anything, or ``-0``."""
-    padded = np.zeros(len(lengths), dtype=bool)
-    if len(data) == 0:
-        return padded
-    starts = offsets[:-1] - offsets[0]
-    first = data[np.minimum(starts, len(data) - 1)]  # an empty last value would point past the end
-    suspect = (lengths > 0) & ((first == _ZERO) | (first == _MINUS) | (first == _PLUS))  # most start 1-9
+    first = _first_bytes(offsets, data)
+    # Most numbers start with 1-9. '+' (43), '-' (45) and '0' (48) are in 43..48: those rows are looked at.
+    first -= np.uint8(_PLUS)
+    suspect = first <= np.uint8(_ZERO - _PLUS)
     if not suspect.any():
-        return padded
+        return suspect
     rows = np.flatnonzero(suspect)
-    first = first[rows]
-    start, length = offsets[rows] - offsets[0], lengths[rows]
+    start = offsets[rows].astype(np.int64)
+    length = offsets[rows + 1] - start
+    rows, start, length = rows[length > 0], start[length > 0], length[length > 0]
+    first = data[start]
     sign = (first == _MINUS) & (length > 1)
     lead_at = start + sign
     after_at = np.minimum(lead_at + 1, len(data) - 1)
@@ -125,19 +134,31 @@ def _padded(offsets: np.ndarray, data: np.ndarray, lengths: np.ndarray, *, zero_
     found = (first == _PLUS) | (zero_first & has_after & _is_digit(data[after_at]))
     if zero_alone:  # an integer: nothing may follow a leading 0 (0x1F), and there is no -0
         found |= zero_first & (has_after | sign)
+    padded = np.zeros(len(suspect), dtype=bool)
     padded[rows] = found
     return padded
 
 
+def _first_bytes(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Each value's first byte (a copy; an empty value's is the next value's, or 0 past the end)."""
+    starts = offsets[:-1]
+    if len(starts) == 0 or starts[-1] < len(data):
+        every: np.ndarray = data[starts]
+        return every
+    inside = int(np.searchsorted(starts, len(data)))  # empty values at the very end start past the data
+    first = np.zeros(len(starts), dtype=np.uint8)
+    first[:inside] = data[starts[:inside]]
+    return first
+
+
 def _offsets_and_bytes(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """The value offsets (int64) and the bytes they index (from the first value's start)."""
+    """The value offsets (as stored: int32, or int64 for large text) and the bytes they index."""
     if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
         text = text.cast(pa.string())
     offset_type = np.int64 if pa.types.is_large_string(text.type) else np.int32
     _, offsets_buffer, data_buffer = text.buffers()
     width = np.dtype(offset_type).itemsize
     offsets = np.frombuffer(offsets_buffer, dtype=offset_type, count=len(text) + 1, offset=text.offset * width)
-    offsets = offsets.astype(np.int64)
     if data_buffer is None:
         return offsets, np.zeros(0, dtype=np.uint8)
-    return offsets, np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return offsets, np.frombuffer(data_buffer, dtype=np.uint8)
