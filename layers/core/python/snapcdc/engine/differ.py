@@ -210,6 +210,7 @@ class Differ(Generic[S]):
                 self.add(ahead.popleft().result())
         while ahead:
             self.add(ahead.popleft().result())
+        self.sink.flush()
 
     @property
     def old(self) -> OldIndex | None:

@@ -37,6 +37,9 @@ class SnapshotSink(Protocol):
     def write(self, batch: pa.RecordBatch, key_a: np.ndarray, row_a: np.ndarray, row_b: np.ndarray) -> None:
         """Appends the accepted rows of one batch and their key hash and row hash lanes."""
 
+    def flush(self) -> None:
+        """Every batch is in: what is still gathered may be encoded while the diff finishes."""
+
     def finish(self, drop: np.ndarray, extra: pa.Table) -> None:
         """Completes the snapshot: without the rows at places ``drop`` (duplicates found at the end),
         with the rows of ``extra`` (old rows carried forward, hash columns included)."""
@@ -67,6 +70,9 @@ class MemorySnapshot:
 
     def write(self, batch: pa.RecordBatch, key_a: np.ndarray, row_a: np.ndarray, row_b: np.ndarray) -> None:
         self.batches.append(batch_with_hashes(batch, key_a, row_a, row_b, self.schema))
+
+    def flush(self) -> None:
+        pass  # nothing is encoded
 
     def finish(self, drop: np.ndarray, extra: pa.Table) -> None:
         table = pa.Table.from_batches(self.batches, schema=self.schema)
@@ -106,6 +112,10 @@ class ParquetSnapshot:
         self.gathered_rows += batch.num_rows
         if self.gathered_rows >= SNAPSHOT_ROW_GROUP:
             self._submit()
+
+    def flush(self) -> None:
+        """The last rows gathered go to the writers now: they encode them while the deletes are read."""
+        self._submit()
 
     def _submit(self) -> None:
         if self.gathered:
@@ -167,6 +177,9 @@ class ScratchSnapshot:
         self.row_a_parts.append(row_a)
         self.row_b_parts.append(row_b)
         self.head_parts.append(batch.select(self.wanted))
+
+    def flush(self) -> None:
+        pass  # each batch is written as it comes
 
     def finish(self, drop: np.ndarray, extra: pa.Table) -> None:
         for batch in extra.cast(self.schema).to_batches():
