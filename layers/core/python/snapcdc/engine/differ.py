@@ -305,10 +305,11 @@ class Differ(Generic[S]):
         accepted = _joined(self.accepted, bool)
         old_of_new = _joined(self.old_of_new, np.int64)
         rows_old = self.old.num_rows - len(self.old.excluded) if self.old is not None else 0
-        # How many new rows met each old row, counted once at the end (not batch by batch on this thread).
-        met = np.bincount(old_of_new[old_of_new >= 0], minlength=self.old.num_rows if self.old is not None else 0)
-        repeated = np.flatnonzero(met > 1)  # old keys met twice: proven duplicates
-        seen = met > 0
+        # Which old rows new rows met, marked once at the end (not batch by batch on this thread).
+        met = old_of_new[old_of_new >= 0]
+        seen = np.zeros(self.old.num_rows if self.old is not None else 0, dtype=bool)
+        seen[met] = True
+        repeated = _met_twice(met, seen)  # old keys met twice: proven duplicates
         if self.old is not None:
             seen[self.old.excluded] = True  # not part of the old side: never deleted
         del met
@@ -383,6 +384,15 @@ class Differ(Generic[S]):
 
 def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+
+def _met_twice(met: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """The old positions that occur more than once in ``met`` (``seen`` marks those occurring at all).
+    Usually there are none: as many positions seen as met. Only then are they counted (a pass over a
+    count per old row, several times the marking's cost)."""
+    if int(np.count_nonzero(seen)) == len(met):
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.bincount(met, minlength=len(seen)) > 1)
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
