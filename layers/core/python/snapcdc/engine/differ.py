@@ -388,8 +388,8 @@ def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
 
 def _met_twice(met: np.ndarray, seen: np.ndarray) -> np.ndarray:
     """The old positions that occur more than once in ``met`` (``seen`` marks those occurring at all).
-    Usually there are none: as many positions seen as met. Only then are they counted (a pass over a
-    count per old row, several times the marking's cost)."""
+    Usually none does (as many positions are seen as met); only when some do are they counted, which
+    costs about twice the marking."""
     if int(np.count_nonzero(seen)) == len(met):
         return np.zeros(0, dtype=np.int64)
     return np.flatnonzero(np.bincount(met, minlength=len(seen)) > 1)
