@@ -17,6 +17,23 @@ from snapcdc.lake.store import S3Store
 
 BUCKET = "snapcdc-test-data"
 
+# What a Spark JVM started by a test process must hold: its Python workers keep the environment of the
+# first session the process starts (later sessions reuse the JVM), and tasks read moto's S3 with boto3.
+_SPARK_AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def spark_process_environment() -> None:
+    """Throwaway AWS credentials and a region in this process's environment, for every Spark fixture to
+    call before its session starts. A session-scoped fixture runs before the per-test credentials are
+    set (tests/conftest.py), so whichever starts the JVM first must set them (no real account is
+    reachable either way)."""
+    for name, value in _SPARK_AWS_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+
 
 def csv_bytes(columns: Sequence[str], rows: Iterable[Sequence[object]], delimiter: str = ";") -> bytes:
     buffer = io.StringIO()

@@ -20,7 +20,7 @@ from snapcdc.lake.layout import Layout
 from snapcdc.lake.store import S3Store
 from snapcdc_dev.embedded_aws import embedded_aws
 
-from tests.support import csv_bytes
+from tests.support import csv_bytes, spark_process_environment
 
 BUCKET = "snapcdc-drift-e2e"
 TABLE = "pontos"
@@ -47,6 +47,7 @@ def spark() -> Iterator[object]:
         pytest.fail("Java 17 is needed for the drift test's Spark (Athena-like) read: no java on PATH, no JAVA_HOME")
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark_process_environment()  # the JVM outlives this session: later Spark tests' tasks read moto's S3
     from pyspark.sql import SparkSession
 
     session = (

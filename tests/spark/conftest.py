@@ -7,7 +7,6 @@ A machine without Java fails here with a clear message (never a skip): ``make te
 from __future__ import annotations
 
 import dataclasses
-import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -25,16 +24,14 @@ from snapcdc.engine import diff_tables as engine_diff_tables
 from snapcdc.engine.hash_columns import data_only
 from snapcdc.engine.hashing import key_hash
 
+from tests.support import spark_process_environment
+
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
     from snapcdc.spark.session import local_session
 
-    # The Python workers keep the environment the session starts with: throwaway AWS credentials for
-    # the tests that read moto's S3 from Spark tasks (no real account is reachable either way).
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
-        os.environ.setdefault(name, value)
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    spark_process_environment()  # the tests that read moto's S3 from Spark tasks need its credentials
     session = local_session(cores=2, app="snapcdc-tests")
     session.sparkContext.setLogLevel("ERROR")
     yield session
