@@ -77,7 +77,8 @@ bench: $(STAMP)
 bench-sizing: $(STAMP)
 	$(BIN)/python -m bench.engine_bench --rows 10000000 --repetitions 1 --only engine_first,engine_parquet,engine_csv
 
-# One Iceberg run's bytes written and requests at 1M and 10M rows (docs/iceberg.md, "Cost").
+# One Iceberg run's bytes written and requests at 1M and 10M rows (docs/iceberg.md, "How rows get there,
+# and what a run costs").
 bench-iceberg: $(STAMP)
 	$(BIN)/python -m bench.iceberg_bench --rows 1000000 --rows 10000000
 

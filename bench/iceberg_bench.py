@@ -1,4 +1,5 @@
-"""What one Iceberg commit costs: bytes written and requests, at 1M and 10M rows (docs/iceberg.md, "Cost").
+"""What one Iceberg commit costs: bytes written and requests, at 1M and 10M rows (docs/iceberg.md,
+"How rows get there, and what a run costs").
 
 One table (a key, four columns), the first snapshot committed, then the measured run: the next
 snapshot with 1% of its rows updated, committed to ``<table>`` (the state replaced by one new data

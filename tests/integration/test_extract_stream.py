@@ -118,7 +118,7 @@ def test_the_requests_of_an_extract_stay_within_the_stated_bound(store):
     with counted(store.client) as calls:
         extract(store, StubSource(zip_bytes))
 
-    # Then (docs/design.md, "The extract's S3 requests"): the archive in parts; one GET for the
+    # Then (docs/design.md, "The extract streams"): the archive in parts; one GET for the
     # directory; per member, per pass, one GET per 8 MiB window it spans (+1 for its start);
     # clientes (11 MiB) in three parts, produtos in one PutObject; the bookkeeping reads; the manifest
     assert calls["CreateMultipartUpload"] == 2  # the archive, clientes

@@ -107,8 +107,9 @@ class TableConfig(_Strict):
 class PipelineConfig(_Strict):
     dataset: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/slug on Kaggle")
     tables: tuple[TableConfig, ...] = Field(min_length=1)
-    # Limits for the untrusted Kaggle zip, "at most N bytes" (N + 1 is refused). The total is also
-    # capped by the free space of the extract's work dir when it unzips (4 GiB of /tmp by default).
+    # Limits for the untrusted Kaggle zip, "at most N bytes" (N + 1 is refused). The extract streams the
+    # archive through S3, not the function's /tmp (512 MB by default), so /tmp does not cap the total; only
+    # the disk path (safe_zip.extract_members) also caps it by the free space of its work dir.
     max_member_bytes: int = Field(default=2 * 1024**3, gt=0)
     max_total_bytes: int = Field(default=4 * 1024**3, gt=0)
     max_compression_ratio: float = Field(default=200.0, gt=1.0)

@@ -1,7 +1,7 @@
 """The engine's second face: the pieces the Spark engine (:mod:`snapcdc.spark`) assembles into the same
 diff on a cluster. :mod:`snapcdc.engine` (``diff_files``, ``diff_tables``) is the face for callers that
 diff whole files; this one names, publicly, the rules a distributed run applies to pieces of a table,
-so that no module outside ``engine/`` reaches for a private name (``tests/unit/test_imports.py``).
+so that no module outside ``engine/`` reaches for a private name (``tests/unit/test_private_imports.py``).
 
 * the segment rules of a CSV (where a segment starts, how it is parsed, when it ends cleanly);
 * the new side's typing (the plan from the first block, the established type, the order of columns);
