@@ -2,8 +2,9 @@
 
 Attach them to the operators' roles or groups (outputs ``OperatorVerifyPolicyArn`` and
 ``OperatorReplayPolicyArn``). ``verify`` only reads; ``replay`` recomputes a table's outputs from
-``raw/`` and is the only principal of the stack allowed to delete, and only under the output
-prefixes (the bucket is versioned: a deleted object stays as a noncurrent version). Neither can
+``raw/``: it may delete only under the output prefixes (the bucket is versioned: a deleted object
+stays as a noncurrent version), and it is the only principal of the stack that may drop a Glue table.
+The functions' and the Spark job's own deletes are scoped in their constructs. Neither policy can
 touch ``raw/`` objects beyond listing (replay reads them), the Kaggle secret or the functions.
 tests/roles runs both commands under these policies in moto.
 """
