@@ -78,3 +78,20 @@ def test_diff_composite_key_and_explicit_delimiter(tmp_path: Path, capsys: pytes
                  "--delimiter", "|", "--out", str(out)])  # fmt: skip
     assert code == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["updates"] == 1
+
+
+@pytest.mark.parametrize("with_old", [True, False], ids=["later-snapshot", "first-load"])
+def test_diff_keeps_the_snapshot_only_when_asked_and_the_change_set_is_the_same(tmp_path: Path, with_old: bool) -> None:
+    # Given an update and an insert (or, without --old, a first load)
+    old, new = _files(tmp_path, OLD.replace("2;bia;", "2;bea;") + "4;davi;2025-02-01 00:00:00\n")
+    old_args = ["--old", str(old)] if with_old else []
+    common = ["diff", *old_args, "--new", str(new), "--pk", "id", "--observed-at", "2026-01-01T00:00:00Z"]
+    # When diffed once without --snapshot-out and once with it, each into its own folder
+    plain, kept = tmp_path / "plain", tmp_path / "kept"
+    assert main([*common, "--out", str(plain / "changes.parquet")]) == 0
+    assert main([*common, "--out", str(kept / "changes.parquet"), "--snapshot-out", str(kept / "snap.parquet")]) == 0
+    # Then the same change set; the snapshot only where asked, every accepted row in it; nothing else left
+    assert pq.read_table(plain / "changes.parquet").equals(pq.read_table(kept / "changes.parquet"))
+    assert sorted(p.name for p in plain.iterdir()) == ["changes.parquet"]
+    assert sorted(p.name for p in kept.iterdir()) == ["changes.parquet", "snap.parquet"]
+    assert sorted(pq.read_table(kept / "snap.parquet")["id"].to_pylist()) == ["1", "2", "3", "4"]

@@ -227,6 +227,46 @@ def test_duplicates_in_different_batches_are_quarantined_and_the_streamed_snapsh
     assert snapshot.filter(pa.compute.equal(snapshot["id"], "k0000005"))["note"].to_pylist() == ["n0"]
 
 
+@pytest.mark.parametrize("first_load", [True, False], ids=["first-load", "later-snapshot"])
+def test_without_the_snapshot_kept_the_change_set_is_the_same_and_only_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first_load: bool
+) -> None:
+    # Given small row groups, an old snapshot (or none), and a new file with changed, added and missing
+    # rows and a key that appears again 15,000 rows later (found once its first row is written)
+    monkeypatch.setattr(sinks, "SNAPSHOT_ROW_GROUP", 2_000)
+    spec = TableSpec(primary_key=("id",), date_field="at")
+    old = None
+    if not first_load:
+        old = diff_files(
+            old=None,
+            new=_big_csv(tmp_path / "old.csv", 20_000),
+            spec=spec,
+            observed_at=OBSERVED,
+            out_dir=tmp_path / "1",
+        ).snapshot_path
+    lines = _big_csv(tmp_path / "base.csv", 20_000).read_text().splitlines(keepends=True)
+    lines[15_001] = lines[6].replace(",n0", ",other")  # line 6 holds k0000005
+    lines[9_000] = "new-key,1,2025-07-16 09:00:00,true,a\n"
+    lines[12_000] = lines[12_000].replace(",n", ",changed-n")
+    new = tmp_path / "new.csv"
+    new.write_text("".join(lines))
+    # When diffed keeping the snapshot, and as `snapcdc diff` does without --snapshot-out
+    kept = diff_files(old=old, new=new, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "kept")
+    alone = diff_files(
+        old=old, new=new, spec=spec, observed_at=OBSERVED, out_dir=tmp_path / "alone", keep_snapshot=False
+    )
+    # Then the change set, the quarantine and the counts are the same
+    assert pq.read_table(alone.changes_path).equals(pq.read_table(kept.changes_path))
+    assert kept.quarantine_path is not None and alone.quarantine_path is not None
+    assert pq.read_table(alone.quarantine_path).equals(pq.read_table(kept.quarantine_path))
+    assert alone.stats == kept.stats
+    assert kept.stats.quarantined == 2 and (kept.stats.inserts > 0) and (first_load or kept.stats.updates > 0)
+    # And only they are written: no snapshot, no full load
+    assert alone.snapshot_path is None and alone.full_load_path is None
+    assert sorted(p.name for p in (tmp_path / "alone").iterdir()) == ["changes.parquet", "quarantine.parquet"]
+    assert set(alone.files) == {"changes", "quarantine"}
+
+
 def test_a_nul_byte_late_in_a_text_column_is_refused_naming_its_line_and_nothing_is_written(tmp_path: Path) -> None:
     # Given a stored snapshot and a new file with a NUL byte in a text value on line 15,001, where the
     # fast read would take it as text

@@ -78,12 +78,14 @@ def _add_encoding_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _diff_engine(name: str) -> Any:
-    """``diff_files`` of the chosen engine (spark: the Glue job's code on a local Spark session)."""
+def _diff_engine(name: str, keep_snapshot: bool) -> Any:
+    """``diff_files`` of the chosen engine (spark: the Glue job's code on a local Spark session). The
+    Lambda engine writes no snapshot unless ``keep_snapshot`` (``--snapshot-out``): the change set is
+    the same, and a big table's snapshot is most of the work. The Spark engine always writes its own."""
     from snapcdc.engine import diff_files
 
     if name != "spark":
-        return diff_files
+        return functools.partial(diff_files, keep_snapshot=keep_snapshot)
     from snapcdc.spark.engine import spark_diff_files
     from snapcdc.spark.session import JavaMissingError, local_session
 
@@ -125,7 +127,7 @@ def _run_diff(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".snapcdc-") as work:
         try:
-            outcome = _diff_engine(args.engine)(
+            outcome = _diff_engine(args.engine, keep_snapshot=args.snapshot_out is not None)(
                 old=cli_inputs.utf8_copy(old, args.encoding, Path(work)) if old is not None else None,
                 new=cli_inputs.utf8_copy(new, args.encoding, Path(work)),
                 spec=spec,
@@ -145,7 +147,7 @@ def _run_diff(args: argparse.Namespace) -> int:
         quarantine_out.unlink(missing_ok=True)
         if outcome.quarantine_path is not None:
             shutil.move(outcome.quarantine_path, quarantine_out)
-        if args.snapshot_out is not None:
+        if args.snapshot_out is not None and outcome.snapshot_path is not None:
             args.snapshot_out.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(outcome.snapshot_path, args.snapshot_out)
     summary: dict[str, object] = {**outcome.stats.as_dict(), "seconds": round(outcome.seconds, 3)}

@@ -156,6 +156,7 @@ class TableProcessor:
         files: dict[str, list[OutputFile]] = {}
         if outcome.quarantine_path is not None:
             files["quarantine"] = [self._upload(outcome.quarantine_path, layout.quarantine_key(self.name, snap))]
+        assert outcome.snapshot_path is not None  # the function's diff keeps its snapshot: the next run's old side
         files["snapshot"] = [self._upload(outcome.snapshot_path, layout.snapshot_key(self.name, snap))]
         if base is None:
             # The table's first accepted snapshot: the full load that the change stream starts from.

@@ -173,6 +173,7 @@ def diff_files(
     out_dir: Path,
     new_name: str | None = None,
     old_name: str | None = None,
+    keep_snapshot: bool = True,
 ) -> DiffOutcome:
     """Diff two local files (CSV or Parquet) and write the outputs into ``out_dir``. ``old`` may be a
     snapshot's N part files (the Spark engine's), in order.
@@ -180,6 +181,8 @@ def diff_files(
     Outputs: ``changes.parquet``, ``snapshot.parquet``, ``full_load.parquet`` (first snapshot only),
     ``quarantine.parquet`` (when rows were rejected), ``preimages.parquet`` (``spec.with_preimages``
     and an old side: the old rows of the updated keys, in the order of the change set's U rows).
+    ``keep_snapshot=False``: no ``snapshot.parquet`` nor ``full_load.parquet`` (the change set is the
+    same), as ``snapcdc diff`` runs it when no ``--snapshot-out`` asks for the snapshot.
     On InputError or DeleteGuardError nothing is written.
     """
     started = time.perf_counter()
@@ -193,7 +196,8 @@ def diff_files(
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".work-") as work:
         old_path = _joined_parts(olds, Path(work)) if olds else None
         old_side = _load_old(old_path, spec, observed_at, old_label, Path(work)) if old_path is not None else None
-        return _diff_into(old_side, Path(new), spec, observed_at, out_dir, _Labels(new_label, old_label), started)
+        files = writer.OutputFiles(out_dir, first=old_side is None, snapshot=keep_snapshot)
+        return _diff_into(old_side, Path(new), spec, observed_at, files, _Labels(new_label, old_label), started)
 
 
 def _diff_into(
@@ -201,13 +205,12 @@ def _diff_into(
     new: Path,
     spec: TableSpec,
     observed_at: datetime,
-    out_dir: Path,
+    files: writer.OutputFiles,
     labels: _Labels,
     started: float,
 ) -> DiffOutcome:
     # A first snapshot's data, without the hash columns, and its change set (every row inserted) are
     # written beside the snapshot; later ones' change set is small and written at the end.
-    files = writer.OutputFiles(out_dir, first=old_side is None)
     sink = writer.snapshot_sink(files, spec, utc(observed_at))
     try:
         diffed = _diff_file(old_side, Path(new), spec, observed_at, sink, labels)
@@ -222,7 +225,7 @@ def _diff_into(
     return DiffOutcome(
         stats=diffed.stats,
         changes_path=files.path(writer.CHANGES),
-        snapshot_path=files.path(writer.SNAPSHOT),
+        snapshot_path=path(writer.SNAPSHOT),
         full_load_path=path(writer.FULL_LOAD),
         quarantine_path=path(writer.QUARANTINE),
         schema=diffed.schema,

@@ -87,13 +87,14 @@ class MemorySnapshot:
 
 
 class ParquetSnapshot:
-    """The new snapshot as a Parquet file, gathered into row groups; a first snapshot's user-facing
-    files (``copies``) are written beside it from the same row groups. The snapshot
-    is the engine's own state, looked up by key and date: only those columns get statistics."""
+    """The new snapshot as a Parquet file (``path``; None: not kept), gathered into row groups; a first
+    snapshot's user-facing files (``copies``) are written beside it from the same row groups. The
+    snapshot is the engine's own state, looked up by key and date: only those columns get statistics.
+    With neither a snapshot nor a copy to write, the rows are not gathered at all."""
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None,
         schema: pa.Schema,
         spec: TableSpec,
         copies: Iterable[FileCopy] = (),
@@ -102,12 +103,15 @@ class ParquetSnapshot:
         date = [spec.date_field] if spec.date_field is not None and spec.date_field in schema.names else []
         indexed = [*spec.primary_key, *date]
         group_rows = SNAPSHOT_ROW_GROUP * 2
-        self.outputs = [ParquetOutput(path, SNAPSHOT_CODEC, lambda rows: rows, schema, group_rows, indexed)]
-        self.outputs += [ParquetOutput(copy.path, "snappy", copy.shape, schema, group_rows) for copy in copies]
+        self.outputs = [ParquetOutput(copy.path, "snappy", copy.shape, schema, group_rows) for copy in copies]
+        if path is not None:
+            self.outputs.insert(0, ParquetOutput(path, SNAPSHOT_CODEC, lambda rows: rows, schema, group_rows, indexed))
         self.gathered: list[pa.RecordBatch] = []
         self.gathered_rows = 0
 
     def write(self, batch: pa.RecordBatch, key_a: np.ndarray, row_a: np.ndarray, row_b: np.ndarray) -> None:
+        if not self.outputs:
+            return
         self.gathered.append(batch_with_hashes(batch, key_a, row_a, row_b, self.schema))
         self.gathered_rows += batch.num_rows
         if self.gathered_rows >= SNAPSHOT_ROW_GROUP:

@@ -147,7 +147,7 @@ class WrittenFile:
 class DiffOutcome:
     stats: DiffStats
     changes_path: Path
-    snapshot_path: Path
+    snapshot_path: Path | None  # None: not kept (diff_files' keep_snapshot=False)
     full_load_path: Path | None
     quarantine_path: Path | None
     schema: pa.Schema

@@ -32,28 +32,34 @@ OUTPUTS = (SNAPSHOT, CHANGES, FULL_LOAD, QUARANTINE, PREIMAGES)
 @dataclass(frozen=True)
 class OutputFiles:
     """Where one diff writes its outputs (local paths). ``first``: the table's first snapshot (a full
-    load and a change set of inserts copied from the snapshot's row groups)."""
+    load and a change set of inserts copied from the snapshot's row groups). ``snapshot``: whether the
+    accepted snapshot is written (and a first one's full load, its data); without it, only the change
+    set, the quarantine and the pre-images (``snapcdc diff`` keeps no snapshot unless asked)."""
 
     folder: Path
     first: bool
     suffix: str = ""  # e.g. "-00003" for a part file
+    snapshot: bool = True
 
     def path(self, name: str) -> Path:
         return self.folder / f"{name}{self.suffix}.parquet"
 
 
-def first_load_copies(full_load: Path, changes: Path, inserted_at: datetime) -> list[FileCopy]:
-    """A first snapshot's data columns (no hashes) as the user-facing full load, and as its change set
-    (every row inserted at ``inserted_at``)."""
-    return [FileCopy(full_load, data_only), FileCopy(changes, lambda rows: with_cdc(data_only(rows), "I", inserted_at))]
+def first_load_copies(full_load: Path | None, changes: Path, inserted_at: datetime) -> list[FileCopy]:
+    """A first snapshot's data columns (no hashes) as the user-facing full load (unless ``full_load``
+    is None), and as its change set (every row inserted at ``inserted_at``)."""
+    change_set = FileCopy(changes, lambda rows: with_cdc(data_only(rows), "I", inserted_at))
+    return [FileCopy(full_load, data_only), change_set] if full_load is not None else [change_set]
 
 
 def snapshot_sink(files: OutputFiles, spec: TableSpec, observed_at: datetime) -> Callable[[pa.Schema], ParquetSnapshot]:
     """The sink a diff writes its snapshot to (a first snapshot's full load and change set beside it)."""
-    copies = first_load_copies(files.path(FULL_LOAD), files.path(CHANGES), observed_at) if files.first else []
+    full_load = files.path(FULL_LOAD) if files.snapshot else None
+    copies = first_load_copies(full_load, files.path(CHANGES), observed_at) if files.first else []
+    snapshot = files.path(SNAPSHOT) if files.snapshot else None
 
     def sink(schema: pa.Schema) -> ParquetSnapshot:
-        return ParquetSnapshot(files.path(SNAPSHOT), schema, spec, copies=copies)
+        return ParquetSnapshot(snapshot, schema, spec, copies=copies)
 
     return sink
 
@@ -83,7 +89,8 @@ def finish_outputs(diffed: Diffed[ParquetSnapshot], files: OutputFiles) -> dict[
         remove(files)
         raise
     kept = diffed.stats.rows_snapshot
-    for name in (SNAPSHOT, *((FULL_LOAD, CHANGES) if files.first else ())):
+    copied = [*((SNAPSHOT,) if files.snapshot else ()), *((FULL_LOAD,) if files.first and files.snapshot else ())]
+    for name in (*copied, *((CHANGES,) if files.first else ())):
         path = files.path(name)
         written[name] = WrittenFile(str(path), kept, path.stat().st_size)
     return {name: written[name] for name in OUTPUTS if name in written}

@@ -97,6 +97,7 @@ class IcebergLake:
     def run_rows(self, record: RunRecord, outcome: DiffOutcome) -> SnapshotRows:
         """The rows of the run just done: here, the files the engine wrote locally (not read back)."""
         changes = outcome.full_load_path or outcome.changes_path
+        assert outcome.snapshot_path is not None  # the function's diff keeps its snapshot
         return SnapshotRows(
             record.snapshot, record.base_snapshot, (outcome.snapshot_path,), (changes,), dict(record.stats)
         )
