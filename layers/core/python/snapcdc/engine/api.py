@@ -5,9 +5,11 @@ writing the outputs."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -164,6 +166,21 @@ def _load_old(path: Path, spec: TableSpec, observed_at: datetime, name: str, wor
     return accepted.sink.old_side()
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off for the diff (on again after, if it was on). A diff allocates tens
+    of thousands of small objects (Arrow and numpy wrappers, futures) and makes no cycles worth
+    collecting; each collection stops every thread at the GIL, about 90 of them at 5M rows."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
+@_collector_paused()
 def diff_files(
     *,
     old: Path | list[Path] | None,
