@@ -44,6 +44,13 @@ class OutputFiles:
     def path(self, name: str) -> Path:
         return self.folder / f"{name}{self.suffix}.parquet"
 
+    @property
+    def streamed(self) -> tuple[str, ...]:
+        """The outputs the snapshot sink writes from its row groups: the snapshot and a first one's full
+        load (when the snapshot is kept), and a first one's change set."""
+        kept = (SNAPSHOT, FULL_LOAD) if self.first else (SNAPSHOT,)
+        return (*(kept if self.snapshot else ()), *((CHANGES,) if self.first else ()))
+
 
 def first_load_copies(full_load: Path | None, changes: Path, inserted_at: datetime) -> list[FileCopy]:
     """A first snapshot's data columns (no hashes) as the user-facing full load (unless ``full_load``
@@ -89,8 +96,7 @@ def finish_outputs(diffed: Diffed[ParquetSnapshot], files: OutputFiles) -> dict[
         remove(files)
         raise
     kept = diffed.stats.rows_snapshot
-    copied = [*((SNAPSHOT,) if files.snapshot else ()), *((FULL_LOAD,) if files.first and files.snapshot else ())]
-    for name in (*copied, *((CHANGES,) if files.first else ())):
+    for name in files.streamed:
         path = files.path(name)
         written[name] = WrittenFile(str(path), kept, path.stat().st_size)
     return {name: written[name] for name in OUTPUTS if name in written}
