@@ -128,15 +128,21 @@ print(outcome.stats.inserts + outcome.stats.updates + outcome.stats.deletes, ","
 
 @pytest.mark.parametrize("old_kind", ["csv", "snapshot", "none"])
 def test_a_diff_does_not_import_pandas_or_numpy_ma(tmp_path: Path, old_kind: str) -> None:
-    # Given a new CSV with typed columns (ints, floats, text, bools, timestamps, a date field) and an
-    # old side of each kind: a plain CSV, the previous snapshot, none (a first load)
+    # Given a new CSV with typed columns (ints, floats, text, bools, timestamps, a date field; a
+    # repeating text column with empty fields, hashed per distinct value with nulls among the codes)
+    # and an old side of each kind: a plain CSV, the previous snapshot, none (a first load)
     spec = TableSpec(primary_key=("id",), date_field="updated")
-    header = "id,n,x,name,flag,updated\n"
+    header = "id,n,x,name,channel,flag,updated\n"
+    channels = ("app", "web", "")
     (tmp_path / "old.csv").write_text(
-        header + "".join(f"{i},{i},{i / 4},n{i % 7},{i % 2 == 0},2025-01-01 10:00:00\n" for i in range(3000))
+        header
+        + "".join(f"{i},{i},{i / 4},n{i % 7},{channels[i % 3]},{i % 2 == 0},2025-01-01 10:00:00\n" for i in range(3000))
     )
     (tmp_path / "new.csv").write_text(
-        header + "".join(f"{i},{i * 2},{i / 4},n{i % 7},true,2025-01-02 10:00:00\n" for i in range(100, 3100))
+        header
+        + "".join(
+            f"{i},{i * 2},{i / 4},n{i % 7},{channels[i % 3]},true,2025-01-02 10:00:00\n" for i in range(100, 3100)
+        )
     )
     first = diff_files(old=None, new=tmp_path / "old.csv", spec=spec, observed_at=datetime.now(UTC), out_dir=tmp_path)
     first.snapshot_path.rename(tmp_path / "old.parquet")

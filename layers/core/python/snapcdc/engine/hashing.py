@@ -176,7 +176,7 @@ def _text_lanes(array: pa.Array, both: bool) -> tuple[np.ndarray, np.ndarray | N
         if len(encoded.dictionary):
             lane_a, lane_b = _string_lanes(encoded.dictionary, both)
             codes = encoded.indices  # a null's lanes are set by the caller
-            codes = codes if codes.null_count == 0 else pc.fill_null(codes, 0)
+            codes = codes if codes.null_count == 0 else pc.fill_null(codes, arrow_numpy.scalar(0, codes.type))
             return _gathered(lane_a, codes), (_gathered(lane_b, codes) if lane_b is not None else None)
     return _string_lanes(array, both)
 
