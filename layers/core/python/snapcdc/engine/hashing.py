@@ -103,7 +103,10 @@ def _piece_lanes(
     if both:
         chains.append(_Chain(_SEED_B ^ (size * _M_B), _M_B, _SHIFT_B))
     masked = np.empty(count, _U64)
-    for k in range(width // 8):
+    # As many words as the longest piece has: pieces that are all empty take none, as an empty piece
+    # beside longer ones takes none (its chain is left as it was).
+    steps = -(-int(lengths.max()) // 8) if count else 0
+    for k in range(steps):
         inactive = None
         if same_length:  # keys of one length (ids, UUIDs): one mask for every row, every row active
             left = int(lengths[0]) - 8 * k if count else 8

@@ -25,7 +25,9 @@ QUARANTINE_REASON = "_quarantine_reason"
 SOURCE_RECORD = "_source_record"  # record number in the file, the header being record 1
 HASH_COLUMNS = (KEY_HASH, ROW_HASH)
 HASH_METADATA = b"snapcdc.hash"
-HASH_VERSION = 2  # 2: a row hash takes in one word per column, finalized once (1: each column finalized)
+# 3: an empty text value takes in no word, whatever its batch holds (2: it took one when every value of
+# its batch was empty); 2: a row hash takes in one word per column, finalized once (1: each column finalized)
+HASH_VERSION = 3
 
 NULL_KEY = "null or empty primary key"
 DUPLICATE_KEY = "duplicate primary key"
