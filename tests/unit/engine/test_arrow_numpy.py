@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from snapcdc.engine import arrow_numpy
@@ -53,3 +56,44 @@ def test_items_are_views_of_the_values() -> None:
     assert items is not None
     assert items.tobytes() == b"k1k2k1"
     assert np.array_equal(items.take([2]).view(np.uint8), items[:1].view(np.uint8))
+
+
+@given(
+    st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.none() | st.timezones()),
+    st.sampled_from([pa.timestamp("us", tz="UTC"), pa.timestamp("us"), pa.timestamp("ns", tz="UTC")]),
+)
+def test_a_timestamp_scalar_is_the_one_pyarrow_makes(value: datetime, kind: pa.DataType) -> None:
+    # Given a datetime (naive or with any zone) and a timestamp type
+    # When made a scalar without pyarrow's conversion of Python objects
+    made = arrow_numpy.scalar(value, kind)
+    # Then it is the scalar pyarrow's own conversion gives (a naive datetime taken as UTC)
+    assert made.type == kind
+    assert made == pa.scalar(value, kind)
+
+
+@given(st.lists(st.text(), max_size=20))
+def test_texts_are_the_array_pyarrow_makes(values: list[str]) -> None:
+    # Given Python strings (any code points, empty ones too)
+    # When made an Arrow array
+    made = arrow_numpy.texts(values)
+    made.validate(full=True)
+    # Then it holds them, as pyarrow's own conversion does
+    assert made.equals(pa.array(values, type=pa.string()))
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("insert", pa.string()),
+        (False, pa.bool_()),
+        (7, pa.int64()),
+        (datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC), pa.timestamp("us", tz="UTC")),
+    ],
+)
+def test_a_repeated_value_is_that_value_count_times(value: bool | int | str | datetime, kind: pa.DataType) -> None:
+    # Given a value and its type
+    # When repeated
+    made = arrow_numpy.repeated(value, kind, 3)
+    # Then the array holds it three times, typed
+    assert made.type == kind
+    assert made.to_pylist() == [value] * 3

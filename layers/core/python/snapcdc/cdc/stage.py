@@ -204,7 +204,7 @@ class TableProcessor:
         outputs, files = dict(record.outputs), dict(record.files)
         first = outcome.full_load_path if base is None else None
         wanted = enabled.enabled if write else (["scd2"] if enabled.scd2 is not None else [])
-        changes = pq.read_table(outcome.changes_path) if first is None and wanted else None
+        changes = pq.ParquetFile(outcome.changes_path).read() if first is None and wanted else None
         # Each feed is imported by the runs that write it, not by every run's import (cold start).
         if write and enabled.changelog:
             from snapcdc.cdc.feeds import changelog

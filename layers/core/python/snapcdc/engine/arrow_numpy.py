@@ -4,11 +4,16 @@ pyarrow's own conversions of Python and numpy objects (``pa.array``, ``pa.scalar
 given to a compute function, ``take`` with numpy indices, ``to_numpy`` that must copy,
 ``Schema.empty_table``) first ask whether the object is a pandas one, and that question imports
 pandas: 0.3-0.4 s of every cold start on a machine where pandas is installed (the Lambda layer has
-it). The engine converts through these helpers instead, on every path a run takes; rare paths (a
-quarantine, a key hash collision) may still use pyarrow's conversions.
+it). So does loading pyarrow's query engine (``Table.join``, ``sort_by``, ``group_by``) or its datasets
+(``pq.read_table``). The engine and the CDC stage's feeds convert through these helpers instead, on
+every path a run takes (``tests/integration/test_cdc_handler.py`` runs them in a fresh interpreter);
+rare paths (a quarantine, a key hash collision, the operator commands) may still use pyarrow's.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -114,15 +119,45 @@ _NUMPY_TYPES = {
 }
 
 
-def scalar(value: bool | int | float | str, kind: pa.DataType) -> pa.Scalar:
-    """``value`` as an Arrow scalar of type ``kind`` (bool, a number or string type)."""
+def scalar(value: bool | int | float | str | datetime, kind: pa.DataType) -> pa.Scalar:
+    """``value`` as an Arrow scalar of type ``kind`` (bool, a number, string or timestamp type; a naive
+    datetime is taken as UTC, as pyarrow takes it)."""
     if pa.types.is_string(kind):
-        data = str(value).encode()
-        offsets = np.array([0, len(data)], dtype=np.int32)
-        return pa.Array.from_buffers(kind, 1, [None, pa.py_buffer(offsets), pa.py_buffer(data)])[0]
+        return texts([str(value)], kind)[0]
     if pa.types.is_boolean(kind):
         return arrow(np.array([bool(value)]))[0]
+    if pa.types.is_timestamp(kind):
+        assert isinstance(value, datetime)
+        ticks = np.array([_ticks(value, kind.unit)], dtype=np.int64)
+        return pa.Array.from_buffers(kind, 1, [None, pa.py_buffer(ticks)])[0]
+    assert not isinstance(value, (str, datetime))
     return arrow(np.array([value], dtype=np.dtype(_NUMPY_TYPES[str(kind)])))[0]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ticks(value: datetime, unit: str) -> int:
+    """``value`` as a count of ``unit`` since the epoch (exact: whole microseconds, then scaled)."""
+    micros = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)) - _EPOCH
+    count = micros // timedelta(microseconds=1)
+    if unit == "ns":
+        return count * 1000
+    return count // {"s": 1_000_000, "ms": 1000, "us": 1}[unit]
+
+
+def repeated(value: bool | int | float | str | datetime, kind: pa.DataType, count: int) -> pa.Array:
+    """``value`` ``count`` times, as an Arrow array of type ``kind`` (see :func:`scalar`)."""
+    return pa.repeat(scalar(value, kind), count)
+
+
+def texts(values: Sequence[str], kind: pa.DataType | None = None) -> pa.Array:
+    """A few Python strings as an Arrow string array (no nulls)."""
+    encoded = [value.encode() for value in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum(np.array([len(item) for item in encoded], dtype=np.int32), out=offsets[1:])
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    return pa.Array.from_buffers(kind or pa.string(), len(encoded), buffers)
 
 
 def empty_table(schema: pa.Schema) -> pa.Table:

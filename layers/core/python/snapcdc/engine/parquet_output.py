@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from snapcdc.engine.arrow_numpy import empty_table
+from snapcdc.engine.arrow_numpy import arrow, empty_table
 from snapcdc.engine.spec import HASH_COLUMNS
 
 
@@ -129,10 +129,10 @@ class ParquetOutput:
         self._closed()
         if len(drop) == 0:
             return
-        table = pq.read_table(self.path)
+        table = pq.ParquetFile(self.path).read()  # pq.read_table would import pandas (pyarrow.dataset)
         keep = np.ones(table.num_rows, dtype=bool)
         keep[drop] = False
-        table = pa.concat_tables([table.filter(pa.array(keep)), self.shape(extra).cast(table.schema)])
+        table = pa.concat_tables([table.filter(arrow(keep)), self.shape(extra).cast(table.schema)])
         assert self.options is not None  # the file was opened before it was closed
         pq.write_table(table, self.path, **self.options)
 

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from snapcdc.cdc.feeds.files import TIMESTAMP, FeedError, data_columns, repeat, stream_rows, write_feed
+from snapcdc.engine import arrow_numpy
 from snapcdc.engine.old_side import conform_table
 from snapcdc.engine.spec import CDC_OPERATION
 
@@ -32,24 +33,21 @@ def changelog_rows(changes: pa.Table, preimages: pa.Table | None, version: int, 
     pre-image followed by its post-image. ``preimages``: the old rows of the U rows, in their order."""
     data = data_columns(changes)
     operation = changes[CDC_OPERATION]
-    inserts = data.filter(pc.equal(operation, "I"))
-    deletes = data.filter(pc.equal(operation, "D"))
-    post = data.filter(pc.equal(operation, "U"))
+    inserts, deletes, post = (data.filter(pc.equal(operation, arrow_numpy.scalar(op, pa.string()))) for op in "IDU")
     if preimages is None:
-        preimages = data.schema.empty_table() if post.num_rows == 0 else None
+        preimages = arrow_numpy.empty_table(data.schema) if post.num_rows == 0 else None
     if preimages is None or preimages.num_rows != post.num_rows:
         raise FeedError(f"{post.num_rows} updates but {0 if preimages is None else preimages.num_rows} pre-images")
     pre = conform_table(preimages.select(data.schema.names), data.schema, "pre-images")
     count = post.num_rows
     order = np.empty(2 * count, dtype=np.int64)
     order[0::2], order[1::2] = np.arange(count), np.arange(count) + count
-    updates = pa.concat_tables([pre, post]).take(pa.array(order))
-    kinds = np.empty(2 * count, dtype=object)
-    kinds[0::2], kinds[1::2] = PREIMAGE, POSTIMAGE
+    updates = pa.concat_tables([pre, post]).take(arrow_numpy.positions(order))
+    kinds = arrow_numpy.texts([PREIMAGE, POSTIMAGE]).take(arrow_numpy.positions(np.tile([0, 1], count)))
     parts = [
-        (inserts, pa.repeat(pa.scalar(INSERT), inserts.num_rows)),
-        (deletes, pa.repeat(pa.scalar(DELETE), deletes.num_rows)),
-        (updates, pa.array(kinds, type=pa.string())),
+        (inserts, repeat(INSERT, pa.string(), inserts.num_rows)),
+        (deletes, repeat(DELETE, pa.string(), deletes.num_rows)),
+        (updates, kinds),
     ]
     rows = pa.concat_tables([part.append_column(CHANGE_TYPE, kind) for part, kind in parts])
     return _with_commit(rows, version, at)
@@ -62,7 +60,7 @@ def _with_commit(rows: pa.Table, version: int, at: datetime) -> pa.Table:
 
 def changelog_inserts(data: pa.Table, version: int, at: datetime) -> pa.Table:
     """Rows of a first snapshot (or a row group of it) as changelog inserts."""
-    return _with_commit(data.append_column(CHANGE_TYPE, pa.repeat(pa.scalar(INSERT), data.num_rows)), version, at)
+    return _with_commit(data.append_column(CHANGE_TYPE, repeat(INSERT, pa.string(), data.num_rows)), version, at)
 
 
 def write_first(full_load: Path, target: Path, version: int, at: datetime) -> Path:
@@ -72,5 +70,5 @@ def write_first(full_load: Path, target: Path, version: int, at: datetime) -> Pa
 
 def write_changes(changes: pa.Table, preimages: Path | None, version: int, at: datetime, target: Path) -> Path:
     """A change set and its pre-images file as changelog rows."""
-    pre = pq.read_table(preimages) if preimages is not None else None
+    pre = pq.ParquetFile(preimages).read() if preimages is not None else None
     return write_feed(changelog_rows(changes, pre, version, at), target)

@@ -24,7 +24,7 @@ def dms_timestamp(at: datetime) -> str:
 def dms_rows(data: pa.Table, operations: pa.Array | pa.ChunkedArray | str, at: datetime) -> pa.Table:
     """``Op`` first, the timestamp column, then the data columns."""
     count = data.num_rows
-    op = pa.repeat(pa.scalar(operations), count) if isinstance(operations, str) else operations
+    op = repeat(operations, pa.string(), count) if isinstance(operations, str) else operations
     stamp = repeat(dms_timestamp(at), pa.string(), count)
     own = data_columns(data)
     return pa.Table.from_arrays([op, stamp, *own.columns], schema=pa.schema([*COLUMNS, *own.schema]))

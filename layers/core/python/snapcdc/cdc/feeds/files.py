@@ -4,11 +4,13 @@ Parquet file (whole, or a row group at a time from a file too big to hold)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from snapcdc.engine import arrow_numpy
 from snapcdc.engine.parquet_output import parquet_options
 from snapcdc.engine.sinks import SNAPSHOT_ROW_GROUP
 from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP
@@ -31,8 +33,8 @@ def data_columns(changes: pa.Table) -> pa.Table:
     return changes.drop_columns([c for c in (CDC_OPERATION, CDC_TIMESTAMP) if c in changes.column_names])
 
 
-def repeat(value: object, type_: pa.DataType, count: int) -> pa.Array:
-    return pa.repeat(pa.scalar(value, type_), count)
+def repeat(value: bool | int | str | datetime, type_: pa.DataType, count: int) -> pa.Array:
+    return arrow_numpy.repeated(value, type_, count)
 
 
 def write_feed(table: pa.Table, path: Path, metadata: dict[bytes, bytes] | None = None) -> Path:
@@ -49,7 +51,7 @@ def stream_rows(source: Path, target: Path, shape: Callable[[pa.Table], pa.Table
     try:
         groups = range(parquet.num_row_groups) if parquet.num_row_groups else [None]
         for group in groups:
-            rows = parquet.read_row_group(group) if group is not None else parquet.schema_arrow.empty_table()
+            rows = parquet.read_row_group(group) if group is not None else arrow_numpy.empty_table(parquet.schema_arrow)
             shaped = shape(rows.replace_schema_metadata(None))
             if writer is None:
                 writer = pq.ParquetWriter(target, shaped.schema, **parquet_options(shaped.schema, shaped))

@@ -32,6 +32,8 @@ from snapcdc.cdc.feeds.files import (
     stream_rows,
     write_feed,
 )
+from snapcdc.engine import arrow_numpy
+from snapcdc.engine.keys import equal_keys
 from snapcdc.engine.old_side import conform_table
 from snapcdc.engine.parquet_output import WriterOptions, parquet_options
 from snapcdc.engine.spec import CDC_OPERATION, CDC_TIMESTAMP
@@ -53,7 +55,7 @@ def _history_schema(data: pa.Schema) -> pa.Schema:
 
 def _null_safe_differ(left: pa.ChunkedArray | pa.Array, right: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pc.or_(
-        pc.fill_null(pc.not_equal(left, right), False),
+        pc.fill_null(pc.not_equal(left, right), arrow_numpy.scalar(False, pa.bool_())),
         pc.xor(pc.is_null(left), pc.is_null(right)),
     )
 
@@ -105,22 +107,19 @@ def scd2_step(
     full = _history_schema(schema)
     data = conform_table(data_columns(changes), schema, "change set")
     operation = changes[CDC_OPERATION]
-    changed = data.filter(pc.is_in(operation, pa.array(["U", "D"]))).select(keys)
-    changed = changed.append_column("__c", pa.array(np.arange(changed.num_rows), pa.int64()))
+    changed = data.filter(pc.is_in(operation, value_set=arrow_numpy.texts(["U", "D"]))).select(keys)
     parquet = pq.ParquetFile(current)
     writer = pq.ParquetWriter(target, full.with_metadata({SCD2_METADATA: snap.encode()}), **_options(full, parquet))
-    touched = [full.empty_table()]
+    touched = [arrow_numpy.empty_table(full)]
     try:
         for group in range(parquet.num_row_groups):
             rows = conform_table(parquet.read_row_group(group).replace_schema_metadata(None), full, str(current))
             hit = np.zeros(rows.num_rows, dtype=bool)
             if changed.num_rows:
-                indexed = rows.select(keys).append_column("__r", pa.array(np.arange(rows.num_rows), pa.int64()))
-                found = indexed.join(changed, keys=keys, join_type="inner", use_threads=False)
-                hit[found["__r"].to_numpy()] = True
-            writer.write_table(rows.filter(pa.array(~hit)) if hit.any() else rows, GROUP_ROWS)
+                hit[equal_keys(rows, changed, keys).left] = True
+            writer.write_table(rows.filter(arrow_numpy.arrow(~hit)) if hit.any() else rows, GROUP_ROWS)
             if hit.any():
-                touched.append(rows.filter(pa.array(hit)))
+                touched.append(rows.filter(arrow_numpy.arrow(hit)))
         old = pa.concat_tables(touched)
         if old.num_rows != changed.num_rows:
             raise FeedError(f"{changed.num_rows} keys updated or deleted but {old.num_rows} current versions found")
@@ -133,7 +132,7 @@ def scd2_step(
 
 
 def _options(schema: pa.Schema, parquet: pq.ParquetFile) -> WriterOptions:
-    sample = parquet.read_row_group(0) if parquet.num_row_groups else schema.empty_table()
+    sample = parquet.read_row_group(0) if parquet.num_row_groups else arrow_numpy.empty_table(schema)
     return WriterOptions(
         **parquet_options(schema, conform_table(sample.replace_schema_metadata(None), schema, "current"))
     )
@@ -148,33 +147,38 @@ def _apply(
     at: datetime,
 ) -> tuple[pa.Table, pa.Table]:
     """(closed versions, versions current from now on that were not kept as they were)."""
-    old_i = old.select(keys).append_column("__o", pa.array(np.arange(old.num_rows), pa.int64()))
-    new_i = data.select(keys).append_column("__n", pa.array(np.arange(data.num_rows), pa.int64()))
-    pairs = old_i.join(new_i, keys=keys, join_type="inner", use_threads=False).sort_by("__n")
-    o, n = pairs["__o"].to_numpy(), pairs["__n"].to_numpy()
-    ops = operation.to_numpy(zero_copy_only=False)
-    is_update = ops[n] == "U"
-    opens_version = ~is_update.copy()  # deletes close; for updates, see below
+    pairs = equal_keys(data, old, keys)  # in the order of the change set's rows
+    o, n = pairs.right, pairs.left
+
+    def rows_of(kind: str) -> np.ndarray:
+        return arrow_numpy.mask(pc.equal(operation, arrow_numpy.scalar(kind, pa.string())))
+
+    is_update = rows_of("U")[n]
+    opens_version = ~is_update  # deletes close; for updates, see below
     if is_update.any():
-        updated_old, updated_new = old.take(pa.array(o[is_update])), data.take(pa.array(n[is_update]))
+        updated_old, updated_new = old.take(_at(o[is_update])), data.take(_at(n[is_update]))
         columns = list(tracked) if tracked is not None else [c for c in data.column_names if c not in keys]
         differs = np.zeros(int(is_update.sum()), dtype=bool)
         for name in columns:
-            differs |= _null_safe_differ(updated_old[name], updated_new[name]).to_numpy(zero_copy_only=False)
+            differs |= arrow_numpy.mask(_null_safe_differ(updated_old[name], updated_new[name]))
         opens_version[is_update] = differs
     closes = o[opens_version]  # deletes and updates of tracked columns
-    closed_old = old.take(pa.array(closes))
+    closed_old = old.take(_at(closes))
     closed = _versions(data_columns(closed_old.select(data.column_names)), closed_old[VALID_FROM], at)
     in_place = is_update & ~opens_version
-    kept = _versions(data.take(pa.array(n[in_place])), old.take(pa.array(o[in_place]))[VALID_FROM], None)
-    new_rows = np.sort(np.concatenate([np.flatnonzero(ops == "I"), n[is_update & opens_version]]))
-    opened = _versions(data.take(pa.array(new_rows)), repeat(at, TIMESTAMP, len(new_rows)), None)
+    kept = _versions(data.take(_at(n[in_place])), old.take(_at(o[in_place]))[VALID_FROM], None)
+    new_rows = np.sort(np.concatenate([np.flatnonzero(rows_of("I")), n[is_update & opens_version]]))
+    opened = _versions(data.take(_at(new_rows)), repeat(at, TIMESTAMP, len(new_rows)), None)
     return closed, pa.concat_tables([kept, opened])
+
+
+def _at(rows: np.ndarray) -> pa.Array:
+    return arrow_numpy.positions(rows)
 
 
 def as_of(history: pa.Table, at: datetime) -> pa.Table:
     """The versions valid at ``at``: ``valid_from <= at < valid_to`` (or current)."""
-    moment = pa.scalar(at, TIMESTAMP)
+    moment = arrow_numpy.scalar(at, TIMESTAMP)
     valid = pc.and_(
         pc.less_equal(history[VALID_FROM], moment),
         pc.or_kleene(pc.is_null(history[VALID_TO]), pc.greater(history[VALID_TO], moment)),
