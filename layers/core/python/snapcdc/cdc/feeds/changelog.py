@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from snapcdc.cdc.feeds.files import TIMESTAMP, FeedError, data_columns, repeat, stream_rows, write_feed
+from snapcdc.cdc.feeds.files import TIMESTAMP, FeedError, data_columns, stream_rows, write_feed
 from snapcdc.engine import arrow_numpy
 from snapcdc.engine.old_side import conform_table
 from snapcdc.engine.spec import CDC_OPERATION
@@ -45,8 +45,8 @@ def changelog_rows(changes: pa.Table, preimages: pa.Table | None, version: int, 
     updates = pa.concat_tables([pre, post]).take(arrow_numpy.positions(order))
     kinds = arrow_numpy.texts([PREIMAGE, POSTIMAGE]).take(arrow_numpy.positions(np.tile([0, 1], count)))
     parts = [
-        (inserts, repeat(INSERT, pa.string(), inserts.num_rows)),
-        (deletes, repeat(DELETE, pa.string(), deletes.num_rows)),
+        (inserts, arrow_numpy.repeated(INSERT, pa.string(), inserts.num_rows)),
+        (deletes, arrow_numpy.repeated(DELETE, pa.string(), deletes.num_rows)),
         (updates, kinds),
     ]
     rows = pa.concat_tables([part.append_column(CHANGE_TYPE, kind) for part, kind in parts])
@@ -54,13 +54,15 @@ def changelog_rows(changes: pa.Table, preimages: pa.Table | None, version: int, 
 
 
 def _with_commit(rows: pa.Table, version: int, at: datetime) -> pa.Table:
-    rows = rows.append_column(COMMIT_VERSION, repeat(version, pa.int64(), rows.num_rows))
-    return rows.append_column(COMMIT_TIMESTAMP, repeat(at, TIMESTAMP, rows.num_rows))
+    rows = rows.append_column(COMMIT_VERSION, arrow_numpy.repeated(version, pa.int64(), rows.num_rows))
+    return rows.append_column(COMMIT_TIMESTAMP, arrow_numpy.repeated(at, TIMESTAMP, rows.num_rows))
 
 
 def changelog_inserts(data: pa.Table, version: int, at: datetime) -> pa.Table:
     """Rows of a first snapshot (or a row group of it) as changelog inserts."""
-    return _with_commit(data.append_column(CHANGE_TYPE, repeat(INSERT, pa.string(), data.num_rows)), version, at)
+    return _with_commit(
+        data.append_column(CHANGE_TYPE, arrow_numpy.repeated(INSERT, pa.string(), data.num_rows)), version, at
+    )
 
 
 def write_first(full_load: Path, target: Path, version: int, at: datetime) -> Path:

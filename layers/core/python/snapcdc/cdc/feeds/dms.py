@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from snapcdc.cdc.feeds.files import data_columns, repeat, stream_rows, write_feed
+from snapcdc.cdc.feeds.files import data_columns, stream_rows, write_feed
+from snapcdc.engine.arrow_numpy import repeated
 from snapcdc.engine.spec import CDC_OPERATION
 
 DMS_OP = "Op"
@@ -24,8 +25,8 @@ def dms_timestamp(at: datetime) -> str:
 def dms_rows(data: pa.Table, operations: pa.Array | pa.ChunkedArray | str, at: datetime) -> pa.Table:
     """``Op`` first, the timestamp column, then the data columns."""
     count = data.num_rows
-    op = repeat(operations, pa.string(), count) if isinstance(operations, str) else operations
-    stamp = repeat(dms_timestamp(at), pa.string(), count)
+    op = repeated(operations, pa.string(), count) if isinstance(operations, str) else operations
+    stamp = repeated(dms_timestamp(at), pa.string(), count)
     own = data_columns(data)
     return pa.Table.from_arrays([op, stamp, *own.columns], schema=pa.schema([*COLUMNS, *own.schema]))
 

@@ -4,7 +4,6 @@ Parquet file (whole, or a row group at a time from a file too big to hold)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,10 +30,6 @@ class FeedError(SnapcdcError, ValueError):
 def data_columns(changes: pa.Table) -> pa.Table:
     """The table's own columns of a change set (the operation and its timestamp dropped)."""
     return changes.drop_columns([c for c in (CDC_OPERATION, CDC_TIMESTAMP) if c in changes.column_names])
-
-
-def repeat(value: bool | int | str | datetime, type_: pa.DataType, count: int) -> pa.Array:
-    return arrow_numpy.repeated(value, type_, count)
 
 
 def write_feed(table: pa.Table, path: Path, metadata: dict[bytes, bytes] | None = None) -> Path:

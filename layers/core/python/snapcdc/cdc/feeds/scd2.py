@@ -28,7 +28,6 @@ from snapcdc.cdc.feeds.files import (
     TIMESTAMP,
     FeedError,
     data_columns,
-    repeat,
     stream_rows,
     write_feed,
 )
@@ -66,8 +65,8 @@ def _versions(data: pa.Table, valid_from: pa.Array | pa.ChunkedArray, valid_to: 
         [
             *data.columns,
             valid_from,
-            pa.nulls(count, TIMESTAMP) if valid_to is None else repeat(valid_to, TIMESTAMP, count),
-            repeat(valid_to is None, pa.bool_(), count),
+            pa.nulls(count, TIMESTAMP) if valid_to is None else arrow_numpy.repeated(valid_to, TIMESTAMP, count),
+            arrow_numpy.repeated(valid_to is None, pa.bool_(), count),
         ],
         schema=_history_schema(data.schema),
     )
@@ -78,7 +77,7 @@ def scd2_first(full_load: Path, target: Path, snap: str, at: datetime) -> Path:
 
     def shape(rows: pa.Table) -> pa.Table:
         data = data_columns(rows)
-        return _versions(data, repeat(at, TIMESTAMP, data.num_rows), None).replace_schema_metadata(
+        return _versions(data, arrow_numpy.repeated(at, TIMESTAMP, data.num_rows), None).replace_schema_metadata(
             {SCD2_METADATA: snap.encode()}
         )
 
@@ -156,24 +155,27 @@ def _apply(
     is_update = rows_of("U")[n]
     opens_version = ~is_update  # deletes close; for updates, see below
     if is_update.any():
-        updated_old, updated_new = old.take(_at(o[is_update])), data.take(_at(n[is_update]))
+        updated_old, updated_new = (
+            old.take(arrow_numpy.positions(o[is_update])),
+            data.take(arrow_numpy.positions(n[is_update])),
+        )
         columns = list(tracked) if tracked is not None else [c for c in data.column_names if c not in keys]
         differs = np.zeros(int(is_update.sum()), dtype=bool)
         for name in columns:
             differs |= arrow_numpy.mask(_null_safe_differ(updated_old[name], updated_new[name]))
         opens_version[is_update] = differs
     closes = o[opens_version]  # deletes and updates of tracked columns
-    closed_old = old.take(_at(closes))
+    closed_old = old.take(arrow_numpy.positions(closes))
     closed = _versions(data_columns(closed_old.select(data.column_names)), closed_old[VALID_FROM], at)
     in_place = is_update & ~opens_version
-    kept = _versions(data.take(_at(n[in_place])), old.take(_at(o[in_place]))[VALID_FROM], None)
+    kept = _versions(
+        data.take(arrow_numpy.positions(n[in_place])), old.take(arrow_numpy.positions(o[in_place]))[VALID_FROM], None
+    )
     new_rows = np.sort(np.concatenate([np.flatnonzero(rows_of("I")), n[is_update & opens_version]]))
-    opened = _versions(data.take(_at(new_rows)), repeat(at, TIMESTAMP, len(new_rows)), None)
+    opened = _versions(
+        data.take(arrow_numpy.positions(new_rows)), arrow_numpy.repeated(at, TIMESTAMP, len(new_rows)), None
+    )
     return closed, pa.concat_tables([kept, opened])
-
-
-def _at(rows: np.ndarray) -> pa.Array:
-    return arrow_numpy.positions(rows)
 
 
 def as_of(history: pa.Table, at: datetime) -> pa.Table:
