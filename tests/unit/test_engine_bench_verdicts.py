@@ -46,3 +46,25 @@ def test_only_the_targets_whose_contenders_ran_at_this_size_are_judged() -> None
         ("1,000,000 rows: engine_parquet peak 700 MiB (before: 773 MiB: not higher)", True),
     ]  # fmt: skip
     assert at_2m == []
+
+
+def test_the_ratio_comes_from_the_adjacent_pairs_and_the_peak_from_every_run() -> None:
+    # Given 5M repetitions where a slow spell hit the engine's runs (1.0x DuckDB), adjacent pairs where it
+    # took 0.75x DuckDB, and one of those pairs where the engine peaked higher than in the repetitions
+    runs = {
+        "engine_parquet": [_run(5.0, 6.0, 1100), _run(5.0, 6.0, 1100)],
+        "duckdb_production": [_run(5.5, 6.0, 1050), _run(5.5, 6.0, 1050)],
+    }
+    adjacent = {
+        "engine_parquet": [_run(4.0, 4.5, 1100), _run(4.1, 4.5, 1200), _run(4.0, 4.4, 1100)],
+        "duckdb_production": [_run(5.5, 6.0, 1050), _run(5.5, 6.0, 1050), _run(5.4, 5.8, 1050)],
+    }
+    # When judged
+    lines = verdicts(5_000_000, runs, adjacent)
+    # Then each ratio is the median of the pairs' (whole: 0.75, 0.75, 0.76; in-process: 0.73, 0.75, 0.74)
+    # and the peak the highest of every run
+    assert lines == [
+        ("5,000,000 rows: engine_parquet ÷ duckdb_production = 0.75 whole process (target <= 0.80: met); "
+         "0.74 in-process", True),
+        ("5,000,000 rows: engine_parquet peak 1200 MiB (before: 1335 MiB: not higher)", True),
+    ]  # fmt: skip
