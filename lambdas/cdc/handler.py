@@ -8,8 +8,9 @@ are raised after the other tables ran, so Lambda retries (done work is a no-op).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
@@ -39,7 +40,9 @@ class CdcBatchError(SnapcdcError, RuntimeError):
 
 
 @cache
-def _dependencies() -> tuple[S3Store, PipelineConfig, GlueCatalog | None, SparkRoute | None, IcebergLake | None]:
+def _dependencies() -> tuple[
+    S3Store, PipelineConfig, GlueCatalog | None, SparkRoute | None, Callable[[], IcebergLake | None] | None
+]:
     settings = load_settings(CdcSettings)
     layout = Layout(settings.data_prefix)
     store = S3Store(boto3.client("s3", endpoint_url=settings.s3_endpoint_url), settings.bucket_name, layout)
@@ -60,10 +63,15 @@ def _dependencies() -> tuple[S3Store, PipelineConfig, GlueCatalog | None, SparkR
     config = load_config(settings.pipeline_config)
     iceberg = None
     if settings.iceberg_catalog_database and any(t.iceberg for t in config.tables):  # docs/iceberg.md
-        from snapcdc.cdc.iceberg.sync import iceberg_lake
-
-        iceberg = iceberg_lake(config, store, boto3.client("glue"), settings.iceberg_catalog_database)
+        iceberg = cache(partial(_iceberg_lake, config, store, settings.iceberg_catalog_database))
     return store, config, catalog, route, iceberg
+
+
+def _iceberg_lake(config: PipelineConfig, store: S3Store, database: str) -> IcebergLake | None:
+    """Built for the first table of an event that enables Iceberg (it imports pyiceberg and pandas)."""
+    from snapcdc.cdc.iceberg.sync import iceberg_lake
+
+    return iceberg_lake(config, store, boto3.client("glue"), database)
 
 
 def _report_metrics(report: BatchReport) -> None:

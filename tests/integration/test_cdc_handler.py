@@ -8,6 +8,7 @@ import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -215,7 +216,7 @@ with mock_aws():
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=BUCKET)
     boto3.client("glue").create_database(DatabaseInput={"Name": "snapcdc"})
-    store, table = S3Store(s3, BUCKET, Layout()), load_config().table("clientes")
+    store, table = S3Store(s3, BUCKET, Layout()), load_config().table(sys.argv[2])
     handler = load_handler("cdc")
     statuses = []
     for snap, body in json.loads(sys.argv[1]):
@@ -225,8 +226,23 @@ with mock_aws():
         processed = handler.lambda_handler(event, LocalLambdaContext("snapcdc-cdc"))["processed"][0]
         statuses.append([processed["status"], processed["inserts"], processed["updates"], processed["deletes"]])
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
-    print(json.dumps({"statuses": statuses, "keys": keys, "pandas": "pandas" in sys.modules}))
+    print(json.dumps({"statuses": statuses, "keys": keys, "pandas": "pandas" in sys.modules,
+                      "pyiceberg": "pyiceberg" in sys.modules}))
 """
+
+
+def _runs_in_a_fresh_process(table: str, snapshots: list[tuple[str, bytes]]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", TWO_RUNS_IN_A_FRESH_PROCESS, json.dumps([[s, b.decode()] for s, b in snapshots]), table],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parents[2],
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return outcome
 
 
 def test_a_cdc_run_with_every_feed_does_not_import_pandas(environment, monkeypatch, tmp_path):
@@ -243,19 +259,27 @@ def test_a_cdc_run_with_every_feed_does_not_import_pandas(environment, monkeypat
     added = ["00000000-0000-4000-8000-000000000001", 0, 0, 0, 0, 0, 1, stamp, stamp]
     snapshots = [(SNAP, csv_bytes(COLUMNS, ROWS)), ("20260102T000000Z", csv_bytes(COLUMNS, [changed, added]))]
     # When the CDC handler runs both in a fresh interpreter
-    done = subprocess.run(
-        [sys.executable, "-c", TWO_RUNS_IN_A_FRESH_PROCESS, json.dumps([[s, b.decode()] for s, b in snapshots])],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=Path(__file__).parents[2],
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    outcome = _runs_in_a_fresh_process("clientes", snapshots)
     # Then both were accepted with their changes, every feed was written (SCD2 closed a version), and
     # pandas was never imported
     assert outcome["statuses"] == [["accepted", 2, 0, 0], ["accepted", 1, 1, 1]]
     for prefix in ("changelog/clientes/", "dms/clientes/", "scd2/clientes/clientes_closed_", "cdc/clientes/"):
         assert any(key.startswith(prefix) for key in outcome["keys"]), prefix
+    assert outcome["pandas"] is False
+
+
+def test_an_event_of_a_table_without_iceberg_does_not_import_pyiceberg(environment, monkeypatch):
+    # Given the packaged config, whose clientes keeps Iceberg tables and whose produtos does not, and a
+    # Glue database for them (as deployed)
+    monkeypatch.setenv("GLUE_DATABASE", "snapcdc")
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    assert load_config().table("clientes").iceberg and not load_config().table("produtos").iceberg
+    # When the CDC handler runs a produtos snapshot in a fresh interpreter
+    outcome = _runs_in_a_fresh_process(
+        "produtos", [(SNAP, csv_bytes(["IdProduto", "DescNomeProduto"], [["1", "Café"]]))]
+    )
+    # Then it was accepted, and neither pyiceberg nor pandas (which pyiceberg's pyarrow.dataset imports:
+    # about 0.6 s of CPU together) was imported
+    assert outcome["statuses"] == [["accepted", 1, 0, 0]]
+    assert outcome["pyiceberg"] is False
     assert outcome["pandas"] is False

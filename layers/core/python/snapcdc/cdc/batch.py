@@ -9,6 +9,7 @@ the other tables ran, and Lambda retries the event (done work is a no-op).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,12 +60,15 @@ def process_raw_keys(
     catalog: GlueCatalog | None = None,
     route: SparkRoute | None = None,
     engine: CdcEngine | None = None,
-    iceberg: IcebergLake | None = None,
+    iceberg: Callable[[], IcebergLake | None] | None = None,
 ) -> BatchReport:
     """Process the table snapshots that ``keys`` (raw CSV object keys) belong to, each table's in order.
 
     ``engine``: the diff (the Arrow engine unless given). With a ``catalog``, each accepted snapshot's
-    Glue tables are synced before its run record is written.
+    Glue tables are synced before its run record is written. ``iceberg`` builds the Iceberg tables'
+    keeper (docs/iceberg.md), and is called only for a table that enables Iceberg: building it imports
+    pyiceberg, and with it pandas (``pyarrow.dataset`` builds a scalar at import), about 0.6 s of CPU
+    that an event of the other tables does not pay.
     """
     report = BatchReport()
     wanted: dict[str, set[Snapshot]] = {}
@@ -78,16 +82,16 @@ def process_raw_keys(
         except SnapshotIdError as error:  # a key of the table's folder that names no snapshot time
             report.permanent_failures[raw.table] = f"{type(error).__name__}: {error}"
     for table, snapshots in sorted(wanted.items()):
-        processor = TableProcessor(
-            store,
-            config.table(table),
-            **({"work_dir": work_dir} if work_dir else {}),
-            catalog=catalog,
-            route=route,
-            engine=engine or ArrowEngine(),
-            iceberg=iceberg,
-        )
         try:
+            processor = TableProcessor(
+                store,
+                config.table(table),
+                **({"work_dir": work_dir} if work_dir else {}),
+                catalog=catalog,
+                route=route,
+                engine=engine or ArrowEngine(),
+                iceberg=iceberg() if iceberg is not None and config.table(table).iceberg else None,
+            )
             for snapshot in sorted(snapshots):
                 done = processor.process(snapshot)
                 if not done:
