@@ -33,17 +33,21 @@ class HashIndex:
         mask = np.uint64(size - 1)
         pending = np.arange(count, dtype=table.dtype)
         slots = (hashes & mask).astype(np.int64)
+        # Subsets are taken by position (flatnonzero, take), not by boolean mask: numpy's masked copy
+        # is several times slower on the scattered masks of a hash table, and the first round, where
+        # every slot is free, copies nothing.
         first = True
         while len(pending):
-            free = np.ones(len(pending), dtype=bool) if first else table[slots] == _EMPTY
+            if first:
+                claim, at = pending, slots
+            else:
+                free = np.flatnonzero(table[slots] == _EMPTY)
+                claim, at = pending.take(free), slots.take(free)
             first = False
-            claim, at = pending[free], slots[free]
             table[at] = claim  # of several claiming one slot, one is stored: the others probe on
-            placed = np.zeros(len(pending), dtype=bool)
-            placed[free] = table[at] == claim
             # Everyone else meets the entry now in its slot: the same hash there is a repeated hash.
-            left = ~placed
-            pending, slots = pending[left], slots[left]
+            left = np.flatnonzero(table[slots] != pending)
+            pending, slots = pending.take(left), slots.take(left)
             if len(pending) and bool((hashes[table[slots]] == hashes[pending]).any()):
                 return None
             slots = (slots + 1) & int(mask)
@@ -58,10 +62,11 @@ class HashIndex:
         size_mask = int(self.mask)
         while len(pending):
             occupant = self.table[slots]
-            filled = occupant != _EMPTY
-            pending, slots, occupant = pending[filled], slots[filled], occupant[filled]
+            filled = np.flatnonzero(occupant != _EMPTY)
+            pending, slots, occupant = pending.take(filled), slots.take(filled), occupant.take(filled)
             hit = self.hashes[occupant] == wanted[pending]
-            found[pending[hit]] = occupant[hit]
-            miss = ~hit
-            pending, slots = pending[miss], (slots[miss] + 1) & size_mask
+            at = np.flatnonzero(hit)
+            found[pending.take(at)] = occupant.take(at)
+            miss = np.flatnonzero(~hit)
+            pending, slots = pending.take(miss), (slots.take(miss) + 1) & size_mask
         return found
