@@ -122,8 +122,8 @@ def measure(runs: int) -> list[Medians]:
         FLOOR_NAME: (IN_LAMBDA, IMPORT_ITS_LIBRARIES),
         "handler, outside Lambda": (OUTSIDE_LAMBDA, IMPORT_THE_HANDLER),
         IN_LAMBDA_NAME: (IN_LAMBDA, IMPORT_THE_HANDLER),
-        "+ first call's set-up": (DEPLOYED, SET_UP_THE_FIRST_CALL),
-        "+ set-up, Iceberg tables": (DEPLOYED, WITH_ICEBERG_TABLES),
+        "handler and its first call's set-up, in Lambda": (DEPLOYED, SET_UP_THE_FIRST_CALL),
+        "the same with Iceberg's modules": (DEPLOYED, WITH_ICEBERG_TABLES),
     }
     times: dict[str, list[ImportTime]] = {name: [] for name in imports}
     for _ in range(runs):
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     floor, in_lambda = by_name[FLOOR_NAME], by_name[IN_LAMBDA_NAME]
     print(f"cold start: import of the CDC handler, median of {args.runs} fresh processes each")
     for result in results:
-        print(f"  {result.environment:<26} wall {result.wall:6.3f} s   CPU {result.cpu:6.3f} s")
+        print(f"  {result.environment:<48} wall {result.wall:6.3f} s   CPU {result.cpu:6.3f} s")
     print(f"  snapcdc's own share (handler in Lambda - libraries): CPU {in_lambda.cpu - floor.cpu:6.3f} s")
     verdict = "within" if in_lambda.cpu <= TARGET_SECONDS else "MISSED"
     save(results, verdict)
