@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from functools import cache, partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote_plus
 
 import boto3
@@ -39,10 +39,18 @@ class CdcBatchError(SnapcdcError, RuntimeError):
     """Some tables failed unexpectedly; raised so that Lambda retries the event."""
 
 
+class _Dependencies(NamedTuple):
+    """What every invocation of a warm function uses, built on its first."""
+
+    store: S3Store
+    config: PipelineConfig
+    catalog: GlueCatalog | None
+    route: SparkRoute | None
+    iceberg: Callable[[], IcebergLake | None] | None  # builds the Iceberg tables' keeper, when one is needed
+
+
 @cache
-def _dependencies() -> tuple[
-    S3Store, PipelineConfig, GlueCatalog | None, SparkRoute | None, Callable[[], IcebergLake | None] | None
-]:
+def _dependencies() -> _Dependencies:
     settings = load_settings(CdcSettings)
     layout = Layout(settings.data_prefix)
     store = S3Store(boto3.client("s3", endpoint_url=settings.s3_endpoint_url), settings.bucket_name, layout)
@@ -64,7 +72,7 @@ def _dependencies() -> tuple[
     iceberg = None
     if settings.iceberg_catalog_database and any(t.iceberg for t in config.tables):  # docs/iceberg.md
         iceberg = cache(partial(_iceberg_lake, config, store, settings.iceberg_catalog_database))
-    return store, config, catalog, route, iceberg
+    return _Dependencies(store, config, catalog, route, iceberg)
 
 
 def _iceberg_lake(config: PipelineConfig, store: S3Store, database: str) -> IcebergLake | None:
@@ -95,10 +103,18 @@ def _report_metrics(report: BatchReport) -> None:
 @metrics.log_metrics
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
-    store, config, catalog, route, iceberg = _dependencies()
+    uses = _dependencies()
     keys = [unquote_plus(record.s3.get_object.key) for record in event.records]
     logger.info("cdc event", extra={"keys": keys})
-    report = process_raw_keys(store, config, keys, catalog=catalog, route=route, engine=ArrowEngine(), iceberg=iceberg)
+    report = process_raw_keys(
+        uses.store,
+        uses.config,
+        keys,
+        catalog=uses.catalog,
+        route=uses.route,
+        engine=ArrowEngine(),
+        iceberg=uses.iceberg,
+    )
     _report_metrics(report)
     logger.info("cdc done", extra=report.summary())
     if report.failures:

@@ -82,15 +82,16 @@ def process_raw_keys(
         except SnapshotIdError as error:  # a key of the table's folder that names no snapshot time
             report.permanent_failures[raw.table] = f"{type(error).__name__}: {error}"
     for table, snapshots in sorted(wanted.items()):
+        spec = config.table(table)
         try:
             processor = TableProcessor(
                 store,
-                config.table(table),
+                spec,
                 **({"work_dir": work_dir} if work_dir else {}),
                 catalog=catalog,
                 route=route,
                 engine=engine or ArrowEngine(),
-                iceberg=iceberg() if iceberg is not None and config.table(table).iceberg else None,
+                iceberg=iceberg() if iceberg is not None and spec.iceberg else None,
             )
             for snapshot in sorted(snapshots):
                 done = processor.process(snapshot)
